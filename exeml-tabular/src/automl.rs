@@ -1,0 +1,312 @@
+//! The search: checks the data, splits it, fits each proposed configuration within the budget,
+//! keeps the best by validation score, and evaluates it.
+
+use crate::checks::check_table;
+use crate::evaluate::{argmax, evaluate_classification, evaluate_regression, Evaluation};
+use crate::family::{self, gbdt, linear, Estimator, Labelled, Problem};
+use crate::features::{Encoding, FeaturePipeline};
+use crate::manifest::{Lineage, Manifest, FORMAT, FORMAT_VERSION};
+use crate::model::TabularModel;
+use crate::predictor::TabularPredictor;
+use crate::schema::{describe_columns, infer_target, label_numbers, label_texts, Target};
+use crate::table::Table;
+use exeml_core::search::{DefaultsFirst, Searcher, Trial, TrialOutcome, TrialRecord};
+use exeml_core::split::{quantile_strata, stratified_split};
+use exeml_core::{
+    Budget, Error, FitContext, ProblemType, Progress, Result, SplitSpec, TaskKind, Trainer, Usage,
+};
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// Train a model on `table` as configured by `config`.
+///
+/// `usage` is the split of a published dataset version; without it the rows are split here
+/// (seeded and stratified). The budget covers everything from the checks to the evaluation.
+pub fn fit(
+    config: &TabularPredictor,
+    table: &Table,
+    usage: Option<&[Usage]>,
+    budget: &Budget,
+    progress: &dyn Progress,
+) -> Result<TabularModel> {
+    let started = Instant::now();
+    let label = match &config.label {
+        Some(l) => l.clone(),
+        None => table
+            .columns
+            .last()
+            .map(|c| c.name.clone())
+            .ok_or_else(|| Error::data(&table.source, "the table has no columns"))?,
+    };
+    progress.phase("checking data");
+    let target = infer_target(table, &label, config.problem)?;
+    let label_column = table.column(&label)?;
+    let texts = label_texts(&label_column.values);
+    let numbers = label_numbers(&label_column.values);
+    let columns = describe_columns(table, &label);
+    let checks =
+        check_table(table, &target, &texts, &numbers, &columns).into_result(&table.source)?;
+
+    let problem = Problem {
+        kind: target.problem,
+        n_classes: target.classes.len().max(1),
+    };
+    let y: Vec<f64> = if problem.kind == ProblemType::Regression {
+        numbers.clone()
+    } else {
+        texts
+            .iter()
+            .map(|t| {
+                t.as_ref()
+                    .and_then(|t| target.classes.iter().position(|c| c == t))
+                    .map_or(f64::NAN, |i| i as f64)
+            })
+            .collect()
+    };
+    let spec = SplitSpec {
+        train_ratio: config.train_ratio,
+        seed: config.seed,
+    }
+    .check()?;
+    let usage: Vec<Usage> = match usage {
+        Some(u) if u.len() == table.n_rows() => u.to_vec(),
+        Some(u) => {
+            return Err(Error::data(
+                &table.source,
+                format!(
+                    "the split has {} rows but the table {}",
+                    u.len(),
+                    table.n_rows()
+                ),
+            ))
+        }
+        None => split_rows(table, &target, spec)?,
+    };
+    let train_rows: Vec<usize> = (0..usage.len())
+        .filter(|&i| usage[i] == Usage::Train)
+        .collect();
+    let valid_rows: Vec<usize> = (0..usage.len())
+        .filter(|&i| usage[i] == Usage::Validation)
+        .collect();
+    if train_rows.is_empty() || valid_rows.is_empty() {
+        return Err(Error::data(
+            &table.source,
+            "the split left no training or no validation rows",
+        ));
+    }
+    let train_table = table.take(&train_rows);
+    let valid_table = table.take(&valid_rows);
+    let pick = |rows: &[usize]| rows.iter().map(|&r| y[r]).collect::<Vec<f64>>();
+    let (y_train, y_valid) = (pick(&train_rows), pick(&valid_rows));
+
+    let ctx = FitContext {
+        budget: budget.clone(),
+        device: config.device,
+        preference: config.preference,
+        seed: config.seed,
+        progress,
+    };
+    let spaces = family::spaces(problem);
+    let mut searcher = DefaultsFirst::new(&spaces);
+    if let Some(parent) = &config.warm_start {
+        check_parent(&parent.manifest, &target, &table.source)?;
+        searcher.prepend(&parent.manifest.family, parent.manifest.params.clone());
+    }
+    let mut prepared: HashMap<Encoding, (FeaturePipeline, Labelled, Labelled)> = HashMap::new();
+    let mut best: Option<(f64, Trial, FeaturePipeline, Estimator, Vec<f64>)> = None;
+    let mut history = Vec::new();
+    let total = searcher.remaining();
+    while let Some(trial) = searcher.suggest() {
+        if budget.exhausted() && best.is_some() {
+            break;
+        }
+        progress.phase(&format!("trial {}/{total}: {}", trial.id + 1, trial.family));
+        progress.fraction(budget.fraction_used());
+        let encoding = family::encoding_of(&trial.family)?;
+        if !prepared.contains_key(&encoding) {
+            let pipeline = FeaturePipeline::fit(&train_table, &columns, encoding)?;
+            let train = Labelled {
+                x: pipeline.transform(&train_table)?,
+                y: y_train.clone(),
+            };
+            let valid = Labelled {
+                x: pipeline.transform(&valid_table)?,
+                y: y_valid.clone(),
+            };
+            prepared.insert(encoding, (pipeline, train, valid));
+        }
+        let (pipeline, train, valid) = &prepared[&encoding];
+        let fit_started = Instant::now();
+        let fitted = fit_family(&trial, problem, train, valid, &ctx);
+        let fit_secs = fit_started.elapsed().as_secs_f64();
+        let record = match fitted {
+            Ok(estimator) => {
+                let predict_started = Instant::now();
+                let out = estimator.predict(&valid.x);
+                let predict_secs = predict_started.elapsed().as_secs_f64();
+                let score = validation_score(problem, &valid.y, &out);
+                let record = TrialRecord {
+                    trial: trial.clone(),
+                    outcome: TrialOutcome {
+                        score: Some(score),
+                        metric: score_name(problem).into(),
+                        fit_secs,
+                        predict_secs,
+                        note: None,
+                    },
+                };
+                if best.as_ref().is_none_or(|(s, ..)| score > *s) {
+                    best = Some((score, trial, pipeline.clone(), estimator, out));
+                }
+                record
+            }
+            Err(e) => TrialRecord {
+                trial,
+                outcome: TrialOutcome {
+                    score: None,
+                    metric: score_name(problem).into(),
+                    fit_secs,
+                    predict_secs: 0.0,
+                    note: Some(e.to_string()),
+                },
+            },
+        };
+        history.push(record.clone());
+        searcher.observe(record);
+    }
+    let Some((_, trial, pipeline, estimator, out)) = best else {
+        let reasons: Vec<String> = history
+            .iter()
+            .filter_map(|r| r.outcome.note.clone())
+            .collect();
+        return Err(Error::BudgetExhausted {
+            budget_secs: budget.limit().as_secs_f64(),
+            what: format!("any model could be trained ({})", reasons.join("; ")),
+        });
+    };
+    progress.phase("evaluating");
+    let validation = evaluate_output(problem, &target.classes, &y_valid, &out)?;
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        format_version: FORMAT_VERSION,
+        exeml_version: env!("CARGO_PKG_VERSION").into(),
+        task: TaskKind::Tabular,
+        problem: problem.kind,
+        target,
+        columns,
+        family: trial.family.clone(),
+        params: trial.params.clone(),
+        files: Vec::new(),
+        validation,
+        leaderboard: history,
+        checks,
+        lineage: Lineage {
+            data: Some(table.source.display().to_string()),
+            dataset_version: None,
+            parent: config.warm_start.as_ref().map(|w| w.name.clone()),
+            seed: config.seed,
+            train_ratio: config.train_ratio,
+            rows: (train_rows.len(), valid_rows.len()),
+            preference: config.preference,
+            time_limit_secs: budget.limit().as_secs_f64(),
+            fit_secs: started.elapsed().as_secs_f64(),
+            created_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        },
+    };
+    Ok(TabularModel::new(manifest, pipeline, estimator))
+}
+
+fn fit_family(
+    trial: &Trial,
+    problem: Problem,
+    train: &Labelled,
+    valid: &Labelled,
+    ctx: &FitContext<'_>,
+) -> Result<Estimator> {
+    match trial.family.as_str() {
+        gbdt::FAMILY => gbdt::GbdtTrainer { problem }
+            .fit(&trial.params, train, valid, ctx)
+            .map(Estimator::Gbdt),
+        linear::FAMILY => linear::LinearTrainer { problem }
+            .fit(&trial.params, train, valid, ctx)
+            .map(Estimator::Linear),
+        other => Err(Error::invalid(
+            "model family",
+            format!("unknown family `{other}`"),
+        )),
+    }
+}
+
+fn score_name(problem: Problem) -> &'static str {
+    if problem.kind == ProblemType::Regression {
+        "neg_rmse"
+    } else {
+        "accuracy"
+    }
+}
+
+/// Higher is better: accuracy (ties broken by a tiny log-loss term) or negative RMSE.
+fn validation_score(problem: Problem, y: &[f64], out: &[f64]) -> f64 {
+    let n = y.len().max(1) as f64;
+    if problem.kind == ProblemType::Regression {
+        let mse = y
+            .iter()
+            .zip(out)
+            .map(|(t, p)| (t - p) * (t - p))
+            .sum::<f64>()
+            / n;
+        return -mse.sqrt();
+    }
+    let k = problem.n_classes;
+    let mut correct = 0.0;
+    let mut log_loss = 0.0;
+    for (r, &t) in y.iter().enumerate() {
+        let row = &out[r * k..(r + 1) * k];
+        if argmax(row) == t as usize {
+            correct += 1.0;
+        }
+        log_loss -= row[t as usize].clamp(1e-15, 1.0).ln();
+    }
+    correct / n - 1e-6 * log_loss / n
+}
+
+fn evaluate_output(
+    problem: Problem,
+    classes: &[String],
+    y: &[f64],
+    out: &[f64],
+) -> Result<Evaluation> {
+    if problem.kind == ProblemType::Regression {
+        evaluate_regression(y, out)
+    } else {
+        let truth: Vec<usize> = y.iter().map(|&v| v as usize).collect();
+        evaluate_classification(problem.kind, classes, &truth, out)
+    }
+}
+
+/// A parent model must predict the same label the same way.
+fn check_parent(parent: &Manifest, target: &Target, source: &std::path::Path) -> Result<()> {
+    if parent.target.column != target.column || parent.problem != target.problem {
+        return Err(Error::data(
+            source,
+            format!(
+                "cannot warm-start from a model of label `{}` ({}) for label `{}` ({})",
+                parent.target.column, parent.problem, target.column, target.problem
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The seeded, stratified split of a table's rows: by class, or by target decile for regression.
+pub fn split_rows(table: &Table, target: &Target, spec: SplitSpec) -> Result<Vec<Usage>> {
+    let spec = spec.check()?;
+    let values = &table.column(&target.column)?.values;
+    Ok(if target.problem == ProblemType::Regression {
+        stratified_split(&quantile_strata(&label_numbers(values), 10), spec)
+    } else {
+        stratified_split(&label_texts(values), spec)
+    })
+}

@@ -1,0 +1,363 @@
+//! Gradient-boosted decision trees (forust-ml: pure Rust, histogram-based, LightGBM-like
+//! leaf-wise growth), with early stopping on the validation part and a round cap derived from
+//! the time budget. Multiclass problems use one booster per class (one-vs-rest), normalised.
+
+use super::{sigmoid, Labelled, Problem};
+use crate::features::Matrix;
+use exeml_core::search::{ParamPoint, ParamRange, ParamValue, SearchSpace};
+use exeml_core::{Error, FitContext, ProblemType, Result, Trainer};
+use forust_ml::gradientbooster::{GrowPolicy, MissingNodeTreatment};
+use forust_ml::objective::ObjectiveType;
+use forust_ml::sampler::SampleMethod;
+use forust_ml::GradientBooster;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+/// The family's name in manifests and leaderboards.
+pub const FAMILY: &str = "gbdt";
+/// Rounds fitted first to measure the cost of one round.
+const PROBE_ROUNDS: usize = 10;
+/// Share of the remaining budget a fit may plan to use.
+const BUDGET_SHARE: f64 = 0.8;
+
+/// Hyper-parameters of the booster, read from a search point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GbdtParams {
+    /// Shrinkage per round.
+    pub learning_rate: f64,
+    /// Most leaves per tree (leaf-wise growth).
+    pub max_leaves: usize,
+    /// Deepest a tree may grow.
+    pub max_depth: usize,
+    /// L2 penalty on leaf weights.
+    pub l2: f64,
+    /// Smallest hessian sum in a leaf.
+    pub min_leaf_weight: f64,
+    /// Share of rows sampled per round.
+    pub subsample: f64,
+    /// Share of features sampled per tree.
+    pub colsample: f64,
+    /// Most boosting rounds.
+    pub max_rounds: usize,
+    /// Rounds without validation improvement before stopping.
+    pub early_stopping: usize,
+}
+
+impl Default for GbdtParams {
+    /// Close to LightGBM's defaults, with more rounds and early stopping.
+    fn default() -> Self {
+        GbdtParams {
+            learning_rate: 0.1,
+            max_leaves: 31,
+            max_depth: 12,
+            l2: 1.0,
+            min_leaf_weight: 1.0,
+            subsample: 1.0,
+            colsample: 1.0,
+            max_rounds: 1000,
+            early_stopping: 50,
+        }
+    }
+}
+
+impl GbdtParams {
+    /// Read and validate the parameters of a search point (absent ones keep their defaults).
+    pub fn from_point(point: &ParamPoint) -> Result<Self> {
+        let d = GbdtParams::default();
+        let f = |k: &str, v: f64| point.get(k).and_then(ParamValue::as_f64).unwrap_or(v);
+        let i = |k: &str, v: usize| {
+            point
+                .get(k)
+                .and_then(ParamValue::as_i64)
+                .map_or(v, |x| x.max(0) as usize)
+        };
+        let p = GbdtParams {
+            learning_rate: f("learning_rate", d.learning_rate),
+            max_leaves: i("max_leaves", d.max_leaves),
+            max_depth: i("max_depth", d.max_depth),
+            l2: f("l2", d.l2),
+            min_leaf_weight: f("min_leaf_weight", d.min_leaf_weight),
+            subsample: f("subsample", d.subsample),
+            colsample: f("colsample", d.colsample),
+            max_rounds: i("max_rounds", d.max_rounds),
+            early_stopping: i("early_stopping", d.early_stopping),
+        };
+        p.check()
+    }
+
+    fn check(self) -> Result<Self> {
+        let bad = |name: &str, msg: &str| Err(Error::invalid(format!("gbdt.{name}"), msg));
+        if !(self.learning_rate > 0.0 && self.learning_rate <= 1.0) {
+            return bad("learning_rate", "must be in (0, 1]");
+        }
+        if self.max_leaves < 2 || self.max_depth < 1 || self.max_rounds < 1 {
+            return bad(
+                "max_leaves",
+                "trees need at least 2 leaves, depth 1 and 1 round",
+            );
+        }
+        if !(self.subsample > 0.0 && self.subsample <= 1.0)
+            || !(self.colsample > 0.0 && self.colsample <= 1.0)
+        {
+            return bad("subsample", "sampling shares must be in (0, 1]");
+        }
+        if self.l2 < 0.0 || self.min_leaf_weight < 0.0 {
+            return bad("l2", "penalties must be non-negative");
+        }
+        Ok(self)
+    }
+
+    /// The parameters as a search point (for manifests).
+    pub fn to_point(&self) -> ParamPoint {
+        let mut p = ParamPoint::new();
+        p.insert(
+            "learning_rate".into(),
+            ParamValue::Float(self.learning_rate),
+        );
+        p.insert("max_leaves".into(), ParamValue::Int(self.max_leaves as i64));
+        p.insert("max_depth".into(), ParamValue::Int(self.max_depth as i64));
+        p.insert("l2".into(), ParamValue::Float(self.l2));
+        p.insert(
+            "min_leaf_weight".into(),
+            ParamValue::Float(self.min_leaf_weight),
+        );
+        p.insert("subsample".into(), ParamValue::Float(self.subsample));
+        p.insert("colsample".into(), ParamValue::Float(self.colsample));
+        p.insert("max_rounds".into(), ParamValue::Int(self.max_rounds as i64));
+        p.insert(
+            "early_stopping".into(),
+            ParamValue::Int(self.early_stopping as i64),
+        );
+        p
+    }
+}
+
+/// The family's search space; the default point is LightGBM-like.
+pub fn search_space(problem: Problem) -> SearchSpace {
+    let float = |low, high, log| ParamRange::Float { low, high, log };
+    let int = |low, high, log| ParamRange::Int { low, high, log };
+    let params = BTreeMap::from([
+        ("learning_rate".to_string(), float(0.01, 0.3, true)),
+        ("max_leaves".to_string(), int(4, 255, true)),
+        ("max_depth".to_string(), int(3, 16, false)),
+        ("l2".to_string(), float(1e-3, 10.0, true)),
+        ("min_leaf_weight".to_string(), float(1e-3, 20.0, true)),
+        ("subsample".to_string(), float(0.5, 1.0, false)),
+        ("colsample".to_string(), float(0.4, 1.0, false)),
+    ]);
+    SearchSpace {
+        family: FAMILY.into(),
+        params,
+        defaults: vec![GbdtParams::default().to_point()],
+        cost_hint: 10.0 * problem.output_width().max(1) as f64,
+    }
+}
+
+/// A fitted booster per output (one for binary and regression, one per class otherwise).
+pub struct GbdtModel {
+    boosters: Vec<GradientBooster>,
+    problem: Problem,
+}
+
+impl std::fmt::Debug for GbdtModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GbdtModel")
+            .field("problem", &self.problem)
+            .field("rounds", &self.rounds())
+            .finish()
+    }
+}
+
+/// Fits [`GbdtModel`]s.
+#[derive(Debug, Clone, Copy)]
+pub struct GbdtTrainer {
+    /// The problem to fit.
+    pub problem: Problem,
+}
+
+impl Trainer for GbdtTrainer {
+    type Data = Labelled;
+    type Model = GbdtModel;
+
+    fn fit(
+        &self,
+        point: &ParamPoint,
+        train: &Labelled,
+        valid: &Labelled,
+        ctx: &FitContext<'_>,
+    ) -> Result<GbdtModel> {
+        let params = GbdtParams::from_point(point)?;
+        let problem = self.problem;
+        let targets: Vec<Vec<f64>> = match problem.kind {
+            ProblemType::Regression => vec![train.y.clone()],
+            ProblemType::Binary => vec![train.y.clone()],
+            _ => (0..problem.n_classes)
+                .map(|c| one_vs_rest(&train.y, c))
+                .collect(),
+        };
+        let valid_targets: Vec<Vec<f64>> = match problem.kind {
+            ProblemType::Regression | ProblemType::Binary => vec![valid.y.clone()],
+            _ => (0..problem.n_classes)
+                .map(|c| one_vs_rest(&valid.y, c))
+                .collect(),
+        };
+        // ObjectiveType is neither Copy nor Clone: make one per booster.
+        let objective = || {
+            if problem.kind == ProblemType::Regression {
+                ObjectiveType::SquaredLoss
+            } else {
+                ObjectiveType::LogLoss
+            }
+        };
+        let x = forust_ml::Matrix::new(&train.x.data, train.x.rows, train.x.cols);
+        let weights = vec![1.0; train.x.rows];
+        let valid_weights = vec![1.0; valid.x.rows];
+
+        // Measure one round on the first output, then cap the rounds to fit the budget.
+        let started = Instant::now();
+        let probe_rounds = PROBE_ROUNDS.min(params.max_rounds);
+        let mut probe = booster(&params, objective(), probe_rounds, None, ctx.seed)?;
+        probe
+            .fit(&x, &targets[0], &weights, None)
+            .map_err(backend)?;
+        let per_round = started.elapsed().as_secs_f64() / probe_rounds as f64;
+        let outputs = targets.len();
+        let affordable = ctx.budget.remaining().as_secs_f64() * BUDGET_SHARE
+            / (per_round * outputs as f64).max(1e-9);
+        let rounds = (affordable as usize).clamp(1, params.max_rounds);
+        if rounds <= probe_rounds && outputs == 1 {
+            return Ok(GbdtModel {
+                boosters: vec![probe],
+                problem,
+            });
+        }
+        let mut boosters = Vec::with_capacity(outputs);
+        for (y, yv) in targets.iter().zip(&valid_targets) {
+            let mut b = booster(
+                &params,
+                objective(),
+                rounds,
+                Some(params.early_stopping),
+                ctx.seed,
+            )?;
+            let xv = forust_ml::Matrix::new(&valid.x.data, valid.x.rows, valid.x.cols);
+            let eval = vec![(xv, yv.as_slice(), valid_weights.as_slice())];
+            b.fit(&x, y, &weights, Some(eval)).map_err(backend)?;
+            boosters.push(b);
+        }
+        Ok(GbdtModel { boosters, problem })
+    }
+}
+
+fn booster(
+    params: &GbdtParams,
+    objective: ObjectiveType,
+    rounds: usize,
+    early_stopping: Option<usize>,
+    seed: u64,
+) -> Result<GradientBooster> {
+    let sample_method = if params.subsample < 1.0 {
+        SampleMethod::Random
+    } else {
+        SampleMethod::None
+    };
+    let b = GradientBooster::default()
+        .set_objective_type(objective)
+        .set_iterations(rounds)
+        .set_learning_rate(params.learning_rate as f32)
+        .set_max_depth(params.max_depth)
+        .set_max_leaves(params.max_leaves)
+        .set_l2(params.l2 as f32)
+        .set_min_leaf_weight(params.min_leaf_weight as f32)
+        .set_sample_method(sample_method)
+        .set_subsample(params.subsample as f32)
+        .set_colsample_bytree(params.colsample)
+        .set_seed(seed)
+        .set_early_stopping_rounds(early_stopping)
+        .set_initialize_base_score(true);
+    let mut b = b;
+    b.grow_policy = GrowPolicy::LossGuide;
+    b.missing_node_treatment = MissingNodeTreatment::AssignToParent;
+    Ok(b)
+}
+
+fn one_vs_rest(y: &[f64], class: usize) -> Vec<f64> {
+    y.iter()
+        .map(|&v| if v as usize == class { 1.0 } else { 0.0 })
+        .collect()
+}
+
+fn backend(e: forust_ml::errors::ForustError) -> Error {
+    Error::Backend {
+        backend: "gbdt",
+        message: e.to_string(),
+    }
+}
+
+impl GbdtModel {
+    /// Predictions, row-major: probabilities per class, or values for regression.
+    pub fn predict(&self, x: &Matrix) -> Vec<f64> {
+        let m = forust_ml::Matrix::new(&x.data, x.rows, x.cols);
+        let raw: Vec<Vec<f64>> = self.boosters.iter().map(|b| b.predict(&m, true)).collect();
+        match self.problem.kind {
+            ProblemType::Regression => raw.into_iter().next().unwrap_or_default(),
+            ProblemType::Binary => raw
+                .first()
+                .map(|r| {
+                    r.iter()
+                        .flat_map(|&z| [1.0 - sigmoid(z), sigmoid(z)])
+                        .collect()
+                })
+                .unwrap_or_default(),
+            _ => {
+                let k = raw.len();
+                let mut out = Vec::with_capacity(x.rows * k);
+                for r in 0..x.rows {
+                    let row: Vec<f64> = raw.iter().map(|c| sigmoid(c[r])).collect();
+                    let sum: f64 = row.iter().sum::<f64>().max(1e-12);
+                    out.extend(row.iter().map(|p| p / sum));
+                }
+                out
+            }
+        }
+    }
+
+    /// Rounds actually used by each booster (after early stopping).
+    pub fn rounds(&self) -> Vec<usize> {
+        self.boosters
+            .iter()
+            .map(|b| b.prediction_iteration.unwrap_or(b.trees.len()))
+            .collect()
+    }
+
+    /// Write one JSON file per booster.
+    pub fn save(&self, dir: &Path) -> Result<Vec<String>> {
+        let mut files = Vec::new();
+        for (i, b) in self.boosters.iter().enumerate() {
+            let name = format!("gbdt_{i}.json");
+            let json = b.json_dump().map_err(backend)?;
+            exeml_core::fsio::write_atomic(&dir.join(&name), json.as_bytes())?;
+            files.push(name);
+        }
+        Ok(files)
+    }
+
+    /// Read the boosters written by [`GbdtModel::save`].
+    pub fn load(dir: &Path, problem: Problem) -> Result<Self> {
+        let outputs = if problem.kind == ProblemType::Multiclass {
+            problem.n_classes
+        } else {
+            1
+        };
+        let mut boosters = Vec::with_capacity(outputs);
+        for i in 0..outputs {
+            let path = dir.join(format!("gbdt_{i}.json"));
+            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+            let b = GradientBooster::from_json(&text)
+                .map_err(|e| Error::data(&path, format!("invalid booster: {e}")))?;
+            boosters.push(b);
+        }
+        Ok(GbdtModel { boosters, problem })
+    }
+}

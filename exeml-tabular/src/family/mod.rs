@@ -1,0 +1,123 @@
+//! Model families. Each declares its search space, its default points and a cost hint, and
+//! implements [`exeml_core::Trainer`] on a feature matrix; adding a family touches one file here
+//! plus one line in [`Estimator`] and [`spaces`].
+
+pub mod gbdt;
+pub mod linear;
+
+use crate::features::{Encoding, Matrix};
+use exeml_core::search::SearchSpace;
+use exeml_core::{Error, ProblemType, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Training data for a family: features and targets (class index, or the value for regression).
+#[derive(Debug, Clone)]
+pub struct Labelled {
+    /// The features.
+    pub x: Matrix,
+    /// One target per row.
+    pub y: Vec<f64>,
+}
+
+/// The problem a family is fitted for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// Binary, multiclass or regression.
+    pub kind: ProblemType,
+    /// Number of classes (1 for regression).
+    pub n_classes: usize,
+}
+
+impl Problem {
+    /// Width of a prediction row: the classes, or 1 for regression.
+    pub fn output_width(self) -> usize {
+        if self.kind == ProblemType::Regression {
+            1
+        } else {
+            self.n_classes
+        }
+    }
+}
+
+/// The search spaces of every family, for a problem.
+pub fn spaces(problem: Problem) -> Vec<SearchSpace> {
+    vec![linear::search_space(problem), gbdt::search_space(problem)]
+}
+
+/// The encoding a family needs.
+pub fn encoding_of(family: &str) -> Result<Encoding> {
+    match family {
+        gbdt::FAMILY => Ok(Encoding::Trees),
+        linear::FAMILY => Ok(Encoding::Linear),
+        other => Err(Error::invalid(
+            "model family",
+            format!("unknown family `{other}`"),
+        )),
+    }
+}
+
+/// A fitted model of any family.
+#[derive(Debug)]
+pub enum Estimator {
+    /// Gradient-boosted trees.
+    Gbdt(gbdt::GbdtModel),
+    /// A regularised linear or logistic model.
+    Linear(linear::LinearModel),
+}
+
+impl Estimator {
+    /// The family's name.
+    pub fn family(&self) -> &'static str {
+        match self {
+            Estimator::Gbdt(_) => gbdt::FAMILY,
+            Estimator::Linear(_) => linear::FAMILY,
+        }
+    }
+
+    /// Predictions, row-major: class probabilities (`rows × n_classes`) or values (`rows`).
+    pub fn predict(&self, x: &Matrix) -> Vec<f64> {
+        match self {
+            Estimator::Gbdt(m) => m.predict(x),
+            Estimator::Linear(m) => m.predict(x),
+        }
+    }
+
+    /// Write the fitted parameters into `dir`; returns the files written (relative names).
+    pub fn save(&self, dir: &Path) -> Result<Vec<String>> {
+        match self {
+            Estimator::Gbdt(m) => m.save(dir),
+            Estimator::Linear(m) => m.save(dir),
+        }
+    }
+
+    /// Read the fitted parameters of `family` from `dir`.
+    pub fn load(family: &str, dir: &Path, problem: Problem) -> Result<Self> {
+        match family {
+            gbdt::FAMILY => Ok(Estimator::Gbdt(gbdt::GbdtModel::load(dir, problem)?)),
+            linear::FAMILY => Ok(Estimator::Linear(linear::LinearModel::load(dir, problem)?)),
+            other => Err(Error::Format {
+                path: dir.to_path_buf(),
+                message: format!("unknown model family `{other}`"),
+            }),
+        }
+    }
+}
+
+/// Turn a row of raw scores into probabilities that sum to one.
+pub(crate) fn softmax_in_place(row: &mut [f64]) {
+    let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut sum = 0.0;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    for v in row.iter_mut() {
+        *v /= sum;
+    }
+}
+
+/// The logistic function.
+pub(crate) fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}

@@ -1,0 +1,148 @@
+//! `TabularPredictor`: the one obvious entry point, shaped like AutoGluon's.
+
+use crate::manifest::Manifest;
+use crate::model::TabularModel;
+use crate::sniff::HeaderMode;
+use crate::table::{ReadOptions, Table};
+use exeml_core::{Budget, Device, Preference, ProblemType, Progress, Result, Silent, Usage};
+use std::path::Path;
+use std::time::Duration;
+
+/// Configures and runs automatic training on a table.
+///
+/// ```no_run
+/// use exeml_tabular::TabularPredictor;
+/// use std::time::Duration;
+/// # fn main() -> exeml_core::Result<()> {
+/// let model = TabularPredictor::new("label")
+///     .time_limit(Duration::from_secs(60))
+///     .fit_path("train.csv".as_ref())?;
+/// let eval = model.evaluate(&exeml_tabular::Table::read("test.csv".as_ref(), Default::default())?)?;
+/// println!("{}", eval.headline().1);
+/// model.save("my-model".as_ref())?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct TabularPredictor {
+    /// The label column; `None` means the last column (SPEC).
+    pub label: Option<String>,
+    /// Force classification or regression instead of inferring it.
+    pub problem: Option<ProblemType>,
+    /// The wall-clock budget of the whole fit.
+    pub time_limit: Duration,
+    /// Speed/size versus accuracy.
+    pub preference: Preference,
+    /// The one seed of the run.
+    pub seed: u64,
+    /// The training share of the split.
+    pub train_ratio: f64,
+    /// Where to compute.
+    pub device: Device,
+    /// Whether CSV input has a header.
+    pub header: HeaderMode,
+    /// An earlier model whose chosen configuration is tried first (`--from`).
+    pub warm_start: Option<WarmStart>,
+}
+
+/// The parent of an incremental run: its name in the lineage and its manifest.
+#[derive(Debug, Clone)]
+pub struct WarmStart {
+    /// How the lineage names the parent (a model folder or a model version).
+    pub name: String,
+    /// The parent's manifest (its chosen family and parameters are tried first).
+    pub manifest: Manifest,
+}
+
+impl Default for TabularPredictor {
+    fn default() -> Self {
+        TabularPredictor {
+            label: None,
+            problem: None,
+            time_limit: Duration::from_secs(60),
+            preference: Preference::Balance,
+            seed: 0,
+            train_ratio: 0.8,
+            device: Device::Cpu,
+            header: HeaderMode::Auto,
+            warm_start: None,
+        }
+    }
+}
+
+impl TabularPredictor {
+    /// A predictor for the label column `label`.
+    pub fn new(label: impl Into<String>) -> Self {
+        TabularPredictor {
+            label: Some(label.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Set the time limit.
+    pub fn time_limit(mut self, limit: Duration) -> Self {
+        self.time_limit = limit;
+        self
+    }
+
+    /// Set the preference.
+    pub fn preference(mut self, preference: Preference) -> Self {
+        self.preference = preference;
+        self
+    }
+
+    /// Set the seed.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Set the training share of the split, in (0, 1).
+    pub fn train_ratio(mut self, ratio: f64) -> Self {
+        self.train_ratio = ratio;
+        self
+    }
+
+    /// Force the problem type.
+    pub fn problem(mut self, problem: ProblemType) -> Self {
+        self.problem = Some(problem);
+        self
+    }
+
+    /// Warm-start from an earlier model: its chosen configuration is tried first and it is
+    /// recorded as the parent in the lineage.
+    pub fn warm_start(mut self, name: impl Into<String>, parent: &TabularModel) -> Self {
+        self.warm_start = Some(WarmStart {
+            name: name.into(),
+            manifest: parent.manifest.clone(),
+        });
+        self
+    }
+
+    /// Read `path` (CSV or Parquet) and fit.
+    pub fn fit_path(&self, path: &Path) -> Result<TabularModel> {
+        let table = Table::read(
+            path,
+            ReadOptions {
+                header: self.header,
+            },
+        )?;
+        self.fit(&table)
+    }
+
+    /// Fit on a table, splitting it here.
+    pub fn fit(&self, table: &Table) -> Result<TabularModel> {
+        self.fit_with(table, None, &Budget::new(self.time_limit), &Silent)
+    }
+
+    /// Fit with a given split (a dataset version's), budget and progress sink.
+    pub fn fit_with(
+        &self,
+        table: &Table,
+        usage: Option<&[Usage]>,
+        budget: &Budget,
+        progress: &dyn Progress,
+    ) -> Result<TabularModel> {
+        self.device.check_available()?;
+        crate::automl::fit(self, table, usage, budget, progress)
+    }
+}

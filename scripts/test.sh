@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Set up and run every check and test of exeml: formatting, lints, unit + integration + doc
+# tests, the demo, and the command-line contract smoke test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export CARGO_TERM_COLOR=never
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test (unit, integration and doc tests)"
+cargo test --workspace
+
+step "exeml demo (in a temporary workspace)"
+demo_home=$(mktemp -d)
+trap 'rm -rf "$demo_home"' EXIT
+EXEML_HOME="$demo_home" cargo run --quiet --bin exeml -- demo --time-limit 10s
+
+if [ -x ../shared/hooks/contract-check ]; then
+  step "command-line contract (../shared/CLI.md)"
+  out=$(../shared/hooks/contract-check)
+  echo "$out"
+  if ! grep -q "follow ../shared/CLI.md" <<<"$out"; then
+    echo "the command-line contract check failed" >&2
+    exit 1
+  fi
+fi
+echo
+echo "all checks passed"

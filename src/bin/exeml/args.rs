@@ -1,0 +1,307 @@
+//! The command line of `exeml` (the contract in docs/cli.md).
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Embeddable AutoML: train, evaluate, version and serve models on your own machine.
+#[derive(Debug, Parser)]
+#[command(name = "exeml", version, about, long_about = None)]
+pub struct Cli {
+    /// The workspace folder of the project store (default: $EXEML_HOME or ./exeml-workspace).
+    #[arg(long, global = true, env = "EXEML_HOME")]
+    pub workspace: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a model automatically on a data file or folder.
+    Train(TrainArgs),
+    /// Predict with a saved model; writes CSV or JSON lines.
+    Predict(PredictArgs),
+    /// Evaluate a saved model on labelled data.
+    Evaluate(EvaluateArgs),
+    /// Run the whole workflow on a built-in data set: project → data → version → model → predict.
+    Demo(DemoArgs),
+    /// Projects of the workspace: create, list, show, delete.
+    #[command(subcommand)]
+    Project(ProjectCommand),
+    /// Data of a project: import, check, label, publish versions, export manifests.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
+    /// Model versions of a project: train, list, show, compare, delete, export.
+    #[command(subcommand)]
+    Model(ModelCommand),
+}
+
+/// The task of `exeml train`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TaskArg {
+    /// Predictive analytics on a table.
+    Tabular,
+    /// Image classification.
+    Image,
+    /// Object detection.
+    Detection,
+    /// Sound classification.
+    Sound,
+    /// Text classification.
+    Text,
+}
+
+/// Whether the CSV has a header row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HeaderArg {
+    /// Guess from the data.
+    Auto,
+    /// The first row names the columns.
+    Yes,
+    /// No header: columns are attr_1 … attr_n.
+    No,
+}
+
+/// Options shared by every training command.
+#[derive(Debug, Clone, Args)]
+pub struct FitOptions {
+    /// Label column (tables); default: the last column.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Wall-clock budget: 60s, 10m, 1h (default 60s).
+    #[arg(long, default_value = "60s")]
+    pub time_limit: String,
+    /// performance_first, balance or accuracy_first.
+    #[arg(long, default_value = "balance")]
+    pub preference: String,
+    /// Share of rows used for training; the rest validates.
+    #[arg(long, default_value_t = 0.8)]
+    pub train_ratio: f64,
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// cpu, cuda:N or metal.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Force the problem type: binary, multiclass, classification or regression.
+    #[arg(long)]
+    pub problem: Option<String>,
+    /// Whether the CSV has a header row.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub header: HeaderArg,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The task.
+    #[arg(long, value_enum)]
+    pub task: TaskArg,
+    /// The training data: a CSV or Parquet file for tables.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// A model folder to warm-start from (its best configuration is tried first).
+    #[arg(long = "from")]
+    pub from: Option<PathBuf>,
+    /// Where to write the model folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub fit: FitOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// A model folder.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The data to predict (the label column may be present; it is ignored).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// PREDS.csv or PREDS.jsonl.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Whether the CSV has a header row.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub header: HeaderArg,
+}
+
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// A model folder.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Labelled data.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Print one JSON object instead of a report.
+    #[arg(long)]
+    pub json: bool,
+    /// Whether the CSV has a header row.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub header: HeaderArg,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Training budget of the demo.
+    #[arg(long, default_value = "20s")]
+    pub time_limit: String,
+    /// Project name used in the workspace.
+    #[arg(long, default_value = "demo")]
+    pub project: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectCommand {
+    /// Create a project.
+    Create {
+        /// 1–64 letters, digits, _ or -, starting with a letter.
+        name: String,
+        /// The task.
+        #[arg(long, value_enum)]
+        task: TaskArg,
+        /// Up to 500 characters.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List projects, optionally filtered.
+    List {
+        /// Names containing this text.
+        #[arg(long)]
+        name: Option<String>,
+        /// Only this task.
+        #[arg(long, value_enum)]
+        task: Option<TaskArg>,
+        /// Only this status (created, running, paused, completed, failed).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this workflow step (import, label, publish, check, train, evaluate, register, deploy).
+        #[arg(long)]
+        step: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a project with its data, versions and models.
+    Show {
+        /// The project.
+        name: String,
+    },
+    /// Delete a project and everything it holds.
+    Delete {
+        /// The project.
+        name: String,
+        /// Confirm: deletion cannot be undone.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DatasetCommand {
+    /// Import a table (tabular projects) into the project.
+    Import {
+        #[arg(long)]
+        project: String,
+        /// A CSV or Parquet file.
+        #[arg(long)]
+        data: PathBuf,
+        /// The label column (default: the last).
+        #[arg(long)]
+        label: Option<String>,
+        /// Whether the CSV has a header row.
+        #[arg(long, value_enum, default_value = "auto")]
+        header: HeaderArg,
+    },
+    /// Run the data checks on the project's current data.
+    Check {
+        #[arg(long)]
+        project: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Publish an immutable dataset version with a train/validation split.
+    Publish {
+        #[arg(long)]
+        project: String,
+        #[arg(long, default_value_t = 0.8)]
+        train_ratio: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// List the dataset versions.
+    Versions {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export a version's manifest (JSON lines: source, labels, usage).
+    Export {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        version: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Label counts and labelled/unlabelled sample counts.
+    Labels {
+        #[arg(long)]
+        project: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Train a new model version from a dataset version (publishing one if needed).
+    Train {
+        #[arg(long)]
+        project: String,
+        /// The dataset version (default: the latest; published now if there is none).
+        #[arg(long)]
+        version: Option<String>,
+        /// A model version of the project to warm-start from.
+        #[arg(long = "from")]
+        from: Option<String>,
+        #[command(flatten)]
+        fit: FitOptions,
+    },
+    /// List model versions.
+    List {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a model version: metrics, chosen configuration and leaderboard.
+    Show {
+        #[arg(long)]
+        project: String,
+        version: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare model versions' metrics side by side.
+    Compare {
+        #[arg(long)]
+        project: String,
+        versions: Vec<String>,
+    },
+    /// Delete a model version.
+    Delete {
+        #[arg(long)]
+        project: String,
+        version: String,
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Copy a model version's folder elsewhere (self-contained).
+    Export {
+        #[arg(long)]
+        project: String,
+        version: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}

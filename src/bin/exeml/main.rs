@@ -1,0 +1,24 @@
+//! The `exeml` command: a thin layer over the library crates (see docs/cli.md).
+
+mod args;
+mod demo;
+mod files;
+mod progress;
+mod registry;
+mod run;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = args::Cli::parse();
+    match run::dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line naming the file and the problem (the CLI contract).
+            let message = e.to_string().replace('\n', " ");
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

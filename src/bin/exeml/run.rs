@@ -1,0 +1,155 @@
+//! Dispatch of the subcommands that work on files: train, predict, evaluate.
+
+use crate::args::{
+    Cli, Command, EvaluateArgs, FitOptions, HeaderArg, PredictArgs, TaskArg, TrainArgs,
+};
+use crate::progress::Reporter;
+use exeml::core::budget::parse_duration;
+use exeml::core::{Budget, Device, Error, Preference, ProblemType, Result, TaskKind};
+use exeml::tabular::{HeaderMode, ReadOptions, Table, TabularModel, TabularPredictor};
+use std::path::Path;
+
+/// Run one command line.
+pub fn dispatch(cli: Cli) -> Result<()> {
+    let workspace = cli.workspace.clone();
+    match cli.command {
+        Command::Train(args) => train(args),
+        Command::Predict(args) => predict(args),
+        Command::Evaluate(args) => evaluate(args),
+        Command::Demo(args) => crate::demo::run(workspace, args),
+        Command::Project(cmd) => crate::registry::project(workspace, cmd),
+        Command::Dataset(cmd) => crate::registry::dataset(workspace, cmd),
+        Command::Model(cmd) => crate::registry::model(workspace, cmd),
+    }
+}
+
+/// The task as the library names it.
+pub fn task_kind(task: TaskArg) -> TaskKind {
+    match task {
+        TaskArg::Tabular => TaskKind::Tabular,
+        TaskArg::Image => TaskKind::Image,
+        TaskArg::Detection => TaskKind::Detection,
+        TaskArg::Sound => TaskKind::Sound,
+        TaskArg::Text => TaskKind::Text,
+    }
+}
+
+/// Refuse the tasks this build cannot train yet, with a clear message.
+pub fn require_tabular(task: TaskKind) -> Result<()> {
+    if task == TaskKind::Tabular {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "--task",
+            format!(
+                "`{task}` training is not available in exeml {} yet; only `tabular` is",
+                env!("CARGO_PKG_VERSION")
+            ),
+        ))
+    }
+}
+
+/// The header mode of the library.
+pub fn header_mode(header: HeaderArg) -> HeaderMode {
+    match header {
+        HeaderArg::Auto => HeaderMode::Auto,
+        HeaderArg::Yes => HeaderMode::Present,
+        HeaderArg::No => HeaderMode::Absent,
+    }
+}
+
+/// A predictor configured from the shared fit options (validated here, once).
+pub fn predictor(fit: &FitOptions) -> Result<(TabularPredictor, Budget)> {
+    let limit = parse_duration(&fit.time_limit)?;
+    let preference: Preference = fit.preference.parse()?;
+    let device: Device = fit.device.parse()?;
+    device.check_available()?;
+    let problem = fit
+        .problem
+        .as_deref()
+        .map(str::parse::<ProblemType>)
+        .transpose()?;
+    let predictor = TabularPredictor {
+        label: fit.label.clone(),
+        problem,
+        time_limit: limit,
+        preference,
+        seed: fit.seed,
+        train_ratio: fit.train_ratio,
+        device,
+        header: header_mode(fit.header),
+        warm_start: None,
+    };
+    exeml::core::SplitSpec {
+        train_ratio: fit.train_ratio,
+        seed: fit.seed,
+    }
+    .check()?;
+    Ok((predictor, Budget::new(limit)))
+}
+
+fn train(args: TrainArgs) -> Result<()> {
+    require_tabular(task_kind(args.task))?;
+    let (mut predictor, budget) = predictor(&args.fit)?;
+    if let Some(parent) = &args.from {
+        let parent_model = TabularModel::load(parent)?;
+        predictor = predictor.warm_start(parent.display().to_string(), &parent_model);
+    }
+    let table = Table::read(
+        &args.data,
+        ReadOptions {
+            header: predictor.header,
+        },
+    )?;
+    let reporter = Reporter::new();
+    let model = predictor.fit_with(&table, None, &budget, &reporter)?;
+    reporter.finish();
+    print_findings(&model);
+    model.save(&args.out)?;
+    println!("model: {}", model.summary());
+    println!("saved: {}", args.out.display());
+    Ok(())
+}
+
+/// Print the data checks' warnings and notes.
+pub fn print_findings(model: &TabularModel) {
+    for finding in &model.manifest.checks.findings {
+        eprintln!("{finding}");
+    }
+}
+
+fn read_table(path: &Path, header: HeaderArg) -> Result<Table> {
+    Table::read(
+        path,
+        ReadOptions {
+            header: header_mode(header),
+        },
+    )
+}
+
+fn predict(args: PredictArgs) -> Result<()> {
+    let model = TabularModel::load(&args.model)?;
+    let table = read_table(&args.data, args.header)?;
+    let predictions = model.predict(&table)?;
+    crate::files::write_predictions(&args.output, &predictions)?;
+    println!(
+        "wrote {} predictions to {}",
+        predictions.len(),
+        args.output.display()
+    );
+    Ok(())
+}
+
+fn evaluate(args: EvaluateArgs) -> Result<()> {
+    let model = TabularModel::load(&args.model)?;
+    let table = read_table(&args.data, args.header)?;
+    let evaluation = model.evaluate(&table)?;
+    if args.json {
+        let text = serde_json::to_string(&evaluation)
+            .map_err(|e| Error::data(&args.model, e.to_string()))?;
+        println!("{text}");
+    } else {
+        print!("{}", exeml::report::evaluation_text(&evaluation));
+    }
+    Ok(())
+}

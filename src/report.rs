@@ -1,0 +1,106 @@
+//! Human-readable text of evaluations and leaderboards for the terminal.
+
+use exeml_core::search::TrialRecord;
+use exeml_tabular::evaluate::{Evaluation, Metrics};
+use std::fmt::Write;
+
+/// An evaluation as an aligned text report: metrics, per-class table, confusion matrix, bad cases.
+pub fn evaluation_text(evaluation: &Evaluation) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "task: {} ({})", evaluation.task, evaluation.problem);
+    match &evaluation.metrics {
+        Metrics::Regression(r) => {
+            let _ = writeln!(out, "n: {}", r.n);
+            let _ = writeln!(
+                out,
+                "rmse: {:.4}\nmae: {:.4}\nmse: {:.4}\nr2: {:.4}",
+                r.rmse, r.mae, r.mse, r.r2
+            );
+        }
+        Metrics::Classification(r) => {
+            let _ = writeln!(out, "n: {}", r.n);
+            let _ = writeln!(out, "accuracy: {:.4}", r.accuracy);
+            let _ = writeln!(
+                out,
+                "macro F1: {:.4}   weighted F1: {:.4}",
+                r.macro_f1, r.weighted_f1
+            );
+            if let Some(auc) = r.roc_auc {
+                let _ = writeln!(out, "ROC AUC: {auc:.4}");
+            }
+            if let Some(ll) = r.log_loss {
+                let _ = writeln!(out, "log loss: {ll:.4}");
+            }
+            let width = r
+                .per_class
+                .keys()
+                .map(|k| k.chars().count())
+                .max()
+                .unwrap_or(5)
+                .max(5);
+            let _ = writeln!(
+                out,
+                "\n{:<width$}  precision  recall  f1      support",
+                "class"
+            );
+            for (class, m) in &r.per_class {
+                let _ = writeln!(
+                    out,
+                    "{class:<width$}  {:<9.4}  {:<6.4}  {:<6.4}  {}",
+                    m.precision, m.recall, m.f1, m.support
+                );
+            }
+            let cm = &r.confusion_matrix;
+            let _ = writeln!(out, "\nconfusion matrix (rows: true, columns: predicted)");
+            let _ = write!(out, "{:<width$}", "");
+            for l in &cm.labels {
+                let _ = write!(out, "  {l:>8}");
+            }
+            let _ = writeln!(out);
+            for (l, row) in cm.labels.iter().zip(&cm.matrix) {
+                let _ = write!(out, "{l:<width$}");
+                for v in row {
+                    let _ = write!(out, "  {v:>8}");
+                }
+                let _ = writeln!(out);
+            }
+        }
+    }
+    if !evaluation.bad_cases.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nbad cases (first 10 of {}):",
+            evaluation.bad_cases.len()
+        );
+        for case in evaluation.bad_cases.iter().take(10) {
+            let _ = writeln!(
+                out,
+                "  row {:>6}: true {}  predicted {}  ({:.3})",
+                case.id, case.truth, case.predicted, case.score
+            );
+        }
+    }
+    out
+}
+
+/// The leaderboard as a text table, best first.
+pub fn leaderboard_text(rows: &[TrialRecord]) -> String {
+    let mut out = String::from("rank  family   score       fit s    predict s  params\n");
+    for (rank, r) in rows.iter().enumerate() {
+        let score = r
+            .outcome
+            .score
+            .map_or_else(|| "failed".to_string(), |s| format!("{s:.5}"));
+        let params = serde_json::to_string(&r.trial.params).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{:<4}  {:<7}  {:<10}  {:<7.2}  {:<9.3}  {params}",
+            rank + 1,
+            r.trial.family,
+            score,
+            r.outcome.fit_secs,
+            r.outcome.predict_secs
+        );
+    }
+    out
+}

@@ -1,0 +1,301 @@
+//! The `exeml` binary against the command-line contract, including every rejected input.
+
+use crate::data;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn exeml(args: &[&str], workspace: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_exeml"))
+        .args(args)
+        .env("EXEML_HOME", workspace)
+        .output()
+        .expect("run exeml")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Train must fail with one error line naming `needle`, and leave nothing at `--out`.
+fn assert_train_refused(csv: &Path, extra: &[&str], needle: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out_dir = dir.path().join("model");
+    let csv = csv.to_str().expect("utf-8 path");
+    let out_arg = out_dir.to_str().expect("utf-8 path");
+    let mut args = vec![
+        "train",
+        "--task",
+        "tabular",
+        "--data",
+        csv,
+        "--time-limit",
+        "5s",
+        "--out",
+        out_arg,
+    ];
+    args.extend_from_slice(extra);
+    let out = exeml(&args, dir.path());
+    let err = stderr(&out);
+    assert!(!out.status.success(), "should fail: {err}");
+    let error_lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(error_lines.len(), 1, "one error line: {err}");
+    assert!(error_lines[0].contains(needle), "`{needle}` in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!out_dir.exists(), "no partial model folder");
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write");
+    path
+}
+
+#[test]
+fn train_predict_evaluate_follow_the_contract() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("model");
+    let preds = dir.path().join("preds.csv");
+    let jsonl = dir.path().join("preds.jsonl");
+    let iris = data("iris.csv");
+    let s = |p: &Path| p.to_str().expect("utf-8").to_string();
+    let out = exeml(
+        &[
+            "train",
+            "--task",
+            "tabular",
+            "--data",
+            &s(&iris),
+            "--label",
+            "species",
+            "--time-limit",
+            "10s",
+            "--out",
+            &s(&model),
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("model: "), "{}", stdout(&out));
+    assert!(model.join("manifest.json").exists());
+
+    let out = exeml(
+        &[
+            "predict",
+            "--model",
+            &s(&model),
+            "--data",
+            &s(&iris),
+            "--output",
+            &s(&preds),
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&preds).expect("predictions");
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("id,prediction,proba_setosa,proba_versicolor,proba_virginica")
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 150);
+    assert!(rows[0].starts_with("0,setosa,"), "{}", rows[0]);
+
+    let out = exeml(
+        &[
+            "predict",
+            "--model",
+            &s(&model),
+            "--data",
+            &s(&iris),
+            "--output",
+            &s(&jsonl),
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&jsonl)
+            .expect("jsonl")
+            .lines()
+            .next()
+            .expect("a line"),
+    )
+    .expect("json");
+    assert_eq!(first["id"], 0);
+    assert_eq!(first["predict"], "setosa");
+    assert!(first["probabilities"]["setosa"].is_string());
+
+    let out = exeml(
+        &[
+            "evaluate",
+            "--model",
+            &s(&model),
+            "--data",
+            &s(&iris),
+            "--json",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("one JSON object");
+    for key in [
+        "task",
+        "n",
+        "accuracy",
+        "macro_f1",
+        "weighted_f1",
+        "per_class",
+        "confusion_matrix",
+        "log_loss",
+        "bad_cases",
+    ] {
+        assert!(report.get(key).is_some(), "missing {key}: {report}");
+    }
+    assert_eq!(report["n"], 150);
+    assert!(report["accuracy"].as_f64().expect("accuracy") > 0.9);
+    assert_eq!(report["confusion_matrix"]["labels"][0], "setosa");
+    assert!(report["per_class"]["virginica"]["support"].as_u64() == Some(50));
+}
+
+#[test]
+fn regression_evaluate_json_has_error_metrics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("model");
+    let diabetes = data("diabetes.csv");
+    let s = |p: &Path| p.to_str().expect("utf-8").to_string();
+    let out = exeml(
+        &[
+            "train",
+            "--task",
+            "tabular",
+            "--data",
+            &s(&diabetes),
+            "--time-limit",
+            "10s",
+            "--out",
+            &s(&model),
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = exeml(
+        &[
+            "evaluate",
+            "--model",
+            &s(&model),
+            "--data",
+            &s(&diabetes),
+            "--json",
+        ],
+        dir.path(),
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    for key in ["rmse", "mae", "mse", "r2"] {
+        assert!(report[key].is_number(), "{key}: {report}");
+    }
+}
+
+#[test]
+fn rejects_missing_file() {
+    assert_train_refused(
+        Path::new("/nonexistent/train.csv"),
+        &[],
+        "/nonexistent/train.csv",
+    );
+}
+
+#[test]
+fn rejects_ragged_row_naming_the_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut text = String::from("a,b,label\n");
+    for i in 0..150 {
+        text.push_str(&format!("{i},{},{}\n", i * 2, i % 2));
+    }
+    text.push_str("1,2\n");
+    let csv = write(dir.path(), "ragged.csv", &text);
+    assert_train_refused(&csv, &[], "line 152 has 2 fields");
+}
+
+#[test]
+fn rejects_unknown_label_column() {
+    assert_train_refused(
+        &data("iris.csv"),
+        &["--label", "colour"],
+        "no column `colour`",
+    );
+}
+
+#[test]
+fn rejects_label_with_missing_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut text = String::from("a,b,label\n");
+    for i in 0..150 {
+        let label = if i == 17 {
+            String::new()
+        } else {
+            (i % 2).to_string()
+        };
+        text.push_str(&format!("{i},{},{label}\n", i % 7));
+    }
+    let csv = write(dir.path(), "holes.csv", &text);
+    assert_train_refused(&csv, &[], "label_missing");
+}
+
+#[test]
+fn rejects_too_few_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text: String = std::iter::once("a,b,label\n".to_string())
+        .chain((0..40).map(|i| format!("{i},{},{}\n", i % 3, i % 2)))
+        .collect();
+    let csv = write(dir.path(), "small.csv", &text);
+    assert_train_refused(&csv, &[], "too_few_rows");
+}
+
+#[test]
+fn rejects_unavailable_task_clearly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = exeml(
+        &[
+            "train",
+            "--task",
+            "image",
+            "--data",
+            ".",
+            "--out",
+            dir.path().join("m").to_str().expect("utf-8"),
+        ],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not available"), "{}", stderr(&out));
+}
+
+#[test]
+fn predict_refuses_a_folder_that_is_not_a_model() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let preds = dir.path().join("p.csv");
+    let out = exeml(
+        &[
+            "predict",
+            "--model",
+            dir.path().to_str().expect("utf-8"),
+            "--data",
+            data("iris.csv").to_str().expect("utf-8"),
+            "--output",
+            preds.to_str().expect("utf-8"),
+        ],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("not an exeml model folder"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!preds.exists());
+}

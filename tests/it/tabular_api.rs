@@ -1,0 +1,184 @@
+//! The Rust API on real tables: sane metrics, save/load, determinism, budgets, warm starts.
+
+use crate::data;
+use exeml::tabular::evaluate::Metrics;
+use exeml::tabular::{HeaderMode, ReadOptions};
+use exeml::{Error, ProblemType, Table, TabularModel, TabularPredictor};
+use std::time::Duration;
+
+fn quick(label: &str) -> TabularPredictor {
+    TabularPredictor::new(label).time_limit(Duration::from_secs(20))
+}
+
+#[test]
+fn iris_multiclass_reaches_high_accuracy_and_round_trips() {
+    let model = quick("species").fit_path(&data("iris.csv")).expect("fit");
+    assert_eq!(model.problem(), ProblemType::Multiclass);
+    assert_eq!(model.classes(), ["setosa", "versicolor", "virginica"]);
+    let Metrics::Classification(report) = &model.validation().metrics else {
+        panic!("classification metrics expected");
+    };
+    assert!(report.accuracy >= 0.85, "accuracy {}", report.accuracy);
+    assert_eq!(
+        model.leaderboard().len(),
+        2,
+        "linear and gbdt were both tried"
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("iris-model");
+    model.save(&path).expect("save");
+    let loaded = TabularModel::load(&path).expect("load");
+    let table = Table::read(&data("iris.csv"), ReadOptions::default()).expect("read");
+    assert_eq!(
+        model.predict(&table).expect("predict").proba,
+        loaded.predict(&table).expect("predict").proba
+    );
+}
+
+#[test]
+fn breast_cancer_binary_has_high_auc() {
+    let model = quick("diagnosis")
+        .fit_path(&data("breast_cancer.csv"))
+        .expect("fit");
+    assert_eq!(model.problem(), ProblemType::Binary);
+    let Metrics::Classification(report) = &model.validation().metrics else {
+        panic!("classification metrics expected");
+    };
+    assert!(report.accuracy >= 0.9, "accuracy {}", report.accuracy);
+    assert!(report.roc_auc.expect("binary AUC") >= 0.95);
+    assert!(report.log_loss.expect("log loss") < 0.3);
+}
+
+#[test]
+fn diabetes_regression_explains_variance() {
+    let model = quick("progression")
+        .fit_path(&data("diabetes.csv"))
+        .expect("fit");
+    assert_eq!(model.problem(), ProblemType::Regression);
+    let Metrics::Regression(report) = &model.validation().metrics else {
+        panic!("regression metrics expected");
+    };
+    assert!(report.r2 > 0.3, "r2 {}", report.r2);
+    assert!((report.rmse - report.mse.sqrt()).abs() < 1e-9);
+}
+
+#[test]
+fn messy_table_with_missing_values_dates_and_no_header() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = exeml::demo_data::churn_csv(600, 3);
+    // Drop the header: the columns become attr_1 … attr_11 and the label is the last one.
+    let body: String = csv.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    let path = dir.path().join("churn_no_header.csv");
+    std::fs::write(&path, body).expect("write");
+    let table = Table::read(
+        &path,
+        ReadOptions {
+            header: HeaderMode::Auto,
+        },
+    )
+    .expect("read");
+    assert_eq!(table.columns[0].name, "attr_1");
+    let model = TabularPredictor::default()
+        .time_limit(Duration::from_secs(20))
+        .fit(&table)
+        .expect("fit");
+    assert_eq!(model.label(), "attr_11");
+    let codes: Vec<&str> = model
+        .manifest
+        .checks
+        .findings
+        .iter()
+        .map(|f| f.code.as_str())
+        .collect();
+    assert!(
+        codes.contains(&"column_dropped"),
+        "id and constant columns dropped: {codes:?}"
+    );
+    assert!(codes.contains(&"datetime_features"), "{codes:?}");
+    assert!(
+        codes.contains(&"many_missing"),
+        "region is 15% missing: {codes:?}"
+    );
+    let Metrics::Classification(report) = &model.validation().metrics else {
+        panic!("classification metrics expected");
+    };
+    assert!(report.accuracy > 0.7, "accuracy {}", report.accuracy);
+}
+
+#[test]
+fn same_seed_gives_identical_predictions() {
+    let table = Table::read(&data("wine.csv"), ReadOptions::default()).expect("read");
+    let fit = || quick("cultivar").seed(7).fit(&table).expect("fit");
+    let (a, b) = (fit(), fit());
+    assert_eq!(a.manifest.family, b.manifest.family);
+    assert_eq!(
+        a.predict(&table).expect("predict").proba,
+        b.predict(&table).expect("predict").proba
+    );
+}
+
+#[test]
+fn tiny_budget_still_returns_a_valid_model() {
+    let model = TabularPredictor::new("diagnosis")
+        .time_limit(Duration::from_millis(300))
+        .fit_path(&data("breast_cancer.csv"))
+        .expect("a model even with a tiny budget");
+    let table = Table::read(&data("breast_cancer.csv"), ReadOptions::default()).expect("read");
+    assert_eq!(model.predict(&table).expect("predict").len(), 569);
+}
+
+#[test]
+fn warm_start_tries_the_parent_configuration_first_and_records_it() {
+    let parent = quick("species").fit_path(&data("iris.csv")).expect("fit");
+    let child = quick("species")
+        .warm_start("iris-parent", &parent)
+        .fit_path(&data("iris.csv"))
+        .expect("fit");
+    assert_eq!(
+        child.manifest.lineage.parent.as_deref(),
+        Some("iris-parent")
+    );
+    let first = &child.manifest.leaderboard[0].trial;
+    assert_eq!(first.family, parent.manifest.family);
+    assert_eq!(first.params, parent.manifest.params);
+}
+
+#[test]
+fn warm_start_from_a_model_of_another_label_is_refused() {
+    let parent = quick("species").fit_path(&data("iris.csv")).expect("fit");
+    let err = quick("diagnosis")
+        .warm_start("iris", &parent)
+        .fit_path(&data("breast_cancer.csv"))
+        .expect_err("different label");
+    assert!(matches!(err, Error::Data { .. }), "{err}");
+}
+
+#[test]
+fn newer_model_format_is_rejected_clearly() {
+    let model = quick("species").fit_path(&data("iris.csv")).expect("fit");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("m");
+    model.save(&path).expect("save");
+    let manifest = path.join("manifest.json");
+    let text = std::fs::read_to_string(&manifest).expect("read");
+    std::fs::write(
+        &manifest,
+        text.replace("\"format_version\": 1", "\"format_version\": 99"),
+    )
+    .expect("write");
+    let err = TabularModel::load(&path).expect_err("newer format");
+    assert!(matches!(err, Error::Format { .. }), "{err}");
+    assert!(err.to_string().contains("format_version 99"), "{err}");
+}
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn cuda_device_without_feature_is_a_typed_error() {
+    let mut predictor = quick("species");
+    predictor.device = exeml::Device::Cuda(0);
+    let err = predictor
+        .fit_path(&data("iris.csv"))
+        .expect_err("no cuda build");
+    assert!(matches!(err, Error::NotCompiled { .. }), "{err}");
+}
