@@ -123,7 +123,7 @@ pub fn fit(
         progress.phase(&format!("trial {}/{total}: {}", trial.id + 1, trial.family));
         progress.fraction(budget.fraction_used());
         let encoding = family::encoding_of(&trial.family)?;
-        if !prepared.contains_key(&encoding) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = prepared.entry(encoding) {
             let pipeline = FeaturePipeline::fit(&train_table, &columns, encoding)?;
             let train = Labelled {
                 x: pipeline.transform(&train_table)?,
@@ -133,7 +133,7 @@ pub fn fit(
                 x: pipeline.transform(&valid_table)?,
                 y: y_valid.clone(),
             };
-            prepared.insert(encoding, (pipeline, train, valid));
+            slot.insert((pipeline, train, valid));
         }
         let (pipeline, train, valid) = &prepared[&encoding];
         let fit_started = Instant::now();

@@ -243,27 +243,28 @@ pub fn infer_target(table: &Table, label: &str, forced: Option<ProblemType>) -> 
         }
         Values::Text(_) => None,
     };
-    let problem =
-        match (forced, &numeric) {
-            (Some(ProblemType::Regression), None) => return Err(Error::data(
+    let problem = match (forced, &numeric) {
+        (Some(ProblemType::Regression), None) => {
+            return Err(Error::data(
                 &table.source,
                 format!(
                     "label column `{label}` is not numeric, so it cannot be a regression target"
                 ),
-            )),
-            (Some(p), _) => p,
-            (None, Some(v)) => {
-                let present: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
-                let distinct: BTreeSet<u64> = present.iter().map(|x| x.to_bits()).collect();
-                let integral = present.iter().all(|x| x.fract() == 0.0);
-                if distinct.len() == 2 || (integral && distinct.len() <= 20) {
-                    ProblemType::Multiclass
-                } else {
-                    ProblemType::Regression
-                }
+            ))
+        }
+        (Some(p), _) => p,
+        (None, Some(v)) => {
+            let present: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
+            let distinct: BTreeSet<u64> = present.iter().map(|x| x.to_bits()).collect();
+            let integral = present.iter().all(|x| x.fract() == 0.0);
+            if distinct.len() == 2 || (integral && distinct.len() <= 20) {
+                ProblemType::Multiclass
+            } else {
+                ProblemType::Regression
             }
-            (None, None) => ProblemType::Multiclass,
-        };
+        }
+        (None, None) => ProblemType::Multiclass,
+    };
     if problem == ProblemType::Regression {
         return Ok(Target {
             column: label.to_string(),

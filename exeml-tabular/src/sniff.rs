@@ -57,13 +57,15 @@ pub fn sniff_and_validate(path: &Path, header: HeaderMode) -> Result<Dialect> {
         let line = record.position().map_or(index as u64, |p| p.line());
         match n_fields {
             None => n_fields = Some(record.len()),
-            Some(n) if n != record.len() => return Err(Error::data(
-                path,
-                format!(
+            Some(n) if n != record.len() => {
+                return Err(Error::data(
+                    path,
+                    format!(
                     "line {line} has {} fields, expected {n} like the first line (a ragged row)",
                     record.len()
                 ),
-            )),
+                ))
+            }
             Some(_) => {}
         }
         if head.len() < SNIFF_RECORDS {

@@ -47,7 +47,7 @@ impl Values {
         match self {
             Values::Number(v) => (!v[i].is_nan()).then(|| format_number(v[i])),
             Values::Text(v) => v[i].clone(),
-            Values::Time(v) => v[i].map(|ms| format_time(ms)),
+            Values::Time(v) => v[i].map(format_time),
         }
     }
 

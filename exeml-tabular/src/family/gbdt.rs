@@ -97,9 +97,8 @@ impl GbdtParams {
                 "trees need at least 2 leaves, depth 1 and 1 round",
             );
         }
-        if !(self.subsample > 0.0 && self.subsample <= 1.0)
-            || !(self.colsample > 0.0 && self.colsample <= 1.0)
-        {
+        let share = |v: f64| v > 0.0 && v <= 1.0;
+        if !share(self.subsample) || !share(self.colsample) {
             return bad("subsample", "sampling shares must be in (0, 1]");
         }
         if self.l2 < 0.0 || self.min_leaf_weight < 0.0 {
