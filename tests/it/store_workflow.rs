@@ -112,7 +112,7 @@ fn create_project(workspace: &Path, name: &str) {
     let store = Store::open(workspace).expect("store");
     let project = Project::create(store, name, TaskKind::Tabular, "").expect("create");
     let csv = workspace.join("churn.csv");
-    std::fs::write(&csv, exeml::demo_data::churn_csv(3000, 5)).expect("write");
+    std::fs::write(&csv, exeml::demo_data::churn_csv(20_000, 5)).expect("write");
     project
         .import_table(&csv, Some("churn"), Default::default())
         .expect("import");
