@@ -8,10 +8,11 @@ use exeml_core::store::{
     DatasetVersion, ManifestEntry, ModelVersion, NewModelVersion, NewProject, NewSample,
     ProjectStatus, PublishRequest, SampleFilter, Store, WorkflowStep,
 };
+use exeml_core::Dataset;
 use exeml_core::{Budget, Error, Progress, Result, SplitSpec, TaskKind, Usage};
-use exeml_tabular::checks::check_table;
-use exeml_tabular::schema::{describe_columns, infer_target, label_numbers, label_texts};
+use exeml_tabular::schema::{infer_target, label_texts};
 use exeml_tabular::split_rows;
+use exeml_tabular::TabularDataset;
 use exeml_tabular::{HeaderMode, ReadOptions, Table, TabularModel, TabularPredictor};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -350,21 +351,6 @@ impl Project {
 
 /// Run the tabular checks on a table; returns the report and the label column used.
 pub fn check_tabular(table: &Table, label: Option<&str>) -> Result<(CheckReport, String)> {
-    let label = match label {
-        Some(l) => l.to_string(),
-        None => table
-            .columns
-            .last()
-            .map(|c| c.name.clone())
-            .ok_or_else(|| Error::data(&table.source, "the table has no columns"))?,
-    };
-    let target = infer_target(table, &label, None)?;
-    let column = table.column(&label)?;
-    let texts = label_texts(&column.values);
-    let numbers = label_numbers(&column.values);
-    let columns = describe_columns(table, &label);
-    Ok((
-        check_table(table, &target, &texts, &numbers, &columns),
-        label,
-    ))
+    let dataset = TabularDataset::new(table.clone(), label, None)?;
+    Ok((dataset.check(), dataset.label().to_string()))
 }

@@ -1,19 +1,20 @@
 //! The search: checks the data, splits it, fits each proposed configuration within the budget,
 //! keeps the best by validation score, and evaluates it.
 
-use crate::checks::check_table;
+use crate::dataset::TabularDataset;
 use crate::evaluate::{argmax, evaluate_classification, evaluate_regression, Evaluation};
 use crate::family::{self, gbdt, linear, Estimator, Labelled, Problem};
 use crate::features::{Encoding, FeaturePipeline};
 use crate::manifest::{Lineage, Manifest, FORMAT, FORMAT_VERSION};
 use crate::model::TabularModel;
 use crate::predictor::TabularPredictor;
-use crate::schema::{describe_columns, infer_target, label_numbers, label_texts, Target};
+use crate::schema::{label_numbers, label_texts, Target};
 use crate::table::Table;
 use exeml_core::search::{DefaultsFirst, Searcher, Trial, TrialOutcome, TrialRecord};
 use exeml_core::split::{quantile_strata, stratified_split};
 use exeml_core::{
-    Budget, Error, FitContext, ProblemType, Progress, Result, SplitSpec, TaskKind, Trainer, Usage,
+    Budget, Dataset, Error, FitContext, ProblemType, Progress, Result, SplitSpec, TaskKind,
+    Trainer, Usage,
 };
 use std::collections::HashMap;
 use std::time::Instant;
@@ -30,22 +31,16 @@ pub fn fit(
     progress: &dyn Progress,
 ) -> Result<TabularModel> {
     let started = Instant::now();
-    let label = match &config.label {
-        Some(l) => l.clone(),
-        None => table
-            .columns
-            .last()
-            .map(|c| c.name.clone())
-            .ok_or_else(|| Error::data(&table.source, "the table has no columns"))?,
-    };
     progress.phase("checking data");
-    let target = infer_target(table, &label, config.problem)?;
-    let label_column = table.column(&label)?;
-    let texts = label_texts(&label_column.values);
-    let numbers = label_numbers(&label_column.values);
-    let columns = describe_columns(table, &label);
-    let checks =
-        check_table(table, &target, &texts, &numbers, &columns).into_result(&table.source)?;
+    let dataset = TabularDataset::new(table.clone(), config.label.as_deref(), config.problem)?;
+    let checks = dataset.check().into_result(&table.source)?;
+    let TabularDataset {
+        target,
+        columns,
+        labels: texts,
+        numbers,
+        ..
+    } = dataset;
 
     let problem = Problem {
         kind: target.problem,

@@ -18,6 +18,7 @@
 
 pub mod automl;
 pub mod checks;
+pub mod dataset;
 pub mod evaluate;
 pub mod family;
 pub mod features;
@@ -29,6 +30,7 @@ pub mod sniff;
 pub mod table;
 
 pub use automl::split_rows;
+pub use dataset::TabularDataset;
 pub use evaluate::Evaluation;
 pub use model::{Predictions, TabularModel};
 pub use predictor::{TabularPredictor, WarmStart};
