@@ -10,7 +10,6 @@ use exeml_core::store::{
 };
 use exeml_core::Dataset;
 use exeml_core::{Budget, Error, Progress, Result, SplitSpec, TaskKind, Usage};
-use exeml_tabular::schema::{infer_target, label_texts};
 use exeml_tabular::split_rows;
 use exeml_tabular::TabularDataset;
 use exeml_tabular::{HeaderMode, ReadOptions, Table, TabularModel, TabularPredictor};
@@ -203,11 +202,11 @@ impl Project {
         self.require_tabular()?;
         let split = split.check()?;
         let (settings, table) = self.current_table()?;
-        let (report, label) = check_tabular(&table, settings.label.as_deref())?;
-        let report = report.into_result(&table.source)?;
-        let target = infer_target(&table, &label, None)?;
-        let texts = label_texts(&table.column(&label)?.values);
-        let usage = split_rows(&table, &target, split)?;
+        let dataset = TabularDataset::new(table, settings.label.as_deref(), None)?;
+        let report = dataset.check().into_result(&dataset.table.source)?;
+        let usage = split_rows(&dataset.table, &dataset.target, split)?;
+        let label = dataset.label().to_string();
+        let texts = &dataset.labels;
         let entries = usage
             .iter()
             .enumerate()
