@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up and run every check and test of exeml: formatting, lints, unit + integration + doc
-# tests, the demo, and the command-line contract smoke test.
+# tests, the demo, the Python package (wheel, pytest, notebook, stubs) and the command-line
+# contract smoke test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -20,6 +21,9 @@ step "exeml demo (in a temporary workspace)"
 demo_home=$(mktemp -d)
 trap 'rm -rf "$demo_home"' EXIT
 EXEML_HOME="$demo_home" cargo run --quiet --bin exeml -- demo --time-limit 10s
+
+step "Python: wheel (maturin) in a fresh venv, pytest + example notebook, stubtest"
+scripts/python.sh
 
 if [ -x ../shared/hooks/contract-check ]; then
   step "command-line contract (../shared/CLI.md)"

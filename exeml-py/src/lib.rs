@@ -1,6 +1,28 @@
-//! Python bindings of exeml — **not built yet**.
+//! Python bindings of exeml: the extension module `exeml._exeml`, built by maturin into the pip
+//! package `exeml`.
 //!
-//! This crate will become the pyo3 extension module `exeml._exeml`, built by maturin into the pip
-//! package `exeml` (`TabularPredictor`, `load`, the project store, an exception hierarchy under
-//! `exeml.ExemlError`). It exposes no API yet; use the Rust crate or the `exeml` command meanwhile.
+//! This layer is thin on purpose. It moves columns in and predictions out as flat buffers,
+//! runs training on a worker thread with the GIL released (so Ctrl-C and progress bars work),
+//! and maps every Rust error to the exception hierarchy of `exeml.errors`. The user-facing
+//! classes (`TabularPredictor`, `Project`, scikit-learn estimators) are Python in
+//! `python/exeml/`.
 #![deny(missing_docs)]
+
+mod columns;
+mod errors;
+mod project;
+mod tabular;
+mod training;
+
+use pyo3::prelude::*;
+
+/// The extension module.
+#[pymodule]
+fn _exeml(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(tabular::fit_tabular, m)?)?;
+    m.add_function(wrap_pyfunction!(project::list_projects, m)?)?;
+    m.add_class::<tabular::TabularModel>()?;
+    m.add_class::<project::Project>()?;
+    Ok(())
+}

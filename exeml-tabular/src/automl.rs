@@ -112,6 +112,11 @@ pub fn fit(
     let mut history = Vec::new();
     let total = searcher.remaining();
     while let Some(trial) = searcher.suggest() {
+        if budget.is_cancelled() && best.is_none() {
+            return Err(Error::Interrupted(
+                "training was cancelled before any model was trained".into(),
+            ));
+        }
         if budget.exhausted() && best.is_some() {
             break;
         }

@@ -218,6 +218,17 @@ impl TabularModel {
         })
     }
 
+    /// Permutation importance of each used column on labelled `table`, most important first
+    /// (see [`crate::importance::permutation_importance`]).
+    pub fn feature_importance(
+        &self,
+        table: &Table,
+        shuffles: usize,
+        seed: u64,
+    ) -> Result<Vec<crate::importance::FeatureImportance>> {
+        crate::importance::permutation_importance(self, table, shuffles, seed)
+    }
+
     /// A one-line description: family, validation score, problem.
     pub fn summary(&self) -> String {
         let (metric, value) = self.validation().headline();

@@ -170,6 +170,58 @@ impl Table {
         })
     }
 
+    /// This table's rows followed by `other`'s (e.g. training data plus separate tuning data).
+    /// Columns are matched by name; a column whose kinds differ between the two becomes text.
+    pub fn append(&self, other: &Table) -> Result<Table> {
+        let mut columns = Vec::with_capacity(self.columns.len());
+        for column in &self.columns {
+            let theirs = other
+                .columns
+                .iter()
+                .find(|c| c.name == column.name)
+                .ok_or_else(|| {
+                    Error::data(
+                        &other.source,
+                        format!(
+                            "no column `{}`, which {} has",
+                            column.name,
+                            self.source.display()
+                        ),
+                    )
+                })?;
+            let values = match (&column.values, &theirs.values) {
+                (Values::Number(a), Values::Number(b)) => Values::Number([&a[..], b].concat()),
+                (Values::Time(a), Values::Time(b)) => Values::Time([&a[..], b].concat()),
+                (a, b) => {
+                    let texts = |v: &Values| (0..v.len()).map(|i| v.text_at(i)).collect::<Vec<_>>();
+                    Values::Text([texts(a), texts(b)].concat())
+                }
+            };
+            columns.push(Column {
+                name: column.name.clone(),
+                values,
+            });
+        }
+        if let Some(extra) = other
+            .columns
+            .iter()
+            .find(|c| !self.columns.iter().any(|mine| mine.name == c.name))
+        {
+            return Err(Error::data(
+                &other.source,
+                format!(
+                    "column `{}` is not in {}",
+                    extra.name,
+                    self.source.display()
+                ),
+            ));
+        }
+        Ok(Table {
+            columns,
+            source: self.source.clone(),
+        })
+    }
+
     /// The rows at `rows`, in that order.
     pub fn take(&self, rows: &[usize]) -> Table {
         Table {
@@ -310,6 +362,60 @@ mod tests {
             .expect("temp file");
         f.write_all(text.as_bytes()).expect("write");
         f
+    }
+
+    fn table(columns: Vec<(&str, Values)>, source: &str) -> Table {
+        Table {
+            columns: columns
+                .into_iter()
+                .map(|(name, values)| Column {
+                    name: name.into(),
+                    values,
+                })
+                .collect(),
+            source: PathBuf::from(source),
+        }
+    }
+
+    #[test]
+    fn append_matches_columns_by_name_and_falls_back_to_text() {
+        let a = table(
+            vec![
+                ("x", Values::Number(vec![1.0, 2.5])),
+                ("y", Values::Number(vec![3.0, f64::NAN])),
+            ],
+            "train",
+        );
+        let b = table(
+            vec![
+                ("y", Values::Text(vec![Some("red".into())])),
+                ("x", Values::Number(vec![4.0])),
+            ],
+            "tuning",
+        );
+        let both = a.append(&b).expect("appends");
+        assert_eq!(both.n_rows(), 3);
+        assert_eq!(
+            both.column("x").expect("x").values,
+            Values::Number(vec![1.0, 2.5, 4.0])
+        );
+        assert_eq!(
+            both.column("y").expect("y").values,
+            Values::Text(vec![Some("3".into()), None, Some("red".into())])
+        );
+        let missing = table(vec![("x", Values::Number(vec![1.0]))], "tuning");
+        let err = a.append(&missing).expect_err("y is missing").to_string();
+        assert!(err.contains("tuning") && err.contains("`y`"), "{err}");
+        let extra = table(
+            vec![
+                ("x", Values::Number(vec![1.0])),
+                ("y", Values::Number(vec![1.0])),
+                ("z", Values::Number(vec![1.0])),
+            ],
+            "tuning",
+        );
+        let err = a.append(&extra).expect_err("z is extra").to_string();
+        assert!(err.contains("`z`"), "{err}");
     }
 
     #[test]

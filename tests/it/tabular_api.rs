@@ -182,3 +182,61 @@ fn cuda_device_without_feature_is_a_typed_error() {
         .expect_err("no cuda build");
     assert!(matches!(err, Error::NotCompiled { .. }), "{err}");
 }
+
+#[test]
+fn a_cancelled_run_without_a_model_is_interrupted() {
+    let table = Table::read(&data("iris.csv"), ReadOptions::default()).expect("read");
+    let budget = exeml::Budget::new(Duration::from_secs(20));
+    budget.cancel();
+    let err = quick("species")
+        .fit_with(&table, None, &budget, &exeml::core::Silent)
+        .expect_err("cancelled before the first trial");
+    assert!(matches!(err, Error::Interrupted(_)), "{err}");
+}
+
+#[test]
+fn permutation_importance_ranks_petal_measurements_first() {
+    let table = Table::read(&data("iris.csv"), ReadOptions::default()).expect("read");
+    let model = quick("species").fit(&table).expect("fit");
+    let importance = model.feature_importance(&table, 5, 0).expect("importance");
+    assert_eq!(importance.len(), 4);
+    assert!(
+        importance[0].column.starts_with("petal"),
+        "{:?}",
+        importance
+    );
+    assert!(importance[0].importance > 0.1, "{:?}", importance[0]);
+    assert!(importance
+        .windows(2)
+        .all(|w| w[0].importance >= w[1].importance));
+    assert!(matches!(
+        model.feature_importance(&table, 0, 0),
+        Err(Error::InvalidParameter { .. })
+    ));
+}
+
+#[test]
+fn tuning_rows_appended_to_training_rows_validate() {
+    let table = Table::read(&data("iris.csv"), ReadOptions::default()).expect("read");
+    let train = table.take(&(0..150).filter(|i| i % 4 != 0).collect::<Vec<_>>());
+    let tuning = table.take(&(0..150).filter(|i| i % 4 == 0).collect::<Vec<_>>());
+    let both = train.append(&tuning).expect("append");
+    let usage: Vec<exeml::core::Usage> = (0..both.n_rows())
+        .map(|i| {
+            if i < train.n_rows() {
+                exeml::core::Usage::Train
+            } else {
+                exeml::core::Usage::Validation
+            }
+        })
+        .collect();
+    let model = quick("species")
+        .fit_with(
+            &both,
+            Some(&usage),
+            &exeml::Budget::new(Duration::from_secs(20)),
+            &exeml::core::Silent,
+        )
+        .expect("fit");
+    assert_eq!(model.validation().n(), tuning.n_rows());
+}

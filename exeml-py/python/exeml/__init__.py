@@ -1,0 +1,66 @@
+"""exeml: embeddable AutoML with a Rust core.
+
+Give it labelled data, get a model as good as an expert's, on your own machine::
+
+    import exeml
+    predictor = exeml.TabularPredictor(label="churn").fit("customers.csv", time_limit=60)
+    predictor.leaderboard()
+    predictor.predict(new_customers)
+    predictor.save("churn-model")
+    exeml.load("churn-model")
+
+scikit-learn estimators live in :mod:`exeml.sklearn`; the project workspace (dataset and
+model versions, shared with the ``exeml`` command) in :class:`exeml.Project`.
+"""
+
+from __future__ import annotations
+
+from . import _exeml
+from .display import Evaluation, FeatureImportance, Leaderboard
+from .errors import (
+    AlreadyExistsError,
+    BackendError,
+    BudgetExhaustedError,
+    DataCheckError,
+    DataError,
+    ExemlError,
+    ExemlOSError,
+    ExemlPermissionError,
+    FormatError,
+    InvalidParameterError,
+    NotCompiledError,
+    NotFoundError,
+    StoreError,
+    TrainingInterruptedError,
+    TrainingInterruptedWarning,
+)
+from .project import Project, projects
+from .tabular import TabularPredictor, load
+
+__version__: str = _exeml.__version__
+
+__all__ = [
+    "TabularPredictor",
+    "load",
+    "Project",
+    "projects",
+    "Evaluation",
+    "Leaderboard",
+    "FeatureImportance",
+    "ExemlError",
+    "DataError",
+    "DataCheckError",
+    "InvalidParameterError",
+    "NotFoundError",
+    "AlreadyExistsError",
+    "FormatError",
+    "NotCompiledError",
+    "BudgetExhaustedError",
+    "TrainingInterruptedError",
+    "StoreError",
+    "BackendError",
+    "ExemlOSError",
+    "ExemlPermissionError",
+    "TrainingInterruptedWarning",
+    "__version__",
+]

@@ -1,0 +1,94 @@
+"""Type stubs of the extension module built from exeml-py (Rust, pyo3)."""
+
+from os import PathLike
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+from typing_extensions import final
+
+_Path = Union[str, PathLike[str]]
+_Column = Tuple[str, str, Any]
+_Progress = Callable[[str, Any], Any]
+
+__all__ = ["Project", "TabularModel", "__version__", "fit_tabular", "list_projects"]
+__version__: str
+
+def fit_tabular(
+    *,
+    path: Optional[_Path] = None,
+    columns: Optional[Sequence[_Column]] = None,
+    tuning_path: Optional[_Path] = None,
+    tuning_columns: Optional[Sequence[_Column]] = None,
+    label: Optional[str] = None,
+    problem: Optional[str] = None,
+    time_limit: float = 60.0,
+    preference: str = "balance",
+    seed: int = 0,
+    train_ratio: float = 0.8,
+    header: str = "auto",
+    parent: Optional[TabularModel] = None,
+    parent_name: Optional[str] = None,
+    progress: Optional[_Progress] = None,
+) -> TabularModel: ...
+def list_projects(home: Optional[_Path] = None) -> str: ...
+
+@final
+class TabularModel:
+    @staticmethod
+    def load(path: _Path) -> TabularModel: ...
+    def save(self, path: _Path) -> None: ...
+    def predict(
+        self, *, path: Optional[_Path] = None, columns: Optional[Sequence[_Column]] = None
+    ) -> Dict[str, Any]: ...
+    def evaluate(
+        self, *, path: Optional[_Path] = None, columns: Optional[Sequence[_Column]] = None
+    ) -> str: ...
+    def feature_importance(
+        self,
+        *,
+        path: Optional[_Path] = None,
+        columns: Optional[Sequence[_Column]] = None,
+        shuffles: int = 3,
+        seed: int = 0,
+    ) -> str: ...
+    def manifest(self) -> str: ...
+    def leaderboard(self) -> str: ...
+    def summary(self) -> str: ...
+    @property
+    def problem(self) -> str: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def classes(self) -> List[str]: ...
+
+@final
+class Project:
+    def __new__(
+        cls,
+        name: str,
+        *,
+        task: str = "tabular",
+        home: Optional[_Path] = None,
+        create: bool = True,
+        description: str = "",
+    ) -> Project: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def home(self) -> str: ...
+    def info(self) -> str: ...
+    def import_table(self, path: _Path, *, label: Optional[str] = None, header: str = "auto") -> None: ...
+    def check(self) -> str: ...
+    def publish(self, *, train_ratio: float = 0.8, seed: int = 0) -> str: ...
+    def dataset_versions(self) -> str: ...
+    def model_versions(self) -> str: ...
+    def train(
+        self,
+        *,
+        version: Optional[str] = None,
+        time_limit: float = 60.0,
+        preference: str = "balance",
+        seed: int = 0,
+        parent: Optional[str] = None,
+        progress: Optional[_Progress] = None,
+    ) -> str: ...
+    def load_model(self, version: str) -> TabularModel: ...

@@ -1,0 +1,180 @@
+"""TabularPredictor end to end on real data: fit, predict, evaluate, leaderboard, importance,
+save/load."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import exeml
+
+
+def test_fit_predict_evaluate_on_iris(iris_model, iris_split):
+    _, test = iris_split
+    predicted = iris_model.predict(test)
+    assert isinstance(predicted, pd.Series)
+    assert list(predicted.index) == list(test.index)
+    assert predicted.name == "species"
+    accuracy = float((predicted == test["species"]).mean())
+    assert accuracy >= 0.9
+    evaluation = iris_model.evaluate(test)
+    assert isinstance(evaluation, exeml.Evaluation)
+    assert evaluation["n"] == len(test)
+    assert math.isclose(evaluation["accuracy"], accuracy)
+    assert set(evaluation["per_class"]) == {"setosa", "versicolor", "virginica"}
+    matrix = evaluation.confusion_matrix["matrix"]
+    assert sum(map(sum, matrix)) == len(test)
+    assert "<table" in evaluation._repr_html_()
+    frame = evaluation.confusion_matrix_frame()
+    assert list(frame.index) == ["setosa", "versicolor", "virginica"]
+
+
+def test_predict_proba_rows_sum_to_one(iris_model, iris_split):
+    _, test = iris_split
+    proba = iris_model.predict_proba(test)
+    assert list(proba.columns) == ["setosa", "versicolor", "virginica"]
+    np.testing.assert_allclose(proba.to_numpy().sum(axis=1), 1.0, atol=1e-9)
+    assert list(proba.idxmax(axis=1)) == list(iris_model.predict(test))
+
+
+def test_leaderboard_summary_and_manifest(iris_model):
+    board = iris_model.leaderboard()
+    assert len(board) >= 2
+    assert board[0]["score"] >= board[-1]["score"] or board[-1]["score"] is None
+    assert {"model", "score", "metric", "fit_secs", "predict_secs", "params"} <= set(board[0])
+    assert board.to_pandas().shape[0] == len(board)
+    assert "leaderboard" in board._repr_html_()
+    manifest = iris_model.manifest()
+    assert manifest["format"] == "exeml-model"
+    assert manifest["family"] == board[0]["model"]
+    assert "validation accuracy" in iris_model.summary()
+    assert "<table" in iris_model._repr_html_()
+    assert "species" in repr(iris_model)
+
+
+def test_feature_importance_ranks_petals_first(iris_model, iris_split):
+    _, test = iris_split
+    importance = iris_model.feature_importance(test, shuffles=5)
+    assert len(importance) == 4
+    assert importance[0]["column"].startswith("petal")
+    assert importance[0]["importance"] > importance[-1]["importance"]
+    assert importance.to_pandas().index.name == "column"
+
+
+def test_save_and_load_round_trip(iris_model, iris_split, tmp_path: Path):
+    _, test = iris_split
+    target = tmp_path / "iris-model"
+    iris_model.save(target)
+    assert (target / "manifest.json").is_file()
+    loaded = exeml.load(target, verbosity=0)
+    pd.testing.assert_frame_equal(loaded.predict_proba(test), iris_model.predict_proba(test))
+    assert loaded.label == "species"
+
+
+def test_fit_from_path_matches_fit_from_pandas(iris_path: Path):
+    from_path = exeml.TabularPredictor(label="species", seed=3, verbosity=0).fit(
+        iris_path, time_limit=20
+    )
+    from_frame = exeml.TabularPredictor(label="species", seed=3, verbosity=0).fit(
+        pd.read_csv(iris_path), time_limit=20
+    )
+    assert from_path.manifest()["family"] == from_frame.manifest()["family"]
+    assert from_path.manifest()["params"] == from_frame.manifest()["params"]
+    rows = pd.read_csv(iris_path)
+    np.testing.assert_allclose(
+        from_path.predict_proba(rows).to_numpy(), from_frame.predict_proba(rows).to_numpy()
+    )
+
+
+def test_regression_on_diabetes(diabetes_path: Path):
+    frame = pd.read_csv(diabetes_path)
+    predictor = exeml.TabularPredictor(label="progression", seed=0, verbosity=0).fit(
+        frame, time_limit=20
+    )
+    assert predictor.problem == "regression"
+    values = predictor.predict(frame)
+    assert values.dtype == np.float64
+    evaluation = predictor.evaluate(frame)
+    assert evaluation["rmse"] < frame["progression"].std()
+    assert {"mae", "mse", "rmse", "r2"} <= set(evaluation)
+    with pytest.raises(exeml.InvalidParameterError):
+        predictor.predict_proba(frame)
+
+
+def test_binary_with_integer_labels_predicts_integers(breast_cancer_path: Path):
+    frame = pd.read_csv(breast_cancer_path)
+    frame["diagnosis"] = (frame["diagnosis"] == "malignant").astype(int)
+    predictor = exeml.TabularPredictor(label="diagnosis", verbosity=0).fit(frame, time_limit=20)
+    assert predictor.problem == "binary"
+    assert predictor.class_labels == [0, 1]
+    predicted = predictor.predict(frame.head(20))
+    assert predicted.dtype.kind == "i"
+    assert set(predicted) <= {0, 1}
+    assert predictor.evaluate(frame)["roc_auc"] > 0.95
+
+
+def test_tuning_data_is_used_for_validation(iris_split):
+    train, test = iris_split
+    predictor = exeml.TabularPredictor(label="species", verbosity=0).fit(
+        train, tuning_data=test, time_limit=20
+    )
+    manifest = predictor.manifest()
+    assert manifest["lineage"]["rows"] == [len(train), len(test)]
+    assert predictor.validation()["n"] == len(test)
+
+
+def test_warm_start_records_the_parent(iris_model, iris_split):
+    train, _ = iris_split
+    child = exeml.TabularPredictor(label="species", verbosity=0).fit(
+        train, time_limit=20, warm_start=iris_model
+    )
+    parent = child.manifest()["lineage"]["parent"]
+    assert parent.startswith("python:")
+    first = child.leaderboard()
+    assert any(row["model"] == iris_model.manifest()["family"] for row in first)
+
+
+def test_same_seed_gives_identical_predictions(iris_split):
+    train, test = iris_split
+
+    def fit():
+        return exeml.TabularPredictor(label="species", seed=7, verbosity=0).fit(train, time_limit=20)
+
+    a, b = fit(), fit()
+    pd.testing.assert_frame_equal(a.predict_proba(test), b.predict_proba(test))
+
+
+def test_progress_prints_plain_lines_outside_jupyter(iris_split, capsys):
+    train, _ = iris_split
+    exeml.TabularPredictor(label="species", verbosity=1).fit(train, time_limit=10)
+    err = capsys.readouterr().err
+    assert "exeml: checking data" in err
+    assert "validation accuracy" in err
+
+
+def test_cli_and_python_give_the_same_model(iris_path: Path, tmp_path: Path):
+    """The README's promise: the same data and seed give the model the CLI gives."""
+    import subprocess
+    import os
+
+    exe = os.environ.get("EXEML_BIN")
+    if not exe:
+        pytest.skip("EXEML_BIN is not set (scripts/test.sh sets it)")
+    out = tmp_path / "cli-model"
+    subprocess.run(
+        [exe, "train", "--task", "tabular", "--data", str(iris_path), "--label", "species", "--seed", "5",
+         "--time-limit", "20s", "--out", str(out)],
+        check=True, capture_output=True,
+    )
+    cli = exeml.load(out, verbosity=0)
+    python = exeml.TabularPredictor(label="species", seed=5, verbosity=0).fit(iris_path, time_limit=20)
+    assert cli.manifest()["family"] == python.manifest()["family"]
+    assert cli.manifest()["params"] == python.manifest()["params"]
+    rows = pd.read_csv(iris_path)
+    np.testing.assert_allclose(cli.predict_proba(rows).to_numpy(), python.predict_proba(rows).to_numpy())
+    assert json.dumps(cli.manifest()["columns"]) == json.dumps(python.manifest()["columns"])
