@@ -10,14 +10,29 @@ use crate::model::TabularModel;
 use crate::predictor::TabularPredictor;
 use crate::schema::{label_numbers, label_texts, Target};
 use crate::table::Table;
-use exeml_core::search::{DefaultsFirst, Searcher, Trial, TrialOutcome, TrialRecord};
+use exeml_core::search::{Searcher, TpeConfig, TpeSearcher, Trial, TrialOutcome, TrialRecord};
 use exeml_core::split::{quantile_strata, stratified_split};
 use exeml_core::{
-    Budget, Dataset, Error, FitContext, ProblemType, Progress, Result, SplitSpec, TaskKind,
-    Trainer, Usage,
+    Budget, Dataset, Error, FitContext, Preference, ProblemType, Progress, Result, SplitSpec,
+    TaskKind, Trainer, Usage,
 };
 use std::collections::HashMap;
 use std::time::Instant;
+
+/// How long the search goes on without improving: a fast answer for `performance_first`, a
+/// thorough one for `accuracy_first`. The budget stops it in any case.
+fn search_config(preference: Preference, seed: u64) -> TpeConfig {
+    let patience = match preference {
+        Preference::PerformanceFirst => 8,
+        Preference::Balance => 20,
+        Preference::AccuracyFirst => 50,
+    };
+    TpeConfig {
+        patience: Some(patience),
+        seed,
+        ..TpeConfig::default()
+    }
+}
 
 /// Train a model on `table` as configured by `config`.
 ///
@@ -102,7 +117,7 @@ pub fn fit(
         progress,
     };
     let spaces = family::spaces(problem);
-    let mut searcher = DefaultsFirst::new(&spaces);
+    let mut searcher = TpeSearcher::new(&spaces, search_config(config.preference, config.seed));
     if let Some(parent) = &config.warm_start {
         check_parent(&parent.manifest, &target, &table.source)?;
         searcher.prepend(&parent.manifest.family, parent.manifest.params.clone());
@@ -110,7 +125,6 @@ pub fn fit(
     let mut prepared: HashMap<Encoding, (FeaturePipeline, Labelled, Labelled)> = HashMap::new();
     let mut best: Option<(f64, Trial, FeaturePipeline, Estimator, Vec<f64>)> = None;
     let mut history = Vec::new();
-    let total = searcher.remaining();
     while let Some(trial) = searcher.suggest() {
         if budget.is_cancelled() && best.is_none() {
             return Err(Error::Interrupted(
@@ -120,7 +134,7 @@ pub fn fit(
         if budget.exhausted() && best.is_some() {
             break;
         }
-        progress.phase(&format!("trial {}/{total}: {}", trial.id + 1, trial.family));
+        progress.phase(&format!("trial {}: {}", trial.id + 1, trial.family));
         progress.fraction(budget.fraction_used());
         let encoding = family::encoding_of(&trial.family)?;
         if let std::collections::hash_map::Entry::Vacant(slot) = prepared.entry(encoding) {

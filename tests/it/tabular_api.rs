@@ -19,11 +19,13 @@ fn iris_multiclass_reaches_high_accuracy_and_round_trips() {
         panic!("classification metrics expected");
     };
     assert!(report.accuracy >= 0.85, "accuracy {}", report.accuracy);
-    assert_eq!(
-        model.leaderboard().len(),
-        2,
+    let board = model.leaderboard();
+    assert!(
+        board.iter().any(|r| r.trial.family == "linear")
+            && board.iter().any(|r| r.trial.family == "gbdt"),
         "linear and gbdt were both tried"
     );
+    assert!(board.len() > 2, "the search went past the defaults");
 
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("iris-model");
