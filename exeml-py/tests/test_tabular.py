@@ -34,6 +34,16 @@ def test_fit_predict_evaluate_on_iris(iris_model, iris_split):
     assert list(frame.index) == ["setosa", "versicolor", "virginica"]
 
 
+def test_confusion_matrix_plot(iris_model, iris_split):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    _, test = iris_split
+    ax = iris_model.evaluate(test).plot_confusion_matrix()
+    assert ax.get_xlabel() == "predicted" and ax.get_ylabel() == "true"
+    assert len(ax.texts) == 9
+    assert sum(int(t.get_text()) for t in ax.texts) == len(test)
+
+
 def test_predict_proba_rows_sum_to_one(iris_model, iris_split):
     _, test = iris_split
     proba = iris_model.predict_proba(test)
