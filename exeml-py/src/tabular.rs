@@ -93,7 +93,7 @@ pub fn warn_interrupted(py: Python<'_>) -> PyResult<()> {
 #[pyo3(signature = (
     *, path=None, columns=None, tuning_path=None, tuning_columns=None, label=None, problem=None,
     time_limit=60.0, preference="balance", seed=0, train_ratio=0.8, header="auto",
-    parent=None, parent_name=None, progress=None
+    parent=None, parent_name=None, families=None, progress=None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn fit_tabular(
@@ -111,10 +111,12 @@ pub fn fit_tabular(
     header: &str,
     parent: Option<PyRef<'_, TabularModel>>,
     parent_name: Option<String>,
+    families: Option<Vec<String>>,
     progress: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<TabularModel> {
     let limit = seconds("time_limit", time_limit)?;
     let mut config = predictor(label, problem, preference, seed, train_ratio)?;
+    config.families = families.unwrap_or_default();
     config.header = parse_header(header)?;
     if let Some(parent) = parent {
         let name = parent_name.unwrap_or_else(|| "python model".into());

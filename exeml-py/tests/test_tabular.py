@@ -188,3 +188,19 @@ def test_cli_and_python_give_the_same_model(iris_path: Path, tmp_path: Path):
     rows = pd.read_csv(iris_path)
     np.testing.assert_allclose(cli.predict_proba(rows).to_numpy(), python.predict_proba(rows).to_numpy())
     assert json.dumps(cli.manifest()["columns"]) == json.dumps(python.manifest()["columns"])
+
+
+@pytest.mark.parametrize("family", ["linear", "knn", "gbdt"])
+def test_each_family_alone(iris_split, family):
+    train, test = iris_split
+    predictor = exeml.TabularPredictor(label="species", families=[family], verbosity=0).fit(
+        train, time_limit=20
+    )
+    assert {row["model"] for row in predictor.leaderboard()} == {family}
+    assert predictor.evaluate(test)["accuracy"] > 0.8
+
+
+def test_unknown_family_is_an_invalid_parameter(iris_split):
+    train, _ = iris_split
+    with pytest.raises(exeml.InvalidParameterError, match="forest"):
+        exeml.TabularPredictor(label="species", families=["forest"], verbosity=0).fit(train)

@@ -3,7 +3,7 @@
 
 use crate::dataset::TabularDataset;
 use crate::evaluate::{argmax, evaluate_classification, evaluate_regression, Evaluation};
-use crate::family::{self, gbdt, linear, Estimator, Labelled, Problem};
+use crate::family::{self, gbdt, knn, linear, Estimator, Labelled, Problem};
 use crate::features::{Encoding, FeaturePipeline};
 use crate::manifest::{Lineage, Manifest, FORMAT, FORMAT_VERSION};
 use crate::model::TabularModel;
@@ -116,11 +116,30 @@ pub fn fit(
         seed: config.seed,
         progress,
     };
-    let spaces = family::spaces(problem);
+    let mut spaces = family::spaces(problem);
+    if !config.families.is_empty() {
+        if let Some(unknown) = config
+            .families
+            .iter()
+            .find(|f| !spaces.iter().any(|s| &s.family == *f))
+        {
+            let known: Vec<&str> = spaces.iter().map(|s| s.family.as_str()).collect();
+            return Err(Error::invalid(
+                "families",
+                format!(
+                    "unknown model family `{unknown}` (known: {})",
+                    known.join(", ")
+                ),
+            ));
+        }
+        spaces.retain(|s| config.families.contains(&s.family));
+    }
     let mut searcher = TpeSearcher::new(&spaces, search_config(config.preference, config.seed));
     if let Some(parent) = &config.warm_start {
         check_parent(&parent.manifest, &target, &table.source)?;
-        searcher.prepend(&parent.manifest.family, parent.manifest.params.clone());
+        if spaces.iter().any(|s| s.family == parent.manifest.family) {
+            searcher.prepend(&parent.manifest.family, parent.manifest.params.clone());
+        }
     }
     let mut prepared: HashMap<Encoding, (FeaturePipeline, Labelled, Labelled)> = HashMap::new();
     let mut best: Option<(f64, Trial, FeaturePipeline, Estimator, Vec<f64>)> = None;
@@ -246,6 +265,9 @@ fn fit_family(
         linear::FAMILY => linear::LinearTrainer { problem }
             .fit(&trial.params, train, valid, ctx)
             .map(Estimator::Linear),
+        knn::FAMILY => knn::KnnTrainer { problem }
+            .fit(&trial.params, train, valid, ctx)
+            .map(Estimator::Knn),
         other => Err(Error::invalid(
             "model family",
             format!("unknown family `{other}`"),

@@ -42,6 +42,8 @@ pub struct TabularPredictor {
     pub header: HeaderMode,
     /// An earlier model whose chosen configuration is tried first (`--from`).
     pub warm_start: Option<WarmStart>,
+    /// Model families the search may use (`linear`, `knn`, `gbdt`); empty means all.
+    pub families: Vec<String>,
 }
 
 /// The parent of an incremental run: its name in the lineage and its manifest.
@@ -65,6 +67,7 @@ impl Default for TabularPredictor {
             device: Device::Cpu,
             header: HeaderMode::Auto,
             warm_start: None,
+            families: Vec::new(),
         }
     }
 }
@@ -105,6 +108,12 @@ impl TabularPredictor {
     /// Force the problem type.
     pub fn problem(mut self, problem: ProblemType) -> Self {
         self.problem = Some(problem);
+        self
+    }
+
+    /// Restrict the search to these model families (`linear`, `knn`, `gbdt`).
+    pub fn families<S: Into<String>>(mut self, families: impl IntoIterator<Item = S>) -> Self {
+        self.families = families.into_iter().map(Into::into).collect();
         self
     }
 

@@ -242,3 +242,56 @@ fn tuning_rows_appended_to_training_rows_validate() {
         .expect("fit");
     assert_eq!(model.validation().n(), tuning.n_rows());
 }
+
+#[test]
+fn every_family_trains_saves_and_predicts_on_its_own() {
+    let table = Table::read(&data("wine.csv"), ReadOptions::default()).expect("read");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for family in ["linear", "knn", "gbdt"] {
+        let model = quick("cultivar")
+            .families([family])
+            .fit(&table)
+            .expect("fit");
+        assert_eq!(model.manifest.family, family);
+        assert!(model.leaderboard().iter().all(|r| r.trial.family == family));
+        let Metrics::Classification(report) = &model.validation().metrics else {
+            panic!("classification metrics expected");
+        };
+        assert!(report.accuracy > 0.8, "{family}: {}", report.accuracy);
+        let path = dir.path().join(family);
+        model.save(&path).expect("save");
+        let loaded = TabularModel::load(&path).expect("load");
+        assert_eq!(
+            model.predict(&table).expect("predict"),
+            loaded.predict(&table).expect("predict"),
+            "{family}"
+        );
+    }
+    let err = quick("cultivar")
+        .families(["forest"])
+        .fit(&table)
+        .expect_err("unknown family");
+    assert!(
+        err.to_string().contains("unknown model family `forest`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_search_improves_on_the_default_point() {
+    let table = Table::read(&data("breast_cancer.csv"), ReadOptions::default()).expect("read");
+    let model = quick("diagnosis")
+        .families(["gbdt"])
+        .fit(&table)
+        .expect("fit");
+    let board = model.leaderboard();
+    let default_score = model
+        .manifest
+        .leaderboard
+        .first()
+        .and_then(|r| r.outcome.score)
+        .expect("the default point scored");
+    let best = board[0].outcome.score.expect("best scored");
+    assert!(board.len() > 1, "the search went past the default point");
+    assert!(best > default_score, "{best} <= {default_score}");
+}

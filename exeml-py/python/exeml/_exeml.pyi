@@ -27,6 +27,7 @@ def fit_tabular(
     header: str = "auto",
     parent: Optional[TabularModel] = None,
     parent_name: Optional[str] = None,
+    families: Optional[Sequence[str]] = None,
     progress: Optional[_Progress] = None,
 ) -> TabularModel: ...
 def list_projects(home: Optional[_Path] = None) -> str: ...

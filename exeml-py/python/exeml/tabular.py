@@ -43,6 +43,9 @@ class TabularPredictor:
         validates (a seeded, stratified split).
     verbosity:
         0 is silent; 1 shows progress (a bar in Jupyter, lines elsewhere).
+    families:
+        Restrict the search to these model families (``"linear"``, ``"knn"``, ``"gbdt"``);
+        ``None`` searches all.
     """
 
     def __init__(
@@ -54,6 +57,7 @@ class TabularPredictor:
         seed: int = 0,
         train_ratio: float = 0.8,
         verbosity: int = 1,
+        families: Optional[List[str]] = None,
     ) -> None:
         if preference not in PREFERENCES:
             raise InvalidParameterError(
@@ -71,6 +75,7 @@ class TabularPredictor:
         self.seed = int(seed)
         self.train_ratio = float(train_ratio)
         self.verbosity = int(verbosity)
+        self.families = None if families is None else list(families)
         self._model: Optional[_exeml.TabularModel] = None
 
     # -- training -------------------------------------------------------------------------
@@ -116,6 +121,7 @@ class TabularPredictor:
                 header=header,
                 parent=parent,
                 parent_name=None if parent is None else "python:" + parent.summary(),
+                families=self.families,
                 progress=progress,
             )
         finally:

@@ -3,6 +3,7 @@
 //! plus one line in [`Estimator`] and [`spaces`].
 
 pub mod gbdt;
+pub mod knn;
 pub mod linear;
 
 use crate::features::{Encoding, Matrix};
@@ -42,14 +43,18 @@ impl Problem {
 
 /// The search spaces of every family, for a problem.
 pub fn spaces(problem: Problem) -> Vec<SearchSpace> {
-    vec![linear::search_space(problem), gbdt::search_space(problem)]
+    vec![
+        linear::search_space(problem),
+        knn::search_space(problem),
+        gbdt::search_space(problem),
+    ]
 }
 
 /// The encoding a family needs.
 pub fn encoding_of(family: &str) -> Result<Encoding> {
     match family {
         gbdt::FAMILY => Ok(Encoding::Trees),
-        linear::FAMILY => Ok(Encoding::Linear),
+        linear::FAMILY | knn::FAMILY => Ok(Encoding::Linear),
         other => Err(Error::invalid(
             "model family",
             format!("unknown family `{other}`"),
@@ -64,6 +69,8 @@ pub enum Estimator {
     Gbdt(gbdt::GbdtModel),
     /// A regularised linear or logistic model.
     Linear(linear::LinearModel),
+    /// k-nearest neighbours.
+    Knn(knn::KnnModel),
 }
 
 impl Estimator {
@@ -72,6 +79,7 @@ impl Estimator {
         match self {
             Estimator::Gbdt(_) => gbdt::FAMILY,
             Estimator::Linear(_) => linear::FAMILY,
+            Estimator::Knn(_) => knn::FAMILY,
         }
     }
 
@@ -80,6 +88,7 @@ impl Estimator {
         match self {
             Estimator::Gbdt(m) => m.predict(x),
             Estimator::Linear(m) => m.predict(x),
+            Estimator::Knn(m) => m.predict(x),
         }
     }
 
@@ -88,6 +97,7 @@ impl Estimator {
         match self {
             Estimator::Gbdt(m) => m.save(dir),
             Estimator::Linear(m) => m.save(dir),
+            Estimator::Knn(m) => m.save(dir),
         }
     }
 
@@ -96,6 +106,7 @@ impl Estimator {
         match family {
             gbdt::FAMILY => Ok(Estimator::Gbdt(gbdt::GbdtModel::load(dir, problem)?)),
             linear::FAMILY => Ok(Estimator::Linear(linear::LinearModel::load(dir, problem)?)),
+            knn::FAMILY => Ok(Estimator::Knn(knn::KnnModel::load(dir, problem)?)),
             other => Err(Error::Format {
                 path: dir.to_path_buf(),
                 message: format!("unknown model family `{other}`"),

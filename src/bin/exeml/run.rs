@@ -79,6 +79,7 @@ pub fn predictor(fit: &FitOptions) -> Result<(TabularPredictor, Budget)> {
         device,
         header: header_mode(fit.header),
         warm_start: None,
+        families: Vec::new(),
     };
     exeml::core::SplitSpec {
         train_ratio: fit.train_ratio,
