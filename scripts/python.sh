@@ -4,9 +4,17 @@
 # Called by scripts/test.sh; usable alone after scripts/setup.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A virtualenv: the standard venv module, or virtualenv where a distribution split venv out.
+make_venv() {
+  python3 -m venv "$1" 2>/dev/null || {
+    rm -rf "$1"
+    python3 -m pip install --quiet --user virtualenv
+    python3 -m virtualenv --quiet "$1"
+  }
+}
 tools=.venv
 if [ ! -x "$tools/bin/maturin" ]; then
-  python3 -m venv "$tools"
+  make_venv "$tools"
   "$tools/bin/pip" install --quiet --upgrade pip
   "$tools/bin/pip" install --quiet "maturin>=1.9,<2"
 fi
@@ -21,7 +29,7 @@ echo "wheel: $wheel ($(du -h "$wheel" | cut -f1))"
 
 venv=target/python-test-venv
 rm -rf "$venv"
-python3 -m venv "$venv"
+make_venv "$venv"
 "$venv/bin/pip" install --quiet --upgrade pip
 "$venv/bin/pip" install --quiet "${wheel}[test]"
 
