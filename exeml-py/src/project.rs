@@ -28,6 +28,14 @@ pub fn list_projects(home: Option<PathBuf>) -> PyResult<String> {
     to_json(&projects)
 }
 
+/// Lock the shared project; a poisoned lock (a panic in another thread) is a typed error.
+fn lock_project(project: &Mutex<exeml::Project>) -> exeml::Result<MutexGuard<'_, exeml::Project>> {
+    project.lock().map_err(|_| Error::Backend {
+        backend: "python",
+        message: "the project is unusable after a crash in another thread".into(),
+    })
+}
+
 /// A project of the workspace (wrapped by `exeml.Project`).
 #[derive(Debug)]
 #[pyclass(module = "exeml._exeml", name = "Project", frozen)]
@@ -38,12 +46,7 @@ pub struct Project {
 
 impl Project {
     fn lock(&self) -> PyResult<MutexGuard<'_, exeml::Project>> {
-        self.inner.lock().map_err(|_| {
-            to_py(Error::Backend {
-                backend: "python",
-                message: "the project is unusable after a crash in another thread".into(),
-            })
-        })
+        lock_project(&self.inner).map_err(to_py)
     }
 }
 
@@ -159,10 +162,7 @@ impl Project {
         let job_budget = budget.clone();
         let inner = Arc::clone(&self.inner);
         let finished = run_job(py, &budget, progress, move |progress| {
-            let project = inner.lock().map_err(|_| Error::Backend {
-                backend: "python",
-                message: "the project is unusable after a crash in another thread".into(),
-            })?;
+            let project = lock_project(&inner)?;
             project.train(
                 version.as_deref(),
                 &config,
@@ -182,10 +182,7 @@ impl Project {
         let inner = Arc::clone(&self.inner);
         let version = version.to_string();
         let model = crate::errors::guard_detached(py, move || {
-            let project = inner.lock().map_err(|_| Error::Backend {
-                backend: "python",
-                message: "the project is unusable after a crash in another thread".into(),
-            })?;
+            let project = lock_project(&inner)?;
             project.load_model(&version)
         })?;
         Ok(TabularModel {

@@ -6,7 +6,7 @@
 //! Training rows beyond [`MAX_STORED_ROWS`] are subsampled (seeded) so that prediction stays
 //! fast; the cost hint tells the searcher it is a mid-priced family.
 
-use super::{Labelled, Problem};
+use super::{read_f64_tensor, Labelled, Problem};
 use crate::features::Matrix;
 use exeml_core::search::{ParamPoint, ParamRange, ParamValue, SearchSpace};
 use exeml_core::seed::rng;
@@ -229,22 +229,8 @@ impl KnnModel {
             .map_err(|e| bad(format!("invalid safetensors: {e}")))?;
         let tensors = safetensors::SafeTensors::deserialize(&bytes)
             .map_err(|e| bad(format!("invalid safetensors: {e}")))?;
-        let read = |name: &str| -> Result<(Vec<f64>, Vec<usize>)> {
-            let t = tensors
-                .tensor(name)
-                .map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
-            if t.dtype() != Dtype::F64 {
-                return Err(bad(format!("tensor `{name}` is not f64")));
-            }
-            let values = t
-                .data()
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-                .collect();
-            Ok((values, t.shape().to_vec()))
-        };
-        let (points, shape) = read("points")?;
-        let (targets, _) = read("targets")?;
+        let (points, shape) = read_f64_tensor(&tensors, "points", &path)?;
+        let (targets, _) = read_f64_tensor(&tensors, "targets", &path)?;
         let meta = header.metadata().clone().unwrap_or_default();
         let k: usize = meta
             .get("k")

@@ -4,7 +4,7 @@
 //! Written here rather than taken from linfa: linfa pins an ndarray version that conflicts with
 //! the rest of the workspace (see ASSETS.md), and both solvers are short.
 
-use super::{sigmoid, softmax_in_place, Labelled, Problem};
+use super::{read_f64_tensor, sigmoid, softmax_in_place, Labelled, Problem};
 use crate::features::Matrix;
 use exeml_core::search::{ParamPoint, ParamRange, ParamValue, SearchSpace};
 use exeml_core::{Error, FitContext, ProblemType, Result, Trainer};
@@ -311,20 +311,8 @@ impl LinearModel {
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
         let tensors = safetensors::SafeTensors::deserialize(&bytes)
             .map_err(|e| Error::data(&path, format!("invalid safetensors: {e}")))?;
-        let read = |name: &str| -> Result<Vec<f64>> {
-            let t = tensors
-                .tensor(name)
-                .map_err(|e| Error::data(&path, format!("tensor `{name}`: {e}")))?;
-            if t.dtype() != Dtype::F64 {
-                return Err(Error::data(&path, format!("tensor `{name}` is not f64")));
-            }
-            Ok(t.data()
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-                .collect())
-        };
-        let weights = read("weight")?;
-        let bias = read("bias")?;
+        let (weights, _) = read_f64_tensor(&tensors, "weight", &path)?;
+        let (bias, _) = read_f64_tensor(&tensors, "bias", &path)?;
         if bias.is_empty() || weights.len() % bias.len() != 0 {
             return Err(Error::data(&path, "weight and bias shapes do not match"));
         }

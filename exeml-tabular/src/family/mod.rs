@@ -115,6 +115,27 @@ impl Estimator {
     }
 }
 
+/// The values and shape of the f64 tensor `name` of a safetensors file (`path` names it in
+/// errors); shared by the families that store weights in safetensors.
+pub(crate) fn read_f64_tensor(
+    tensors: &safetensors::SafeTensors<'_>,
+    name: &str,
+    path: &Path,
+) -> Result<(Vec<f64>, Vec<usize>)> {
+    let tensor = tensors
+        .tensor(name)
+        .map_err(|e| Error::data(path, format!("tensor `{name}`: {e}")))?;
+    if tensor.dtype() != safetensors::tensor::Dtype::F64 {
+        return Err(Error::data(path, format!("tensor `{name}` is not f64")));
+    }
+    let values = tensor
+        .data()
+        .chunks_exact(8)
+        .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+        .collect();
+    Ok((values, tensor.shape().to_vec()))
+}
+
 /// Turn a row of raw scores into probabilities that sum to one.
 pub(crate) fn softmax_in_place(row: &mut [f64]) {
     let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
