@@ -33,6 +33,8 @@ pub use exeml_tabular::{Evaluation, Predictions, Table, TabularModel, TabularPre
 pub mod demo_data;
 pub mod report;
 pub mod response;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod workflow;
 
 pub use workflow::Project;

@@ -169,7 +169,10 @@ impl FeaturePipeline {
 
     /// The input columns the pipeline reads.
     pub fn input_columns(&self) -> Vec<&str> {
-        self.transforms.iter().map(transform_column).collect()
+        self.transforms
+            .iter()
+            .map(ColumnTransform::column)
+            .collect()
     }
 
     /// Turn a table (training data or new rows) into the feature matrix.
@@ -226,7 +229,7 @@ impl FeaturePipeline {
         let n_raw = self.raw_feature_names().len();
         let mut data = Vec::with_capacity(rows * n_raw);
         for (transform, &kind) in self.transforms.iter().zip(&self.kinds) {
-            let name = transform_column(transform);
+            let name = transform.column();
             let column = table
                 .columns
                 .iter()
@@ -249,12 +252,15 @@ impl FeaturePipeline {
     }
 }
 
-fn transform_column(t: &ColumnTransform) -> &str {
-    match t {
-        ColumnTransform::Numeric { column }
-        | ColumnTransform::Categorical { column, .. }
-        | ColumnTransform::Datetime { column, .. }
-        | ColumnTransform::Text { column } => column,
+impl ColumnTransform {
+    /// The input column it reads.
+    pub fn column(&self) -> &str {
+        match self {
+            ColumnTransform::Numeric { column }
+            | ColumnTransform::Categorical { column, .. }
+            | ColumnTransform::Datetime { column, .. }
+            | ColumnTransform::Text { column } => column,
+        }
     }
 }
 

@@ -27,6 +27,7 @@ pub mod manifest;
 pub mod model;
 pub mod predictor;
 pub mod schema;
+pub mod serving;
 pub mod sniff;
 pub mod table;
 

@@ -107,6 +107,11 @@ impl TabularModel {
         rows
     }
 
+    /// The fitted feature pipeline: the used input columns, their kinds and encodings.
+    pub fn pipeline(&self) -> &FeaturePipeline {
+        &self.pipeline
+    }
+
     /// The validation evaluation made at training time.
     pub fn validation(&self) -> &Evaluation {
         &self.manifest.validation

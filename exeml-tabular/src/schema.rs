@@ -84,7 +84,8 @@ pub fn parse_time(text: &str) -> Option<i64> {
     None
 }
 
-fn parse_number(text: &str) -> Option<f64> {
+/// Parse a finite number (surrounding spaces allowed).
+pub fn parse_number(text: &str) -> Option<f64> {
     let v: f64 = text.trim().parse().ok()?;
     v.is_finite().then_some(v)
 }

@@ -2,6 +2,8 @@
 //! the `exeml` binary.
 
 mod cli;
+#[cfg(feature = "serve")]
+mod serve;
 mod store_workflow;
 mod tabular_api;
 

@@ -22,6 +22,8 @@ pub enum Command {
     Predict(PredictArgs),
     /// Evaluate a saved model on labelled data.
     Evaluate(EvaluateArgs),
+    /// Serve model versions over HTTP (real-time predictions, metrics, a test page).
+    Serve(ServeArgs),
     /// Run the whole workflow on a built-in data set: project → data → version → model → predict.
     Demo(DemoArgs),
     /// Projects of the workspace: create, list, show, delete.
@@ -138,6 +140,45 @@ pub struct EvaluateArgs {
     /// Whether the CSV has a header row.
     #[arg(long, value_enum, default_value = "auto")]
     pub header: HeaderArg,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A model folder, or a model version of --project, with an optional traffic share:
+    /// `--model 0.0.1=90 --model 0.0.2=10`. Repeat for a traffic split (shares sum to 100).
+    #[arg(
+        long = "model",
+        required = true,
+        value_name = "MODEL_DIR_OR_VERSION[=PERCENT]"
+    )]
+    pub models: Vec<String>,
+    /// The project whose versions --model names.
+    #[arg(long)]
+    pub project: Option<String>,
+    /// Address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0: any free port).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Prediction workers, in-process, sharing each loaded model (default: the number of cores).
+    #[arg(long)]
+    pub replicas: Option<usize>,
+    /// Require this key on every request but /, /health and /ready.
+    #[arg(long, env = "EXEML_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Stop by itself after this long: 1h, 2h, 4h, 6h, or any duration up to 24h.
+    #[arg(long)]
+    pub auto_stop: Option<String>,
+    /// Largest request body in MiB.
+    #[arg(long, default_value_t = 16)]
+    pub max_body_mb: usize,
+    /// Longest time one request may take.
+    #[arg(long, default_value = "30s")]
+    pub request_timeout: String,
+    /// Requests inside the service at once before new ones get 503 + Retry-After.
+    #[arg(long, default_value_t = 256)]
+    pub max_pending: usize,
 }
 
 #[derive(Debug, Args)]
@@ -295,6 +336,18 @@ pub enum ModelCommand {
         version: String,
         #[arg(long)]
         yes: bool,
+    },
+    /// Mark a model version as deployed (`exeml serve --project` does this while it runs).
+    Deploy {
+        #[arg(long)]
+        project: String,
+        version: String,
+    },
+    /// Clear a version's deployed mark (e.g. after a service was killed).
+    Undeploy {
+        #[arg(long)]
+        project: String,
+        version: String,
     },
     /// Copy a model version's folder elsewhere (self-contained).
     Export {

@@ -6,6 +6,7 @@ mod files;
 mod progress;
 mod registry;
 mod run;
+mod serve;
 
 use clap::Parser;
 use std::process::ExitCode;

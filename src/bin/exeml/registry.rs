@@ -303,6 +303,14 @@ pub fn model(workspace: Option<PathBuf>, command: ModelCommand) -> Result<()> {
                 );
             }
         }
+        ModelCommand::Deploy { project, version } => {
+            store.set_deployed(&project, &version, true)?;
+            println!("model version {version} of {project} is marked deployed");
+        }
+        ModelCommand::Undeploy { project, version } => {
+            store.set_deployed(&project, &version, false)?;
+            println!("model version {version} of {project} is no longer marked deployed");
+        }
         ModelCommand::Delete {
             project,
             version,

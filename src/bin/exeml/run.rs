@@ -16,6 +16,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Train(args) => train(args),
         Command::Predict(args) => predict(args),
         Command::Evaluate(args) => evaluate(args),
+        Command::Serve(args) => crate::serve::run(workspace, args),
         Command::Demo(args) => crate::demo::run(workspace, args),
         Command::Project(cmd) => crate::registry::project(workspace, cmd),
         Command::Dataset(cmd) => crate::registry::dataset(workspace, cmd),
