@@ -12,3 +12,20 @@ for component in rustfmt clippy; do
     rustup component add "$component"
   fi
 done
+
+# The service's test page is checked in a real headless browser: Debian's Chromium and its
+# WebDriver. Installed with apt (as root, or through sudo where it is available).
+if ! command -v chromedriver >/dev/null 2>&1 || ! { command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; }; then
+  if command -v apt-get >/dev/null 2>&1; then
+    as_root=()
+    [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && as_root=(sudo -n)
+    echo "installing chromium and chromium-driver (apt) for the browser test of the service page"
+    if ! { "${as_root[@]}" apt-get update -qq && \
+        DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends \
+        chromium chromium-driver >/dev/null; }; then
+      echo "warning: could not install chromium; the browser test of the service page will be skipped" >&2
+    fi
+  else
+    echo "warning: no apt-get; install Chromium and chromedriver for the browser test of the service page" >&2
+  fi
+fi

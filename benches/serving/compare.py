@@ -108,9 +108,10 @@ def main():
         "exeml serve": lambda port: subprocess.Popen(
             [args.exeml, "serve", "--model", str(model_dir), "--port", str(port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-        f"FastAPI + uvicorn ({cores} workers) + LightGBM": lambda port: subprocess.Popen(
+        f"FastAPI + uvicorn[standard] ({cores} workers) + LightGBM": lambda port: subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "fastapi_app:app", "--port", str(port),
-             "--workers", str(cores), "--log-level", "warning", "--no-access-log"],
+             "--workers", str(cores), "--http", "httptools", "--loop", "uvloop",
+             "--log-level", "warning", "--no-access-log"],
             cwd=Path(__file__).parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             env={**os.environ, "MODEL_PATH": str(work / "lgb.txt"),
                  "FEATURES": json.dumps(features), "CLASSES": json.dumps(classes)}),

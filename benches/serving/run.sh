@@ -9,7 +9,7 @@ command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; e
 venv=benches/serving/.venv
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q lightgbm pandas numpy fastapi uvicorn psutil
+  "$venv/bin/pip" install -q lightgbm pandas numpy fastapi "uvicorn[standard]" psutil
 fi
 bin=${EXEML_BIN:-}
 if [ -z "$bin" ]; then

@@ -14,6 +14,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
+/// Batches at least this large are predicted on the thread pool.
+const PARALLEL_PREDICT_ROWS: usize = 256;
+
 /// The family's name in manifests and leaderboards.
 pub const FAMILY: &str = "gbdt";
 /// Rounds fitted first to measure the cost of one round.
@@ -298,7 +301,14 @@ impl GbdtModel {
     /// Predictions, row-major: probabilities per class, or values for regression.
     pub fn predict(&self, x: &Matrix) -> Vec<f64> {
         let m = forust_ml::Matrix::new(&x.data, x.rows, x.cols);
-        let raw: Vec<Vec<f64>> = self.boosters.iter().map(|b| b.predict(&m, true)).collect();
+        // Fanning a few rows out to the thread pool costs more than predicting them here (a
+        // served request is usually one row).
+        let parallel = x.rows >= PARALLEL_PREDICT_ROWS;
+        let raw: Vec<Vec<f64>> = self
+            .boosters
+            .iter()
+            .map(|b| b.predict(&m, parallel))
+            .collect();
         match self.problem.kind {
             ProblemType::Regression => raw.into_iter().next().unwrap_or_default(),
             ProblemType::Binary => raw
