@@ -83,7 +83,10 @@ async fn answer(shared: &Shared, model: Arc<DeployedModel>, request: Request) ->
 enum Input {
     /// The parsed body and its size in bytes.
     Json(Value, usize),
-    File { name: String, bytes: Bytes },
+    File {
+        name: String,
+        bytes: Bytes,
+    },
 }
 
 async fn run_model(
