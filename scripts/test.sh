@@ -20,7 +20,9 @@ cargo test --workspace
 step "exeml demo (in a temporary workspace)"
 demo_home=$(mktemp -d)
 trap 'rm -rf "$demo_home"' EXIT
-EXEML_HOME="$demo_home" cargo run --quiet --bin exeml -- demo --time-limit 10s
+# The binary `cargo test --workspace` just built: `cargo run --bin exeml` alone would resolve
+# features without the Python crate and rebuild polars and friends a second time.
+EXEML_HOME="$demo_home" target/debug/exeml demo --time-limit 10s
 
 step "Python: wheel (maturin) in a fresh venv, pytest + example notebook, stubtest"
 scripts/python.sh

@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod automl;
+pub mod batch;
 pub mod checks;
 pub mod dataset;
 pub mod evaluate;
@@ -32,6 +33,7 @@ pub mod sniff;
 pub mod table;
 
 pub use automl::split_rows;
+pub use batch::{predict_file, BatchOptions, BatchReport, OutputFormat};
 pub use dataset::TabularDataset;
 pub use evaluate::Evaluation;
 pub use importance::{permutation_importance, FeatureImportance};

@@ -90,6 +90,34 @@ pub fn parse_number(text: &str) -> Option<f64> {
     v.is_finite().then_some(v)
 }
 
+/// Whether the text `text` can be a value of a column of `kind` (missing-value tokens always
+/// can); the message says what was expected.
+pub fn check_text(text: &str, kind: ColumnKind) -> std::result::Result<(), String> {
+    let Some(t) = clean_text(text) else {
+        return Ok(());
+    };
+    match kind {
+        ColumnKind::Numeric if parse_number(&t).is_none() => {
+            Err(format!("expected a number, got {}", quoted(&t)))
+        }
+        ColumnKind::Datetime if parse_time(&t).is_none() => Err(format!(
+            "expected a date such as 2024-01-31 or 2024-01-31 08:00:00, got {}",
+            quoted(&t)
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A value, quoted and cut short for an error message.
+pub fn quoted(text: &str) -> String {
+    let short: String = text.chars().take(40).collect();
+    if short.len() < text.len() {
+        format!("\"{short}…\"")
+    } else {
+        format!("\"{short}\"")
+    }
+}
+
 /// Infer the kind of a column from its values.
 pub fn infer_kind(values: &Values) -> ColumnKind {
     match values {

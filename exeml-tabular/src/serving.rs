@@ -4,8 +4,8 @@
 
 use crate::features::ColumnTransform;
 use crate::model::{Predictions, TabularModel};
-use crate::schema::{parse_number, parse_time, ColumnKind};
-use crate::table::{clean_text, Table};
+use crate::schema::{check_text, ColumnKind};
+use crate::table::Table;
 use exeml_core::serving::{Answer, InputField, InputKind, Servable, ServeInfo, ServeInput};
 use exeml_core::{Error, ProblemType, Result, TaskKind};
 use serde_json::{json, Map, Value};
@@ -172,33 +172,11 @@ fn check_value(value: &Value, kind: ColumnKind) -> std::result::Result<(), Strin
         }
         (Value::Number(_), ColumnKind::Numeric) => Ok(()),
         (Value::Bool(_), ColumnKind::Numeric) => Err("expected a number, got a boolean".into()),
-        (Value::String(text), ColumnKind::Numeric) => match clean_text(text) {
-            None => Ok(()),
-            Some(t) if parse_number(&t).is_some() => Ok(()),
-            Some(t) => Err(format!("expected a number, got {}", quoted(&t))),
-        },
-        (Value::String(text), ColumnKind::Datetime) => match clean_text(text) {
-            None => Ok(()),
-            Some(t) if parse_time(&t).is_some() => Ok(()),
-            Some(t) => Err(format!(
-                "expected a date such as 2024-01-31 or 2024-01-31 08:00:00, got {}",
-                quoted(&t)
-            )),
-        },
+        (Value::String(text), ColumnKind::Numeric | ColumnKind::Datetime) => check_text(text, kind),
         (Value::Number(_) | Value::Bool(_), ColumnKind::Datetime) => {
             Err("expected a date string such as 2024-01-31".into())
         }
         (_, ColumnKind::Categorical | ColumnKind::Text) => Ok(()),
-    }
-}
-
-/// A client value, quoted and cut short for an error message.
-fn quoted(text: &str) -> String {
-    let short: String = text.chars().take(40).collect();
-    if short.len() < text.len() {
-        format!("\"{short}…\"")
-    } else {
-        format!("\"{short}\"")
     }
 }
 
@@ -228,6 +206,6 @@ mod tests {
     #[test]
     fn long_values_are_cut_in_messages() {
         let long = "x".repeat(100);
-        assert_eq!(quoted(&long).chars().count(), 43);
+        assert_eq!(crate::schema::quoted(&long).chars().count(), 43);
     }
 }

@@ -85,6 +85,45 @@ pub fn sniff_and_validate(path: &Path, header: HeaderMode) -> Result<Dialect> {
     })
 }
 
+/// Sniff the dialect of `path` from its first records only (for streaming readers that report
+/// ragged rows themselves): delimiter, header, and the first record's field count.
+pub fn sniff_head(path: &Path, header: HeaderMode) -> Result<Dialect> {
+    let delimiter = sniff_delimiter(path)?;
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(false)
+        .flexible(true)
+        .from_path(path)
+        .map_err(|e| csv_error(path, e))?;
+    let mut head: Vec<Vec<String>> = Vec::new();
+    let mut record = csv::StringRecord::new();
+    while head.len() < SNIFF_RECORDS {
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => return Err(csv_error(path, e)),
+        }
+        if record.len() == 1 && record.get(0).is_some_and(|f| f.trim().is_empty()) {
+            continue;
+        }
+        head.push(record.iter().map(str::to_string).collect());
+    }
+    let n_fields = head
+        .first()
+        .map(Vec::len)
+        .ok_or_else(|| Error::data(path, "the file is empty"))?;
+    let has_header = match header {
+        HeaderMode::Present => true,
+        HeaderMode::Absent => false,
+        HeaderMode::Auto => looks_like_header(&head),
+    };
+    Ok(Dialect {
+        delimiter,
+        has_header,
+        n_fields,
+    })
+}
+
 /// The candidate delimiter that splits the first lines into the most, and equally many, fields.
 fn sniff_delimiter(path: &Path) -> Result<u8> {
     use std::io::{BufRead, BufReader};

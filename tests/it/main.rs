@@ -1,6 +1,7 @@
 //! Integration tests: real models trained on small real data, through the library, the store and
 //! the `exeml` binary.
 
+mod batch;
 mod cli;
 #[cfg(feature = "serve")]
 mod serve;

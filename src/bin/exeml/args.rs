@@ -124,6 +124,12 @@ pub struct PredictArgs {
     /// Whether the CSV has a header row.
     #[arg(long, value_enum, default_value = "auto")]
     pub header: HeaderArg,
+    /// Rows read, predicted and checkpointed at a time (the CSV is streamed, never loaded whole).
+    #[arg(long, default_value_t = 50_000)]
+    pub chunk_rows: usize,
+    /// Continue an interrupted run of the same data, model and output from its checkpoint.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 #[derive(Debug, Args)]

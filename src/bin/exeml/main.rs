@@ -2,7 +2,6 @@
 
 mod args;
 mod demo;
-mod files;
 mod progress;
 mod registry;
 mod run;

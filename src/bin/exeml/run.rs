@@ -6,7 +6,9 @@ use crate::args::{
 use crate::progress::Reporter;
 use exeml::core::budget::parse_duration;
 use exeml::core::{Budget, Device, Error, Preference, ProblemType, Result, TaskKind};
-use exeml::tabular::{HeaderMode, ReadOptions, Table, TabularModel, TabularPredictor};
+use exeml::tabular::{
+    predict_file, BatchOptions, HeaderMode, ReadOptions, Table, TabularModel, TabularPredictor,
+};
 use std::path::Path;
 
 /// Run one command line.
@@ -131,14 +133,32 @@ fn read_table(path: &Path, header: HeaderArg) -> Result<Table> {
 
 fn predict(args: PredictArgs) -> Result<()> {
     let model = TabularModel::load(&args.model)?;
-    let table = read_table(&args.data, args.header)?;
-    let predictions = model.predict(&table)?;
-    crate::files::write_predictions(&args.output, &predictions)?;
+    // The CLI is stopped by a signal; the checkpoint of the last chunk makes it resumable.
+    let options = BatchOptions {
+        header: header_mode(args.header),
+        chunk_rows: args.chunk_rows,
+        resume: args.resume,
+        budget: Budget::unlimited(),
+    };
+    let reporter = Reporter::new();
+    let report = predict_file(&model, &args.data, &args.output, &options, &reporter);
+    reporter.finish();
+    let report = report?;
+    if report.resumed_at > 0 {
+        println!("resumed after {} rows", report.resumed_at);
+    }
     println!(
         "wrote {} predictions to {}",
-        predictions.len(),
+        report.predicted,
         args.output.display()
     );
+    if let Some(errors) = &report.errors_file {
+        eprintln!(
+            "skipped {} bad rows; each is listed with its reason in {}",
+            report.skipped,
+            errors.display()
+        );
+    }
     Ok(())
 }
 
