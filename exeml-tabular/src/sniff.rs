@@ -33,6 +33,25 @@ const SNIFF_RECORDS: usize = 200;
 
 /// Sniff the dialect of `path` and check that every record has the same number of fields.
 pub fn sniff_and_validate(path: &Path, header: HeaderMode) -> Result<Dialect> {
+    scan(path, header, Extent::WholeFile)
+}
+
+/// Sniff the dialect of `path` from its first records only (for streaming readers that report
+/// ragged rows themselves): delimiter, header, and the first record's field count.
+pub fn sniff_head(path: &Path, header: HeaderMode) -> Result<Dialect> {
+    scan(path, header, Extent::Head)
+}
+
+/// How much of the file [`scan`] reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Extent {
+    /// The first records, enough to sniff.
+    Head,
+    /// Every record, refusing a ragged one.
+    WholeFile,
+}
+
+fn scan(path: &Path, header: HeaderMode, extent: Extent) -> Result<Dialect> {
     let delimiter = sniff_delimiter(path)?;
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
@@ -44,7 +63,7 @@ pub fn sniff_and_validate(path: &Path, header: HeaderMode) -> Result<Dialect> {
     let mut n_fields = None;
     let mut record = csv::StringRecord::new();
     let mut index = 0usize;
-    loop {
+    while extent == Extent::WholeFile || head.len() < SNIFF_RECORDS {
         match reader.read_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {}
@@ -57,7 +76,7 @@ pub fn sniff_and_validate(path: &Path, header: HeaderMode) -> Result<Dialect> {
         let line = record.position().map_or(index as u64, |p| p.line());
         match n_fields {
             None => n_fields = Some(record.len()),
-            Some(n) if n != record.len() => {
+            Some(n) if n != record.len() && extent == Extent::WholeFile => {
                 return Err(Error::data(
                     path,
                     format!(
@@ -73,45 +92,6 @@ pub fn sniff_and_validate(path: &Path, header: HeaderMode) -> Result<Dialect> {
         }
     }
     let n_fields = n_fields.ok_or_else(|| Error::data(path, "the file is empty"))?;
-    let has_header = match header {
-        HeaderMode::Present => true,
-        HeaderMode::Absent => false,
-        HeaderMode::Auto => looks_like_header(&head),
-    };
-    Ok(Dialect {
-        delimiter,
-        has_header,
-        n_fields,
-    })
-}
-
-/// Sniff the dialect of `path` from its first records only (for streaming readers that report
-/// ragged rows themselves): delimiter, header, and the first record's field count.
-pub fn sniff_head(path: &Path, header: HeaderMode) -> Result<Dialect> {
-    let delimiter = sniff_delimiter(path)?;
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .has_headers(false)
-        .flexible(true)
-        .from_path(path)
-        .map_err(|e| csv_error(path, e))?;
-    let mut head: Vec<Vec<String>> = Vec::new();
-    let mut record = csv::StringRecord::new();
-    while head.len() < SNIFF_RECORDS {
-        match reader.read_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => return Err(csv_error(path, e)),
-        }
-        if record.len() == 1 && record.get(0).is_some_and(|f| f.trim().is_empty()) {
-            continue;
-        }
-        head.push(record.iter().map(str::to_string).collect());
-    }
-    let n_fields = head
-        .first()
-        .map(Vec::len)
-        .ok_or_else(|| Error::data(path, "the file is empty"))?;
     let has_header = match header {
         HeaderMode::Present => true,
         HeaderMode::Absent => false,
