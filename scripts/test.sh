@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 export CARGO_TERM_COLOR=never
+# The backbone weights scripts/setup.sh installed (image tests and demo).
+export EXEML_WEIGHTS_DIR="$PWD/target/weights"
 step() { printf '\n==> %s\n' "$*"; }
 
 step "cargo fmt --check"

@@ -1,7 +1,9 @@
 //! Human-readable text of evaluations and leaderboards for the terminal.
 
+use exeml_core::metrics::ClassificationReport;
 use exeml_core::search::TrialRecord;
 use exeml_tabular::evaluate::{Evaluation, Metrics};
+use exeml_vision::evaluate::{ImageEvaluation, ImageMetrics};
 use std::fmt::Write;
 
 /// An evaluation as an aligned text report: metrics, per-class table, confusion matrix, bad cases.
@@ -17,52 +19,98 @@ pub fn evaluation_text(evaluation: &Evaluation) -> String {
                 r.rmse, r.mae, r.mse, r.r2
             );
         }
-        Metrics::Classification(r) => {
+        Metrics::Classification(r) => classification_text(&mut out, r),
+    }
+    if !evaluation.bad_cases.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nbad cases (first 10 of {}):",
+            evaluation.bad_cases.len()
+        );
+        for case in evaluation.bad_cases.iter().take(10) {
+            let _ = writeln!(
+                out,
+                "  row {:>6}: true {}  predicted {}  ({:.3})",
+                case.id, case.truth, case.predicted, case.score
+            );
+        }
+    }
+    out
+}
+
+/// Metrics, per-class table and confusion matrix of a single-label classification.
+fn classification_text(out: &mut String, r: &ClassificationReport) {
+    let _ = writeln!(out, "n: {}", r.n);
+    let _ = writeln!(out, "accuracy: {:.4}", r.accuracy);
+    let _ = writeln!(
+        out,
+        "macro F1: {:.4}   weighted F1: {:.4}",
+        r.macro_f1, r.weighted_f1
+    );
+    if let Some(auc) = r.roc_auc {
+        let _ = writeln!(out, "ROC AUC: {auc:.4}");
+    }
+    if let Some(ll) = r.log_loss {
+        let _ = writeln!(out, "log loss: {ll:.4}");
+    }
+    let width = r
+        .per_class
+        .keys()
+        .map(|k| k.chars().count())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let _ = writeln!(
+        out,
+        "\n{:<width$}  precision  recall  f1      support",
+        "class"
+    );
+    for (class, m) in &r.per_class {
+        let _ = writeln!(
+            out,
+            "{class:<width$}  {:<9.4}  {:<6.4}  {:<6.4}  {}",
+            m.precision, m.recall, m.f1, m.support
+        );
+    }
+    let cm = &r.confusion_matrix;
+    let _ = writeln!(out, "\nconfusion matrix (rows: true, columns: predicted)");
+    let _ = write!(out, "{:<width$}", "");
+    for l in &cm.labels {
+        let _ = write!(out, "  {l:>8}");
+    }
+    let _ = writeln!(out);
+    for (l, row) in cm.labels.iter().zip(&cm.matrix) {
+        let _ = write!(out, "{l:<width$}");
+        for v in row {
+            let _ = write!(out, "  {v:>8}");
+        }
+        let _ = writeln!(out);
+    }
+}
+
+/// An image evaluation as text: metrics, per-class table, confusion matrix (single-label), bad
+/// cases by file.
+pub fn image_evaluation_text(evaluation: &ImageEvaluation) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "task: {} ({})", evaluation.task, evaluation.problem);
+    match &evaluation.metrics {
+        ImageMetrics::SingleLabel(r) => classification_text(&mut out, r),
+        ImageMetrics::Multilabel(r) => {
             let _ = writeln!(out, "n: {}", r.n);
-            let _ = writeln!(out, "accuracy: {:.4}", r.accuracy);
+            let _ = writeln!(out, "exact-set accuracy: {:.4}", r.accuracy);
+            let _ = writeln!(out, "hamming loss: {:.4}", r.hamming_loss);
             let _ = writeln!(
                 out,
-                "macro F1: {:.4}   weighted F1: {:.4}",
-                r.macro_f1, r.weighted_f1
+                "micro F1: {:.4}   macro F1: {:.4}   weighted F1: {:.4}",
+                r.micro_f1, r.macro_f1, r.weighted_f1
             );
-            if let Some(auc) = r.roc_auc {
-                let _ = writeln!(out, "ROC AUC: {auc:.4}");
-            }
-            if let Some(ll) = r.log_loss {
-                let _ = writeln!(out, "log loss: {ll:.4}");
-            }
-            let width = r
-                .per_class
-                .keys()
-                .map(|k| k.chars().count())
-                .max()
-                .unwrap_or(5)
-                .max(5);
-            let _ = writeln!(
-                out,
-                "\n{:<width$}  precision  recall  f1      support",
-                "class"
-            );
-            for (class, m) in &r.per_class {
+            let _ = writeln!(out, "\nlabel  precision  recall  f1      support");
+            for (label, m) in &r.per_class {
                 let _ = writeln!(
                     out,
-                    "{class:<width$}  {:<9.4}  {:<6.4}  {:<6.4}  {}",
+                    "{label}  {:<9.4}  {:<6.4}  {:<6.4}  {}",
                     m.precision, m.recall, m.f1, m.support
                 );
-            }
-            let cm = &r.confusion_matrix;
-            let _ = writeln!(out, "\nconfusion matrix (rows: true, columns: predicted)");
-            let _ = write!(out, "{:<width$}", "");
-            for l in &cm.labels {
-                let _ = write!(out, "  {l:>8}");
-            }
-            let _ = writeln!(out);
-            for (l, row) in cm.labels.iter().zip(&cm.matrix) {
-                let _ = write!(out, "{l:<width$}");
-                for v in row {
-                    let _ = write!(out, "  {v:>8}");
-                }
-                let _ = writeln!(out);
             }
         }
     }
@@ -75,7 +123,7 @@ pub fn evaluation_text(evaluation: &Evaluation) -> String {
         for case in evaluation.bad_cases.iter().take(10) {
             let _ = writeln!(
                 out,
-                "  row {:>6}: true {}  predicted {}  ({:.3})",
+                "  {}: true {}  predicted {}  ({:.3})",
                 case.id, case.truth, case.predicted, case.score
             );
         }

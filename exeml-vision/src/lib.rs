@@ -1,7 +1,35 @@
-//! Image classification and object detection for exeml — **not built yet**.
+//! Image classification for exeml: import labelled image folders (class folders, side-by-side
+//! `.txt` label files, JSON-lines manifests), check them, and train a classifier by transfer
+//! learning from pretrained MobileNetV2 / EfficientNet-Lite0 backbones in candle.
 //!
-//! This crate will implement the core traits for images (see `docs/architecture.md`): import of
-//! JPG/PNG/BMP with side-by-side label files, class folders, PASCAL VOC and COCO; transfer
-//! learning from MobileNetV2 / EfficientNet-Lite0 with candle; architecture search under a budget.
-//! Until then it exposes no API, so that nothing here pretends to work.
+//! ```no_run
+//! use exeml_vision::ImagePredictor;
+//! # fn main() -> exeml_core::Result<()> {
+//! let model = ImagePredictor::new().fit_folder("flowers/".as_ref())?;
+//! println!("{}", model.summary());
+//! let scores = model.predict_files(&["new.jpg".into()])?;
+//! # Ok(()) }
+//! ```
+//!
+//! Object detection (PASCAL VOC, COCO) will live here too; it is not built yet.
 #![deny(missing_docs)]
+
+pub mod backbone;
+pub mod batch;
+pub mod data;
+pub mod evaluate;
+pub mod features;
+pub mod head;
+pub mod model;
+pub mod nn;
+pub mod predictor;
+pub mod search;
+pub mod serving;
+pub mod weights;
+
+pub use backbone::{Backbone, BackboneKind};
+pub use batch::{predict_folder, ImageBatchReport};
+pub use data::{ImageDataset, ImportFormat};
+pub use evaluate::ImageEvaluation;
+pub use model::ImageModel;
+pub use predictor::ImagePredictor;

@@ -173,6 +173,7 @@ pub fn load_servable(dir: &Path) -> Result<Arc<dyn Servable>> {
     let head: Head = read_json(&dir.join("manifest.json"))?;
     match head.task {
         TaskKind::Tabular => Ok(Arc::new(TabularModel::load(dir)?)),
+        TaskKind::Image => Ok(Arc::new(exeml_vision::ImageModel::load(dir)?)),
         other => Err(Error::Format {
             path: dir.to_path_buf(),
             message: format!(

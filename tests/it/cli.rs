@@ -263,7 +263,7 @@ fn rejects_unavailable_task_clearly() {
         &[
             "train",
             "--task",
-            "image",
+            "sound",
             "--data",
             ".",
             "--out",

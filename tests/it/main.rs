@@ -3,6 +3,7 @@
 
 mod batch;
 mod cli;
+mod image;
 #[cfg(feature = "serve")]
 mod serve;
 mod store_workflow;

@@ -90,6 +90,16 @@ pub struct FitOptions {
     /// Whether the CSV has a header row.
     #[arg(long, value_enum, default_value = "auto")]
     pub header: HeaderArg,
+    /// Images: restrict the search to these backbones (mobilenet_v2, efficientnet_lite0).
+    #[arg(long = "backbone")]
+    pub backbones: Vec<String>,
+    /// Images: fix the square input size in pixels (default: chosen by the search).
+    #[arg(long)]
+    pub resolution: Option<u32>,
+    /// Images: a weights file for a backbone, `NAME=PATH` (.pth or .safetensors); default: the
+    /// installed ImageNet weights.
+    #[arg(long = "weights", value_name = "BACKBONE=PATH")]
+    pub weights: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -97,7 +107,7 @@ pub struct TrainArgs {
     /// The task.
     #[arg(long, value_enum)]
     pub task: TaskArg,
-    /// The training data: a CSV or Parquet file for tables.
+    /// The training data: a CSV or Parquet file for tables, a folder for images.
     #[arg(long)]
     pub data: PathBuf,
     /// A model folder to warm-start from (its best configuration is tried first).

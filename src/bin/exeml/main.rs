@@ -2,12 +2,17 @@
 
 mod args;
 mod demo;
+mod image;
 mod progress;
 mod registry;
 mod run;
 mod serve;
 
 use clap::Parser;
+
+// mimalloc makes CNN training about 1.4x faster than the system allocator (ASSETS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

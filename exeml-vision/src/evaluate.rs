@@ -1,0 +1,338 @@
+//! Evaluation of an image classifier: SPEC metrics (per class, macro/weighted, confusion
+//! matrix, log loss; per-label metrics for multi-label) and the bad cases by file.
+
+use exeml_core::metrics::classification::ClassMetrics;
+use exeml_core::metrics::ClassificationReport;
+use exeml_core::{ProblemType, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Most bad cases listed in a report.
+pub const MAX_BAD_CASES: usize = 100;
+
+/// Metrics of several independent labels per image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MultilabelReport {
+    /// Number of evaluated images.
+    pub n: usize,
+    /// Share of images whose predicted label set is exactly right (subset accuracy).
+    pub accuracy: f64,
+    /// Share of wrong (image, label) decisions.
+    pub hamming_loss: f64,
+    /// F1 over all (image, label) decisions.
+    pub micro_f1: f64,
+    /// Mean of the per-label F1.
+    pub macro_f1: f64,
+    /// Per-label F1 weighted by support.
+    pub weighted_f1: f64,
+    /// Precision, recall, F1 and support per label.
+    pub per_class: BTreeMap<String, ClassMetrics>,
+}
+
+/// The metrics of one evaluation (flattened into the report's JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ImageMetrics {
+    /// One label per image.
+    SingleLabel(ClassificationReport),
+    /// Any number of labels per image.
+    Multilabel(MultilabelReport),
+}
+
+/// An image the model got wrong.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageBadCase {
+    /// The image's path relative to the data folder.
+    pub id: String,
+    /// Its true labels, joined by `;`.
+    #[serde(rename = "true")]
+    pub truth: String,
+    /// The predicted labels, joined by `;`.
+    pub predicted: String,
+    /// Confidence of the (top) prediction.
+    pub score: f64,
+}
+
+/// The result of `evaluate` for images: the JSON object of the CLI contract.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageEvaluation {
+    /// Always `image`.
+    pub task: String,
+    /// Multiclass/binary or multilabel.
+    pub problem: ProblemType,
+    /// The metrics.
+    #[serde(flatten)]
+    pub metrics: ImageMetrics,
+    /// The wrong images, most confidently wrong first.
+    pub bad_cases: Vec<ImageBadCase>,
+}
+
+impl ImageEvaluation {
+    /// Number of evaluated images.
+    pub fn n(&self) -> usize {
+        match &self.metrics {
+            ImageMetrics::SingleLabel(r) => r.n,
+            ImageMetrics::Multilabel(r) => r.n,
+        }
+    }
+
+    /// Accuracy (subset accuracy for multi-label).
+    pub fn accuracy(&self) -> f64 {
+        match &self.metrics {
+            ImageMetrics::SingleLabel(r) => r.accuracy,
+            ImageMetrics::Multilabel(r) => r.accuracy,
+        }
+    }
+
+    /// Macro-averaged F1.
+    pub fn macro_f1(&self) -> f64 {
+        match &self.metrics {
+            ImageMetrics::SingleLabel(r) => r.macro_f1,
+            ImageMetrics::Multilabel(r) => r.macro_f1,
+        }
+    }
+}
+
+/// The label set a multi-label prediction stands for: every label at or above its threshold,
+/// or the single best one when none is.
+pub fn predicted_set(proba: &[f32], thresholds: &[f32]) -> Vec<usize> {
+    let set: Vec<usize> = (0..proba.len())
+        .filter(|&j| proba[j] >= thresholds.get(j).copied().unwrap_or(0.5))
+        .collect();
+    if set.is_empty() {
+        vec![argmax(proba)]
+    } else {
+        set
+    }
+}
+
+/// Index of the largest value (the first on ties).
+pub fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, v) in row.iter().enumerate() {
+        if *v > row[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+fn join(classes: &[String], set: &[usize]) -> String {
+    set.iter()
+        .map(|&c| classes[c].as_str())
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// Evaluate class scores (`proba[i]` for image `ids[i]`) against the true label sets.
+pub fn evaluate(
+    classes: &[String],
+    multilabel: bool,
+    thresholds: &[f32],
+    ids: &[String],
+    truth: &[Vec<usize>],
+    proba: &[Vec<f32>],
+) -> Result<ImageEvaluation> {
+    let predicted: Vec<Vec<usize>> = proba
+        .iter()
+        .map(|p| {
+            if multilabel {
+                predicted_set(p, thresholds)
+            } else {
+                vec![argmax(p)]
+            }
+        })
+        .collect();
+    let (problem, metrics) = if multilabel {
+        (
+            ProblemType::Multilabel,
+            ImageMetrics::Multilabel(multilabel_report(classes, truth, &predicted)),
+        )
+    } else {
+        let y_true: Vec<usize> = truth
+            .iter()
+            .map(|t| t.first().copied().unwrap_or(0))
+            .collect();
+        let y_pred: Vec<usize> = predicted.iter().map(|p| p[0]).collect();
+        let flat: Vec<f64> = proba.iter().flatten().map(|&v| f64::from(v)).collect();
+        let report = ClassificationReport::compute(classes, &y_true, &y_pred, Some(&flat))?;
+        let problem = if classes.len() == 2 {
+            ProblemType::Binary
+        } else {
+            ProblemType::Multiclass
+        };
+        (problem, ImageMetrics::SingleLabel(report))
+    };
+    let mut bad: Vec<ImageBadCase> = (0..ids.len())
+        .filter(|&i| {
+            let mut t = truth[i].clone();
+            t.sort_unstable();
+            t != predicted[i]
+        })
+        .map(|i| ImageBadCase {
+            id: ids[i].clone(),
+            truth: join(classes, &truth[i]),
+            predicted: join(classes, &predicted[i]),
+            score: f64::from(proba[i][argmax(&proba[i])]),
+        })
+        .collect();
+    bad.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
+    bad.truncate(MAX_BAD_CASES);
+    Ok(ImageEvaluation {
+        task: "image".into(),
+        problem,
+        metrics,
+        bad_cases: bad,
+    })
+}
+
+fn f1(precision: f64, recall: f64) -> f64 {
+    if precision + recall == 0.0 {
+        0.0
+    } else {
+        2.0 * precision * recall / (precision + recall)
+    }
+}
+
+fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+/// Per-label precision/recall/F1, micro and macro F1, subset accuracy and Hamming loss.
+pub fn multilabel_report(
+    classes: &[String],
+    truth: &[Vec<usize>],
+    predicted: &[Vec<usize>],
+) -> MultilabelReport {
+    let k = classes.len();
+    let n = truth.len();
+    let (mut tp, mut fp, mut fn_) = (vec![0usize; k], vec![0usize; k], vec![0usize; k]);
+    let mut exact = 0;
+    for (t, p) in truth.iter().zip(predicted) {
+        for c in 0..k {
+            match (t.contains(&c), p.contains(&c)) {
+                (true, true) => tp[c] += 1,
+                (false, true) => fp[c] += 1,
+                (true, false) => fn_[c] += 1,
+                (false, false) => {}
+            }
+        }
+        if (0..k).all(|c| t.contains(&c) == p.contains(&c)) {
+            exact += 1;
+        }
+    }
+    let per: Vec<ClassMetrics> = (0..k)
+        .map(|c| {
+            let precision = ratio(tp[c], tp[c] + fp[c]);
+            let recall = ratio(tp[c], tp[c] + fn_[c]);
+            ClassMetrics {
+                precision,
+                recall,
+                f1: f1(precision, recall),
+                support: tp[c] + fn_[c],
+            }
+        })
+        .collect();
+    let (stp, sfp, sfn) = (
+        tp.iter().sum::<usize>(),
+        fp.iter().sum::<usize>(),
+        fn_.iter().sum::<usize>(),
+    );
+    let support: usize = per.iter().map(|m| m.support).sum();
+    MultilabelReport {
+        n,
+        accuracy: ratio(exact, n),
+        hamming_loss: ratio(sfp + sfn, n * k),
+        micro_f1: f1(ratio(stp, stp + sfp), ratio(stp, stp + sfn)),
+        macro_f1: per.iter().map(|m| m.f1).sum::<f64>() / k.max(1) as f64,
+        weighted_f1: per.iter().map(|m| m.f1 * m.support as f64).sum::<f64>()
+            / support.max(1) as f64,
+        per_class: classes.iter().cloned().zip(per).collect(),
+    }
+}
+
+/// Per-label thresholds that maximise each label's F1 on validation scores (0.5 without data).
+pub fn tune_thresholds(truth: &[Vec<usize>], proba: &[Vec<f32>], k: usize) -> Vec<f32> {
+    (0..k)
+        .map(|c| {
+            let mut best = (f64::NEG_INFINITY, 0.5f32);
+            for step in 1..20 {
+                let th = step as f32 * 0.05;
+                let (mut tp, mut fp, mut fn_) = (0, 0, 0);
+                for (t, p) in truth.iter().zip(proba) {
+                    match (t.contains(&c), p[c] >= th) {
+                        (true, true) => tp += 1,
+                        (false, true) => fp += 1,
+                        (true, false) => fn_ += 1,
+                        _ => {}
+                    }
+                }
+                let score = f1(ratio(tp, tp + fp), ratio(tp, tp + fn_));
+                // Prefer thresholds near 0.5 on ties: they generalise better.
+                let score = score - 1e-6 * f64::from((th - 0.5).abs());
+                if score > best.0 {
+                    best = (score, th);
+                }
+            }
+            best.1
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(n: &[&str]) -> Vec<String> {
+        n.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn single_label_report_lists_wrong_images_most_confident_first() {
+        let classes = names(&["cat", "dog"]);
+        let ids = names(&["a.jpg", "b.jpg", "c.jpg"]);
+        let truth = vec![vec![0], vec![1], vec![1]];
+        let proba = vec![vec![0.9, 0.1], vec![0.6, 0.4], vec![0.8, 0.2]];
+        let e = evaluate(&classes, false, &[], &ids, &truth, &proba).expect("eval");
+        assert_eq!(e.problem, ProblemType::Binary);
+        assert!((e.accuracy() - 1.0 / 3.0).abs() < 1e-12);
+        let bad: Vec<&str> = e.bad_cases.iter().map(|b| b.id.as_str()).collect();
+        assert_eq!(bad, ["c.jpg", "b.jpg"]);
+        let json = serde_json::to_value(&e).expect("json");
+        assert!(json["confusion_matrix"]["matrix"].is_array());
+        assert_eq!(json["bad_cases"][0]["true"], "dog");
+    }
+
+    #[test]
+    fn multilabel_report_counts_exact_sets_and_hamming_loss() {
+        let classes = names(&["sky", "sea", "sand"]);
+        let truth = vec![vec![0, 1], vec![2], vec![0]];
+        let predicted = vec![vec![0, 1], vec![1, 2], vec![1]];
+        let r = multilabel_report(&classes, &truth, &predicted);
+        assert!((r.accuracy - 1.0 / 3.0).abs() < 1e-12);
+        assert!((r.hamming_loss - 3.0 / 9.0).abs() < 1e-12);
+        assert_eq!(r.per_class["sea"].precision, 1.0 / 3.0);
+        assert_eq!(r.per_class["sky"].recall, 0.5);
+    }
+
+    #[test]
+    fn predicted_set_falls_back_to_the_best_label() {
+        assert_eq!(predicted_set(&[0.2, 0.4, 0.1], &[0.5, 0.5, 0.5]), vec![1]);
+        assert_eq!(
+            predicted_set(&[0.7, 0.4, 0.9], &[0.5, 0.5, 0.5]),
+            vec![0, 2]
+        );
+    }
+
+    #[test]
+    fn thresholds_move_to_where_the_labels_separate() {
+        let truth = vec![vec![0], vec![], vec![0], vec![]];
+        let proba = vec![vec![0.3], vec![0.1], vec![0.35], vec![0.2]];
+        let th = tune_thresholds(&truth, &proba, 1);
+        assert!(th[0] > 0.2 && th[0] <= 0.3, "{th:?}");
+    }
+}

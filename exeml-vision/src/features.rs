@@ -1,0 +1,139 @@
+//! Features of images through a frozen backbone: decode in parallel, preprocess (optionally with
+//! augmented views), run the network batch by batch, pool. Images that fail to decode are listed,
+//! never fatal.
+
+use crate::backbone::Backbone;
+use crate::data::{decode_file, preprocess, preprocess_augmented};
+use crate::nn::candle_error;
+use candle_core::Tensor;
+use exeml_core::{Budget, Error, Progress, Result};
+use rand::SeedableRng;
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
+
+/// How to turn images into feature rows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ExtractOptions {
+    /// Square input size in pixels.
+    pub resolution: u32,
+    /// Augmented views per image in addition to the plain centre crop (0 = plain only).
+    pub augmented_views: usize,
+    /// Colour jitter strength of the augmented views.
+    pub jitter: f32,
+    /// Images per forward pass.
+    pub batch_size: usize,
+    /// Seed of the augmentation.
+    pub seed: u64,
+}
+
+impl Default for ExtractOptions {
+    fn default() -> Self {
+        ExtractOptions {
+            resolution: 224,
+            augmented_views: 0,
+            jitter: 0.2,
+            batch_size: 32,
+            seed: 0,
+        }
+    }
+}
+
+/// Feature rows and which image each came from.
+#[derive(Debug)]
+pub struct Features {
+    /// `rows×d`.
+    pub x: Tensor,
+    /// For each row, the index of its image in the input list.
+    pub image_of_row: Vec<usize>,
+    /// Images that could not be used, with the reason.
+    pub failed: Vec<(PathBuf, String)>,
+}
+
+/// Features of `images`; stops early (with what it has) when `budget` runs out, unless `finish`.
+pub fn extract(
+    backbone: &Backbone,
+    images: &[PathBuf],
+    options: &ExtractOptions,
+    budget: &Budget,
+    finish: bool,
+    progress: &dyn Progress,
+) -> Result<Features> {
+    let device = backbone.device().clone();
+    let side = options.resolution as usize;
+    let pixels = 3 * side * side;
+    let mut chunks = Vec::new();
+    let mut image_of_row = Vec::new();
+    let mut failed = Vec::new();
+    let batch = options.batch_size.max(1);
+    for (b, start) in (0..images.len()).step_by(batch).enumerate() {
+        if !finish && budget.exhausted() {
+            return Err(Error::BudgetExhausted {
+                budget_secs: budget.limit().as_secs_f64(),
+                what: format!("extracting features of {} images", images.len()),
+            });
+        }
+        let end = (start + batch).min(images.len());
+        let views: Vec<(usize, Result<Vec<Vec<f32>>>)> = (start..end)
+            .into_par_iter()
+            .map(|i| (i, views_of(&images[i], i, options)))
+            .collect();
+        let mut flat = Vec::with_capacity((end - start) * (1 + options.augmented_views) * pixels);
+        for (i, result) in views {
+            match result {
+                Ok(vs) => {
+                    for v in vs {
+                        flat.extend_from_slice(&v);
+                        image_of_row.push(i);
+                    }
+                }
+                Err(e) => failed.push((images[i].clone(), e.to_string())),
+            }
+        }
+        let rows = flat.len() / pixels;
+        if rows > 0 {
+            let x = Tensor::from_vec(flat, (rows, 3, side, side), &device).map_err(candle_error)?;
+            chunks.push(backbone.features(&x)?);
+        }
+        progress.fraction(end as f64 / images.len().max(1) as f64);
+        if b == 0 {
+            progress.phase(&format!(
+                "features: {} images through {} at {side} px",
+                images.len(),
+                backbone.kind()
+            ));
+        }
+    }
+    let x = if chunks.is_empty() {
+        Tensor::zeros(
+            (0, backbone.kind().feature_dim()),
+            candle_core::DType::F32,
+            &device,
+        )
+    } else {
+        Tensor::cat(&chunks, 0)
+    }
+    .map_err(candle_error)?;
+    Ok(Features {
+        x,
+        image_of_row,
+        failed,
+    })
+}
+
+/// The plain view and the augmented views of one image.
+fn views_of(path: &Path, index: usize, options: &ExtractOptions) -> Result<Vec<Vec<f32>>> {
+    let image = decode_file(path)?;
+    let mut views = vec![preprocess(&image, options.resolution)];
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
+        options.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    );
+    for _ in 0..options.augmented_views {
+        views.push(preprocess_augmented(
+            &image,
+            options.resolution,
+            options.jitter,
+            &mut rng,
+        ));
+    }
+    Ok(views)
+}

@@ -1,0 +1,153 @@
+//! A convolution followed by batch norm (folded into the convolution) and an optional ReLU6.
+
+use super::{candle_error, depthwise::depthwise_conv2d};
+use candle_core::{DType, Tensor};
+use exeml_core::{Error, Result};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Named tensors of a checkpoint, with the file they came from for error messages.
+#[derive(Debug)]
+pub struct Tensors {
+    /// The tensors by name.
+    pub map: HashMap<String, Tensor>,
+    /// The file they were read from.
+    pub origin: PathBuf,
+}
+
+impl Tensors {
+    /// Read a safetensors file onto `device`.
+    pub fn load(path: &Path, device: &candle_core::Device) -> Result<Self> {
+        let map = candle_core::safetensors::load(path, device)
+            .map_err(|e| Error::data(path, format!("not a readable safetensors file: {e}")))?;
+        Ok(Tensors {
+            map,
+            origin: path.to_path_buf(),
+        })
+    }
+
+    /// The tensor `name` as f32, or a format error naming the file and the tensor.
+    pub fn get(&self, name: &str) -> Result<Tensor> {
+        let tensor = self.map.get(name).ok_or_else(|| Error::Format {
+            path: self.origin.clone(),
+            message: format!("tensor `{name}` is missing: not the expected backbone checkpoint"),
+        })?;
+        tensor.to_dtype(DType::F32).map_err(candle_error)
+    }
+
+    /// The tensor `name`, checked to have `dims`.
+    pub fn get_dims(&self, name: &str, dims: &[usize]) -> Result<Tensor> {
+        let tensor = self.get(name)?;
+        if tensor.dims() != dims {
+            return Err(Error::Format {
+                path: self.origin.clone(),
+                message: format!(
+                    "tensor `{name}` has shape {:?}, expected {dims:?}",
+                    tensor.dims()
+                ),
+            });
+        }
+        Ok(tensor)
+    }
+}
+
+/// Which convolution, with its stride and padding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvKind {
+    /// A dense `k×k` convolution over all input channels.
+    Full {
+        /// Stride.
+        stride: usize,
+    },
+    /// One `k×k` filter per channel.
+    Depthwise {
+        /// Stride.
+        stride: usize,
+    },
+    /// A `1×1` convolution: a matrix product over channels.
+    Pointwise,
+}
+
+/// Convolution with batch norm folded in (`w·γ/σ`, `β − μ·γ/σ`), then ReLU6 or nothing.
+#[derive(Debug, Clone)]
+pub struct ConvBn {
+    /// `out×in×k×k` (full), `c×1×k×k` (depthwise) or `out×in` (pointwise).
+    pub weight: Tensor,
+    /// Per output channel.
+    pub bias: Tensor,
+    /// The convolution.
+    pub kind: ConvKind,
+    /// Whether ReLU6 follows.
+    pub relu6: bool,
+}
+
+impl ConvBn {
+    /// Load the convolution `conv` and the batch norm `bn` (prefixes of tensor names) and fold them.
+    pub fn load(
+        tensors: &Tensors,
+        conv: &str,
+        bn: &str,
+        kind: ConvKind,
+        relu6: bool,
+        eps: f64,
+    ) -> Result<Self> {
+        let weight = tensors.get(&format!("{conv}.weight"))?;
+        let out = weight.dim(0).map_err(candle_error)?;
+        let gamma = tensors.get_dims(&format!("{bn}.weight"), &[out])?;
+        let beta = tensors.get_dims(&format!("{bn}.bias"), &[out])?;
+        let mean = tensors.get_dims(&format!("{bn}.running_mean"), &[out])?;
+        let var = tensors.get_dims(&format!("{bn}.running_var"), &[out])?;
+        let fold = || -> candle_core::Result<(Tensor, Tensor)> {
+            let scale = (gamma / (var + eps)?.sqrt()?)?;
+            let weight = weight.broadcast_mul(&scale.reshape((out, 1, 1, 1))?)?;
+            let bias = (beta - (mean * &scale)?)?;
+            Ok((weight, bias))
+        };
+        let (mut weight, bias) = fold().map_err(candle_error)?;
+        if weight.rank() != 4 {
+            return Err(Error::Format {
+                path: tensors.origin.clone(),
+                message: format!("tensor `{conv}.weight` is not a 4-d convolution kernel"),
+            });
+        }
+        if kind == ConvKind::Pointwise {
+            let inputs = weight.dim(1).map_err(candle_error)?;
+            weight = weight.reshape((out, inputs)).map_err(candle_error)?;
+        }
+        Ok(ConvBn {
+            weight,
+            bias,
+            kind,
+            relu6,
+        })
+    }
+
+    /// Apply to `x` (`n×c×h×w`).
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let out = self.weight.dim(0)?;
+        let y = match self.kind {
+            ConvKind::Pointwise => {
+                let (n, c, h, w) = x.dims4()?;
+                let flat = x.reshape((n, c, h * w))?;
+                self.weight
+                    .broadcast_left(n)?
+                    .matmul(&flat)?
+                    .reshape((n, out, h, w))?
+            }
+            ConvKind::Full { stride } => {
+                let pad = self.weight.dim(2)? / 2;
+                x.conv2d(&self.weight, pad, stride, 1, 1)?
+            }
+            ConvKind::Depthwise { stride } => {
+                let pad = self.weight.dim(2)? / 2;
+                depthwise_conv2d(x, &self.weight, stride, pad)?
+            }
+        };
+        let y = y.broadcast_add(&self.bias.reshape((1, out, 1, 1))?)?;
+        if self.relu6 {
+            y.clamp(0f32, 6f32)
+        } else {
+            Ok(y)
+        }
+    }
+}

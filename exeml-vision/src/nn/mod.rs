@@ -1,0 +1,16 @@
+//! Building blocks of the backbones: folded convolution + batch norm, and the fast depthwise
+//! convolution kernels for the CPU.
+
+pub mod conv;
+pub mod depthwise;
+
+pub use conv::{ConvBn, ConvKind, Tensors};
+pub use depthwise::depthwise_conv2d;
+
+/// A candle error as exeml's backend error.
+pub fn candle_error(e: candle_core::Error) -> exeml_core::Error {
+    exeml_core::Error::Backend {
+        backend: "candle",
+        message: e.to_string(),
+    }
+}

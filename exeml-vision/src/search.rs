@@ -1,0 +1,127 @@
+//! The search space of image classification and its schedule by preference: which backbones at
+//! which resolution with how many augmented views, then a grid over the head's regularisation.
+//! Cheap configurations come first, so the budget always yields a model.
+
+use crate::backbone::BackboneKind;
+use crate::head::HeadParams;
+use exeml_core::Preference;
+use serde::{Deserialize, Serialize};
+
+/// A backbone configuration to try: features are extracted once per candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Candidate {
+    /// The backbone.
+    pub backbone: BackboneKind,
+    /// Square input size.
+    pub resolution: u32,
+    /// Augmented views per training image besides the plain one.
+    pub augmented_views: usize,
+}
+
+/// One row of the leaderboard: a candidate with one head, or why it was not tried.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageTrial {
+    /// The backbone configuration.
+    #[serde(flatten)]
+    pub candidate: Candidate,
+    /// The head's hyper-parameters.
+    pub head: HeadParams,
+    /// Validation accuracy (single-label) or macro F1 (multi-label); `None` if not trained.
+    pub score: Option<f64>,
+    /// Validation loss of the head (lower is better; breaks ties).
+    pub loss: Option<f64>,
+    /// Seconds spent (feature extraction is counted on the candidate's first head).
+    pub seconds: f64,
+    /// `ok`, or why the configuration was skipped.
+    pub status: String,
+}
+
+/// The backbone configurations for a preference, cheapest first; `backbones` restricts them and
+/// `resolution` fixes the input size.
+pub fn candidates(
+    preference: Preference,
+    backbones: &[BackboneKind],
+    resolution: Option<u32>,
+) -> Vec<Candidate> {
+    use BackboneKind::{EfficientnetLite0 as Lite0, MobilenetV2 as V2};
+    let plan: &[(BackboneKind, u32, usize)] = match preference {
+        Preference::PerformanceFirst => &[(V2, 160, 1), (V2, 224, 1)],
+        Preference::Balance => &[(V2, 224, 1), (Lite0, 224, 1)],
+        Preference::AccuracyFirst => &[(V2, 224, 2), (Lite0, 224, 2), (Lite0, 256, 2)],
+    };
+    let mut out: Vec<Candidate> = Vec::new();
+    for &(backbone, res, views) in plan {
+        if !backbones.is_empty() && !backbones.contains(&backbone) {
+            continue;
+        }
+        let c = Candidate {
+            backbone,
+            resolution: resolution.unwrap_or(res),
+            augmented_views: views,
+        };
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    }
+    if out.is_empty() {
+        // Only backbones outside the plan were asked for: one configuration each.
+        out = backbones
+            .iter()
+            .map(|&backbone| Candidate {
+                backbone,
+                resolution: resolution.unwrap_or(224),
+                augmented_views: 1,
+            })
+            .collect();
+    }
+    out
+}
+
+/// The heads tried on each candidate's features: weight decay over three decades.
+pub fn head_grid(preference: Preference) -> Vec<HeadParams> {
+    let decays: &[f64] = match preference {
+        Preference::PerformanceFirst => &[1e-2, 1e-1],
+        Preference::Balance => &[1e-3, 1e-2, 1e-1],
+        Preference::AccuracyFirst => &[1e-4, 1e-3, 1e-2, 1e-1],
+    };
+    decays
+        .iter()
+        .map(|&weight_decay| HeadParams {
+            weight_decay,
+            ..HeadParams::default()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preference_starts_with_the_cheapest_backbone() {
+        for p in [
+            Preference::PerformanceFirst,
+            Preference::Balance,
+            Preference::AccuracyFirst,
+        ] {
+            let c = candidates(p, &[], None);
+            assert_eq!(c[0].backbone, BackboneKind::MobilenetV2, "{p:?}");
+            assert!(!head_grid(p).is_empty());
+        }
+    }
+
+    #[test]
+    fn restricting_backbones_and_fixing_resolution_is_honoured() {
+        let c = candidates(
+            Preference::Balance,
+            &[BackboneKind::EfficientnetLite0],
+            Some(96),
+        );
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].backbone, BackboneKind::EfficientnetLite0);
+        assert_eq!(c[0].resolution, 96);
+        // Fixing the resolution merges configurations that only differed in it.
+        let c = candidates(Preference::PerformanceFirst, &[], Some(64));
+        assert_eq!(c.len(), 1);
+    }
+}

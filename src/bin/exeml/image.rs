@@ -1,0 +1,109 @@
+//! The file commands for image models: train on a folder, predict a folder, evaluate a folder.
+
+use crate::args::{EvaluateArgs, FitOptions, PredictArgs, TrainArgs};
+use crate::progress::Reporter;
+use exeml::core::budget::parse_duration;
+use exeml::core::{Budget, Error, Result};
+use exeml::vision::{
+    predict_folder, BackboneKind, ImageDataset, ImageModel, ImagePredictor, ImportFormat,
+};
+use std::path::PathBuf;
+
+/// The image predictor the shared fit options describe.
+fn predictor(fit: &FitOptions) -> Result<ImagePredictor> {
+    let device: exeml::core::Device = fit.device.parse()?;
+    device.check_available()?;
+    let backbones = fit
+        .backbones
+        .iter()
+        .map(|b| b.parse::<BackboneKind>())
+        .collect::<Result<Vec<_>>>()?;
+    let weights = fit
+        .weights
+        .iter()
+        .map(|spec| {
+            let (name, path) = spec.split_once('=').ok_or_else(|| {
+                Error::invalid("--weights", format!("`{spec}`: expected BACKBONE=PATH"))
+            })?;
+            Ok((name.parse::<BackboneKind>()?, PathBuf::from(path)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(ImagePredictor {
+        time_limit: parse_duration(&fit.time_limit)?,
+        preference: fit.preference.parse()?,
+        seed: fit.seed,
+        train_ratio: fit.train_ratio,
+        device,
+        backbones,
+        resolution: fit.resolution,
+        weights,
+        format: ImportFormat::Auto,
+    })
+}
+
+/// `exeml train --task image`.
+pub fn train(args: &TrainArgs) -> Result<()> {
+    if args.from.is_some() {
+        return Err(Error::invalid(
+            "--from",
+            "incremental training of image models is not available in this version yet",
+        ));
+    }
+    let predictor = predictor(&args.fit)?;
+    let data = ImageDataset::import(&args.data, ImportFormat::Auto)?;
+    let budget = Budget::new(predictor.time_limit);
+    let reporter = Reporter::new();
+    let model = predictor.fit(&data, &budget, &reporter);
+    reporter.finish();
+    let model = model?;
+    for finding in &model.manifest.checks.findings {
+        eprintln!("{finding}");
+    }
+    model.save(&args.out)?;
+    println!("model: {}", model.summary());
+    println!("saved: {}", args.out.display());
+    Ok(())
+}
+
+/// `exeml predict` with an image model: every image under `--data`.
+pub fn predict(args: &PredictArgs) -> Result<()> {
+    let model = ImageModel::load(&args.model)?;
+    let reporter = Reporter::new();
+    let report = predict_folder(
+        &model,
+        &args.data,
+        &args.output,
+        &Budget::unlimited(),
+        &reporter,
+    );
+    reporter.finish();
+    let report = report?;
+    println!(
+        "wrote {} predictions to {}",
+        report.predicted,
+        args.output.display()
+    );
+    if let Some(errors) = &report.errors_file {
+        eprintln!(
+            "skipped {} unreadable images; each is listed with its reason in {}",
+            report.skipped,
+            errors.display()
+        );
+    }
+    Ok(())
+}
+
+/// `exeml evaluate` with an image model on a labelled folder.
+pub fn evaluate(args: &EvaluateArgs) -> Result<()> {
+    let model = ImageModel::load(&args.model)?;
+    let data = ImageDataset::import(&args.data, ImportFormat::Auto)?;
+    let evaluation = model.evaluate(&data)?;
+    if args.json {
+        let text = serde_json::to_string(&evaluation)
+            .map_err(|e| Error::data(&args.model, e.to_string()))?;
+        println!("{text}");
+    } else {
+        print!("{}", exeml::report::image_evaluation_text(&evaluation));
+    }
+    Ok(())
+}
