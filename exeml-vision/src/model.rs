@@ -344,3 +344,30 @@ impl ImageModel {
         body
     }
 }
+
+/// The [`exeml_core::Evaluator`] of image models: [`ImageModel::evaluate`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ImageEvaluator;
+
+impl exeml_core::Evaluator for ImageEvaluator {
+    type Model = ImageModel;
+    type Data = crate::data::ImageDataset;
+    type Report = ImageEvaluation;
+
+    fn evaluate(&self, model: &ImageModel, data: &Self::Data) -> Result<ImageEvaluation> {
+        model.evaluate(data)
+    }
+}
+
+/// The [`exeml_core::Exporter`] of image models: the self-contained folder of [`ImageModel::save`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ImageExporter;
+
+impl exeml_core::Exporter for ImageExporter {
+    type Model = ImageModel;
+
+    fn export(&self, model: &ImageModel, dir: &Path) -> Result<PathBuf> {
+        model.save(dir)?;
+        Ok(dir.join(MANIFEST_FILE))
+    }
+}

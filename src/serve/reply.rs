@@ -58,8 +58,16 @@ impl ApiError {
     pub fn from_model(error: &Error) -> Self {
         match error {
             Error::InvalidParameter { name, message } => ApiError::field(name.clone(), message),
-            Error::Data { message, .. } => {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", message.clone())
+            Error::Data { path, message } => {
+                // Uploaded files are named by their (sanitised) upload name; JSON requests by
+                // a placeholder such as `<request>`, which adds nothing to the message.
+                let name = path.display().to_string();
+                let message = if name.is_empty() || name.starts_with('<') {
+                    message.clone()
+                } else {
+                    format!("{name}: {message}")
+                };
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", message)
             }
             other => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -78,7 +78,8 @@ pub fn class_folders(root: &Path, per_class: usize, seed: u64) {
     }
 }
 
-fn model_dir() -> Option<&'static Path> {
+/// A small image model trained once for the test binary (None without weights).
+pub fn model_dir() -> Option<&'static Path> {
     static DIR: OnceLock<Option<(tempfile::TempDir, PathBuf)>> = OnceLock::new();
     DIR.get_or_init(|| {
         if !weights_available() {

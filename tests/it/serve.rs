@@ -765,3 +765,75 @@ fn serving_a_project_version_marks_it_deployed_until_the_service_stops() {
         assert!(!list(workspace.path()).contains("[deployed]"));
     }
 }
+
+/// A PNG that claims `side`×`side` pixels and holds none: an image bomb's header.
+fn png_bomb(side: u32) -> Vec<u8> {
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&side.to_be_bytes());
+    ihdr.extend_from_slice(&side.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    for chunk in [ihdr, b"IDAT".to_vec(), b"IEND".to_vec()] {
+        out.extend_from_slice(&((chunk.len() - 4) as u32).to_be_bytes());
+        out.extend_from_slice(&chunk);
+        out.extend_from_slice(&crc32(&chunk).to_be_bytes());
+    }
+    out
+}
+
+#[test]
+fn image_uploads_are_classified_and_hostile_images_refused() {
+    use rand::SeedableRng;
+    let Some(dir) = crate::image::model_dir() else {
+        return;
+    };
+    let model = load_servable(dir).expect("load");
+    assert_eq!(model.serve_info().input, InputKind::File);
+    assert_eq!(model.serve_info().task, TaskKind::Image);
+    let service = service_with(
+        ServeConfig::default(),
+        vec![DeployedModel::new("0.0.1", "shapes", model, 100)],
+    );
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let mut png = std::io::Cursor::new(Vec::new());
+    crate::image::picture("stripes", &mut rng)
+        .write_to(&mut png, image::ImageFormat::Png)
+        .expect("encode");
+    let png = png.into_inner();
+    rt().block_on(async {
+        let reply = send(&service, multipart_request("/v1/predict", "s.png", &png)).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        let body = reply.json();
+        assert!(body["predicted_label"].is_string(), "{body}");
+        assert_eq!(body["scores"].as_array().map(Vec::len), Some(3));
+        for (name, bytes) in [
+            ("half.png", png[..png.len() / 2].to_vec()),
+            ("bomb.png", png_bomb(100_000)),
+            ("text.jpg", b"GIF89a or rather not an image".to_vec()),
+        ] {
+            let reply = send(&service, multipart_request("/v1/predict", name, &bytes)).await;
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{name}");
+            let message = reply.json()["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            assert!(message.contains(name), "{name}: {message}");
+        }
+        let reply = send(&service, post_json("/v1/predict", r#"{"data": 1}"#)).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    });
+}
