@@ -283,6 +283,55 @@ pub fn tune_thresholds(truth: &[Vec<usize>], proba: &[Vec<f32>], k: usize) -> Ve
         .collect()
 }
 
+/// Validation accuracy (or macro F1 for multi-label, at threshold 0.5) and mean loss.
+pub(crate) fn validation_score(
+    head: &crate::head::LinearHead,
+    x: &candle_core::Tensor,
+    labels: &[Vec<usize>],
+    multilabel: bool,
+) -> Result<(f64, f64)> {
+    let proba: Vec<Vec<f32>> = head.proba(x)?.to_vec2().map_err(crate::nn::candle_error)?;
+    let n = labels.len().max(1) as f64;
+    if multilabel {
+        let k = proba.first().map_or(0, Vec::len);
+        let predicted: Vec<Vec<usize>> = proba
+            .iter()
+            .map(|p| predicted_set(p, &vec![0.5; k]))
+            .collect();
+        let names: Vec<String> = (0..k).map(|c| c.to_string()).collect();
+        let report = multilabel_report(&names, labels, &predicted);
+        let loss = proba
+            .iter()
+            .zip(labels)
+            .map(|(p, l)| {
+                (0..k)
+                    .map(|c| {
+                        let q = f64::from(p[c]).clamp(1e-7, 1.0 - 1e-7);
+                        if l.contains(&c) {
+                            -q.ln()
+                        } else {
+                            -(1.0 - q).ln()
+                        }
+                    })
+                    .sum::<f64>()
+            })
+            .sum::<f64>()
+            / n;
+        Ok((report.macro_f1, loss))
+    } else {
+        let mut correct = 0usize;
+        let mut loss = 0f64;
+        for (p, l) in proba.iter().zip(labels) {
+            let truth = l.first().copied().unwrap_or(0);
+            if argmax(p) == truth {
+                correct += 1;
+            }
+            loss -= f64::from(p[truth]).clamp(1e-7, 1.0).ln();
+        }
+        Ok((correct as f64 / n, loss / n))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

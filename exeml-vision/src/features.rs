@@ -1,6 +1,7 @@
 //! Features of images through a frozen backbone: decode in parallel, preprocess (optionally with
-//! augmented views), run the network batch by batch, pool. Images that fail to decode are listed,
-//! never fatal.
+//! augmented views), run the network batch by batch, pool. The activations entering a chosen
+//! block can be kept too, so that the blocks after it can be fine-tuned without running the
+//! frozen ones again. Images that fail to decode are listed, never fatal.
 
 use crate::backbone::Backbone;
 use crate::data::{decode_file, preprocess, preprocess_augmented};
@@ -24,6 +25,10 @@ pub struct ExtractOptions {
     pub batch_size: usize,
     /// Seed of the augmentation.
     pub seed: u64,
+    /// Keep the activations entering this block (for fine-tuning the blocks from it on).
+    pub keep_activations_at: Option<usize>,
+    /// Most bytes of kept activations; beyond it they are dropped (and `activations` is `None`).
+    pub max_activation_bytes: usize,
 }
 
 impl Default for ExtractOptions {
@@ -34,6 +39,8 @@ impl Default for ExtractOptions {
             jitter: 0.2,
             batch_size: 32,
             seed: 0,
+            keep_activations_at: None,
+            max_activation_bytes: 3 << 30,
         }
     }
 }
@@ -43,6 +50,9 @@ impl Default for ExtractOptions {
 pub struct Features {
     /// `rows×d`.
     pub x: Tensor,
+    /// The activations entering block `keep_activations_at`, `rows×c×h×w`, when asked for and
+    /// within `max_activation_bytes`.
+    pub activations: Option<Tensor>,
     /// For each row, the index of its image in the input list.
     pub image_of_row: Vec<usize>,
     /// Images that could not be used, with the reason.
@@ -62,6 +72,8 @@ pub fn extract(
     let side = options.resolution as usize;
     let pixels = 3 * side * side;
     let mut chunks = Vec::new();
+    let mut kept: Option<Vec<Tensor>> = options.keep_activations_at.map(|_| Vec::new());
+    let mut kept_bytes = 0usize;
     let mut image_of_row = Vec::new();
     let mut failed = Vec::new();
     let batch = options.batch_size.max(1);
@@ -92,7 +104,19 @@ pub fn extract(
         let rows = flat.len() / pixels;
         if rows > 0 {
             let x = Tensor::from_vec(flat, (rows, 3, side, side), &device).map_err(candle_error)?;
-            chunks.push(backbone.features(&x)?);
+            match (options.keep_activations_at, kept.as_mut()) {
+                (Some(split), Some(acts)) => {
+                    let a = backbone.activations_until(split, &x)?;
+                    kept_bytes += a.elem_count() * 4;
+                    chunks.push(backbone.features_from(split, &a)?);
+                    if kept_bytes > options.max_activation_bytes {
+                        kept = None;
+                    } else {
+                        acts.push(a);
+                    }
+                }
+                _ => chunks.push(backbone.features(&x)?),
+            }
         }
         progress.fraction(end as f64 / images.len().max(1) as f64);
         if b == 0 {
@@ -113,8 +137,13 @@ pub fn extract(
         Tensor::cat(&chunks, 0)
     }
     .map_err(candle_error)?;
+    let activations = match kept {
+        Some(acts) if !acts.is_empty() => Some(Tensor::cat(&acts, 0).map_err(candle_error)?),
+        _ => None,
+    };
     Ok(Features {
         x,
+        activations,
         image_of_row,
         failed,
     })

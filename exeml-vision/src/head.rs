@@ -71,7 +71,7 @@ impl LinearHead {
         p.map_err(candle_error)
     }
 
-    fn logits(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    pub(crate) fn logits(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let z = x.broadcast_sub(&self.mean)?.broadcast_mul(&self.inv_std)?;
         z.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)
     }
@@ -88,7 +88,12 @@ impl LinearHead {
 }
 
 /// Target matrix `n×k`: smoothed one-hot rows, or 0/1 label indicators (multi-label).
-fn targets(labels: &[Vec<usize>], k: usize, multilabel: bool, smoothing: f64) -> Vec<f32> {
+pub(crate) fn targets(
+    labels: &[Vec<usize>],
+    k: usize,
+    multilabel: bool,
+    smoothing: f64,
+) -> Vec<f32> {
     let mut t = vec![0f32; labels.len() * k];
     for (row, classes) in labels.iter().enumerate() {
         let row = &mut t[row * k..(row + 1) * k];
@@ -108,7 +113,7 @@ fn targets(labels: &[Vec<usize>], k: usize, multilabel: bool, smoothing: f64) ->
 }
 
 /// Per-row weights `n×1` that make every class count the same in total.
-fn balanced_weights(labels: &[Vec<usize>], k: usize) -> Vec<f32> {
+pub(crate) fn balanced_weights(labels: &[Vec<usize>], k: usize) -> Vec<f32> {
     let mut counts = vec![0usize; k];
     for classes in labels {
         for &c in classes {
@@ -129,7 +134,12 @@ fn balanced_weights(labels: &[Vec<usize>], k: usize) -> Vec<f32> {
 }
 
 /// Mean cross-entropy (softmax) or binary cross-entropy (sigmoids), weighted per row.
-fn loss(logits: &Tensor, t: &Tensor, w: &Tensor, multilabel: bool) -> candle_core::Result<Tensor> {
+pub(crate) fn loss(
+    logits: &Tensor,
+    t: &Tensor,
+    w: &Tensor,
+    multilabel: bool,
+) -> candle_core::Result<Tensor> {
     let per_row = if multilabel {
         // softplus(z) − t·z, written to stay finite for large |z|.
         let softplus = (logits.relu()? + (logits.abs()?.neg()?.exp()? + 1.0)?.log()?)?;

@@ -19,12 +19,14 @@ pub mod batch;
 pub mod data;
 pub mod evaluate;
 pub mod features;
+pub mod finetune;
 pub mod head;
 pub mod model;
 pub mod nn;
 pub mod predictor;
 pub mod search;
 pub mod serving;
+pub mod tuning;
 pub mod weights;
 
 pub use backbone::{Backbone, BackboneKind};

@@ -4,6 +4,7 @@
 use crate::backbone::{Backbone, BackboneKind};
 use crate::data::{decode_bytes, decode_file, preprocess};
 use crate::evaluate::{argmax, predicted_set, ImageEvaluation};
+use crate::finetune::FineTuneParams;
 use crate::head::{HeadParams, LinearHead};
 use crate::nn::{candle_error, Tensors};
 use crate::search::ImageTrial;
@@ -22,6 +23,7 @@ pub const FORMAT_VERSION: u32 = 1;
 const MANIFEST_FILE: &str = "manifest.json";
 const BACKBONE_FILE: &str = "backbone.safetensors";
 const HEAD_FILE: &str = "head.safetensors";
+const TUNED_FILE: &str = "tuned.safetensors";
 /// How many labels a prediction's `scores` lists (SPEC: top 5).
 pub const TOP_SCORES: usize = 5;
 
@@ -72,8 +74,14 @@ pub struct ImageManifest {
     pub backbone: BackboneKind,
     /// Square input size in pixels.
     pub resolution: u32,
-    /// The head's hyper-parameters.
+    /// The head's hyper-parameters (of the linear probe the fine-tuning started from).
     pub head: HeadParams,
+    /// The fine-tuning configuration, when the backbone's top blocks were trained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fine_tune: Option<FineTuneParams>,
+    /// The first fine-tuned block: the blocks from it on are read from `tuned.safetensors`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuned_from: Option<usize>,
     /// Per-label decision thresholds (multi-label only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub thresholds: Vec<f32>,
@@ -154,6 +162,12 @@ impl ImageModel {
             .collect();
         candle_core::safetensors::save(&tensors, &head_path)
             .map_err(|e| Error::data(&head_path, e.to_string()))?;
+        let tuned = self.backbone.tuned_tensors();
+        if !tuned.is_empty() {
+            let tuned_path = staging.path().join(TUNED_FILE);
+            candle_core::safetensors::save(&tuned, &tuned_path)
+                .map_err(|e| Error::data(&tuned_path, e.to_string()))?;
+        }
         write_json_atomic(&staging.path().join(MANIFEST_FILE), &self.manifest)?;
         staging.commit()
     }
@@ -183,7 +197,11 @@ impl ImageModel {
             });
         }
         let device = device.to_candle()?;
-        let backbone = Backbone::load(manifest.backbone, Some(&dir.join(BACKBONE_FILE)), &device)?;
+        let mut backbone =
+            Backbone::load(manifest.backbone, Some(&dir.join(BACKBONE_FILE)), &device)?;
+        if let Some(first) = manifest.tuned_from {
+            backbone = backbone.load_tuned(&dir.join(TUNED_FILE), first)?;
+        }
         let t = Tensors::load(&dir.join(HEAD_FILE), &device)?;
         let (k, d) = (manifest.classes.len(), manifest.backbone.feature_dim());
         let head = LinearHead {

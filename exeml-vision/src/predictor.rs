@@ -4,12 +4,15 @@
 
 use crate::backbone::{Backbone, BackboneKind};
 use crate::data::{ImageDataset, ImportFormat};
+use crate::evaluate::validation_score;
 use crate::evaluate::{evaluate, tune_thresholds};
 use crate::features::{extract, ExtractOptions, Features};
+use crate::finetune::{pooled_through, Activations, FineTuneParams};
 use crate::head::{fit_head, HeadData, LinearHead};
 use crate::model::{ImageLineage, ImageManifest, ImageModel, FORMAT, FORMAT_VERSION};
 use crate::nn::candle_error;
-use crate::search::{candidates, head_grid, Candidate, ImageTrial};
+use crate::search::{candidates, fine_tune_arms, head_grid, Candidate, ImageTrial};
+use crate::tuning::successive_halving;
 use exeml_core::checks::at;
 use exeml_core::split::stratified_split;
 use exeml_core::{
@@ -40,6 +43,11 @@ pub struct ImagePredictor {
     pub weights: Vec<(BackboneKind, PathBuf)>,
     /// How the data folder is laid out.
     pub format: ImportFormat,
+    /// Fine-tune the backbone's top blocks after the linear probe (when the budget allows).
+    pub fine_tune: bool,
+    /// An earlier model to warm-start from, with how to name it in the lineage: its backbone
+    /// (fine-tuned blocks included) and configuration are tried first. New classes are allowed.
+    pub warm_start: Option<(String, ImageModel)>,
 }
 
 impl Default for ImagePredictor {
@@ -54,18 +62,31 @@ impl Default for ImagePredictor {
             resolution: None,
             weights: Vec::new(),
             format: ImportFormat::Auto,
+            fine_tune: true,
+            warm_start: None,
         }
     }
 }
 
-/// A configuration's best head and its validation outcome.
+/// The best model so far and what is needed to fine-tune and evaluate it.
 struct Fitted {
     candidate: Candidate,
     backbone: Backbone,
     head: LinearHead,
+    /// Its leaderboard row.
     trial: usize,
     score: f64,
     loss: f64,
+    /// Pooled validation features (plain view) through the model's backbone.
+    valid_x: candle_core::Tensor,
+    /// The validation image of each row of `valid_x`.
+    valid_rows: Vec<usize>,
+    /// The block the cached activations enter.
+    split: usize,
+    /// Cached training and validation activations entering block `split`.
+    activations: Option<(Activations, Activations)>,
+    /// The fine-tuning configuration, when the backbone's top blocks were trained.
+    fine_tune: Option<FineTuneParams>,
 }
 
 impl ImagePredictor {
@@ -104,6 +125,18 @@ impl ImagePredictor {
         self
     }
 
+    /// Fine-tune the backbone's top blocks (`true`, the default) or only train a linear head.
+    pub fn fine_tune(mut self, fine_tune: bool) -> Self {
+        self.fine_tune = fine_tune;
+        self
+    }
+
+    /// Warm-start from an earlier model (`label` names it in the new model's lineage).
+    pub fn warm_start(mut self, label: impl Into<String>, parent: &ImageModel) -> Self {
+        self.warm_start = Some((label.into(), parent.clone()));
+        self
+    }
+
     /// Import the folder `root` and fit on it.
     pub fn fit_folder(&self, root: &Path) -> Result<ImageModel> {
         let data = ImageDataset::import(root, self.format.clone())?;
@@ -139,12 +172,34 @@ impl ImagePredictor {
         };
         let (train_paths, train_labels, _) = part(Usage::Train);
         let (valid_paths, valid_labels, valid_ids) = part(Usage::Validation);
+        if valid_paths.is_empty() {
+            return Err(Error::invalid(
+                "train ratio",
+                "no image is left for validation: lower the train ratio or add images",
+            ));
+        }
         let device = self.device.to_candle()?;
         let k = data.classes.len();
+        let parent = self.warm_start.as_ref().map(|(_, m)| m);
+        let mut arms = if self.fine_tune {
+            fine_tune_arms(self.preference)
+        } else {
+            Vec::new()
+        };
+        let mut plan = candidates(self.preference, &self.backbones, self.resolution);
+        if let Some(parent) = parent {
+            // The parent's configuration first: its backbone carries what it learnt.
+            plan.retain(|c| *c != parent_candidate(parent));
+            plan.insert(0, parent_candidate(parent));
+            if let (true, Some(p)) = (self.fine_tune, parent.manifest.fine_tune) {
+                arms.retain(|a| *a != p);
+                arms.insert(0, p);
+            }
+        }
+        let most_unfrozen = arms.iter().map(|a| a.unfrozen_blocks).max().unwrap_or(0);
         let mut leaderboard = Vec::new();
         let mut best: Option<Fitted> = None;
         let mut reported = std::collections::BTreeSet::new();
-        let plan = candidates(self.preference, &self.backbones, self.resolution);
         let mut first_cost: Option<(Duration, f64)> = None;
         for candidate in plan {
             let heads = head_grid(self.preference);
@@ -165,7 +220,14 @@ impl ImagePredictor {
                 .iter()
                 .find(|(b, _)| *b == candidate.backbone)
                 .map(|(_, p)| p.as_path());
-            let backbone = match Backbone::load(candidate.backbone, weights, &device) {
+            let inherited = parent
+                .filter(|p| parent_candidate(p) == candidate)
+                .map(|p| p.backbone().clone());
+            let loaded = match inherited {
+                Some(b) => Ok(b),
+                None => Backbone::load(candidate.backbone, weights, &device),
+            };
+            let backbone = match loaded {
                 Ok(b) => b,
                 Err(e) if best.is_some() || matches!(e, Error::NotFound { .. }) => {
                     leaderboard.push(skipped(candidate, &heads[0], &format!("skipped: {e}")));
@@ -178,10 +240,12 @@ impl ImagePredictor {
                 candidate.backbone, candidate.resolution
             ));
             let finish = best.is_none();
+            let split = backbone.blocks().len().saturating_sub(most_unfrozen);
             let options = |views| ExtractOptions {
                 resolution: candidate.resolution,
                 augmented_views: views,
                 seed: self.seed,
+                keep_activations_at: (most_unfrozen > 0).then_some(split),
                 ..ExtractOptions::default()
             };
             let extracted = extract(
@@ -227,36 +291,49 @@ impl ImagePredictor {
                 rows_labels(&train, &train_labels),
                 rows_labels(&valid, &valid_labels),
             );
+            if valid_rows.is_empty() {
+                return Err(Error::data(
+                    &data.root,
+                    "no validation image could be decoded: see the unreadable_image warnings",
+                ));
+            }
             if first_cost.is_none() {
                 first_cost = Some((t0.elapsed(), cost(&candidate)));
             }
             let extract_secs = t0.elapsed().as_secs_f64();
+            let activations = match (&train.activations, &valid.activations) {
+                (Some(t), Some(v)) => Some((
+                    Activations {
+                        x: t.clone(),
+                        labels: train_rows.clone(),
+                    },
+                    Activations {
+                        x: v.clone(),
+                        labels: valid_rows.clone(),
+                    },
+                )),
+                _ => None,
+            };
             for (h, params) in heads.iter().enumerate() {
                 if h > 0 && budget.exhausted() {
                     break;
                 }
                 let t1 = Instant::now();
-                let train_data = HeadData {
-                    x: &train.x,
-                    labels: &train_rows,
-                };
-                let valid_data = HeadData {
-                    x: &valid.x,
-                    labels: &valid_rows,
-                };
-                let has_valid = !valid_rows.is_empty();
                 let head = fit_head(
-                    &train_data,
-                    has_valid.then_some(&valid_data),
+                    &HeadData {
+                        x: &train.x,
+                        labels: &train_rows,
+                    },
+                    Some(&HeadData {
+                        x: &valid.x,
+                        labels: &valid_rows,
+                    }),
                     k,
                     data.multilabel,
                     params,
                 )?;
-                let (score, loss) = if has_valid {
-                    validation_score(&head, &valid.x, &valid_rows, data.multilabel)?
-                } else {
-                    (0.0, 0.0)
-                };
+                let (score, loss) =
+                    validation_score(&head, &valid.x, &valid_rows, data.multilabel)?;
                 let secs = t1.elapsed().as_secs_f64() + if h == 0 { extract_secs } else { 0.0 };
                 leaderboard.push(ImageTrial {
                     candidate,
@@ -265,6 +342,8 @@ impl ImagePredictor {
                     loss: Some(loss),
                     seconds: secs,
                     status: "ok".into(),
+                    fine_tune: None,
+                    epochs: None,
                 });
                 let better = best.as_ref().is_none_or(|b| {
                     score > b.score + 1e-9 || (score > b.score - 1e-9 && loss < b.loss)
@@ -277,33 +356,30 @@ impl ImagePredictor {
                         trial: leaderboard.len() - 1,
                         score,
                         loss,
+                        valid_x: valid.x.clone(),
+                        valid_rows: valid.image_of_row.clone(),
+                        split,
+                        activations: activations.clone(),
+                        fine_tune: None,
                     });
                 }
             }
             progress.fraction(budget.fraction_used());
         }
-        let best = best.ok_or_else(|| Error::BudgetExhausted {
+        let mut best = best.ok_or_else(|| Error::BudgetExhausted {
             budget_secs: budget.limit().as_secs_f64(),
             what: "any image model could be trained".into(),
         })?;
+        if !arms.is_empty() {
+            self.fine_tune_best(&mut best, &arms, k, &mut leaderboard, budget, progress)?;
+        }
         // Validation metrics of the chosen model, per image (not per augmented view).
-        let valid_features = extract(
-            &best.backbone,
-            &valid_paths,
-            &ExtractOptions {
-                resolution: best.candidate.resolution,
-                ..ExtractOptions::default()
-            },
-            budget,
-            true,
-            &Silent,
-        )?;
         let proba: Vec<Vec<f32>> = best
             .head
-            .proba(&valid_features.x)?
+            .proba(&best.valid_x)?
             .to_vec2()
             .map_err(candle_error)?;
-        let rows = &valid_features.image_of_row;
+        let rows = &best.valid_rows;
         let truth: Vec<Vec<usize>> = rows.iter().map(|&i| valid_labels[i].clone()).collect();
         let ids: Vec<String> = rows.iter().map(|&i| valid_ids[i].clone()).collect();
         let thresholds = if data.multilabel {
@@ -311,21 +387,14 @@ impl ImagePredictor {
         } else {
             Vec::new()
         };
-        let validation = if truth.is_empty() {
-            return Err(Error::invalid(
-                "train ratio",
-                "no image is left for validation: lower the train ratio or add images",
-            ));
-        } else {
-            evaluate(
-                &data.classes,
-                data.multilabel,
-                &thresholds,
-                &ids,
-                &truth,
-                &proba,
-            )?
-        };
+        let validation = evaluate(
+            &data.classes,
+            data.multilabel,
+            &thresholds,
+            &ids,
+            &truth,
+            &proba,
+        )?;
         leaderboard[best.trial].status = "chosen".into();
         let problem = if data.multilabel {
             ProblemType::Multilabel
@@ -344,6 +413,8 @@ impl ImagePredictor {
             backbone: best.candidate.backbone,
             resolution: best.candidate.resolution,
             head: leaderboard[best.trial].head,
+            fine_tune: best.fine_tune,
+            tuned_from: best.backbone.tuned_from(),
             thresholds,
             validation,
             leaderboard,
@@ -351,7 +422,7 @@ impl ImagePredictor {
             lineage: ImageLineage {
                 data: Some(data.root.display().to_string()),
                 dataset_version: None,
-                parent: None,
+                parent: self.warm_start.as_ref().map(|(label, _)| label.clone()),
                 seed: self.seed,
                 train_ratio: self.train_ratio,
                 images: (train_paths.len(), valid_paths.len()),
@@ -364,6 +435,92 @@ impl ImagePredictor {
             },
         };
         Ok(ImageModel::new(manifest, best.backbone, best.head))
+    }
+
+    /// Fine-tune the chosen backbone's top blocks by successive halving over `arms`; replaces
+    /// `best` when a fine-tuned model validates better than the linear probe.
+    fn fine_tune_best(
+        &self,
+        best: &mut Fitted,
+        arms: &[FineTuneParams],
+        classes: usize,
+        leaderboard: &mut Vec<ImageTrial>,
+        budget: &Budget,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let (candidate, head) = (best.candidate, leaderboard[best.trial].head);
+        let row = move |params: FineTuneParams, status: &str| ImageTrial {
+            candidate,
+            head,
+            score: None,
+            loss: None,
+            seconds: 0.0,
+            status: status.into(),
+            fine_tune: Some(params),
+            epochs: None,
+        };
+        if budget.exhausted() {
+            leaderboard.extend(arms.iter().map(|a| row(*a, "skipped: budget ran out")));
+            return Ok(());
+        }
+        let Some((train, valid)) = best.activations.take() else {
+            leaderboard.extend(arms.iter().map(|a| {
+                row(
+                    *a,
+                    "skipped: the activations to fine-tune on do not fit in memory",
+                )
+            }));
+            return Ok(());
+        };
+        let outcomes = successive_halving(
+            &best.backbone,
+            &best.head,
+            arms,
+            best.split,
+            &train,
+            &valid,
+            classes,
+            self.seed,
+            budget,
+            progress,
+        )?;
+        let base = best.backbone.clone();
+        for outcome in outcomes {
+            let mut trial = row(outcome.params, &outcome.status);
+            trial.seconds = outcome.seconds;
+            trial.epochs = Some(outcome.epochs);
+            if let Some(snapshot) = &outcome.best {
+                trial.score = Some(snapshot.score);
+                trial.loss = Some(snapshot.loss);
+            }
+            leaderboard.push(trial);
+            let Some(snapshot) = outcome.best else {
+                continue;
+            };
+            let better = snapshot.score > best.score + 1e-9
+                || (snapshot.score > best.score - 1e-9 && snapshot.loss < best.loss);
+            if !better {
+                continue;
+            }
+            // Activations entering a deeper block go through the (original) blocks in between.
+            let deeper;
+            let valid_act = if outcome.first_block == best.split {
+                &valid
+            } else {
+                deeper = valid.advance(&base, best.split, outcome.first_block)?;
+                &deeper
+            };
+            let dim = best.head.mean.dim(0).map_err(candle_error)?;
+            best.valid_x =
+                pooled_through(&snapshot.blocks, &valid_act.x, dim).map_err(candle_error)?;
+            best.backbone = base.with_tuned_blocks(outcome.first_block, snapshot.blocks)?;
+            best.head = snapshot.head;
+            best.score = snapshot.score;
+            best.loss = snapshot.loss;
+            best.trial = leaderboard.len() - 1;
+            best.fine_tune = Some(outcome.params);
+        }
+        Ok(())
     }
 
     /// The data's own split when every sample has one, else a seeded stratified split by the
@@ -389,6 +546,21 @@ impl ImagePredictor {
     }
 }
 
+/// The configuration an earlier model chose.
+fn parent_candidate(parent: &ImageModel) -> Candidate {
+    let m = &parent.manifest;
+    m.leaderboard
+        .iter()
+        .find(|t| t.status == "chosen")
+        .map(|t| t.candidate)
+        .filter(|c| c.backbone == m.backbone && c.resolution == m.resolution)
+        .unwrap_or(Candidate {
+            backbone: m.backbone,
+            resolution: m.resolution,
+            augmented_views: 1,
+        })
+}
+
 /// Relative cost of a candidate: pixels × views (the backbones cost about the same per pixel).
 fn cost(c: &Candidate) -> f64 {
     let lite = if c.backbone == BackboneKind::EfficientnetLite0 {
@@ -407,54 +579,7 @@ fn skipped(candidate: Candidate, head: &crate::head::HeadParams, why: &str) -> I
         loss: None,
         seconds: 0.0,
         status: why.into(),
-    }
-}
-
-/// Validation accuracy (or macro F1 for multi-label, at threshold 0.5) and mean loss.
-fn validation_score(
-    head: &LinearHead,
-    x: &candle_core::Tensor,
-    labels: &[Vec<usize>],
-    multilabel: bool,
-) -> Result<(f64, f64)> {
-    let proba: Vec<Vec<f32>> = head.proba(x)?.to_vec2().map_err(candle_error)?;
-    let n = labels.len().max(1) as f64;
-    if multilabel {
-        let k = proba.first().map_or(0, Vec::len);
-        let predicted: Vec<Vec<usize>> = proba
-            .iter()
-            .map(|p| crate::evaluate::predicted_set(p, &vec![0.5; k]))
-            .collect();
-        let names: Vec<String> = (0..k).map(|c| c.to_string()).collect();
-        let report = crate::evaluate::multilabel_report(&names, labels, &predicted);
-        let loss = proba
-            .iter()
-            .zip(labels)
-            .map(|(p, l)| {
-                (0..k)
-                    .map(|c| {
-                        let q = f64::from(p[c]).clamp(1e-7, 1.0 - 1e-7);
-                        if l.contains(&c) {
-                            -q.ln()
-                        } else {
-                            -(1.0 - q).ln()
-                        }
-                    })
-                    .sum::<f64>()
-            })
-            .sum::<f64>()
-            / n;
-        Ok((report.macro_f1, loss))
-    } else {
-        let mut correct = 0usize;
-        let mut loss = 0f64;
-        for (p, l) in proba.iter().zip(labels) {
-            let truth = l.first().copied().unwrap_or(0);
-            if crate::evaluate::argmax(p) == truth {
-                correct += 1;
-            }
-            loss -= f64::from(p[truth]).clamp(1e-7, 1.0).ln();
-        }
-        Ok((correct as f64 / n, loss / n))
+        fine_tune: None,
+        epochs: None,
     }
 }

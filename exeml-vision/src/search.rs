@@ -3,6 +3,7 @@
 //! Cheap configurations come first, so the budget always yields a model.
 
 use crate::backbone::BackboneKind;
+use crate::finetune::{FineTuneParams, Mixing};
 use crate::head::HeadParams;
 use exeml_core::Preference;
 use serde::{Deserialize, Serialize};
@@ -34,6 +35,13 @@ pub struct ImageTrial {
     pub seconds: f64,
     /// `ok`, or why the configuration was skipped.
     pub status: String,
+    /// The fine-tuning configuration, for rows that fine-tuned the backbone's top blocks
+    /// (absent for linear probes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fine_tune: Option<FineTuneParams>,
+    /// Epochs of fine-tuning done (successive halving stops weak configurations early).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<usize>,
 }
 
 /// The backbone configurations for a preference, cheapest first; `backbones` restricts them and
@@ -91,6 +99,40 @@ pub fn head_grid(preference: Preference) -> Vec<HeadParams> {
             ..HeadParams::default()
         })
         .collect()
+}
+
+/// The fine-tuning configurations successive halving starts from, best guess first. Balance and
+/// accuracy-first unfreeze more blocks and try mixup/cutmix; performance-first only tunes the
+/// last two blocks briefly.
+pub fn fine_tune_arms(preference: Preference) -> Vec<FineTuneParams> {
+    let arm = |unfrozen_blocks, learning_rate, mixing, max_epochs| FineTuneParams {
+        unfrozen_blocks,
+        learning_rate,
+        mixing,
+        max_epochs,
+        ..FineTuneParams::default()
+    };
+    let mixup = Mixing::Mixup { alpha: 0.2 };
+    let cutmix = Mixing::Cutmix { alpha: 1.0 };
+    match preference {
+        Preference::PerformanceFirst => vec![arm(2, 1e-3, Mixing::None, 4)],
+        Preference::Balance => vec![
+            arm(2, 1e-3, Mixing::None, 8),
+            arm(5, 3e-4, Mixing::None, 8),
+            arm(5, 1e-3, mixup, 8),
+            arm(5, 3e-4, cutmix, 8),
+        ],
+        Preference::AccuracyFirst => vec![
+            arm(2, 1e-3, Mixing::None, 15),
+            arm(5, 3e-4, Mixing::None, 15),
+            arm(5, 1e-3, mixup, 15),
+            arm(5, 3e-4, cutmix, 15),
+            arm(8, 3e-4, Mixing::None, 15),
+            arm(8, 3e-4, mixup, 15),
+            arm(8, 1e-4, cutmix, 15),
+            arm(2, 3e-4, mixup, 15),
+        ],
+    }
 }
 
 #[cfg(test)]

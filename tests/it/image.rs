@@ -332,3 +332,155 @@ fn cli_refuses_a_folder_with_too_few_images_per_class() {
     );
     assert!(!out_dir.exists());
 }
+
+#[test]
+fn fine_tuning_is_searched_by_successive_halving() {
+    if !weights_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    class_folders(dir.path(), 10, 11);
+    let model = ImagePredictor::new()
+        .time_limit(Duration::from_secs(300))
+        .preference(Preference::Balance)
+        .backbones(vec![BackboneKind::MobilenetV2])
+        .resolution(64)
+        .fit_folder(dir.path())
+        .expect("fit");
+    let board = &model.manifest.leaderboard;
+    let tuned: Vec<_> = board.iter().filter(|t| t.fine_tune.is_some()).collect();
+    assert_eq!(
+        tuned.len(),
+        4,
+        "balance searches four fine-tuning arms: {board:#?}"
+    );
+    let halved = tuned
+        .iter()
+        .filter(|t| t.status.contains("successive halving"))
+        .count();
+    assert_eq!(halved, 3, "{tuned:#?}");
+    let longest = tuned.iter().filter_map(|t| t.epochs).max().unwrap_or(0);
+    assert!(
+        longest > 2,
+        "the last arm trains past the halving rungs: {tuned:#?}"
+    );
+    assert!(tuned.iter().all(|t| t.score.is_some()));
+    // Whatever won, the manifest says how it was made.
+    let chosen = board.iter().find(|t| t.status == "chosen").expect("chosen");
+    assert_eq!(chosen.fine_tune, model.manifest.fine_tune);
+    assert_eq!(
+        model.manifest.tuned_from.is_some(),
+        model.manifest.fine_tune.is_some()
+    );
+    assert!(model.manifest.validation.accuracy() >= 0.8);
+}
+
+#[test]
+fn fine_tuned_blocks_are_saved_and_reloaded_exactly() {
+    let Some(dir) = model_dir() else { return };
+    let model = ImageModel::load(dir).expect("load");
+    // Perturb the last two blocks as training would, and save the result as a tuned model.
+    let backbone = model.backbone();
+    let first = backbone.blocks().len() - 2;
+    let mut blocks = backbone.blocks()[first..].to_vec();
+    for block in &mut blocks {
+        for (_, conv) in block.convs_mut() {
+            conv.weight = (&conv.weight * 1.05).expect("scale");
+        }
+    }
+    let tuned_backbone = backbone
+        .clone()
+        .with_tuned_blocks(first, blocks)
+        .expect("tuned");
+    let mut manifest = model.manifest.clone();
+    manifest.tuned_from = tuned_backbone.tuned_from();
+    let tuned = ImageModel::new(manifest, tuned_backbone, model.head().clone());
+    let out = tempfile::tempdir().expect("tempdir");
+    tuned.save(out.path()).expect("save");
+    assert!(out.path().join("tuned.safetensors").is_file());
+    let reloaded = ImageModel::load(out.path()).expect("reload");
+    assert_eq!(reloaded.backbone().tuned_from(), Some(first));
+
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let image = picture("disc", &mut rng);
+    let a = tuned.predict_image(&image).expect("tuned");
+    let b = reloaded.predict_image(&image).expect("reloaded");
+    let c = model.predict_image(&image).expect("original");
+    let diff = |x: &[f32], y: &[f32]| {
+        x.iter()
+            .zip(y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max)
+    };
+    assert!(diff(&a, &b) < 1e-6, "{a:?} vs {b:?}");
+    assert!(diff(&a, &c) > 1e-5, "the tuned blocks change the scores");
+    // A truncated tuned file is a format error naming it.
+    std::fs::write(out.path().join("tuned.safetensors"), b"{}").expect("write");
+    let err = ImageModel::load(out.path()).expect_err("corrupt tuned blocks");
+    assert!(err.to_string().contains("tuned.safetensors"), "{err}");
+}
+
+#[test]
+fn cli_warm_starts_from_an_earlier_model_and_learns_a_new_class() {
+    let Some(parent) = model_dir() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    class_folders(&data, 8, 21);
+    // A fourth class the parent never saw: flat colour fields.
+    let plain = data.join("plain");
+    std::fs::create_dir_all(&plain).expect("mkdir");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+    for i in 0..8 {
+        let colour = Rgb([
+            rng.random_range(0..255),
+            rng.random_range(0..255),
+            rng.random_range(0..255),
+        ]);
+        RgbImage::from_pixel(48, 48, colour)
+            .save(plain.join(format!("{i}.png")))
+            .expect("save");
+    }
+    let out = dir.path().join("child");
+    let run = exeml_bin(&[
+        "train",
+        "--task",
+        "image",
+        "--data",
+        data.to_str().expect("utf-8"),
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--from",
+        parent.to_str().expect("utf-8"),
+        "--preference",
+        "performance_first",
+        "--time-limit",
+        "2m",
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let child = ImageModel::load(&out).expect("child");
+    assert_eq!(child.classes(), ["checks", "disc", "plain", "stripes"]);
+    assert_eq!(
+        child.manifest.lineage.parent.as_deref(),
+        parent.to_str(),
+        "lineage names the parent"
+    );
+    let parent_model = ImageModel::load(parent).expect("parent");
+    let first = &child.manifest.leaderboard[0];
+    assert_eq!(
+        (first.candidate.backbone, first.candidate.resolution),
+        (
+            parent_model.manifest.backbone,
+            parent_model.manifest.resolution
+        ),
+        "the parent's configuration is tried first"
+    );
+    assert!(
+        child.manifest.validation.accuracy() >= 0.75,
+        "{}",
+        child.manifest.validation.accuracy()
+    );
+}

@@ -9,6 +9,9 @@ Give it labelled data, get a model as good as an expert's, on your own machine::
     predictor.save("churn-model")
     exeml.load("churn-model")
 
+    images = exeml.ImagePredictor().fit("photos/", time_limit=300)   # a folder per class
+    images.predict(["new.jpg"])
+
 scikit-learn estimators live in :mod:`exeml.sklearn`; the project workspace (dataset and
 model versions, shared with the ``exeml`` command) in :class:`exeml.Project`.
 """
@@ -36,11 +39,13 @@ from .errors import (
 )
 from .project import Project, projects
 from .tabular import TabularPredictor, load
+from .vision import ImagePredictor
 
 __version__: str = _exeml.__version__
 
 __all__ = [
     "TabularPredictor",
+    "ImagePredictor",
     "load",
     "Project",
     "projects",

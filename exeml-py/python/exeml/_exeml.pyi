@@ -9,7 +9,15 @@ _Path = Union[str, PathLike[str]]
 _Column = Tuple[str, str, Any]
 _Progress = Callable[[str, Any], Any]
 
-__all__ = ["Project", "TabularModel", "__version__", "fit_tabular", "list_projects"]
+__all__ = [
+    "ImageModel",
+    "Project",
+    "TabularModel",
+    "__version__",
+    "fit_image",
+    "fit_tabular",
+    "list_projects",
+]
 __version__: str
 
 def fit_tabular(
@@ -31,6 +39,20 @@ def fit_tabular(
     progress: Optional[_Progress] = None,
 ) -> TabularModel: ...
 def list_projects(home: Optional[_Path] = None) -> str: ...
+def fit_image(
+    *,
+    path: _Path,
+    time_limit: float = 600.0,
+    preference: str = "balance",
+    seed: int = 0,
+    train_ratio: float = 0.8,
+    backbones: Optional[Sequence[str]] = None,
+    resolution: Optional[int] = None,
+    fine_tune: bool = True,
+    parent: Optional[ImageModel] = None,
+    parent_name: Optional[str] = None,
+    progress: Optional[_Progress] = None,
+) -> ImageModel: ...
 
 @final
 class TabularModel:
@@ -58,6 +80,22 @@ class TabularModel:
     def problem(self) -> str: ...
     @property
     def label(self) -> str: ...
+    @property
+    def classes(self) -> List[str]: ...
+
+@final
+class ImageModel:
+    @staticmethod
+    def load(path: _Path) -> ImageModel: ...
+    def save(self, path: _Path) -> None: ...
+    def predict_files(self, paths: Sequence[_Path]) -> List[Tuple[List[float], Optional[str]]]: ...
+    def response(self, scores: Sequence[float]) -> str: ...
+    def predicted(self, scores: Sequence[float]) -> List[int]: ...
+    def evaluate(self, path: _Path) -> str: ...
+    def manifest(self) -> str: ...
+    def summary(self) -> str: ...
+    @property
+    def problem(self) -> str: ...
     @property
     def classes(self) -> List[str]: ...
 

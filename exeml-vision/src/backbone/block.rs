@@ -27,6 +27,38 @@ pub enum Block {
 }
 
 impl Block {
+    /// The block's convolutions by role (`conv`, or `expand`/`depthwise`/`project`).
+    pub fn convs(&self) -> Vec<(&'static str, &ConvBn)> {
+        match self {
+            Block::Conv(conv) => vec![("conv", conv)],
+            Block::Inverted(b) => {
+                let mut out = Vec::with_capacity(3);
+                if let Some(expand) = &b.expand {
+                    out.push(("expand", expand));
+                }
+                out.push(("depthwise", &b.depthwise));
+                out.push(("project", &b.project));
+                out
+            }
+        }
+    }
+
+    /// The block's convolutions by role, mutable (to swap in trained tensors).
+    pub fn convs_mut(&mut self) -> Vec<(&'static str, &mut ConvBn)> {
+        match self {
+            Block::Conv(conv) => vec![("conv", conv)],
+            Block::Inverted(b) => {
+                let mut out = Vec::with_capacity(3);
+                if let Some(expand) = &mut b.expand {
+                    out.push(("expand", expand));
+                }
+                out.push(("depthwise", &mut b.depthwise));
+                out.push(("project", &mut b.project));
+                out
+            }
+        }
+    }
+
     /// Apply the block to `x` (`n×c×h×w`).
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {

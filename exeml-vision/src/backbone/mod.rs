@@ -99,6 +99,7 @@ pub struct Backbone {
     blocks: Vec<Block>,
     imagenet_head: Option<(Tensor, Tensor)>,
     weights: PathBuf,
+    tuned_from: Option<usize>,
     device: candle_core::Device,
 }
 
@@ -140,8 +141,26 @@ impl Backbone {
             blocks,
             imagenet_head,
             weights,
+            tuned_from: None,
             device: device.clone(),
         })
+    }
+
+    /// A backbone made of given blocks (for tests of the training code on tiny networks).
+    #[cfg(test)]
+    pub(crate) fn from_blocks(
+        kind: BackboneKind,
+        blocks: Vec<Block>,
+        device: &candle_core::Device,
+    ) -> Backbone {
+        Backbone {
+            kind,
+            blocks,
+            imagenet_head: None,
+            weights: PathBuf::new(),
+            tuned_from: None,
+            device: device.clone(),
+        }
     }
 
     /// Which backbone.
@@ -164,9 +183,83 @@ impl Backbone {
         &self.blocks
     }
 
+    /// The first fine-tuned block, when the blocks from it on were trained (not the checkpoint's).
+    pub fn tuned_from(&self) -> Option<usize> {
+        self.tuned_from
+    }
+
+    /// This backbone with the blocks from `first` on replaced by trained ones.
+    pub fn with_tuned_blocks(&self, first: usize, blocks: Vec<Block>) -> Result<Backbone> {
+        if first + blocks.len() != self.blocks.len() {
+            return Err(Error::invalid(
+                "tuned blocks",
+                format!(
+                    "{} blocks from {first} do not end a {}-block backbone",
+                    blocks.len(),
+                    self.blocks.len()
+                ),
+            ));
+        }
+        let mut out = self.clone();
+        out.blocks.truncate(first);
+        out.blocks.extend(blocks);
+        out.tuned_from = Some(first.min(self.tuned_from.unwrap_or(usize::MAX)));
+        Ok(out)
+    }
+
+    /// The (batch-norm-folded) tensors of the fine-tuned blocks, named `blocks.I.ROLE.weight|bias`.
+    pub fn tuned_tensors(&self) -> std::collections::HashMap<String, Tensor> {
+        let mut out = std::collections::HashMap::new();
+        let Some(first) = self.tuned_from else {
+            return out;
+        };
+        for (i, block) in self.blocks.iter().enumerate().skip(first) {
+            for (role, conv) in block.convs() {
+                out.insert(format!("blocks.{i}.{role}.weight"), conv.weight.clone());
+                out.insert(format!("blocks.{i}.{role}.bias"), conv.bias.clone());
+            }
+        }
+        out
+    }
+
+    /// Replace the blocks from `first` on by the tensors [`Backbone::tuned_tensors`] wrote to
+    /// `path`; shapes are checked.
+    pub fn load_tuned(mut self, path: &Path, first: usize) -> Result<Backbone> {
+        if first >= self.blocks.len() {
+            return Err(Error::Format {
+                path: path.to_path_buf(),
+                message: format!(
+                    "fine-tuned blocks start at {first}, but {} has {} blocks",
+                    self.kind,
+                    self.blocks.len()
+                ),
+            });
+        }
+        let tensors = Tensors::load(path, &self.device)?;
+        for (i, block) in self.blocks.iter_mut().enumerate().skip(first) {
+            for (role, conv) in block.convs_mut() {
+                conv.weight =
+                    tensors.get_dims(&format!("blocks.{i}.{role}.weight"), conv.weight.dims())?;
+                conv.bias =
+                    tensors.get_dims(&format!("blocks.{i}.{role}.bias"), conv.bias.dims())?;
+            }
+        }
+        self.tuned_from = Some(first);
+        Ok(self)
+    }
+
     /// Pooled features of a batch `n×3×h×w` (ImageNet-normalised): `n×1280`.
     pub fn features(&self, x: &Tensor) -> Result<Tensor> {
         self.features_from(0, x)
+    }
+
+    /// The activations entering block `split` (the blocks before it applied to `x`).
+    pub fn activations_until(&self, split: usize, x: &Tensor) -> Result<Tensor> {
+        let mut y = x.clone();
+        for block in self.blocks.iter().take(split) {
+            y = block.forward(&y).map_err(candle_error)?;
+        }
+        Ok(y)
     }
 
     /// Run the blocks from `first` on (earlier blocks already applied to `x`) and pool.

@@ -100,6 +100,10 @@ pub struct FitOptions {
     /// installed ImageNet weights.
     #[arg(long = "weights", value_name = "BACKBONE=PATH")]
     pub weights: Vec<String>,
+    /// Images: only train a linear head on frozen features (no fine-tuning of the backbone's
+    /// top blocks).
+    #[arg(long)]
+    pub no_fine_tune: bool,
 }
 
 #[derive(Debug, Args)]

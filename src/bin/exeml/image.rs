@@ -38,18 +38,18 @@ fn predictor(fit: &FitOptions) -> Result<ImagePredictor> {
         resolution: fit.resolution,
         weights,
         format: ImportFormat::Auto,
+        fine_tune: !fit.no_fine_tune,
+        warm_start: None,
     })
 }
 
 /// `exeml train --task image`.
 pub fn train(args: &TrainArgs) -> Result<()> {
-    if args.from.is_some() {
-        return Err(Error::invalid(
-            "--from",
-            "incremental training of image models is not available in this version yet",
-        ));
+    let mut predictor = predictor(&args.fit)?;
+    if let Some(parent) = &args.from {
+        let parent_model = ImageModel::load_on(parent, predictor.device)?;
+        predictor = predictor.warm_start(parent.display().to_string(), &parent_model);
     }
-    let predictor = predictor(&args.fit)?;
     let data = ImageDataset::import(&args.data, ImportFormat::Auto)?;
     let budget = Budget::new(predictor.time_limit);
     let reporter = Reporter::new();

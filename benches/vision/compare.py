@@ -1,0 +1,103 @@
+"""Run the vision benchmark: exeml vs PyTorch/scikit-learn on a Fashion-MNIST subset, in one run.
+
+    python compare.py EXEML_BIN SPEED_BIN DATA WEIGHTS --budgets 2m 10m 30m --out last-results.md
+
+EXEML_BIN is the exeml binary, SPEED_BIN the `vision_speed` example (release builds), DATA the
+folder export_fashion_mnist.py wrote, WEIGHTS MobileNetV2's .pth (the same file both sides load).
+Every number is measured here, in this run; the markdown tables go to --out.
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def run_json(cmd, **kw):
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, **kw).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def seconds(budget):
+    m = re.fullmatch(r"(\d+)([smh]?)", budget)
+    return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def torch_mode(*args):
+    return run_json([sys.executable, os.path.join(HERE, "torch_baselines.py"), *args])
+
+
+def exeml_fit(bin_, data, out, budget, preference):
+    t0 = time.time()
+    subprocess.run([bin_, "train", "--task", "image", "--data", os.path.join(data, "train"),
+                    "--out", out, "--time-limit", budget, "--preference", preference],
+                   check=True, capture_output=True, text=True)
+    wall = time.time() - t0
+    ev = run_json([bin_, "evaluate", "--model", out, "--data", os.path.join(data, "test"), "--json"])
+    manifest = json.load(open(os.path.join(out, "manifest.json")))
+    chosen = next(t for t in manifest["leaderboard"] if t["status"] == "chosen")
+    how = "fine-tuned last %d blocks" % chosen["fine_tune"]["unfrozen_blocks"] if chosen.get("fine_tune") else "linear probe"
+    return {"accuracy": ev["accuracy"], "wall_s": round(wall, 1), "model": "%s %dpx, %s" % (
+        manifest["backbone"], manifest["resolution"], how)}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("exeml")
+    p.add_argument("speed")
+    p.add_argument("data")
+    p.add_argument("weights")
+    p.add_argument("--budgets", nargs="+", default=["2m", "10m", "30m"])
+    p.add_argument("--preference-budget", default="2m")
+    p.add_argument("--out", default=os.path.join(HERE, "last-results.md"))
+    p.add_argument("--work", default="target/bench-vision")
+    a = p.parse_args()
+    os.makedirs(a.work, exist_ok=True)
+    lines = ["# Vision benchmark: exeml vs PyTorch / scikit-learn (one run)", "",
+             "Machine: %d cores, no GPU. Data: %s." % (os.cpu_count(), a.data), ""]
+
+    print("speed…", file=sys.stderr)
+    ours = run_json([a.speed, "224", "32"])
+    theirs = torch_mode("speed", a.weights, "224", "32")
+    lines += ["## MobileNetV2 at 224 px (batch 32 training; single-image latency)", "",
+              "| | exeml | %s | exeml / PyTorch |" % theirs["framework"], "| --- | --- | --- | --- |",
+              "| training images/s (fwd+bwd+AdamW, whole network) | %.1f | %.1f | %.2f× |" % (
+                  ours["train_images_per_s"], theirs["train_images_per_s"],
+                  ours["train_images_per_s"] / theirs["train_images_per_s"]),
+              "| latency ms (1 image, eval) | %.2f | %.2f | %.2f× |" % (
+                  ours["latency_ms"], theirs["latency_ms"], ours["latency_ms"] / theirs["latency_ms"]),
+              ""]
+
+    print("probe baseline…", file=sys.stderr)
+    probe = torch_mode("probe", a.data, a.weights)
+    lines += ["## Test accuracy by time budget (1,000 held-out test images)", "",
+              "| budget | exeml (balance) | exeml model | exeml wall s | PyTorch fine-tuning | epochs | LR on frozen features |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    for budget in a.budgets:
+        print("budget %s…" % budget, file=sys.stderr)
+        ours = exeml_fit(a.exeml, a.data, os.path.join(a.work, "balance-" + budget), budget, "balance")
+        ft = torch_mode("finetune", a.data, a.weights, str(seconds(budget)))
+        lines.append("| %s | %.4f | %s | %.0f | %.4f | %d | %.4f (%.0f s) |" % (
+            budget, ours["accuracy"], ours["model"], ours["wall_s"], ft["accuracy"], ft["epochs"],
+            probe["accuracy"], probe["fit_s"]))
+    lines += ["", "## What each preference returns (budget %s)" % a.preference_budget, "",
+              "| preference | test accuracy | model | latency ms | size MB |", "| --- | --- | --- | --- | --- |"]
+    for pref in ["performance_first", "balance", "accuracy_first"]:
+        print("preference %s…" % pref, file=sys.stderr)
+        out = os.path.join(a.work, "pref-" + pref)
+        ours = exeml_fit(a.exeml, a.data, out, a.preference_budget, pref)
+        lat = run_json([a.speed, "--model", out])
+        lines.append("| %s | %.4f | %s | %.2f | %.1f |" % (
+            pref, ours["accuracy"], ours["model"], lat["latency_ms"], lat["size_mb"]))
+    text = "\n".join(lines) + "\n"
+    open(a.out, "w").write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

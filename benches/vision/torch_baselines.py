@@ -1,0 +1,158 @@
+"""The PyTorch side of the vision benchmark, on the same CPU and the same MobileNetV2 weights.
+
+    python torch_baselines.py probe    DATA WEIGHTS            -> logistic regression on frozen features
+    python torch_baselines.py finetune DATA WEIGHTS SECONDS    -> torchvision fine-tuning for SECONDS
+    python torch_baselines.py speed    WEIGHTS [RES] [BATCH]   -> training images/s and latency
+
+DATA holds train/<class>/*.png and test/<class>/*.png. Each mode prints one JSON line.
+Threads are pinned to the machine's cores (torch.set_num_threads), like exeml's rayon pool.
+"""
+
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torchvision
+from torchvision import datasets, transforms
+
+MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+torch.set_num_threads(os.cpu_count() or 1)
+torch.manual_seed(0)
+
+
+def mobilenet(weights_path, classes=None):
+    model = torchvision.models.mobilenet_v2()
+    model.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
+    if classes is not None:
+        model.classifier[1] = torch.nn.Linear(1280, classes)
+    return model
+
+
+def plain(res):
+    # The same view as exeml's evaluation: centre crop of 224/256 of the shorter side.
+    return transforms.Compose([
+        transforms.Resize(int(res * 256 / 224)), transforms.CenterCrop(res),
+        transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
+
+
+def features(model, folder, res):
+    data = datasets.ImageFolder(folder, plain(res))
+    loader = torch.utils.data.DataLoader(data, batch_size=64)
+    model.eval()
+    xs, ys = [], []
+    with torch.no_grad():
+        for x, y in loader:
+            f = model.features(x).mean((2, 3))
+            xs.append(f.numpy())
+            ys.append(y.numpy())
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def probe(data, weights, res=224):
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    t0 = time.time()
+    model = mobilenet(weights)
+    xtr, ytr = features(model, os.path.join(data, "train"), res)
+    clf = make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=[0.01, 0.1, 1.0], cv=3, max_iter=500))
+    clf.fit(xtr, ytr)
+    fit_s = time.time() - t0
+    xte, yte = features(model, os.path.join(data, "test"), res)
+    return {"baseline": "sklearn logistic regression on frozen MobileNetV2 features",
+            "accuracy": float((clf.predict(xte) == yte).mean()), "fit_s": round(fit_s, 1)}
+
+
+def finetune(data, weights, seconds, res=224):
+    """Standard transfer recipe: the whole network, AdamW + cosine over the epochs the budget
+    allows (estimated after the first), random-resized-crop + flip, label smoothing 0.1."""
+    train_tf = transforms.Compose([
+        transforms.RandomResizedCrop(res, scale=(0.35, 1.0)), transforms.RandomHorizontalFlip(),
+        transforms.ColorJitter(0.2, 0.2, 0.2), transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
+    train = datasets.ImageFolder(os.path.join(data, "train"), train_tf)
+    test = datasets.ImageFolder(os.path.join(data, "test"), plain(res))
+    model = mobilenet(weights, len(train.classes))
+    loader = torch.utils.data.DataLoader(train, batch_size=32, shuffle=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=1e-2)
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+    t0 = time.time()
+    epochs, planned, step, images = 0, None, 0, 0
+    deadline = t0 + seconds
+    done = False
+    while not done:
+        model.train()
+        for x, y in loader:
+            if time.time() >= deadline:
+                done = True
+                break
+            total = planned * len(loader) if planned else 10 ** 9
+            for g in opt.param_groups:
+                g["lr"] = 5e-4 * 0.5 * (1 + math.cos(math.pi * min(step / total, 1.0)))
+            opt.zero_grad()
+            loss_fn(model(x), y).backward()
+            opt.step()
+            step += 1
+            images += len(y)
+        else:
+            epochs += 1
+            if planned is None:
+                planned = max(1, int(seconds / (time.time() - t0)))
+    train_s = time.time() - t0
+    model.eval()
+    correct = n = 0
+    with torch.no_grad():
+        for x, y in torch.utils.data.DataLoader(test, batch_size=64):
+            correct += (model(x).argmax(1) == y).sum().item()
+            n += len(y)
+    return {"baseline": "PyTorch fine-tuning of MobileNetV2 (whole network)",
+            "accuracy": correct / n, "train_s": round(train_s, 1), "epochs": epochs,
+            "images_seen": images, "budget_s": seconds}
+
+
+def speed(weights, res=224, batch=32):
+    model = mobilenet(weights, 10)
+    opt = torch.optim.AdamW(model.parameters())
+    x = torch.randn(batch, 3, res, res)
+    y = torch.arange(batch) % 10
+    loss_fn = torch.nn.CrossEntropyLoss()
+    model.train()
+
+    def step():
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        opt.step()
+
+    step()
+    t0 = time.time()
+    for _ in range(5):
+        step()
+    train = 5 * batch / (time.time() - t0)
+    model.eval()
+    one = torch.randn(1, 3, res, res)
+    times = []
+    with torch.no_grad():
+        for i in range(60):
+            t = time.time()
+            model(one)
+            if i >= 10:
+                times.append((time.time() - t) * 1e3)
+    return {"framework": "pytorch " + torch.__version__, "resolution": res, "batch": batch,
+            "train_images_per_s": round(train, 2), "latency_ms": round(sorted(times)[len(times) // 2], 3)}
+
+
+if __name__ == "__main__":
+    mode = sys.argv[1]
+    if mode == "probe":
+        out = probe(sys.argv[2], sys.argv[3])
+    elif mode == "finetune":
+        out = finetune(sys.argv[2], sys.argv[3], float(sys.argv[4]))
+    elif mode == "speed":
+        out = speed(sys.argv[2], *(int(a) for a in sys.argv[3:5]))
+    else:
+        sys.exit(f"unknown mode {mode}")
+    print(json.dumps(out), flush=True)

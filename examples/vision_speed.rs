@@ -1,0 +1,107 @@
+//! Training throughput and single-image latency of MobileNetV2 in exeml (the numbers
+//! `benches/vision/run.sh` compares with PyTorch on the same CPU):
+//!
+//! ```text
+//! cargo run --release --example vision_speed -- [RESOLUTION] [BATCH]
+//! cargo run --release --example vision_speed -- --model MODEL_DIR
+//! ```
+//!
+//! Prints one JSON line: `train_images_per_s` (forward + backward + AdamW step of the whole
+//! network and a 10-class head, batch norm folded), `latency_ms` (median of single-image
+//! inference: backbone + pooling + head) and the settings. With `--model`, the median
+//! single-image latency of a trained model (preprocessing, backbone, head; decoding excluded)
+//! and its size on disk.
+
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use exeml::vision::finetune::trainable_copy;
+use exeml::vision::{Backbone, BackboneKind};
+use std::time::Instant;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).is_some_and(|a| a == "--model") {
+        let dir = std::path::PathBuf::from(args.get(2).ok_or("--model needs a folder")?);
+        return model_latency(&dir);
+    }
+    let side: usize = args.get(1).map_or(Ok(224), |a| a.parse())?;
+    let batch: usize = args.get(2).map_or(Ok(32), |a| a.parse())?;
+    let device = Device::Cpu;
+    let backbone = Backbone::load(BackboneKind::MobilenetV2, None, &device)?;
+
+    // Training: every block trainable, a 10-class linear head, cross-entropy, AdamW.
+    let (blocks, mut vars) = trainable_copy(backbone.blocks())?;
+    let head = candle_core::Var::randn(0f32, 0.01, (1280, 10), &device)?;
+    vars.push(head.clone());
+    let mut optimizer = AdamW::new(vars, ParamsAdamW::default())?;
+    let x = Tensor::randn(0f32, 1.0, (batch, 3, side, side), &device)?;
+    let labels: Vec<u32> = (0..batch as u32).map(|i| i % 10).collect();
+    let labels = Tensor::new(labels.as_slice(), &device)?;
+    let mut step = || -> candle_core::Result<()> {
+        let mut y = x.clone();
+        for block in &blocks {
+            y = block.forward(&y)?;
+        }
+        let logits = y.mean((2, 3))?.matmul(head.as_tensor())?;
+        let loss =
+            candle_nn::loss::nll(&candle_nn::ops::log_softmax(&logits, D::Minus1)?, &labels)?;
+        optimizer.backward_step(&loss)
+    };
+    step()?; // warm-up
+    let steps = 5;
+    let t0 = Instant::now();
+    for _ in 0..steps {
+        step()?;
+    }
+    let train_images_per_s = (steps * batch) as f64 / t0.elapsed().as_secs_f64();
+
+    // Latency: one image through the frozen backbone and a head.
+    let one = Tensor::randn(0f32, 1.0, (1, 3, side, side), &device)?;
+    let head = Tensor::zeros((1280, 10), DType::F32, &device)?;
+    let mut times = Vec::new();
+    for i in 0..60 {
+        let t = Instant::now();
+        let scores = backbone.features(&one)?.matmul(&head)?;
+        let _ = scores.to_vec2::<f32>()?;
+        if i >= 10 {
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let latency_ms = times[times.len() / 2];
+    println!(
+        "{{\"framework\": \"exeml\", \"resolution\": {side}, \"batch\": {batch}, \
+         \"train_images_per_s\": {train_images_per_s:.2}, \"latency_ms\": {latency_ms:.3}}}"
+    );
+    Ok(())
+}
+
+/// Median latency of one prediction of a trained model, and the model folder's size.
+fn model_latency(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    let model = exeml::vision::ImageModel::load(dir)?;
+    let image = image::RgbImage::from_fn(96, 96, |x, y| {
+        image::Rgb([(x * 2) as u8, (y * 2) as u8, 128])
+    });
+    let mut times = Vec::new();
+    for i in 0..60 {
+        let t = Instant::now();
+        let _ = model.predict_image(&image)?;
+        if i >= 10 {
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let bytes: u64 = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    println!(
+        "{{\"backbone\": \"{}\", \"resolution\": {}, \"fine_tuned\": {}, \"latency_ms\": {:.3}, \"size_mb\": {:.1}}}",
+        model.manifest.backbone,
+        model.manifest.resolution,
+        model.manifest.fine_tune.is_some(),
+        times[times.len() / 2],
+        bytes as f64 / 1e6
+    );
+    Ok(())
+}

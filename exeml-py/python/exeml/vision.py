@@ -1,0 +1,253 @@
+"""Image classification: :class:`ImagePredictor`, a folder of labelled images in, a model out."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from . import _exeml
+from ._progress import reporter
+from .display import Evaluation, Leaderboard, html_table
+from .errors import DataError, InvalidParameterError
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+PREFERENCES = ("performance_first", "balance", "accuracy_first")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+class ImagePredictor:
+    """Automatic image classification by transfer learning (linear probe, then fine-tuning of
+    the backbone's top blocks searched by successive halving).
+
+    >>> predictor = ImagePredictor().fit("flowers/", time_limit=300)     # doctest: +SKIP
+    >>> predictor.predict(["new.jpg"])                                    # doctest: +SKIP
+
+    The folder holds a sub-folder per class, ``name.jpg`` + ``name.txt`` label files (several
+    lines = multi-label), or a ``manifest.jsonl``; see docs/images.md.
+
+    Parameters
+    ----------
+    preference:
+        ``"performance_first"`` (small, fast), ``"balance"`` or ``"accuracy_first"``.
+    seed:
+        The one seed of the run.
+    train_ratio:
+        The share of images used for training; the rest validates (seeded, stratified).
+    backbones:
+        Restrict the search to these backbones (``"mobilenet_v2"``, ``"efficientnet_lite0"``).
+    resolution:
+        Fix the square input size in pixels (default: chosen by the search).
+    fine_tune:
+        Fine-tune the backbone's top blocks after the linear probe (default ``True``).
+    verbosity:
+        0 is silent; 1 shows progress.
+    """
+
+    def __init__(
+        self,
+        *,
+        preference: str = "balance",
+        seed: int = 0,
+        train_ratio: float = 0.8,
+        backbones: Optional[Sequence[str]] = None,
+        resolution: Optional[int] = None,
+        fine_tune: bool = True,
+        verbosity: int = 1,
+    ) -> None:
+        if preference not in PREFERENCES:
+            raise InvalidParameterError(
+                f"invalid preference: `{preference}`: expected one of {', '.join(PREFERENCES)}"
+            )
+        if not 0.0 < train_ratio < 1.0:
+            raise InvalidParameterError(f"invalid train_ratio: {train_ratio}: expected 0 < ratio < 1")
+        self.preference = preference
+        self.seed = int(seed)
+        self.train_ratio = float(train_ratio)
+        self.backbones = None if backbones is None else list(backbones)
+        self.resolution = None if resolution is None else int(resolution)
+        self.fine_tune = bool(fine_tune)
+        self.verbosity = int(verbosity)
+        self._model: Optional[_exeml.ImageModel] = None
+
+    def fit(
+        self,
+        folder: PathLike,
+        *,
+        time_limit: float = 600.0,
+        warm_start: Optional["ImagePredictor"] = None,
+    ) -> "ImagePredictor":
+        """Train on the labelled images under ``folder`` within ``time_limit`` seconds; returns
+        ``self``. ``warm_start`` is an earlier predictor whose backbone and configuration are
+        tried first (new classes are allowed). Ctrl-C keeps the best model so far."""
+        progress = reporter(self.verbosity, "training")
+        parent = warm_start.model if warm_start is not None else None
+        try:
+            self._model = _exeml.fit_image(
+                path=os.fspath(folder),
+                time_limit=float(time_limit),
+                preference=self.preference,
+                seed=self.seed,
+                train_ratio=self.train_ratio,
+                backbones=self.backbones,
+                resolution=self.resolution,
+                fine_tune=self.fine_tune,
+                parent=parent,
+                parent_name=None if parent is None else "python:" + parent.summary(),
+                progress=progress,
+            )
+        finally:
+            if progress is not None:
+                progress.close(self._model.summary() if self._model is not None else None)
+        return self
+
+    @property
+    def model(self) -> _exeml.ImageModel:
+        """The trained model of the extension; raises if :meth:`fit` has not run."""
+        if self._model is None:
+            raise InvalidParameterError("the predictor is not fitted yet: call fit() first")
+        return self._model
+
+    @property
+    def is_fit(self) -> bool:
+        """True once a model is trained or loaded."""
+        return self._model is not None
+
+    @property
+    def class_labels(self) -> List[str]:
+        """The classes, in the order of :meth:`predict_proba`'s columns."""
+        return list(self.model.classes)
+
+    @property
+    def problem(self) -> str:
+        """``binary``, ``multiclass`` or ``multilabel``."""
+        return self.model.problem
+
+    def _scores(self, images: Union[PathLike, Sequence[PathLike]]) -> np.ndarray:
+        paths = _image_paths(images)
+        rows = self.model.predict_files(paths)
+        errors = [e for _, e in rows if e is not None]
+        if errors:
+            raise DataError(errors[0] if len(errors) == 1 else f"{len(errors)} unreadable images; first: {errors[0]}")
+        return np.asarray([s for s, _ in rows], dtype=np.float32).reshape(len(rows), len(self.class_labels))
+
+    def predict_proba(self, images: Union[PathLike, Sequence[PathLike]]) -> np.ndarray:
+        """Class scores, one row per image (a file, a list of files, or a folder's images in
+        sorted order), columns in :attr:`class_labels` order. An unreadable image raises
+        :class:`~exeml.errors.DataError` naming it."""
+        return self._scores(images)
+
+    def predict(self, images: Union[PathLike, Sequence[PathLike]]) -> List[Any]:
+        """The predicted label per image (a list of labels per image for multi-label models)."""
+        classes = self.class_labels
+        out: List[Any] = []
+        for row in self._scores(images):
+            chosen = [classes[i] for i in self.model.predicted(row.tolist())]
+            out.append(chosen if self.problem == "multilabel" else chosen[0])
+        return out
+
+    def predict_json(self, images: Union[PathLike, Sequence[PathLike]]) -> List[Dict[str, Any]]:
+        """The service's response per image: ``predicted_label`` and the top-5 ``scores``."""
+        return [json.loads(self.model.response(row.tolist())) for row in self._scores(images)]
+
+    def evaluate(self, folder: PathLike) -> Evaluation:
+        """Evaluate on a labelled folder: accuracy, per-class precision/recall/F1, confusion
+        matrix, bad cases by path (and multi-label metrics)."""
+        return Evaluation(json.loads(self.model.evaluate(os.fspath(folder))))
+
+    def validation(self) -> Evaluation:
+        """The evaluation on the validation part, made at training time."""
+        return Evaluation(self.manifest()["validation"])
+
+    def leaderboard(self) -> Leaderboard:
+        """Every configuration tried (linear probes and fine-tuning arms), in search order."""
+        metric = "macro_f1" if self.problem == "multilabel" else "accuracy"
+        rows = Leaderboard()
+        for t in self.manifest()["leaderboard"]:
+            tuned = t.get("fine_tune")
+            how = f"fine-tune last {tuned['unfrozen_blocks']} blocks" if tuned else "linear probe"
+            params: Dict[str, Any] = {"head": t["head"], "augmented_views": t["augmented_views"]}
+            if tuned:
+                params["fine_tune"] = tuned
+                params["epochs"] = t.get("epochs")
+            rows.append(
+                {
+                    "model": f"{t['backbone']} {t['resolution']}px, {how}",
+                    "score": t.get("score"),
+                    "metric": metric,
+                    "fit_secs": t.get("seconds"),
+                    "predict_secs": None,
+                    "params": params,
+                    "note": t.get("status"),
+                }
+            )
+        return rows
+
+    def manifest(self) -> Dict[str, Any]:
+        """The model's manifest: classes, backbone, fine-tuning, validation, leaderboard, lineage."""
+        return dict(json.loads(self.model.manifest()))
+
+    def summary(self) -> str:
+        """One line: backbone, resolution, validation accuracy."""
+        return self.model.summary()
+
+    def save(self, path: PathLike) -> None:
+        """Write the model as a self-contained folder (the same format the CLI writes)."""
+        self.model.save(os.fspath(path))
+
+    @classmethod
+    def load(cls, path: PathLike, *, verbosity: int = 1) -> "ImagePredictor":
+        """Load an image model folder written by :meth:`save` or the CLI."""
+        model = _exeml.ImageModel.load(os.fspath(path))
+        lineage = json.loads(model.manifest()).get("lineage", {})
+        predictor = cls(
+            preference=lineage.get("preference", "balance"),
+            seed=int(lineage.get("seed", 0)),
+            train_ratio=float(lineage.get("train_ratio", 0.8)),
+            verbosity=verbosity,
+        )
+        predictor._model = model
+        return predictor
+
+    def __repr__(self) -> str:
+        state = self._model.summary() if self._model is not None else "not fitted"
+        return f"ImagePredictor(preference={self.preference!r}, {state})"
+
+    def _repr_html_(self) -> str:
+        if self._model is None:
+            return f"<pre>{html.escape(repr(self))}</pre>"
+        m = self.manifest()
+        tuned = m.get("fine_tune")
+        table = html_table(
+            ["", ""],
+            [
+                ["problem", m["problem"]],
+                ["classes", ", ".join(m["classes"])],
+                ["backbone", f"{m['backbone']} at {m['resolution']} px"],
+                ["fine-tuned", f"last {tuned['unfrozen_blocks']} blocks" if tuned else "no (linear probe)"],
+                ["configurations tried", len(m["leaderboard"])],
+                ["fit seconds", m["lineage"]["fit_secs"]],
+            ],
+            caption=self.summary(),
+        )
+        return "<div>" + table + "<br>" + self.validation()._repr_html_() + "</div>"
+
+
+def _image_paths(images: Union[PathLike, Sequence[PathLike]]) -> List[str]:
+    """A folder's images (recursively, sorted), one file, or a list of files."""
+    if isinstance(images, (str, os.PathLike)):
+        path = os.fspath(images)
+        if os.path.isdir(path):
+            found = []
+            for root, _, files in os.walk(path):
+                found += [os.path.join(root, f) for f in files if f.lower().endswith(IMAGE_SUFFIXES)]
+            return sorted(found)
+        return [path]
+    return [os.fspath(p) for p in images]
+
+
+__all__ = ["ImagePredictor"]

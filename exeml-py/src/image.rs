@@ -1,0 +1,171 @@
+//! Image classification from Python: training on a folder and the trained model.
+
+use crate::errors::{guard, guard_detached, to_json, to_py};
+use crate::tabular::warn_interrupted;
+use crate::training::run_job;
+use exeml::vision::{BackboneKind, ImageDataset, ImagePredictor, ImportFormat};
+use exeml_core::{Budget, Error, Preference};
+use pyo3::prelude::*;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Train an image classifier on a labelled folder (the engine of `exeml.ImagePredictor.fit`).
+#[pyfunction]
+#[pyo3(signature = (
+    *, path, time_limit=600.0, preference="balance", seed=0, train_ratio=0.8, backbones=None,
+    resolution=None, fine_tune=true, parent=None, parent_name=None, progress=None
+))]
+#[allow(clippy::too_many_arguments)]
+pub fn fit_image(
+    py: Python<'_>,
+    path: PathBuf,
+    time_limit: f64,
+    preference: &str,
+    seed: u64,
+    train_ratio: f64,
+    backbones: Option<Vec<String>>,
+    resolution: Option<u32>,
+    fine_tune: bool,
+    parent: Option<PyRef<'_, ImageModel>>,
+    parent_name: Option<String>,
+    progress: Option<&Bound<'_, PyAny>>,
+) -> PyResult<ImageModel> {
+    if !(time_limit.is_finite() && time_limit > 0.0) {
+        return Err(to_py(Error::invalid(
+            "time_limit",
+            format!("{time_limit}: expected a positive number of seconds"),
+        )));
+    }
+    let preference: Preference = guard(|| preference.parse())?;
+    let backbones = backbones
+        .unwrap_or_default()
+        .iter()
+        .map(|b| guard(|| b.parse::<BackboneKind>()))
+        .collect::<PyResult<Vec<_>>>()?;
+    let mut predictor = ImagePredictor {
+        time_limit: Duration::from_secs_f64(time_limit),
+        preference,
+        seed,
+        train_ratio,
+        backbones,
+        resolution,
+        fine_tune,
+        ..ImagePredictor::default()
+    };
+    if let Some(parent) = parent {
+        let name = parent_name.unwrap_or_else(|| "python model".into());
+        predictor = predictor.warm_start(name, &parent.inner);
+    }
+    let data = guard_detached(py, move || ImageDataset::import(&path, ImportFormat::Auto))?;
+    let budget = Budget::new(predictor.time_limit);
+    let job_budget = budget.clone();
+    let finished = run_job(py, &budget, progress, move |progress| {
+        predictor.fit(&data, &job_budget, progress)
+    })?;
+    if finished.interrupted {
+        warn_interrupted(py)?;
+    }
+    Ok(ImageModel {
+        inner: Arc::new(finished.value),
+    })
+}
+
+/// A trained image classifier (wrapped by `exeml.ImagePredictor`).
+#[derive(Debug)]
+#[pyclass(module = "exeml._exeml", name = "ImageModel", frozen)]
+pub struct ImageModel {
+    pub(crate) inner: Arc<exeml::vision::ImageModel>,
+}
+
+#[pymethods]
+impl ImageModel {
+    /// Load a model folder written by `save` or the CLI.
+    #[staticmethod]
+    fn load(py: Python<'_>, path: PathBuf) -> PyResult<ImageModel> {
+        let model = guard_detached(py, || exeml::vision::ImageModel::load(&path))?;
+        Ok(ImageModel {
+            inner: Arc::new(model),
+        })
+    }
+
+    /// Write the model as a self-contained folder (atomically).
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        let model = Arc::clone(&self.inner);
+        guard_detached(py, move || model.save(&path).map(|_| ()))
+    }
+
+    /// Class scores of image files: one `(scores, error)` pair per file, `scores` in class
+    /// order (empty when the file cannot be read) and `error` naming the file's problem.
+    fn predict_files(
+        &self,
+        py: Python<'_>,
+        paths: Vec<PathBuf>,
+    ) -> PyResult<Vec<(Vec<f32>, Option<String>)>> {
+        let model = Arc::clone(&self.inner);
+        let rows = guard_detached(py, move || model.predict_files(&paths))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| match r {
+                Ok(scores) => (scores, None),
+                Err(e) => (Vec::new(), Some(e.to_string())),
+            })
+            .collect())
+    }
+
+    /// The SPEC response (`predicted_label`, top-5 `scores`) of one score row, as JSON.
+    fn response(&self, scores: Vec<f32>) -> PyResult<String> {
+        if scores.len() != self.inner.classes().len() {
+            return Err(to_py(Error::invalid(
+                "scores",
+                format!(
+                    "{} values for {} classes",
+                    scores.len(),
+                    self.inner.classes().len()
+                ),
+            )));
+        }
+        to_json(&self.inner.response(&scores))
+    }
+
+    /// The predicted class indices of one score row (several for multi-label models).
+    fn predicted(&self, scores: Vec<f32>) -> Vec<usize> {
+        self.inner.predicted(&scores)
+    }
+
+    /// Evaluate on a labelled folder: the evaluation as JSON.
+    fn evaluate(&self, py: Python<'_>, path: PathBuf) -> PyResult<String> {
+        let model = Arc::clone(&self.inner);
+        let evaluation = guard_detached(py, move || {
+            let data = ImageDataset::import(&path, ImportFormat::Auto)?;
+            model.evaluate(&data)
+        })?;
+        to_json(&evaluation)
+    }
+
+    /// The manifest (classes, backbone, fine-tuning, validation, leaderboard, lineage) as JSON.
+    fn manifest(&self) -> PyResult<String> {
+        to_json(&self.inner.manifest)
+    }
+
+    /// One line: backbone, resolution, validation accuracy.
+    fn summary(&self) -> String {
+        self.inner.summary()
+    }
+
+    /// `binary`, `multiclass` or `multilabel`.
+    #[getter]
+    fn problem(&self) -> &'static str {
+        self.inner.manifest.problem.as_str()
+    }
+
+    /// The class names, in score order.
+    #[getter]
+    fn classes(&self) -> Vec<String> {
+        self.inner.classes().to_vec()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("ImageModel({})", self.inner.summary())
+    }
+}

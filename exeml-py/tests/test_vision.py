@@ -1,0 +1,116 @@
+"""ImagePredictor end to end on generated images: fit, predict, evaluate, save/load, warm start,
+and the errors a user meets (unreadable image, unfitted predictor, bad parameters).
+
+The backbone weights come from the pip packages scripts/setup.sh installs (EXEML_WEIGHTS_DIR);
+without them these tests skip, except under CI=true, where they fail."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import exeml
+
+WEIGHTS = Path(os.environ.get("EXEML_WEIGHTS_DIR", "/nonexistent"))
+
+
+def _weights_or_skip() -> None:
+    if not any(WEIGHTS.rglob("mobilenet_v2-*.pth")):
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI must install the backbone weights (scripts/setup.sh)")
+        pytest.skip("backbone weights not installed")
+
+
+def _picture(kind: str, rng: random.Random):
+    from PIL import Image
+
+    side, period = 48, rng.randrange(4, 10)
+    fg = np.array([rng.randrange(0, 90) for _ in range(3)], dtype=np.uint8)
+    bg = np.array([rng.randrange(170, 255) for _ in range(3)], dtype=np.uint8)
+    y, x = np.mgrid[0:side, 0:side]
+    if kind == "disc":
+        cx, cy, r = rng.randrange(14, 34), rng.randrange(14, 34), rng.randrange(8, 14)
+        on = (x - cx) ** 2 + (y - cy) ** 2 < r * r
+    elif kind == "stripes":
+        on = (y // period) % 2 == 0
+    else:
+        on = ((x // period) + (y // period)) % 2 == 0
+    return Image.fromarray(np.where(on[..., None], fg, bg).astype(np.uint8))
+
+
+def _folders(root: Path, per_class: int, seed: int, kinds=("disc", "stripes", "checks")) -> Path:
+    rng = random.Random(seed)
+    for kind in kinds:
+        (root / kind).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            _picture(kind, rng).save(root / kind / f"{i:02d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def image_predictor(tmp_path_factory):
+    _weights_or_skip()
+    data = _folders(tmp_path_factory.mktemp("images"), 10, 1)
+    return exeml.ImagePredictor(
+        preference="performance_first", backbones=["mobilenet_v2"], resolution=64, verbosity=0
+    ).fit(data, time_limit=120)
+
+
+def test_fit_predict_evaluate(image_predictor, tmp_path):
+    p = image_predictor
+    assert p.class_labels == ["checks", "disc", "stripes"]
+    assert p.problem == "multiclass"
+    assert p.validation()["accuracy"] >= 0.8
+    fresh = _folders(tmp_path / "fresh", 3, 9)
+    proba = p.predict_proba(fresh)
+    assert proba.shape == (9, 3)
+    assert np.allclose(proba.sum(axis=1), 1.0, atol=1e-4)
+    labels = p.predict(fresh)
+    truth = [Path(f).parent.name for f in sorted(map(str, fresh.rglob("*.png")))]
+    assert np.mean([a == b for a, b in zip(labels, truth)]) >= 0.75
+    body = p.predict_json([fresh / "disc" / "00.png"])[0]
+    assert body["predicted_label"] == body["scores"][0][0]
+    assert len(body["scores"][0][1].split(".")[1]) == 3
+    evaluation = p.evaluate(fresh)
+    assert evaluation["accuracy"] >= 0.75
+    assert all("disc/" in case["id"] or "/" in case["id"] for case in evaluation.get("bad_cases", []))
+    board = p.leaderboard()
+    assert any(row["note"] == "chosen" for row in board)
+    assert any("fine-tune" in row["model"] for row in board), board
+
+
+def test_save_load_and_warm_start_with_a_new_class(image_predictor, tmp_path):
+    image_predictor.save(tmp_path / "model")
+    loaded = exeml.ImagePredictor.load(tmp_path / "model", verbosity=0)
+    picture = _folders(tmp_path / "one", 1, 5)
+    assert np.allclose(loaded.predict_proba(picture), image_predictor.predict_proba(picture), atol=1e-6)
+    data = _folders(tmp_path / "v2", 8, 3, kinds=("disc", "stripes", "checks", "grid"))
+    child = exeml.ImagePredictor(preference="performance_first", verbosity=0).fit(
+        data, time_limit=120, warm_start=loaded
+    )
+    assert child.class_labels == ["checks", "disc", "grid", "stripes"]
+    assert child.manifest()["lineage"]["parent"].startswith("python:")
+
+
+def test_errors_name_the_problem(image_predictor, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\nnot a png")
+    with pytest.raises(exeml.DataError, match="broken.png"):
+        image_predictor.predict([broken])
+    with pytest.raises(exeml.InvalidParameterError, match="not fitted"):
+        exeml.ImagePredictor().predict([broken])
+    with pytest.raises(exeml.InvalidParameterError, match="preference"):
+        exeml.ImagePredictor(preference="fastest")
+    too_few = _folders(tmp_path / "few", 2, 1)
+    with pytest.raises(exeml.DataCheckError):
+        exeml.ImagePredictor(verbosity=0).fit(too_few, time_limit=30)
+    with pytest.raises(exeml.InvalidParameterError, match="backbone"):
+        exeml.ImagePredictor(backbones=["resnet9000"], verbosity=0).fit(
+            _folders(tmp_path / "ok", 6, 2), time_limit=30
+        )
+    assert json.loads(image_predictor.model.manifest())["task"] == "image"

@@ -1,0 +1,633 @@
+//! Fine-tuning of a backbone's top blocks together with the head ("linear probe, then fine-tune"):
+//! the activations entering the first trained block are computed once (with their augmented
+//! views), then the top blocks and the head are trained on mini-batches with AdamW, a warm-up +
+//! cosine learning-rate schedule, label smoothing, class-balanced weights and mixup or cutmix on
+//! the cached activations (manifold mixup). Batch norm stays folded (frozen statistics, the usual
+//! choice for small data). The weights with the best validation loss are kept; training stops
+//! early when it stops improving, and cleanly when the budget runs out.
+
+use crate::backbone::{Backbone, Block};
+use crate::head::{balanced_weights, loss, targets, LinearHead};
+use crate::nn::candle_error;
+use candle_core::{DType, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use exeml_core::{Budget, Result};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Beta, Distribution};
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// How training examples are mixed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Mixing {
+    /// No mixing.
+    None,
+    /// Convex combinations of two examples and their targets, weight ~ Beta(α, α).
+    Mixup {
+        /// The Beta distribution's α.
+        alpha: f64,
+    },
+    /// A box of one example pasted into another, targets weighted by area; size ~ Beta(α, α).
+    Cutmix {
+        /// The Beta distribution's α.
+        alpha: f64,
+    },
+}
+
+/// Hyper-parameters of a fine-tuning run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FineTuneParams {
+    /// How many of the backbone's last blocks are trained.
+    pub unfrozen_blocks: usize,
+    /// Peak learning rate (after warm-up; cosine decay to zero at `max_epochs`).
+    pub learning_rate: f64,
+    /// AdamW's decoupled weight decay.
+    pub weight_decay: f64,
+    /// Most epochs.
+    pub max_epochs: usize,
+    /// Examples per step.
+    pub batch_size: usize,
+    /// Mixup, cutmix or neither.
+    pub mixing: Mixing,
+    /// Label smoothing of single-label targets.
+    pub label_smoothing: f64,
+    /// Epochs without a better validation loss before stopping.
+    pub patience: usize,
+}
+
+impl Default for FineTuneParams {
+    fn default() -> Self {
+        FineTuneParams {
+            unfrozen_blocks: 2,
+            learning_rate: 1e-3,
+            weight_decay: 1e-2,
+            max_epochs: 8,
+            batch_size: 32,
+            mixing: Mixing::None,
+            label_smoothing: 0.1,
+            patience: 2,
+        }
+    }
+}
+
+/// Cached activations entering the first trained block, with each row's classes.
+#[derive(Debug, Clone)]
+pub struct Activations {
+    /// `rows×c×h×w`.
+    pub x: Tensor,
+    /// Each row's classes.
+    pub labels: Vec<Vec<usize>>,
+}
+
+impl Activations {
+    /// Rows.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// True without rows.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The activations entering a later block: the blocks `from..to` of `backbone` applied.
+    pub fn advance(&self, backbone: &Backbone, from: usize, to: usize) -> Result<Activations> {
+        if from == to {
+            return Ok(self.clone());
+        }
+        let mut chunks = Vec::new();
+        for start in (0..self.len()).step_by(64) {
+            let n = 64.min(self.len() - start);
+            let mut y = self.x.narrow(0, start, n).map_err(candle_error)?;
+            for block in &backbone.blocks()[from..to] {
+                y = block.forward(&y).map_err(candle_error)?;
+            }
+            chunks.push(y);
+        }
+        Ok(Activations {
+            x: Tensor::cat(&chunks, 0).map_err(candle_error)?,
+            labels: self.labels.clone(),
+        })
+    }
+}
+
+/// The state at the best validation loss so far.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The trained blocks (copies, not variables).
+    pub blocks: Vec<Block>,
+    /// The trained head.
+    pub head: LinearHead,
+    /// Validation accuracy (or macro F1 for multi-label).
+    pub score: f64,
+    /// Validation loss.
+    pub loss: f64,
+    /// Epochs trained when it was taken.
+    pub epoch: usize,
+}
+
+/// A fine-tuning run that advances one epoch at a time (so a search can compare runs after
+/// each epoch and stop the weak ones: successive halving).
+pub struct FineTuner<'a> {
+    params: FineTuneParams,
+    first: usize,
+    blocks: Vec<Block>,
+    head: LinearHead,
+    optimizer: AdamW,
+    train: &'a Activations,
+    valid: &'a Activations,
+    classes: usize,
+    multilabel: bool,
+    row_weights: Vec<f32>,
+    rng: ChaCha8Rng,
+    steps: usize,
+    epochs: usize,
+    best: Option<Snapshot>,
+    since_best: usize,
+    seconds_per_epoch: Option<f64>,
+}
+
+impl std::fmt::Debug for FineTuner<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FineTuner")
+            .field("params", &self.params)
+            .field("first", &self.first)
+            .field("epochs", &self.epochs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> FineTuner<'a> {
+    /// Start from `backbone`'s blocks `first..` and the linear-probe `head`, on activations
+    /// entering block `first`.
+    pub fn new(
+        backbone: &Backbone,
+        head: &LinearHead,
+        params: FineTuneParams,
+        train: &'a Activations,
+        valid: &'a Activations,
+        classes: usize,
+        seed: u64,
+    ) -> Result<Self> {
+        let first = backbone
+            .blocks()
+            .len()
+            .saturating_sub(params.unfrozen_blocks);
+        let (blocks, mut vars) = trainable_copy(&backbone.blocks()[first..])?;
+        let mut head = head.clone();
+        for t in [&mut head.weight, &mut head.bias] {
+            let var = Var::from_tensor(t).map_err(candle_error)?;
+            *t = var.as_tensor().clone();
+            vars.push(var);
+        }
+        let optimizer = AdamW::new(
+            vars,
+            ParamsAdamW {
+                lr: params.learning_rate,
+                weight_decay: params.weight_decay,
+                ..Default::default()
+            },
+        )
+        .map_err(candle_error)?;
+        let multilabel = head.multilabel;
+        let row_weights = if multilabel {
+            vec![1.0; train.len()]
+        } else {
+            balanced_weights(&train.labels, classes)
+        };
+        Ok(FineTuner {
+            params,
+            first,
+            blocks,
+            head,
+            optimizer,
+            train,
+            valid,
+            classes,
+            multilabel,
+            row_weights,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            steps: 0,
+            epochs: 0,
+            best: None,
+            since_best: 0,
+            seconds_per_epoch: None,
+        })
+    }
+
+    /// The first trained block of the backbone.
+    pub fn first_block(&self) -> usize {
+        self.first
+    }
+
+    /// The run's hyper-parameters.
+    pub fn params(&self) -> &FineTuneParams {
+        &self.params
+    }
+
+    /// Epochs completed.
+    pub fn epochs(&self) -> usize {
+        self.epochs
+    }
+
+    /// The best state so far.
+    pub fn best(&self) -> Option<&Snapshot> {
+        self.best.as_ref()
+    }
+
+    /// Seconds the last epoch took (training and validation).
+    pub fn seconds_per_epoch(&self) -> Option<f64> {
+        self.seconds_per_epoch
+    }
+
+    /// True when the run reached its epochs or stopped improving.
+    pub fn finished(&self) -> bool {
+        self.epochs >= self.params.max_epochs || self.since_best > self.params.patience
+    }
+
+    fn steps_per_epoch(&self) -> usize {
+        self.train.len().div_ceil(self.params.batch_size.max(1))
+    }
+
+    /// Linear warm-up over the first 5 % of steps, then cosine decay to zero.
+    fn learning_rate(&self) -> f64 {
+        let total = (self.steps_per_epoch() * self.params.max_epochs).max(1) as f64;
+        let warmup = (total * 0.05).max(1.0);
+        let t = self.steps as f64;
+        let lr = self.params.learning_rate;
+        if t < warmup {
+            lr * (t + 1.0) / warmup
+        } else {
+            let progress = ((t - warmup) / (total - warmup).max(1.0)).min(1.0);
+            lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let mut y = x.clone();
+        for block in &self.blocks {
+            y = block.forward(&y)?;
+        }
+        self.head.logits(&y.mean((2, 3))?)
+    }
+
+    /// Train one epoch, then validate. Returns `false` (without validating) when the budget ran
+    /// out during the epoch; the best state so far is kept either way.
+    pub fn epoch(&mut self, budget: &Budget) -> Result<bool> {
+        self.run_epoch(budget).map_err(candle_error)
+    }
+
+    fn run_epoch(&mut self, budget: &Budget) -> candle_core::Result<bool> {
+        let started = Instant::now();
+        let device = self.train.x.device().clone();
+        let mut order: Vec<u32> = (0..self.train.len() as u32).collect();
+        order.shuffle(&mut self.rng);
+        let k = self.classes;
+        for batch in order.chunks(self.params.batch_size.max(1)) {
+            if budget.exhausted() {
+                return Ok(false);
+            }
+            let n = batch.len();
+            let index = Tensor::from_slice(batch, n, &device)?;
+            let x = self.train.x.index_select(&index, 0)?;
+            let labels: Vec<Vec<usize>> = batch
+                .iter()
+                .map(|&i| self.train.labels[i as usize].clone())
+                .collect();
+            let t = targets(&labels, k, self.multilabel, self.params.label_smoothing);
+            let w: Vec<f32> = batch
+                .iter()
+                .map(|&i| self.row_weights[i as usize])
+                .collect();
+            let (x, t, w) = self.mix(x, t, w, n)?;
+            let t = Tensor::from_vec(t, (n, k), &device)?;
+            let w = Tensor::from_vec(w, (n, 1), &device)?;
+            let l = loss(&self.forward(&x)?, &t, &w, self.multilabel)?;
+            self.optimizer.set_learning_rate(self.learning_rate());
+            self.optimizer.backward_step(&l)?;
+            self.steps += 1;
+        }
+        self.epochs += 1;
+        self.validate()?;
+        self.seconds_per_epoch = Some(started.elapsed().as_secs_f64());
+        Ok(true)
+    }
+
+    /// Mix a batch with a shuffled copy of itself (targets and row weights alike).
+    fn mix(
+        &mut self,
+        x: Tensor,
+        t: Vec<f32>,
+        w: Vec<f32>,
+        n: usize,
+    ) -> candle_core::Result<(Tensor, Vec<f32>, Vec<f32>)> {
+        let alpha = match self.params.mixing {
+            Mixing::None => return Ok((x, t, w)),
+            Mixing::Mixup { alpha } | Mixing::Cutmix { alpha } => alpha,
+        };
+        if n < 2 || alpha <= 0.0 {
+            return Ok((x, t, w));
+        }
+        let beta = Beta::new(alpha, alpha).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let mut lambda: f64 = beta.sample(&mut self.rng);
+        let mut perm: Vec<u32> = (0..n as u32).collect();
+        perm.shuffle(&mut self.rng);
+        let index = Tensor::from_slice(&perm, n, x.device())?;
+        let other = x.index_select(&index, 0)?;
+        let mixed = match self.params.mixing {
+            Mixing::Cutmix { .. } => {
+                let (_, _, h, wd) = x.dims4()?;
+                let (y0, y1, x0, x1) = cut_box(h, wd, lambda, &mut self.rng);
+                let mut mask = vec![0f32; h * wd];
+                for row in y0..y1 {
+                    mask[row * wd + x0..row * wd + x1].fill(1.0);
+                }
+                lambda = 1.0 - ((y1 - y0) * (x1 - x0)) as f64 / (h * wd) as f64;
+                let mask = Tensor::from_vec(mask, (1, 1, h, wd), x.device())?;
+                (x.broadcast_mul(&(1.0 - &mask)?)? + other.broadcast_mul(&mask)?)?
+            }
+            _ => ((&x * lambda)? + (other * (1.0 - lambda))?)?,
+        };
+        let k = t.len() / n;
+        let l = lambda as f32;
+        let mut t2 = vec![0f32; t.len()];
+        let mut w2 = vec![0f32; n];
+        for (i, &j) in perm.iter().enumerate() {
+            let j = j as usize;
+            for c in 0..k {
+                t2[i * k + c] = l * t[i * k + c] + (1.0 - l) * t[j * k + c];
+            }
+            w2[i] = l * w[i] + (1.0 - l) * w[j];
+        }
+        Ok((mixed, t2, w2))
+    }
+
+    /// Validation score and loss of the current weights; keeps a snapshot when the loss improved.
+    fn validate(&mut self) -> candle_core::Result<()> {
+        let pooled = self.pooled(&self.valid.x)?;
+        let (score, loss) = crate::evaluate::validation_score(
+            &self.head,
+            &pooled,
+            &self.valid.labels,
+            self.multilabel,
+        )
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let improved = self.best.as_ref().is_none_or(|b| loss < b.loss - 1e-5);
+        if improved {
+            self.best = Some(Snapshot {
+                blocks: self.copy_blocks()?,
+                head: LinearHead {
+                    weight: self.head.weight.copy()?,
+                    bias: self.head.bias.copy()?,
+                    ..self.head.clone()
+                },
+                score,
+                loss,
+                epoch: self.epochs,
+            });
+            self.since_best = 0;
+        } else {
+            self.since_best += 1;
+        }
+        Ok(())
+    }
+
+    fn pooled(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        pooled_through(&self.blocks, x, self.head.mean.dim(0)?)
+    }
+
+    fn copy_blocks(&self) -> candle_core::Result<Vec<Block>> {
+        let mut out = self.blocks.clone();
+        for block in &mut out {
+            for (_, conv) in block.convs_mut() {
+                conv.weight = conv.weight.copy()?;
+                conv.bias = conv.bias.copy()?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Copies of `blocks` whose weights and biases are fresh variables (the originals are not
+/// touched), and those variables for an optimiser.
+pub fn trainable_copy(blocks: &[Block]) -> Result<(Vec<Block>, Vec<Var>)> {
+    let mut vars = Vec::new();
+    let mut out = blocks.to_vec();
+    for block in &mut out {
+        for (_, conv) in block.convs_mut() {
+            for t in [&mut conv.weight, &mut conv.bias] {
+                let var = Var::from_tensor(t).map_err(candle_error)?;
+                *t = var.as_tensor().clone();
+                vars.push(var);
+            }
+        }
+    }
+    Ok((out, vars))
+}
+
+/// Pooled features (`rows×dim`) of activations `x` through `blocks`, in batches, without
+/// gradients.
+pub fn pooled_through(blocks: &[Block], x: &Tensor, dim: usize) -> candle_core::Result<Tensor> {
+    let rows = x.dim(0)?;
+    let mut chunks = Vec::new();
+    for start in (0..rows).step_by(64) {
+        let mut y = x.narrow(0, start, 64.min(rows - start))?.detach();
+        for block in blocks {
+            y = block.forward(&y)?;
+        }
+        chunks.push(y.mean((2, 3))?.detach());
+    }
+    if chunks.is_empty() {
+        return Tensor::zeros((0, dim), DType::F32, x.device());
+    }
+    Tensor::cat(&chunks, 0)
+}
+
+/// A box covering about `1 − lambda` of an `h×w` map at a random centre, clipped to the map:
+/// `(y0, y1, x0, x1)`.
+fn cut_box(h: usize, w: usize, lambda: f64, rng: &mut impl Rng) -> (usize, usize, usize, usize) {
+    let ratio = (1.0 - lambda).clamp(0.0, 1.0).sqrt();
+    let (bh, bw) = (
+        (h as f64 * ratio).round() as usize,
+        (w as f64 * ratio).round() as usize,
+    );
+    let (cy, cx) = (rng.random_range(0..h.max(1)), rng.random_range(0..w.max(1)));
+    let y0 = cy.saturating_sub(bh / 2);
+    let x0 = cx.saturating_sub(bw / 2);
+    ((y0), (y0 + bh).min(h), (x0), (x0 + bw).min(w))
+}
+
+/// A tiny random network and a learnable problem on its input activations, for tests.
+#[cfg(test)]
+pub(crate) mod toy {
+    use super::*;
+    use crate::backbone::{BackboneKind, InvertedResidual};
+    use crate::head::{fit_head, HeadData, HeadParams};
+    use crate::nn::{ConvBn, ConvKind};
+    use candle_core::Device;
+
+    fn conv(
+        out: usize,
+        inputs: usize,
+        kind: ConvKind,
+        relu6: bool,
+        rng: &mut ChaCha8Rng,
+    ) -> ConvBn {
+        let dims: Vec<usize> = match kind {
+            ConvKind::Pointwise => vec![out, inputs],
+            _ => vec![out, inputs, 3, 3],
+        };
+        let n: usize = dims.iter().product();
+        let scale = (2.0 / (n / out) as f32).sqrt();
+        let w: Vec<f32> = (0..n).map(|_| rng.random_range(-scale..scale)).collect();
+        ConvBn {
+            weight: Tensor::from_vec(w, dims, &Device::Cpu).expect("weight"),
+            bias: Tensor::zeros(out, DType::F32, &Device::Cpu).expect("bias"),
+            kind,
+            relu6,
+        }
+    }
+
+    /// A 2-block backbone on 8-channel 4×4 activations, train/valid activations whose class
+    /// (of 3) is the channel group with the largest mean, and a linear probe on them.
+    pub fn problem(seed: u64) -> (Backbone, LinearHead, Activations, Activations) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let blocks = vec![
+            Block::Inverted(InvertedResidual {
+                expand: Some(conv(16, 8, ConvKind::Pointwise, true, &mut rng)),
+                depthwise: conv(16, 1, ConvKind::Depthwise { stride: 1 }, true, &mut rng),
+                project: conv(8, 16, ConvKind::Pointwise, false, &mut rng),
+                residual: true,
+            }),
+            Block::Conv(conv(12, 8, ConvKind::Pointwise, true, &mut rng)),
+        ];
+        let backbone = Backbone::from_blocks(BackboneKind::MobilenetV2, blocks, &Device::Cpu);
+        let mut sample = |n: usize| {
+            let mut x = Vec::with_capacity(n * 8 * 16);
+            let mut labels = Vec::with_capacity(n);
+            for i in 0..n {
+                let class = i % 3;
+                for c in 0..8 {
+                    let shift = if c / 2 == class { 0.8 } else { 0.0 };
+                    for _ in 0..16 {
+                        x.push(rng.random_range(-1.0f32..1.0) + shift);
+                    }
+                }
+                labels.push(vec![class]);
+            }
+            Activations {
+                x: Tensor::from_vec(x, (n, 8, 4, 4), &Device::Cpu).expect("x"),
+                labels,
+            }
+        };
+        let (train, valid) = (sample(120), sample(60));
+        let pooled = |a: &Activations| pooled_through(backbone.blocks(), &a.x, 12).expect("pooled");
+        let (tx, vx) = (pooled(&train), pooled(&valid));
+        let head = crate::head::fit_head(
+            &HeadData {
+                x: &tx,
+                labels: &train.labels,
+            },
+            Some(&HeadData {
+                x: &vx,
+                labels: &valid.labels,
+            }),
+            3,
+            false,
+            &HeadParams {
+                max_steps: 20,
+                ..HeadParams::default()
+            },
+        )
+        .expect("probe");
+        let _ = fit_head;
+        (backbone, head, train, valid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe_loss(backbone: &Backbone, head: &LinearHead, valid: &Activations) -> f64 {
+        let x = pooled_through(backbone.blocks(), &valid.x, 12).expect("pooled");
+        crate::evaluate::validation_score(head, &x, &valid.labels, false)
+            .expect("score")
+            .1
+    }
+
+    #[test]
+    fn fine_tuning_the_blocks_lowers_the_validation_loss_of_a_weak_probe() {
+        let (backbone, head, train, valid) = toy::problem(1);
+        let before = probe_loss(&backbone, &head, &valid);
+        for mixing in [
+            Mixing::None,
+            Mixing::Mixup { alpha: 0.2 },
+            Mixing::Cutmix { alpha: 1.0 },
+        ] {
+            let params = FineTuneParams {
+                unfrozen_blocks: 2,
+                learning_rate: 1e-2,
+                max_epochs: 12,
+                batch_size: 16,
+                mixing,
+                patience: 12,
+                ..FineTuneParams::default()
+            };
+            let mut tuner =
+                FineTuner::new(&backbone, &head, params, &train, &valid, 3, 7).expect("tuner");
+            while !tuner.finished() {
+                assert!(tuner.epoch(&Budget::unlimited()).expect("epoch"));
+            }
+            let best = tuner.best().expect("a snapshot");
+            assert!(
+                best.loss < before,
+                "{mixing:?}: {} vs probe {before}",
+                best.loss
+            );
+            assert!(best.score > 0.6, "{mixing:?}: accuracy {}", best.score);
+            // The snapshot's blocks reproduce its loss (they are copies, not live variables).
+            let x = pooled_through(&best.blocks, &valid.x, 12).expect("pooled");
+            let (_, loss) = crate::evaluate::validation_score(&best.head, &x, &valid.labels, false)
+                .expect("score");
+            assert!((loss - best.loss).abs() < 1e-4, "{loss} vs {}", best.loss);
+        }
+        // The backbone the tuners started from is untouched.
+        assert!((probe_loss(&backbone, &head, &valid) - before).abs() < 1e-9);
+    }
+
+    #[test]
+    fn an_exhausted_budget_stops_before_the_first_step() {
+        let (backbone, head, train, valid) = toy::problem(2);
+        let budget = Budget::new(std::time::Duration::ZERO);
+        let mut tuner = FineTuner::new(
+            &backbone,
+            &head,
+            FineTuneParams::default(),
+            &train,
+            &valid,
+            3,
+            0,
+        )
+        .expect("tuner");
+        assert!(!tuner.epoch(&budget).expect("epoch"));
+        assert!(tuner.best().is_none());
+        assert_eq!(tuner.epochs(), 0);
+    }
+
+    #[test]
+    fn cut_boxes_stay_inside_the_map() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for i in 0..200 {
+            let lambda = f64::from(i) / 200.0;
+            let (y0, y1, x0, x1) = cut_box(7, 5, lambda, &mut rng);
+            assert!(y0 <= y1 && y1 <= 7 && x0 <= x1 && x1 <= 5, "{i}");
+        }
+        // λ = 0 asks for the whole map: centred boxes get clipped, never overflow.
+        let (y0, y1, x0, x1) = cut_box(4, 4, 0.0, &mut rng);
+        assert!(y1 - y0 <= 4 && x1 - x0 <= 4);
+    }
+}
