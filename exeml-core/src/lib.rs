@@ -6,8 +6,10 @@
 //! [`Evaluator`] → model version → [`Exporter`] / service.
 #![deny(missing_docs)]
 
+pub mod batch;
 pub mod budget;
 pub mod checks;
+pub mod constraints;
 pub mod dataset;
 pub mod device;
 pub mod error;
@@ -24,6 +26,7 @@ pub mod task;
 
 pub use budget::Budget;
 pub use checks::{CheckReport, Finding, Severity};
+pub use constraints::Constraints;
 pub use dataset::Dataset;
 pub use device::Device;
 pub use error::{Error, Result};

@@ -4,7 +4,7 @@ use crate::errors::{guard, guard_detached, to_json, to_py};
 use crate::tabular::warn_interrupted;
 use crate::training::run_job;
 use exeml::vision::{BackboneKind, ImageDataset, ImagePredictor, ImportFormat};
-use exeml_core::{Budget, Error, Preference};
+use exeml_core::{Budget, Constraints, Error, Preference};
 use pyo3::prelude::*;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,7 +14,8 @@ use std::time::Duration;
 #[pyfunction]
 #[pyo3(signature = (
     *, path, time_limit=600.0, preference="balance", seed=0, train_ratio=0.8, backbones=None,
-    resolution=None, fine_tune=true, parent=None, parent_name=None, progress=None
+    resolution=None, fine_tune=true, parent=None, parent_name=None, progress=None,
+    max_latency_ms=None, max_model_mb=None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn fit_image(
@@ -30,7 +31,16 @@ pub fn fit_image(
     parent: Option<PyRef<'_, ImageModel>>,
     parent_name: Option<String>,
     progress: Option<&Bound<'_, PyAny>>,
+    max_latency_ms: Option<f64>,
+    max_model_mb: Option<f64>,
 ) -> PyResult<ImageModel> {
+    let constraints = guard(|| {
+        Constraints {
+            max_latency_ms,
+            max_model_mb,
+        }
+        .check()
+    })?;
     if !(time_limit.is_finite() && time_limit > 0.0) {
         return Err(to_py(Error::invalid(
             "time_limit",
@@ -51,6 +61,7 @@ pub fn fit_image(
         backbones,
         resolution,
         fine_tune,
+        constraints,
         ..ImagePredictor::default()
     };
     if let Some(parent) = parent {

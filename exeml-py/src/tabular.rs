@@ -3,7 +3,7 @@
 use crate::columns::{predictions_to_py, table_from_columns, ColumnPayload};
 use crate::errors::{guard, guard_detached, to_json, to_py};
 use crate::training::run_job;
-use exeml_core::{Budget, Error, Preference, ProblemType, Usage};
+use exeml_core::{Budget, Constraints, Error, Preference, ProblemType, Usage};
 use exeml_tabular::{HeaderMode, ReadOptions, Table, TabularPredictor};
 use pyo3::exceptions::PyUserWarning;
 use pyo3::prelude::*;
@@ -93,7 +93,8 @@ pub fn warn_interrupted(py: Python<'_>) -> PyResult<()> {
 #[pyo3(signature = (
     *, path=None, columns=None, tuning_path=None, tuning_columns=None, label=None, problem=None,
     time_limit=60.0, preference="balance", seed=0, train_ratio=0.8, header="auto",
-    parent=None, parent_name=None, families=None, progress=None
+    parent=None, parent_name=None, families=None, progress=None, max_latency_ms=None,
+    max_model_mb=None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn fit_tabular(
@@ -113,10 +114,19 @@ pub fn fit_tabular(
     parent_name: Option<String>,
     families: Option<Vec<String>>,
     progress: Option<&Bound<'_, PyAny>>,
+    max_latency_ms: Option<f64>,
+    max_model_mb: Option<f64>,
 ) -> PyResult<TabularModel> {
     let limit = seconds("time_limit", time_limit)?;
     let mut config = predictor(label, problem, preference, seed, train_ratio)?;
     config.families = families.unwrap_or_default();
+    config.constraints = guard(|| {
+        Constraints {
+            max_latency_ms,
+            max_model_mb,
+        }
+        .check()
+    })?;
     config.header = parse_header(header)?;
     if let Some(parent) = parent {
         let name = parent_name.unwrap_or_else(|| "python model".into());

@@ -204,3 +204,20 @@ def test_unknown_family_is_an_invalid_parameter(iris_split):
     train, _ = iris_split
     with pytest.raises(exeml.InvalidParameterError, match="forest"):
         exeml.TabularPredictor(label="species", families=["forest"], verbosity=0).fit(train)
+
+
+def test_deployment_limits_exclude_models_and_are_recorded(breast_cancer_path: Path):
+    # k-nearest neighbours stores every training row (> 100 kB): a 50 kB limit excludes it.
+    predictor = exeml.TabularPredictor(
+        label="diagnosis", families=["knn", "linear"], verbosity=0
+    ).fit(breast_cancer_path, time_limit=10, max_model_mb=0.05)
+    assert predictor.manifest()["family"] == "linear"
+    assert predictor.manifest()["lineage"]["constraints"] == {"max_model_mb": 0.05}
+    board = predictor.leaderboard()
+    knn = [row for row in board if row["model"] == "knn"]
+    assert knn and all(row["note"].startswith("excluded: size") for row in knn)
+    assert all(row["latency_ms"] > 0 for row in board if row["score"] is not None)
+    with pytest.raises(exeml.InvalidParameterError, match="max_latency_ms"):
+        exeml.TabularPredictor(label="diagnosis", families=["linear"], verbosity=0).fit(
+            breast_cancer_path, time_limit=5, max_latency_ms=1e-6
+        )

@@ -10,6 +10,7 @@ use crate::model::TabularModel;
 use crate::predictor::TabularPredictor;
 use crate::schema::{label_numbers, label_texts, Target};
 use crate::table::Table;
+use exeml_core::constraints::{folder_megabytes, median_latency_ms};
 use exeml_core::search::{Searcher, TpeConfig, TpeSearcher, Trial, TrialOutcome, TrialRecord};
 use exeml_core::split::{quantile_strata, stratified_split};
 use exeml_core::{
@@ -46,6 +47,7 @@ pub fn fit(
     progress: &dyn Progress,
 ) -> Result<TabularModel> {
     let started = Instant::now();
+    let constraints = config.constraints.check()?;
     progress.phase("checking data");
     let dataset = TabularDataset::new(table.clone(), config.label.as_deref(), config.problem)?;
     let checks = dataset.check().into_result(&table.source)?;
@@ -150,7 +152,10 @@ pub fn fit(
                 "training was cancelled before any model was trained".into(),
             ));
         }
-        if budget.exhausted() && best.is_some() {
+        let any_scored = history
+            .iter()
+            .any(|r: &TrialRecord| r.outcome.score.is_some());
+        if budget.exhausted() && (best.is_some() || any_scored) {
             break;
         }
         progress.phase(&format!("trial {}: {}", trial.id + 1, trial.family));
@@ -178,6 +183,11 @@ pub fn fit(
                 let out = estimator.predict(&valid.x);
                 let predict_secs = predict_started.elapsed().as_secs_f64();
                 let score = validation_score(problem, &valid.y, &out);
+                let latency_ms = single_row_latency_ms(pipeline, &estimator, &valid_table).ok();
+                let size_mb = constraints
+                    .max_model_mb
+                    .and_then(|_| saved_megabytes(pipeline, &estimator, trial.id).ok());
+                let excluded = constraints.violation(latency_ms, size_mb);
                 let record = TrialRecord {
                     trial: trial.clone(),
                     outcome: TrialOutcome {
@@ -185,10 +195,12 @@ pub fn fit(
                         metric: score_name(problem).into(),
                         fit_secs,
                         predict_secs,
-                        note: None,
+                        note: excluded.clone(),
+                        latency_ms,
+                        size_mb,
                     },
                 };
-                if best.as_ref().is_none_or(|(s, ..)| score > *s) {
+                if excluded.is_none() && best.as_ref().is_none_or(|(s, ..)| score > *s) {
                     best = Some((score, trial, pipeline.clone(), estimator, out));
                 }
                 record
@@ -201,13 +213,22 @@ pub fn fit(
                     fit_secs,
                     predict_secs: 0.0,
                     note: Some(e.to_string()),
+                    ..Default::default()
                 },
             },
         };
         history.push(record.clone());
-        searcher.observe(record);
+        let mut observed = record;
+        if observed.outcome.note.is_some() {
+            // Excluded by a constraint: the searcher should not look for more like it.
+            observed.outcome.score = None;
+        }
+        searcher.observe(observed);
     }
     let Some((_, trial, pipeline, estimator, out)) = best else {
+        if let Some(closest) = closest_to_constraints(&history) {
+            return Err(constraints.unmet(&closest));
+        }
         let reasons: Vec<String> = history
             .iter()
             .filter_map(|r| r.outcome.note.clone())
@@ -246,6 +267,7 @@ pub fn fit(
             created_at: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
+            constraints,
         },
     };
     Ok(TabularModel::new(manifest, pipeline, estimator))
@@ -273,6 +295,68 @@ fn fit_family(
             format!("unknown family `{other}`"),
         )),
     }
+}
+
+/// Median time to predict one validation row through the whole pipeline (one-row table →
+/// features → model), as a single-row request to the service does.
+fn single_row_latency_ms(
+    pipeline: &FeaturePipeline,
+    estimator: &Estimator,
+    rows: &Table,
+) -> Result<f64> {
+    let n = rows.n_rows().clamp(1, 25);
+    let mut next = 0;
+    median_latency_ms(25, 0.5, || {
+        let row = rows.take(&[next % n]);
+        next += 1;
+        let x = pipeline.transform(&row)?;
+        std::hint::black_box(estimator.predict(&x));
+        Ok(())
+    })
+}
+
+/// The size of the model files this trial would save (written to a scratch folder).
+fn saved_megabytes(pipeline: &FeaturePipeline, estimator: &Estimator, trial: usize) -> Result<f64> {
+    let dir = std::env::temp_dir().join(format!(
+        "exeml-size-{}-{trial}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos())
+    ));
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let measured = estimator
+        .save(&dir)
+        .and_then(|_| exeml_core::fsio::write_json_atomic(&dir.join("pipeline.json"), pipeline))
+        .and_then(|_| folder_megabytes(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
+    measured
+}
+
+/// For the error when every trained trial broke a constraint: the fastest and the smallest.
+fn closest_to_constraints(history: &[TrialRecord]) -> Option<String> {
+    let excluded: Vec<&TrialOutcome> = history
+        .iter()
+        .map(|r| &r.outcome)
+        .filter(|o| o.score.is_some() && o.note.is_some())
+        .collect();
+    if excluded.is_empty() {
+        return None;
+    }
+    let min = |f: fn(&TrialOutcome) -> Option<f64>| {
+        excluded.iter().filter_map(|o| f(o)).min_by(f64::total_cmp)
+    };
+    let mut parts = vec![format!(
+        "{} trained model(s) were all excluded",
+        excluded.len()
+    )];
+    if let Some(ms) = min(|o| o.latency_ms) {
+        parts.push(format!("the fastest took {ms:.3} ms"));
+    }
+    if let Some(mb) = min(|o| o.size_mb) {
+        parts.push(format!("the smallest was {mb:.2} MB"));
+    }
+    Some(parts.join(", "))
 }
 
 fn score_name(problem: Problem) -> &'static str {

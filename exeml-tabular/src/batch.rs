@@ -10,11 +10,9 @@ use crate::serving::tabular_row;
 use crate::sniff::{sniff_head, HeaderMode};
 use crate::table::{clean_text, Column, Table, Values};
 use crate::ReadOptions;
-use exeml_core::fsio::{read_json, write_json_atomic};
+use exeml_core::batch::{file_identity, ResumableOutput};
 use exeml_core::{Budget, Error, ProblemType, Progress, Result};
-use serde::{Deserialize, Serialize};
-use std::fs::{File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// How predictions are written, chosen by the output's extension.
@@ -121,46 +119,6 @@ pub struct BatchReport {
     pub errors_file: Option<PathBuf>,
 }
 
-/// How far a run got: written after every chunk, atomically.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Checkpoint {
-    input: PathBuf,
-    input_len: u64,
-    input_modified: u64,
-    model: String,
-    rows_done: u64,
-    predicted: u64,
-    skipped: u64,
-    output_bytes: u64,
-    errors_bytes: u64,
-}
-
-/// The files of one run next to `output`.
-struct RunFiles {
-    output: PathBuf,
-    partial: PathBuf,
-    errors: PathBuf,
-    errors_partial: PathBuf,
-    checkpoint: PathBuf,
-}
-
-impl RunFiles {
-    fn new(output: &Path) -> Self {
-        let with = |suffix: &str| {
-            let mut name = output.as_os_str().to_owned();
-            name.push(suffix);
-            PathBuf::from(name)
-        };
-        RunFiles {
-            output: output.to_path_buf(),
-            partial: with(".partial"),
-            errors: with(".errors.csv"),
-            errors_partial: with(".errors.csv.partial"),
-            checkpoint: with(".checkpoint.json"),
-        }
-    }
-}
-
 /// Predict every row of the CSV `input` with `model` into `output` (see the module docs).
 /// Parquet input is read whole and written the same way.
 pub fn predict_file(
@@ -181,14 +139,13 @@ pub fn predict_file(
     if ext == "parquet" || ext == "pq" {
         return predict_whole(model, input, output, format, options);
     }
-    let files = RunFiles::new(output);
-    let meta = std::fs::metadata(input).map_err(|e| Error::io(input, e))?;
-    let input_modified = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs());
-    let fingerprint = model_fingerprint(model);
+    let identity = serde_json::json!({
+        "input": file_identity(input)?,
+        "model": model_fingerprint(model),
+    });
+    let input_len = std::fs::metadata(input)
+        .map_err(|e| Error::io(input, e))?
+        .len();
 
     let dialect = sniff_head(input, options.header)?;
     let mut reader = csv::ReaderBuilder::new()
@@ -208,120 +165,73 @@ pub fn predict_file(
     };
     let used = used_columns(model, &names, input)?;
 
-    let mut state = Checkpoint {
-        input: input.to_path_buf(),
-        input_len: meta.len(),
-        input_modified,
-        model: fingerprint,
-        rows_done: 0,
-        predicted: 0,
-        skipped: 0,
-        output_bytes: 0,
-        errors_bytes: 0,
-    };
-    let resumed = if options.resume && files.checkpoint.exists() {
-        let saved: Checkpoint = read_json(&files.checkpoint)?;
-        let same_run = saved.input == state.input
-            && saved.input_len == state.input_len
-            && saved.input_modified == state.input_modified
-            && saved.model == state.model;
-        if !same_run {
-            return Err(Error::invalid(
-                "--resume",
-                format!(
-                    "{} belongs to a run of another input file or model; run without --resume to start over",
-                    files.checkpoint.display()
-                ),
-            ));
-        }
-        Some(saved)
+    let header = if format == OutputFormat::Csv {
+        let empty = Predictions {
+            problem: model.problem(),
+            classes: model.classes().to_vec(),
+            proba: Vec::new(),
+            values: Vec::new(),
+        };
+        format_predictions(format, &empty, &[], true)
     } else {
-        None
+        Vec::new()
     };
-    let (mut out, mut errors) = match &resumed {
-        Some(saved) => (
-            reopen_at(&files.partial, saved.output_bytes)?,
-            reopen_at(&files.errors_partial, saved.errors_bytes)?,
-        ),
-        None => (create(&files.partial)?, create(&files.errors_partial)?),
-    };
-    if let Some(saved) = resumed {
-        state = saved;
-        let mut skipped_rows = 0;
-        while skipped_rows < state.rows_done && next_record(&mut reader, &mut record, input)? {
-            if !is_blank(&record) {
-                skipped_rows += 1;
-            }
+    let mut run =
+        ResumableOutput::open(output, identity, options.resume, &header, b"row,reason\n")?;
+    let resumed_at = run.resumed_at();
+    let mut skipped_rows = 0;
+    while skipped_rows < resumed_at && next_record(&mut reader, &mut record, input)? {
+        if !is_blank(&record) {
+            skipped_rows += 1;
         }
-    } else {
-        if format == OutputFormat::Csv {
-            let empty = Predictions {
-                problem: model.problem(),
-                classes: model.classes().to_vec(),
-                proba: Vec::new(),
-                values: Vec::new(),
-            };
-            write_all(
-                &mut out,
-                &files.partial,
-                &format_predictions(format, &empty, &[], true),
-            )?;
-        }
-        write_all(&mut errors, &files.errors_partial, b"row,reason\n")?;
     }
-    let resumed_at = state.rows_done;
 
+    let mut rows_read = resumed_at;
     let mut chunk: Vec<Vec<String>> = Vec::with_capacity(options.chunk_rows.min(65_536));
     let mut ids: Vec<u64> = Vec::new();
     let mut bad = csv::Writer::from_writer(Vec::new());
+    let mut bad_rows = 0;
     loop {
         let more = next_record(&mut reader, &mut record, input)?;
         if more && !is_blank(&record) {
-            let id = state.rows_done;
-            state.rows_done += 1;
+            let id = rows_read;
+            rows_read += 1;
             match check_record(&record, dialect.n_fields, &used) {
                 Ok(values) => {
                     chunk.push(values);
                     ids.push(id);
                 }
                 Err(reason) => {
-                    state.skipped += 1;
+                    bad_rows += 1;
                     let _ = bad.write_record([id.to_string(), reason]);
                 }
             }
         }
         let full = chunk.len() >= options.chunk_rows;
         if full || !more {
-            let table = chunk_table(&used, &chunk, input);
-            if !chunk.is_empty() {
-                let predictions = model.predict(&table)?;
-                let bytes = format_predictions(format, &predictions, &ids, false);
-                write_all(&mut out, &files.partial, &bytes)?;
-                state.predicted += ids.len() as u64;
-            }
+            let bytes = if chunk.is_empty() {
+                Vec::new()
+            } else {
+                let predictions = model.predict(&chunk_table(&used, &chunk, input))?;
+                format_predictions(format, &predictions, &ids, false)
+            };
             let bad_bytes = std::mem::replace(&mut bad, csv::Writer::from_writer(Vec::new()))
                 .into_inner()
                 .unwrap_or_default();
-            write_all(&mut errors, &files.errors_partial, &bad_bytes)?;
+            run.append(&bytes, &bad_bytes, ids.len() as u64, bad_rows)?;
             chunk.clear();
             ids.clear();
-            out.sync_data().map_err(|e| Error::io(&files.partial, e))?;
-            errors
-                .sync_data()
-                .map_err(|e| Error::io(&files.errors_partial, e))?;
-            state.output_bytes = position(&mut out, &files.partial)?;
-            state.errors_bytes = position(&mut errors, &files.errors_partial)?;
-            write_json_atomic(&files.checkpoint, &state)?;
-            let read = reader.position().byte();
+            bad_rows = 0;
+            let counts = run.counts();
             progress.phase(&format!(
                 "predicted {} rows, skipped {}",
-                state.predicted, state.skipped
+                counts.predicted, counts.skipped
             ));
-            progress.fraction(read as f64 / state.input_len.max(1) as f64);
+            progress.fraction(reader.position().byte() as f64 / input_len.max(1) as f64);
             if more && options.budget.is_cancelled() {
                 return Err(Error::Interrupted(format!(
                     "batch prediction stopped after {} rows; run again with --resume to continue",
-                    state.rows_done
+                    counts.done
                 )));
             }
         }
@@ -329,24 +239,12 @@ pub fn predict_file(
             break;
         }
     }
-    drop(out);
-    drop(errors);
-    std::fs::rename(&files.partial, &files.output).map_err(|e| Error::io(&files.output, e))?;
-    let errors_file = if state.skipped > 0 {
-        std::fs::rename(&files.errors_partial, &files.errors)
-            .map_err(|e| Error::io(&files.errors, e))?;
-        Some(files.errors.clone())
-    } else {
-        remove_if_present(&files.errors_partial)?;
-        // A list of bad rows from an earlier run of the same output would now mislead.
-        remove_if_present(&files.errors)?;
-        None
-    };
-    remove_if_present(&files.checkpoint)?;
+    let counts = run.counts();
+    let errors_file = run.finish()?;
     Ok(BatchReport {
-        rows: state.rows_done,
-        predicted: state.predicted,
-        skipped: state.skipped,
+        rows: counts.done,
+        predicted: counts.predicted,
+        skipped: counts.skipped,
         resumed_at,
         errors_file,
     })
@@ -472,44 +370,4 @@ fn next_record(
             .map_or(String::new(), |p| format!("line {}: ", p.line()));
         Error::data(input, format!("{line}cannot read CSV: {e}"))
     })
-}
-
-fn create(path: &Path) -> Result<File> {
-    File::create(path).map_err(|e| Error::io(path, e))
-}
-
-/// Open `path` for appending after its first `len` bytes (what the checkpoint vouches for).
-fn reopen_at(path: &Path, len: u64) -> Result<File> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    let actual = file.metadata().map_err(|e| Error::io(path, e))?.len();
-    if actual < len {
-        return Err(Error::data(
-            path,
-            format!("has {actual} bytes but its checkpoint records {len}; run without --resume"),
-        ));
-    }
-    file.set_len(len).map_err(|e| Error::io(path, e))?;
-    file.seek(SeekFrom::End(0))
-        .map_err(|e| Error::io(path, e))?;
-    Ok(file)
-}
-
-fn write_all(file: &mut File, path: &Path, bytes: &[u8]) -> Result<()> {
-    file.write_all(bytes).map_err(|e| Error::io(path, e))
-}
-
-fn position(file: &mut File, path: &Path) -> Result<u64> {
-    file.stream_position().map_err(|e| Error::io(path, e))
-}
-
-fn remove_if_present(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(path, e)),
-    }
 }

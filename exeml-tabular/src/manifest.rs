@@ -4,7 +4,7 @@
 use crate::evaluate::Evaluation;
 use crate::schema::{ColumnSchema, Target};
 use exeml_core::search::{ParamPoint, TrialRecord};
-use exeml_core::{CheckReport, Error, Preference, ProblemType, Result, TaskKind};
+use exeml_core::{CheckReport, Constraints, Error, Preference, ProblemType, Result, TaskKind};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -41,6 +41,9 @@ pub struct Lineage {
     pub fit_secs: f64,
     /// Unix time of creation.
     pub created_at: u64,
+    /// The latency and size limits the model was chosen under.
+    #[serde(default, skip_serializing_if = "Constraints::is_empty")]
+    pub constraints: Constraints,
 }
 
 /// Everything needed to load and explain a tabular model.

@@ -4,7 +4,9 @@ use crate::manifest::Manifest;
 use crate::model::TabularModel;
 use crate::sniff::HeaderMode;
 use crate::table::{ReadOptions, Table};
-use exeml_core::{Budget, Device, Preference, ProblemType, Progress, Result, Silent, Usage};
+use exeml_core::{
+    Budget, Constraints, Device, Preference, ProblemType, Progress, Result, Silent, Usage,
+};
 use std::path::Path;
 use std::time::Duration;
 
@@ -44,6 +46,8 @@ pub struct TabularPredictor {
     pub warm_start: Option<WarmStart>,
     /// Model families the search may use (`linear`, `knn`, `gbdt`); empty means all.
     pub families: Vec<String>,
+    /// Limits on single-row latency and model size that the returned model meets.
+    pub constraints: Constraints,
 }
 
 /// The parent of an incremental run: its name in the lineage and its manifest.
@@ -68,6 +72,7 @@ impl Default for TabularPredictor {
             header: HeaderMode::Auto,
             warm_start: None,
             families: Vec::new(),
+            constraints: Constraints::default(),
         }
     }
 }
@@ -114,6 +119,19 @@ impl TabularPredictor {
     /// Restrict the search to these model families (`linear`, `knn`, `gbdt`).
     pub fn families<S: Into<String>>(mut self, families: impl IntoIterator<Item = S>) -> Self {
         self.families = families.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Only return a model whose median single-row prediction (features + model) takes at
+    /// most `ms` milliseconds on this machine; slower trials stay in the leaderboard, excluded.
+    pub fn max_latency_ms(mut self, ms: f64) -> Self {
+        self.constraints.max_latency_ms = Some(ms);
+        self
+    }
+
+    /// Only return a model whose saved folder is at most `mb` megabytes.
+    pub fn max_model_mb(mut self, mb: f64) -> Self {
+        self.constraints.max_model_mb = Some(mb);
         self
     }
 

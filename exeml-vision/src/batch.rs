@@ -1,11 +1,13 @@
 //! Batch prediction over a folder of images: every image under the folder (sorted by relative
 //! path) gets a row of CSV or a SPEC JSON line; unreadable images are skipped and listed with
 //! their reason in `OUT.errors.csv`. Output goes to `OUT.partial` and is renamed into place at
-//! the end, so a stopped run never leaves a half file under the final name.
+//! the end, so a stopped run never leaves a half file under the final name; after every chunk
+//! a checkpoint records how far it got, so an interrupted run continues with
+//! [`ImageBatchOptions::resume`] (see [`exeml_core::batch`]).
 
 use crate::data::list_images;
 use crate::model::ImageModel;
-use exeml_core::fsio::write_atomic;
+use exeml_core::batch::ResumableOutput;
 use exeml_core::{Budget, Error, Progress, Result};
 use serde_json::Value;
 use std::io::Write;
@@ -32,15 +34,38 @@ impl ImageOutput {
     }
 }
 
+/// Options of a folder run.
+#[derive(Debug, Clone)]
+pub struct ImageBatchOptions {
+    /// Images predicted (and checkpointed) at a time.
+    pub chunk_images: usize,
+    /// Continue an interrupted run of the same folder, model and output from its checkpoint.
+    pub resume: bool,
+    /// Cancelling it stops the run after the current chunk, resumable.
+    pub budget: Budget,
+}
+
+impl Default for ImageBatchOptions {
+    fn default() -> Self {
+        ImageBatchOptions {
+            chunk_images: 64,
+            resume: false,
+            budget: Budget::unlimited(),
+        }
+    }
+}
+
 /// What a batch run did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageBatchReport {
     /// Images found.
     pub images: usize,
-    /// Images predicted.
+    /// Images predicted (by this run and the one it resumed).
     pub predicted: usize,
     /// Images skipped (listed in the errors file).
     pub skipped: usize,
+    /// Images the interrupted run this one resumed had done (0 for a fresh run).
+    pub resumed_at: usize,
     /// The errors file, when something was skipped.
     pub errors_file: Option<PathBuf>,
 }
@@ -58,39 +83,53 @@ pub fn predict_folder(
     model: &ImageModel,
     root: &Path,
     output: &Path,
-    budget: &Budget,
+    options: &ImageBatchOptions,
     progress: &dyn Progress,
 ) -> Result<ImageBatchReport> {
+    if options.chunk_images == 0 {
+        return Err(Error::invalid("chunk_images", "must be at least 1"));
+    }
     let images = list_images(root)?;
     if images.is_empty() {
         return Err(Error::data(root, "no JPG, PNG or BMP image found"));
     }
     let format = ImageOutput::of(output);
-    let mut text = String::new();
+    let mut header = String::new();
     if format == ImageOutput::Csv {
-        let mut header = vec!["id".to_string(), "prediction".to_string()];
-        header.extend(model.classes().iter().map(|c| quote(&format!("proba_{c}"))));
-        text.push_str(&header.join(","));
-        text.push('\n');
+        let mut names = vec!["id".to_string(), "prediction".to_string()];
+        names.extend(model.classes().iter().map(|c| quote(&format!("proba_{c}"))));
+        header = names.join(",") + "\n";
     }
-    let mut errors = String::from("id,reason\n");
-    let (mut predicted, mut skipped) = (0, 0);
-    progress.phase(&format!("predicting {} images", images.len()));
-    for (done, chunk) in images.chunks(64).enumerate() {
-        if budget.is_cancelled() {
+    let identity = serde_json::json!({
+        "folder": root,
+        "images": listing_fingerprint(&images),
+        "model": model_fingerprint(model),
+    });
+    let mut run = ResumableOutput::open(
+        output,
+        identity,
+        options.resume,
+        header.as_bytes(),
+        b"id,reason\n",
+    )?;
+    let resumed_at = (run.resumed_at() as usize).min(images.len());
+    progress.phase(&format!("predicting {} images", images.len() - resumed_at));
+    for chunk in images[resumed_at..].chunks(options.chunk_images) {
+        let done = run.counts().done as usize;
+        if done > resumed_at && options.budget.is_cancelled() {
             return Err(Error::Interrupted(format!(
-                "batch prediction stopped after {} of {} images; nothing was written to {}",
-                done * 64,
-                images.len(),
-                output.display()
+                "batch prediction stopped after {done} of {} images; run again with --resume to continue",
+                images.len()
             )));
         }
         let paths: Vec<PathBuf> = chunk.iter().map(|(_, p)| p.clone()).collect();
+        let (mut rows, mut errors) = (String::new(), String::new());
+        let (mut predicted, mut skipped) = (0, 0);
         for ((id, _), scores) in chunk.iter().zip(model.predict_files(&paths)?) {
             match scores {
                 Ok(scores) => {
                     predicted += 1;
-                    text.push_str(&row(model, id, &scores, format)?);
+                    rows.push_str(&row(model, id, &scores, format)?);
                 }
                 Err(e) => {
                     skipped += 1;
@@ -98,22 +137,42 @@ pub fn predict_folder(
                 }
             }
         }
-        progress.fraction(((done + 1) * 64).min(images.len()) as f64 / images.len() as f64);
+        run.append(rows.as_bytes(), errors.as_bytes(), predicted, skipped)?;
+        progress.fraction(run.counts().done as f64 / images.len() as f64);
     }
-    let errors_file = if skipped > 0 {
-        let path = PathBuf::from(format!("{}.errors.csv", output.display()));
-        write_atomic(&path, errors.as_bytes())?;
-        Some(path)
-    } else {
-        None
-    };
-    write_atomic(output, text.as_bytes())?;
+    let counts = run.counts();
+    let errors_file = run.finish()?;
     Ok(ImageBatchReport {
         images: images.len(),
-        predicted,
-        skipped,
+        predicted: counts.predicted as usize,
+        skipped: counts.skipped as usize,
+        resumed_at,
         errors_file,
     })
+}
+
+/// Identifies a folder's images (names, sizes, modification times), so that a run over a
+/// changed folder is not resumed.
+fn listing_fingerprint(images: &[(String, PathBuf)]) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for (id, path) in images {
+        id.hash(&mut hasher);
+        if let Ok(meta) = std::fs::metadata(path) {
+            meta.len().hash(&mut hasher);
+            meta.modified().ok().hash(&mut hasher);
+        }
+    }
+    format!("{}:{:016x}", images.len(), hasher.finish())
+}
+
+/// Identifies a trained model well enough to refuse resuming another model's run.
+fn model_fingerprint(model: &ImageModel) -> String {
+    let m = &model.manifest;
+    format!(
+        "{}:{}:{}:{}",
+        m.backbone, m.resolution, m.lineage.created_at, m.lineage.fit_secs
+    )
 }
 
 /// One output row (with its newline) for the image `id`.

@@ -20,6 +20,7 @@ pub mod data;
 pub mod evaluate;
 pub mod features;
 pub mod finetune;
+pub mod footprint;
 pub mod head;
 pub mod model;
 pub mod nn;
@@ -30,7 +31,7 @@ pub mod tuning;
 pub mod weights;
 
 pub use backbone::{Backbone, BackboneKind};
-pub use batch::{predict_folder, ImageBatchReport};
+pub use batch::{predict_folder, ImageBatchOptions, ImageBatchReport};
 pub use data::{ImageDataset, ImportFormat};
 pub use evaluate::ImageEvaluation;
 pub use model::ImageModel;

@@ -11,7 +11,7 @@ use crate::search::ImageTrial;
 use candle_core::Tensor;
 use exeml_core::checks::CheckReport;
 use exeml_core::fsio::{read_json, write_json_atomic, StagingDir};
-use exeml_core::{Device, Error, Preference, ProblemType, Result, TaskKind};
+use exeml_core::{Constraints, Device, Error, Preference, ProblemType, Result, TaskKind};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -53,6 +53,9 @@ pub struct ImageLineage {
     pub fit_secs: f64,
     /// Unix time of creation.
     pub created_at: u64,
+    /// The latency and size limits the model was chosen under.
+    #[serde(default, skip_serializing_if = "Constraints::is_empty")]
+    pub constraints: Constraints,
 }
 
 /// Everything about an image model except its tensors.

@@ -8,6 +8,7 @@ use crate::evaluate::validation_score;
 use crate::evaluate::{evaluate, tune_thresholds};
 use crate::features::{extract, ExtractOptions, Features};
 use crate::finetune::{pooled_through, Activations, FineTuneParams};
+use crate::footprint::{measure, model_megabytes, smaller_resolutions, Footprint};
 use crate::head::{fit_head, HeadData, LinearHead};
 use crate::model::{ImageLineage, ImageManifest, ImageModel, FORMAT, FORMAT_VERSION};
 use crate::nn::candle_error;
@@ -16,8 +17,8 @@ use crate::tuning::successive_halving;
 use exeml_core::checks::at;
 use exeml_core::split::stratified_split;
 use exeml_core::{
-    Budget, Device, Error, Preference, ProblemType, Progress, Result, Silent, SplitSpec, TaskKind,
-    Usage,
+    Budget, Constraints, Device, Error, Preference, ProblemType, Progress, Result, Silent,
+    SplitSpec, TaskKind, Usage,
 };
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -48,6 +49,9 @@ pub struct ImagePredictor {
     /// An earlier model to warm-start from, with how to name it in the lineage: its backbone
     /// (fine-tuned blocks included) and configuration are tried first. New classes are allowed.
     pub warm_start: Option<(String, ImageModel)>,
+    /// Limits on single-image latency (on the training device) and model size that the
+    /// returned model meets; a too-slow configuration is retried at lower resolutions.
+    pub constraints: Constraints,
 }
 
 impl Default for ImagePredictor {
@@ -64,6 +68,7 @@ impl Default for ImagePredictor {
             format: ImportFormat::Auto,
             fine_tune: true,
             warm_start: None,
+            constraints: Constraints::default(),
         }
     }
 }
@@ -87,6 +92,8 @@ struct Fitted {
     activations: Option<(Activations, Activations)>,
     /// The fine-tuning configuration, when the backbone's top blocks were trained.
     fine_tune: Option<FineTuneParams>,
+    /// Latency and size of the configuration (before fine-tuning).
+    footprint: Footprint,
 }
 
 impl ImagePredictor {
@@ -131,6 +138,20 @@ impl ImagePredictor {
         self
     }
 
+    /// Only return a model whose median single-image latency on the training device is at most
+    /// `ms` milliseconds (decoding excluded); too-slow configurations are retried at lower
+    /// resolutions unless the resolution is fixed.
+    pub fn max_latency_ms(mut self, ms: f64) -> Self {
+        self.constraints.max_latency_ms = Some(ms);
+        self
+    }
+
+    /// Only return a model whose saved folder is at most `mb` megabytes.
+    pub fn max_model_mb(mut self, mb: f64) -> Self {
+        self.constraints.max_model_mb = Some(mb);
+        self
+    }
+
     /// Warm-start from an earlier model (`label` names it in the new model's lineage).
     pub fn warm_start(mut self, label: impl Into<String>, parent: &ImageModel) -> Self {
         self.warm_start = Some((label.into(), parent.clone()));
@@ -151,6 +172,7 @@ impl ImagePredictor {
         progress: &dyn Progress,
     ) -> Result<ImageModel> {
         let started = Instant::now();
+        let constraints = self.constraints.check()?;
         SplitSpec {
             train_ratio: self.train_ratio,
             seed: self.seed,
@@ -201,7 +223,8 @@ impl ImagePredictor {
         let mut best: Option<Fitted> = None;
         let mut reported = std::collections::BTreeSet::new();
         let mut first_cost: Option<(Duration, f64)> = None;
-        for candidate in plan {
+        let mut tried: Vec<Candidate> = Vec::new();
+        for mut candidate in plan {
             let heads = head_grid(self.preference);
             if let (Some(_), Some((secs, pixels))) = (&best, first_cost) {
                 let scale = cost(&candidate) / pixels;
@@ -235,6 +258,18 @@ impl ImagePredictor {
                 }
                 Err(e) => return Err(e),
             };
+            let footprint = match self.within_constraints(
+                &mut candidate,
+                &backbone,
+                k,
+                &constraints,
+                &mut leaderboard,
+                &heads[0],
+            )? {
+                Some(f) if !tried.contains(&candidate) => f,
+                _ => continue,
+            };
+            tried.push(candidate);
             progress.phase(&format!(
                 "{} at {} px: extracting features",
                 candidate.backbone, candidate.resolution
@@ -344,6 +379,8 @@ impl ImagePredictor {
                     status: "ok".into(),
                     fine_tune: None,
                     epochs: None,
+                    latency_ms: Some(footprint.latency_ms),
+                    size_mb: Some(footprint.size_mb),
                 });
                 let better = best.as_ref().is_none_or(|b| {
                     score > b.score + 1e-9 || (score > b.score - 1e-9 && loss < b.loss)
@@ -361,15 +398,41 @@ impl ImagePredictor {
                         split,
                         activations: activations.clone(),
                         fine_tune: None,
+                        footprint,
                     });
                 }
             }
             progress.fraction(budget.fraction_used());
         }
-        let mut best = best.ok_or_else(|| Error::BudgetExhausted {
-            budget_secs: budget.limit().as_secs_f64(),
-            what: "any image model could be trained".into(),
-        })?;
+        let Some(mut best) = best else {
+            if let Some(closest) = closest_to_constraints(&leaderboard) {
+                return Err(constraints.unmet(&closest));
+            }
+            return Err(Error::BudgetExhausted {
+                budget_secs: budget.limit().as_secs_f64(),
+                what: "any image model could be trained".into(),
+            });
+        };
+        if let Some(limit) = constraints.max_model_mb {
+            // Fine-tuned blocks are saved beside the backbone: drop arms that would not fit.
+            let mut fitting = Vec::new();
+            for arm in arms {
+                let size = model_megabytes(&best.backbone, k, arm.unfrozen_blocks)?;
+                if size <= limit {
+                    fitting.push(arm);
+                } else {
+                    let mut row = skipped(
+                        best.candidate,
+                        &leaderboard[best.trial].head,
+                        &format!("excluded: size {size:.2} MB > {limit} MB"),
+                    );
+                    row.fine_tune = Some(arm);
+                    row.size_mb = Some(size);
+                    leaderboard.push(row);
+                }
+            }
+            arms = fitting;
+        }
         if !arms.is_empty() {
             self.fine_tune_best(&mut best, &arms, k, &mut leaderboard, budget, progress)?;
         }
@@ -432,9 +495,50 @@ impl ImagePredictor {
                 created_at: std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs()),
+                constraints,
             },
         };
         Ok(ImageModel::new(manifest, best.backbone, best.head))
+    }
+
+    /// Measure `candidate`; when it is too slow and its resolution is not fixed, lower the
+    /// resolution until it meets the constraints. `None` when nothing does (the leaderboard
+    /// records why).
+    fn within_constraints(
+        &self,
+        candidate: &mut Candidate,
+        backbone: &Backbone,
+        classes: usize,
+        constraints: &Constraints,
+        leaderboard: &mut Vec<ImageTrial>,
+        head: &crate::head::HeadParams,
+    ) -> Result<Option<Footprint>> {
+        let measured = measure(backbone, candidate.resolution, classes)?;
+        let Some(why) = constraints.violation(Some(measured.latency_ms), Some(measured.size_mb))
+        else {
+            return Ok(Some(measured));
+        };
+        let mut row = skipped(*candidate, head, &why);
+        row.latency_ms = Some(measured.latency_ms);
+        row.size_mb = Some(measured.size_mb);
+        leaderboard.push(row);
+        let only_too_slow = constraints
+            .violation(None, Some(measured.size_mb))
+            .is_none();
+        if self.resolution.is_some() || !only_too_slow {
+            return Ok(None);
+        }
+        for resolution in smaller_resolutions(candidate.resolution) {
+            let footprint = measure(backbone, resolution, classes)?;
+            if constraints
+                .violation(Some(footprint.latency_ms), Some(footprint.size_mb))
+                .is_none()
+            {
+                candidate.resolution = resolution;
+                return Ok(Some(footprint));
+            }
+        }
+        Ok(None)
     }
 
     /// Fine-tune the chosen backbone's top blocks by successive halving over `arms`; replaces
@@ -449,7 +553,9 @@ impl ImagePredictor {
         progress: &dyn Progress,
     ) -> Result<()> {
         let (candidate, head) = (best.candidate, leaderboard[best.trial].head);
-        let row = move |params: FineTuneParams, status: &str| ImageTrial {
+        let latency_ms = best.footprint.latency_ms;
+        let base = best.backbone.clone();
+        let row = |params: FineTuneParams, status: &str| ImageTrial {
             candidate,
             head,
             score: None,
@@ -458,6 +564,8 @@ impl ImagePredictor {
             status: status.into(),
             fine_tune: Some(params),
             epochs: None,
+            latency_ms: Some(latency_ms),
+            size_mb: model_megabytes(&base, classes, params.unfrozen_blocks).ok(),
         };
         if budget.exhausted() {
             leaderboard.extend(arms.iter().map(|a| row(*a, "skipped: budget ran out")));
@@ -484,7 +592,6 @@ impl ImagePredictor {
             budget,
             progress,
         )?;
-        let base = best.backbone.clone();
         for outcome in outcomes {
             let mut trial = row(outcome.params, &outcome.status);
             trial.seconds = outcome.seconds;
@@ -581,5 +688,28 @@ fn skipped(candidate: Candidate, head: &crate::head::HeadParams, why: &str) -> I
         status: why.into(),
         fine_tune: None,
         epochs: None,
+        latency_ms: None,
+        size_mb: None,
     }
+}
+
+/// For the error when every configuration broke a constraint: the fastest and the smallest.
+fn closest_to_constraints(leaderboard: &[ImageTrial]) -> Option<String> {
+    let excluded: Vec<&ImageTrial> = leaderboard
+        .iter()
+        .filter(|t| t.status.starts_with("excluded"))
+        .collect();
+    let fastest = excluded
+        .iter()
+        .filter_map(|t| t.latency_ms.map(|ms| (ms, t)))
+        .min_by(|a, b| a.0.total_cmp(&b.0))?;
+    let smallest = excluded
+        .iter()
+        .filter_map(|t| t.size_mb)
+        .min_by(f64::total_cmp)
+        .unwrap_or(f64::NAN);
+    Some(format!(
+        "the fastest configuration ({} at {} px) took {:.1} ms, the smallest is {smallest:.1} MB",
+        fastest.1.candidate.backbone, fastest.1.candidate.resolution, fastest.0
+    ))
 }

@@ -42,6 +42,12 @@ pub struct ImageTrial {
     /// Epochs of fine-tuning done (successive halving stops weak configurations early).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epochs: Option<usize>,
+    /// Median milliseconds for one image through the network on the training device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+    /// Megabytes of the model folder this row would save.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_mb: Option<f64>,
 }
 
 /// The backbone configurations for a preference, cheapest first; `backbones` restricts them and

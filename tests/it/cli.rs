@@ -231,6 +231,16 @@ fn rejects_unknown_label_column() {
 }
 
 #[test]
+fn rejects_deployment_limits_no_model_meets_or_that_make_no_sense() {
+    assert_train_refused(
+        &data("iris.csv"),
+        &["--max-latency-ms", "0.000001"],
+        "no model met the constraints (latency ≤ 0.000001 ms)",
+    );
+    assert_train_refused(&data("iris.csv"), &["--max-model-mb=-3"], "max_model_mb");
+}
+
+#[test]
 fn rejects_label_with_missing_values() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut text = String::from("a,b,label\n");

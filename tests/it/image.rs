@@ -484,3 +484,143 @@ fn cli_warm_starts_from_an_earlier_model_and_learns_a_new_class() {
         child.manifest.validation.accuracy()
     );
 }
+
+#[test]
+fn a_latency_limit_lowers_the_resolution_until_it_is_met() {
+    if !weights_available() {
+        return;
+    }
+    use exeml::vision::footprint::measure;
+    let backbone =
+        exeml::vision::Backbone::load(BackboneKind::MobilenetV2, None, &candle_core::Device::Cpu)
+            .expect("weights");
+    let fast = measure(&backbone, 64, 3).expect("measure").latency_ms;
+    let slow = measure(&backbone, 224, 3).expect("measure").latency_ms;
+    // About 12 times the pixels: the limit sits well between the two.
+    let limit = (fast * slow).sqrt();
+    let dir = tempfile::tempdir().expect("tempdir");
+    class_folders(dir.path(), 8, 5);
+    let model = ImagePredictor::new()
+        .time_limit(Duration::from_secs(120))
+        .preference(Preference::PerformanceFirst)
+        .backbones(vec![BackboneKind::MobilenetV2])
+        .fine_tune(false)
+        .max_latency_ms(limit)
+        .fit_folder(dir.path())
+        .expect("fit");
+    assert!(
+        model.manifest.resolution < 224,
+        "{}",
+        model.manifest.resolution
+    );
+    assert_eq!(
+        model.manifest.lineage.constraints.max_latency_ms,
+        Some(limit)
+    );
+    let board = &model.manifest.leaderboard;
+    assert!(
+        board
+            .iter()
+            .any(|t| t.status.starts_with("excluded: latency")),
+        "{board:#?}"
+    );
+    for row in board {
+        let Some(ms) = row.latency_ms else { continue };
+        assert_eq!(row.status.starts_with("excluded"), ms > limit, "{row:#?}");
+    }
+    let chosen = board.iter().find(|t| t.status == "chosen").expect("chosen");
+    assert!(chosen.latency_ms.expect("measured") <= limit);
+    assert!(chosen.size_mb.expect("measured") > 1.0);
+}
+
+#[test]
+fn cli_refuses_a_size_limit_no_backbone_meets() {
+    if !weights_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    class_folders(&dir.path().join("data"), 6, 3);
+    let out_dir = dir.path().join("model");
+    let data = dir.path().join("data");
+    let out = exeml_bin(&[
+        "train",
+        "--task",
+        "image",
+        "--data",
+        data.to_str().expect("utf-8"),
+        "--max-model-mb",
+        "1",
+        "--time-limit",
+        "60s",
+        "--out",
+        out_dir.to_str().expect("utf-8"),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("max_model_mb") && err.contains("the smallest is"),
+        "{err}"
+    );
+    assert!(!out_dir.exists());
+}
+
+/// Cancels the run at its first progress message: it stops after one chunk.
+struct CancelAtStart(Budget);
+
+impl exeml::core::Progress for CancelAtStart {
+    fn phase(&self, _message: &str) {
+        self.0.cancel();
+    }
+}
+
+#[test]
+fn an_interrupted_folder_run_resumes_to_the_same_output() {
+    use exeml::vision::{predict_folder, ImageBatchOptions};
+    let Some(model_path) = model_dir() else {
+        return;
+    };
+    let model = ImageModel::load(model_path).expect("load");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("new");
+    class_folders(&data, 2, 8);
+    std::fs::write(data.join("disc/broken.png"), b"\x89PNG\r\n\x1a\nnot really").expect("write");
+    let options = ImageBatchOptions {
+        chunk_images: 3,
+        ..ImageBatchOptions::default()
+    };
+    let reference = dir.path().join("reference.jsonl");
+    predict_folder(&model, &data, &reference, &options, &exeml::core::Silent).expect("batch");
+
+    let output = dir.path().join("preds.jsonl");
+    let budget = Budget::unlimited();
+    let interrupted = ImageBatchOptions {
+        budget: budget.clone(),
+        ..options.clone()
+    };
+    let err = predict_folder(&model, &data, &output, &interrupted, &CancelAtStart(budget))
+        .expect_err("interrupted");
+    assert!(matches!(err, exeml::Error::Interrupted(_)), "{err}");
+    assert!(err.to_string().contains("after 3 of 7 images"), "{err}");
+    assert!(!output.exists(), "nothing under the final name");
+    // A crash between a chunk and its checkpoint leaves extra bytes: resume cuts them off.
+    let mut partial = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.path().join("preds.jsonl.partial"))
+        .expect("partial");
+    std::io::Write::write_all(&mut partial, b"{\"id\": \"half").expect("append");
+
+    let resume = ImageBatchOptions {
+        resume: true,
+        ..options
+    };
+    let report =
+        predict_folder(&model, &data, &output, &resume, &exeml::core::Silent).expect("resume");
+    assert_eq!(report.resumed_at, 3);
+    assert_eq!((report.predicted, report.skipped), (6, 1));
+    let read = |p: &Path| std::fs::read_to_string(p).expect("read");
+    assert_eq!(read(&output), read(&reference));
+    assert_eq!(
+        read(&dir.path().join("preds.jsonl.errors.csv")),
+        read(&dir.path().join("reference.jsonl.errors.csv"))
+    );
+}

@@ -295,3 +295,119 @@ fn the_search_improves_on_the_default_point() {
     assert!(board.len() > 1, "the search went past the default point");
     assert!(best > default_score, "{best} <= {default_score}");
 }
+
+/// The leaderboard row of the configuration a model chose.
+fn chosen_row(model: &TabularModel) -> exeml::core::TrialRecord {
+    model
+        .manifest
+        .leaderboard
+        .iter()
+        .find(|r| {
+            r.trial.family == model.manifest.family && r.trial.params == model.manifest.params
+        })
+        .cloned()
+        .expect("the chosen configuration is in the leaderboard")
+}
+
+#[test]
+fn a_size_limit_excludes_models_that_store_the_training_rows() {
+    // k-nearest neighbours saves every training row (455 × 30 numbers, > 100 kB); a linear
+    // model saves 31 coefficients. Sizes are exact, so this exclusion is deterministic.
+    let table = Table::read(&data("breast_cancer.csv"), ReadOptions::default()).expect("read");
+    let limit = 0.05;
+    let model = quick("diagnosis")
+        .time_limit(Duration::from_secs(10))
+        .families(["knn", "linear"])
+        .max_model_mb(limit)
+        .fit(&table)
+        .expect("fit");
+    assert_eq!(model.manifest.family, "linear");
+    assert_eq!(model.manifest.lineage.constraints.max_model_mb, Some(limit));
+    let board = &model.manifest.leaderboard;
+    let knn: Vec<_> = board.iter().filter(|r| r.trial.family == "knn").collect();
+    assert!(!knn.is_empty(), "knn was tried: {board:#?}");
+    for row in board.iter().filter(|r| r.outcome.score.is_some()) {
+        let size = row
+            .outcome
+            .size_mb
+            .expect("every trained trial is measured");
+        let excluded = row
+            .outcome
+            .note
+            .as_deref()
+            .is_some_and(|n| n.starts_with("excluded: size"));
+        assert_eq!(excluded, size > limit, "{row:#?}");
+    }
+    assert!(knn.iter().all(|r| r.outcome.note.is_some()), "{knn:#?}");
+    let chosen = chosen_row(&model);
+    assert!(chosen.outcome.note.is_none() && chosen.outcome.size_mb.expect("measured") <= limit);
+
+    // The saved folder is what was measured (besides the manifest's metadata).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let folder = dir.path().join("m");
+    model.save(&folder).expect("save");
+    let saved = exeml::core::constraints::folder_megabytes(&folder).expect("size");
+    let manifest = std::fs::metadata(folder.join("manifest.json"))
+        .expect("manifest")
+        .len();
+    let files = saved - manifest as f64 / 1e6;
+    assert!(
+        (files - chosen.outcome.size_mb.expect("measured")).abs() < 1e-3,
+        "saved {files} MB"
+    );
+}
+
+#[test]
+fn a_latency_limit_is_met_by_the_returned_model_and_recorded() {
+    let table = Table::read(&data("wine.csv"), ReadOptions::default()).expect("read");
+    let free = quick("cultivar")
+        .time_limit(Duration::from_secs(10))
+        .fit(&table)
+        .expect("fit");
+    let latencies: Vec<f64> = free
+        .manifest
+        .leaderboard
+        .iter()
+        .filter_map(|r| r.outcome.latency_ms)
+        .collect();
+    assert!(!latencies.is_empty() && latencies.iter().all(|&ms| ms > 0.0));
+    // Between the fastest and the slowest trial of the free run.
+    let (fastest, slowest) = latencies
+        .iter()
+        .fold((f64::MAX, 0.0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let limit = (fastest * slowest).sqrt();
+    let model = quick("cultivar")
+        .time_limit(Duration::from_secs(10))
+        .max_latency_ms(limit)
+        .fit(&table)
+        .expect("fit");
+    for row in model
+        .manifest
+        .leaderboard
+        .iter()
+        .filter(|r| r.outcome.score.is_some())
+    {
+        let ms = row.outcome.latency_ms.expect("measured");
+        let excluded = row
+            .outcome
+            .note
+            .as_deref()
+            .is_some_and(|n| n.starts_with("excluded"));
+        assert_eq!(excluded, ms > limit, "{row:#?}");
+    }
+    assert!(chosen_row(&model).outcome.latency_ms.expect("measured") <= limit);
+
+    // Nothing predicts a row in a nanosecond: a typed error says what came closest.
+    let err = quick("cultivar")
+        .time_limit(Duration::from_secs(5))
+        .families(["linear"])
+        .max_latency_ms(1e-6)
+        .fit(&table)
+        .expect_err("impossible limit");
+    let text = err.to_string();
+    assert!(matches!(err, Error::InvalidParameter { .. }), "{text}");
+    assert!(
+        text.contains("max_latency_ms") && text.contains("the fastest took"),
+        "{text}"
+    );
+}

@@ -106,7 +106,7 @@ pub struct Trial {
 }
 
 /// What happened when a trial ran.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrialOutcome {
     /// Validation score, higher is better (losses are negated); `None` if the trial failed.
     pub score: Option<f64>,
@@ -116,9 +116,15 @@ pub struct TrialOutcome {
     pub fit_secs: f64,
     /// Seconds spent predicting the validation part.
     pub predict_secs: f64,
-    /// Why the trial failed or was stopped, if it did.
+    /// Why the trial failed, was stopped or was excluded by a constraint, if it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Median latency of one prediction, in milliseconds (see [`crate::constraints`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+    /// Size of the saved model, in megabytes (measured when a size limit is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_mb: Option<f64>,
 }
 
 /// A trial with its outcome: one row of the leaderboard and of the search history.

@@ -466,6 +466,7 @@ mod tests {
                     fit_secs: 0.01,
                     predict_secs: 0.0,
                     note: None,
+                    ..Default::default()
                 },
             });
         }
@@ -512,6 +513,7 @@ mod tests {
                 fit_secs: 0.1,
                 predict_secs: 0.0,
                 note: None,
+                ..Default::default()
             },
         });
         run(&mut searcher, 30);
@@ -546,6 +548,7 @@ mod tests {
                     fit_secs: 0.0,
                     predict_secs: 0.0,
                     note: None,
+                    ..Default::default()
                 },
             });
         }
@@ -570,6 +573,7 @@ mod tests {
                     fit_secs: 0.01,
                     predict_secs: 0.0,
                     note: score.is_none().then(|| "failed".into()),
+                    ..Default::default()
                 },
             });
         }

@@ -37,6 +37,8 @@ def fit_tabular(
     parent_name: Optional[str] = None,
     families: Optional[Sequence[str]] = None,
     progress: Optional[_Progress] = None,
+    max_latency_ms: Optional[float] = None,
+    max_model_mb: Optional[float] = None,
 ) -> TabularModel: ...
 def list_projects(home: Optional[_Path] = None) -> str: ...
 def fit_image(
@@ -52,6 +54,8 @@ def fit_image(
     parent: Optional[ImageModel] = None,
     parent_name: Optional[str] = None,
     progress: Optional[_Progress] = None,
+    max_latency_ms: Optional[float] = None,
+    max_model_mb: Optional[float] = None,
 ) -> ImageModel: ...
 
 @final

@@ -153,6 +153,8 @@ class Leaderboard(List[Dict[str, Any]]):
                     "metric": outcome.get("metric"),
                     "fit_secs": outcome.get("fit_secs"),
                     "predict_secs": outcome.get("predict_secs"),
+                    "latency_ms": outcome.get("latency_ms"),
+                    "size_mb": outcome.get("size_mb"),
                     "params": trial.get("params", {}),
                     "note": outcome.get("note"),
                 }
@@ -166,7 +168,16 @@ class Leaderboard(List[Dict[str, Any]]):
         return pd.DataFrame(list(self))
 
     def _repr_html_(self) -> str:
-        columns = ["model", "score", "metric", "fit_secs", "predict_secs", "params", "note"]
+        columns = [
+            "model",
+            "score",
+            "metric",
+            "fit_secs",
+            "predict_secs",
+            "latency_ms",
+            "params",
+            "note",
+        ]
         return html_table(
             ["#", *columns],
             ([i + 1, *[r.get(c) for c in columns]] for i, r in enumerate(self)),

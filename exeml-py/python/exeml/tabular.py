@@ -88,6 +88,8 @@ class TabularPredictor:
         tuning_data: Any = None,
         header: str = "auto",
         warm_start: Optional["TabularPredictor"] = None,
+        max_latency_ms: Optional[float] = None,
+        max_model_mb: Optional[float] = None,
     ) -> "TabularPredictor":
         """Train within ``time_limit`` seconds and keep the best model; returns ``self``.
 
@@ -95,6 +97,9 @@ class TabularPredictor:
         a dict of columns or a list of records. ``tuning_data`` (same kinds except a path) is
         used for validation instead of a split of ``train_data``. ``warm_start`` is an earlier
         predictor whose best configuration is tried first and recorded as the parent.
+        ``max_latency_ms`` / ``max_model_mb`` are deployment limits: the returned model
+        predicts one row within that median latency on this machine and saves to at most
+        that many megabytes (trials that break them stay in the leaderboard, excluded).
         Ctrl-C stops training early and keeps the best model so far (with a
         :class:`~exeml.errors.TrainingInterruptedWarning`).
         """
@@ -123,6 +128,8 @@ class TabularPredictor:
                 parent_name=None if parent is None else "python:" + parent.summary(),
                 families=self.families,
                 progress=progress,
+                max_latency_ms=max_latency_ms,
+                max_model_mb=max_model_mb,
             )
         finally:
             if progress is not None:

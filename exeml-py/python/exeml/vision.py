@@ -80,10 +80,15 @@ class ImagePredictor:
         *,
         time_limit: float = 600.0,
         warm_start: Optional["ImagePredictor"] = None,
+        max_latency_ms: Optional[float] = None,
+        max_model_mb: Optional[float] = None,
     ) -> "ImagePredictor":
         """Train on the labelled images under ``folder`` within ``time_limit`` seconds; returns
         ``self``. ``warm_start`` is an earlier predictor whose backbone and configuration are
-        tried first (new classes are allowed). Ctrl-C keeps the best model so far."""
+        tried first (new classes are allowed). ``max_latency_ms`` / ``max_model_mb`` limit the
+        median single-image latency on this machine and the saved size of what is returned
+        (too-slow configurations are retried at lower resolutions). Ctrl-C keeps the best
+        model so far."""
         progress = reporter(self.verbosity, "training")
         parent = warm_start.model if warm_start is not None else None
         try:
@@ -99,6 +104,8 @@ class ImagePredictor:
                 parent=parent,
                 parent_name=None if parent is None else "python:" + parent.summary(),
                 progress=progress,
+                max_latency_ms=max_latency_ms,
+                max_model_mb=max_model_mb,
             )
         finally:
             if progress is not None:

@@ -104,6 +104,24 @@ pub struct FitOptions {
     /// top blocks).
     #[arg(long)]
     pub no_fine_tune: bool,
+    /// Only return a model whose median single prediction (one row, one image) takes at most
+    /// this many milliseconds on the training device; slower candidates are excluded.
+    #[arg(long, value_name = "MS")]
+    pub max_latency_ms: Option<f64>,
+    /// Only return a model whose saved folder is at most this many megabytes.
+    #[arg(long, value_name = "MB")]
+    pub max_model_mb: Option<f64>,
+}
+
+impl FitOptions {
+    /// The deployment constraints, validated.
+    pub fn constraints(&self) -> exeml::core::Result<exeml::core::Constraints> {
+        exeml::core::Constraints {
+            max_latency_ms: self.max_latency_ms,
+            max_model_mb: self.max_model_mb,
+        }
+        .check()
+    }
 }
 
 #[derive(Debug, Args)]
@@ -326,7 +344,7 @@ pub enum ModelCommand {
         #[arg(long = "from")]
         from: Option<String>,
         #[command(flatten)]
-        fit: FitOptions,
+        fit: Box<FitOptions>,
     },
     /// List model versions.
     List {

@@ -5,7 +5,8 @@ use crate::progress::Reporter;
 use exeml::core::budget::parse_duration;
 use exeml::core::{Budget, Error, Result};
 use exeml::vision::{
-    predict_folder, BackboneKind, ImageDataset, ImageModel, ImagePredictor, ImportFormat,
+    predict_folder, BackboneKind, ImageBatchOptions, ImageDataset, ImageModel, ImagePredictor,
+    ImportFormat,
 };
 use std::path::PathBuf;
 
@@ -40,6 +41,7 @@ fn predictor(fit: &FitOptions) -> Result<ImagePredictor> {
         format: ImportFormat::Auto,
         fine_tune: !fit.no_fine_tune,
         warm_start: None,
+        constraints: fit.constraints()?,
     })
 }
 
@@ -69,15 +71,16 @@ pub fn train(args: &TrainArgs) -> Result<()> {
 pub fn predict(args: &PredictArgs) -> Result<()> {
     let model = ImageModel::load(&args.model)?;
     let reporter = Reporter::new();
-    let report = predict_folder(
-        &model,
-        &args.data,
-        &args.output,
-        &Budget::unlimited(),
-        &reporter,
-    );
+    let options = ImageBatchOptions {
+        resume: args.resume,
+        ..ImageBatchOptions::default()
+    };
+    let report = predict_folder(&model, &args.data, &args.output, &options, &reporter);
     reporter.finish();
     let report = report?;
+    if report.resumed_at > 0 {
+        println!("resumed after {} images", report.resumed_at);
+    }
     println!(
         "wrote {} predictions to {}",
         report.predicted,

@@ -100,6 +100,7 @@ pub fn predictor(fit: &FitOptions) -> Result<(TabularPredictor, Budget)> {
         header: header_mode(fit.header),
         warm_start: None,
         families: Vec::new(),
+        constraints: fit.constraints()?,
     };
     exeml::core::SplitSpec {
         train_ratio: fit.train_ratio,
