@@ -20,6 +20,7 @@ pub mod data;
 pub mod evaluate;
 pub mod features;
 pub mod finetune;
+pub mod first_fit;
 pub mod footprint;
 pub mod head;
 pub mod model;

@@ -8,6 +8,7 @@ use crate::evaluate::validation_score;
 use crate::evaluate::{evaluate, tune_thresholds};
 use crate::features::{extract, ExtractOptions, Features};
 use crate::finetune::{pooled_through, Activations, FineTuneParams};
+use crate::first_fit::{plan_first, FirstFitData};
 use crate::footprint::{measure, model_megabytes, smaller_resolutions, Footprint};
 use crate::head::{fit_head, HeadData, LinearHead};
 use crate::model::{ImageLineage, ImageManifest, ImageModel, FORMAT, FORMAT_VERSION};
@@ -258,7 +259,7 @@ impl ImagePredictor {
                 }
                 Err(e) => return Err(e),
             };
-            let footprint = match self.within_constraints(
+            let mut footprint = match self.within_constraints(
                 &mut candidate,
                 &backbone,
                 k,
@@ -269,12 +270,47 @@ impl ImagePredictor {
                 Some(f) if !tried.contains(&candidate) => f,
                 _ => continue,
             };
+            let finish = best.is_none();
+            // The first configuration must finish: make it cheaper if it would not fit.
+            let (cand_paths, cand_labels) = if finish {
+                let first_labels: Vec<usize> = train_labels
+                    .iter()
+                    .map(|l| l.first().copied().unwrap_or(0))
+                    .collect();
+                let data = FirstFitData {
+                    train: &train_paths,
+                    labels: &first_labels,
+                    validation_images: valid_paths.len(),
+                    fixed_resolution: self.resolution.is_some(),
+                    seed: self.seed,
+                };
+                let fit = plan_first(&backbone, candidate, &data, budget)?;
+                if let Some(note) = &fit.note {
+                    progress.phase(note);
+                    let mut row = skipped(candidate, &heads[0], &format!("changed: {note}"));
+                    row.latency_ms = Some(footprint.latency_ms);
+                    row.size_mb = Some(footprint.size_mb);
+                    leaderboard.push(row);
+                }
+                if fit.candidate.resolution != candidate.resolution {
+                    footprint = measure(&backbone, fit.candidate.resolution, k)?;
+                }
+                candidate = fit.candidate;
+                match fit.subset {
+                    Some(keep) => (
+                        keep.iter().map(|&i| train_paths[i].clone()).collect(),
+                        keep.iter().map(|&i| train_labels[i].clone()).collect(),
+                    ),
+                    None => (train_paths.clone(), train_labels.clone()),
+                }
+            } else {
+                (train_paths.clone(), train_labels.clone())
+            };
             tried.push(candidate);
             progress.phase(&format!(
                 "{} at {} px: extracting features",
                 candidate.backbone, candidate.resolution
             ));
-            let finish = best.is_none();
             let split = backbone.blocks().len().saturating_sub(most_unfrozen);
             let options = |views| ExtractOptions {
                 resolution: candidate.resolution,
@@ -285,7 +321,7 @@ impl ImagePredictor {
             };
             let extracted = extract(
                 &backbone,
-                &train_paths,
+                &cand_paths,
                 &options(candidate.augmented_views),
                 budget,
                 finish,
@@ -323,7 +359,7 @@ impl ImagePredictor {
                 f.image_of_row.iter().map(|&i| l[i].clone()).collect()
             };
             let (train_rows, valid_rows) = (
-                rows_labels(&train, &train_labels),
+                rows_labels(&train, &cand_labels),
                 rows_labels(&valid, &valid_labels),
             );
             if valid_rows.is_empty() {
@@ -333,7 +369,9 @@ impl ImagePredictor {
                 ));
             }
             if first_cost.is_none() {
-                first_cost = Some((t0.elapsed(), cost(&candidate)));
+                // Scaled to all training images when a subset was used.
+                let all = train_paths.len() as f64 / cand_paths.len().max(1) as f64;
+                first_cost = Some((t0.elapsed().mul_f64(all), cost(&candidate)));
             }
             let extract_secs = t0.elapsed().as_secs_f64();
             let activations = match (&train.activations, &valid.activations) {

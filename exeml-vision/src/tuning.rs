@@ -144,13 +144,24 @@ pub fn successive_halving(
     }
     Ok(runs
         .into_iter()
-        .map(|(tuner, seconds, status)| ArmOutcome {
-            params: *tuner.params(),
-            best: tuner.best().cloned(),
-            first_block: tuner.first_block(),
-            epochs: tuner.epochs(),
-            seconds,
-            status,
+        .map(|(tuner, seconds, status)| {
+            // Arms the budget did not reach, or stopped between rungs, say so.
+            let status = match (
+                out_of_budget && status == "ok" && !tuner.finished(),
+                tuner.epochs(),
+            ) {
+                (false, _) => status,
+                (true, 0) => "skipped: budget ran out".to_string(),
+                (true, _) => "stopped: budget ran out".to_string(),
+            };
+            ArmOutcome {
+                params: *tuner.params(),
+                best: tuner.best().cloned(),
+                first_block: tuner.first_block(),
+                epochs: tuner.epochs(),
+                seconds,
+                status,
+            }
         })
         .collect())
 }

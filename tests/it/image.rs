@@ -624,3 +624,42 @@ fn an_interrupted_folder_run_resumes_to_the_same_output() {
         read(&dir.path().join("reference.jsonl.errors.csv"))
     );
 }
+
+#[test]
+fn a_budget_too_short_for_the_plan_makes_the_first_configuration_cheaper() {
+    if !weights_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    class_folders(dir.path(), 10, 21);
+    // Nothing fits in a millisecond: the first configuration drops its augmented views, goes
+    // down to 96 px and keeps five training images per class — and still yields a model.
+    let model = ImagePredictor::new()
+        .time_limit(Duration::from_millis(1))
+        .preference(Preference::PerformanceFirst)
+        .backbones(vec![BackboneKind::MobilenetV2])
+        .fit_folder(dir.path())
+        .expect("a model despite the budget");
+    assert_eq!(model.manifest.resolution, 96);
+    let board = &model.manifest.leaderboard;
+    let changed = board
+        .iter()
+        .find(|t| t.status.starts_with("changed:"))
+        .expect("the change is in the leaderboard");
+    assert_eq!(changed.candidate.resolution, 160, "{changed:#?}");
+    assert!(
+        changed
+            .status
+            .contains("96 px without augmented views on 15 of the 24 training images"),
+        "{}",
+        changed.status
+    );
+    let chosen = board.iter().find(|t| t.status == "chosen").expect("chosen");
+    assert_eq!(
+        (
+            chosen.candidate.resolution,
+            chosen.candidate.augmented_views
+        ),
+        (96, 0)
+    );
+}
