@@ -159,6 +159,18 @@ pub fn fit_head(
     multilabel: bool,
     params: &HeadParams,
 ) -> Result<LinearHead> {
+    fit_head_counted(train, valid, classes, multilabel, params).map(|(head, _)| head)
+}
+
+/// [`fit_head`], also returning how many steps the kept weights had trained (to refit on more
+/// data for as long, without a validation set to stop on).
+pub fn fit_head_counted(
+    train: &HeadData<'_>,
+    valid: Option<&HeadData<'_>>,
+    classes: usize,
+    multilabel: bool,
+    params: &HeadParams,
+) -> Result<(LinearHead, usize)> {
     fit(train, valid, classes, multilabel, params).map_err(candle_error)
 }
 
@@ -168,7 +180,7 @@ fn fit(
     k: usize,
     multilabel: bool,
     params: &HeadParams,
-) -> candle_core::Result<LinearHead> {
+) -> candle_core::Result<(LinearHead, usize)> {
     let device = train.x.device().clone();
     let (n, d) = train.x.dims2()?;
     let mean = train.x.mean(0)?;
@@ -209,7 +221,7 @@ fn fit(
             ..Default::default()
         },
     )?;
-    let mut best = (f32::INFINITY, head(weight.as_tensor(), bias.as_tensor()));
+    let mut best = (f32::INFINITY, head(weight.as_tensor(), bias.as_tensor()), 0);
     let mut since_best = 0;
     for step in 0..params.max_steps.max(1) {
         let current = head(weight.as_tensor(), bias.as_tensor());
@@ -223,7 +235,7 @@ fn fit(
             }
             .to_scalar::<f32>()?;
             if score < best.0 - 1e-5 {
-                best = (score, current);
+                best = (score, current, step + 1);
                 since_best = 0;
             } else {
                 since_best += 1;
@@ -234,7 +246,7 @@ fn fit(
         }
     }
     let _ = n;
-    Ok(best.1)
+    Ok((best.1, best.2))
 }
 
 /// Features of CPU rows as a tensor (for tests and small callers).

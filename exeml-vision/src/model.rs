@@ -85,6 +85,10 @@ pub struct ImageManifest {
     /// The first fine-tuned block: the blocks from it on are read from `tuned.safetensors`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tuned_from: Option<usize>,
+    /// Steps of the final head refit on training + validation images (after the validation
+    /// metrics were taken), when the chosen model is a linear probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refit_steps: Option<usize>,
     /// Per-label decision thresholds (multi-label only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub thresholds: Vec<f32>,

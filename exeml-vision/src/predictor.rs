@@ -10,7 +10,7 @@ use crate::features::{extract, ExtractOptions, Features};
 use crate::finetune::{pooled_through, Activations, FineTuneParams};
 use crate::first_fit::{plan_first, FirstFitData};
 use crate::footprint::{measure, model_megabytes, smaller_resolutions, Footprint};
-use crate::head::{fit_head, HeadData, LinearHead};
+use crate::head::{fit_head, fit_head_counted, HeadData, HeadParams, LinearHead};
 use crate::model::{ImageLineage, ImageManifest, ImageModel, FORMAT, FORMAT_VERSION};
 use crate::nn::candle_error;
 use crate::search::{candidates, fine_tune_arms, head_grid, Candidate, ImageTrial};
@@ -95,6 +95,12 @@ struct Fitted {
     fine_tune: Option<FineTuneParams>,
     /// Latency and size of the configuration (before fine-tuning).
     footprint: Footprint,
+    /// Pooled training features (all views) and each row's labels, for the final refit.
+    train_x: candle_core::Tensor,
+    train_rows: Vec<Vec<usize>>,
+    /// Steps the probe head trained before its best validation loss, and seconds it took.
+    head_steps: usize,
+    head_secs: f64,
 }
 
 impl ImagePredictor {
@@ -392,7 +398,7 @@ impl ImagePredictor {
                     break;
                 }
                 let t1 = Instant::now();
-                let head = fit_head(
+                let (head, head_steps) = fit_head_counted(
                     &HeadData {
                         x: &train.x,
                         labels: &train_rows,
@@ -437,6 +443,10 @@ impl ImagePredictor {
                         activations: activations.clone(),
                         fine_tune: None,
                         footprint,
+                        train_x: train.x.clone(),
+                        train_rows: train_rows.clone(),
+                        head_steps,
+                        head_secs: t1.elapsed().as_secs_f64(),
                     });
                 }
             }
@@ -472,7 +482,16 @@ impl ImagePredictor {
             arms = fitting;
         }
         if !arms.is_empty() {
-            self.fine_tune_best(&mut best, &arms, k, &mut leaderboard, budget, progress)?;
+            // Fine-tuning leaves time for the final refit of a probe (about two head fits).
+            let reserve = 2.0 * best.head_secs + 1.0;
+            let left = budget.remaining().as_secs_f64();
+            let share = if left > 0.0 {
+                1.0 - reserve / left
+            } else {
+                0.0
+            };
+            let tuning = budget.slice(share);
+            self.fine_tune_best(&mut best, &arms, k, &mut leaderboard, &tuning, progress)?;
         }
         // Validation metrics of the chosen model, per image (not per augmented view).
         let proba: Vec<Vec<f32>> = best
@@ -497,6 +516,30 @@ impl ImagePredictor {
             &proba,
         )?;
         leaderboard[best.trial].status = "chosen".into();
+        // The validation metrics above are the honest estimate; the model that is returned
+        // learns from the validation images too (a linear probe refits in seconds).
+        let mut refit_steps = None;
+        if best.fine_tune.is_none() && !budget.exhausted() {
+            let x = candle_core::Tensor::cat(&[&best.train_x, &best.valid_x], 0)
+                .map_err(candle_error)?;
+            let labels: Vec<Vec<usize>> = best.train_rows.iter().chain(&truth).cloned().collect();
+            let params = HeadParams {
+                max_steps: best.head_steps.max(10),
+                ..leaderboard[best.trial].head
+            };
+            progress.phase("refitting the head on training and validation images");
+            best.head = fit_head(
+                &HeadData {
+                    x: &x,
+                    labels: &labels,
+                },
+                None,
+                k,
+                data.multilabel,
+                &params,
+            )?;
+            refit_steps = Some(params.max_steps);
+        }
         let problem = if data.multilabel {
             ProblemType::Multilabel
         } else if k == 2 {
@@ -516,6 +559,7 @@ impl ImagePredictor {
             head: leaderboard[best.trial].head,
             fine_tune: best.fine_tune,
             tuned_from: best.backbone.tuned_from(),
+            refit_steps,
             thresholds,
             validation,
             leaderboard,

@@ -109,6 +109,11 @@ fn image_classifier_learns_generated_patterns_and_reloads() {
     let v = &model.manifest.validation;
     assert!(v.accuracy() >= 0.8, "validation accuracy {}", v.accuracy());
     assert_eq!(model.classes(), ["checks", "disc", "stripes"]);
+    // A linear probe is refitted on training + validation images before it is saved.
+    assert_eq!(
+        model.manifest.refit_steps.is_some(),
+        model.manifest.fine_tune.is_none()
+    );
     assert!(model
         .manifest
         .leaderboard
