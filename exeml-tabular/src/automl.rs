@@ -1,21 +1,25 @@
 //! The search: checks the data, splits it, fits each proposed configuration within the budget,
-//! keeps the best by validation score, and evaluates it.
+//! keeps the best trials, combines them into a greedy ensemble when that scores better on
+//! validation, evaluates the result and refits it on all rows when the budget allows.
 
 use crate::dataset::TabularDataset;
+use crate::ensemble::{self, EnsembleLimits};
 use crate::evaluate::{argmax, evaluate_classification, evaluate_regression, Evaluation};
-use crate::family::{self, gbdt, knn, linear, Estimator, Labelled, Problem};
+use crate::family::{self, forest, gbdt, knn, linear, Estimator, Labelled, Problem};
 use crate::features::{Encoding, FeaturePipeline};
-use crate::manifest::{Lineage, Manifest, FORMAT, FORMAT_VERSION};
+use crate::manifest::{Lineage, Manifest, MemberManifest, FORMAT, FORMAT_VERSION};
 use crate::model::TabularModel;
 use crate::predictor::TabularPredictor;
 use crate::schema::{label_numbers, label_texts, Target};
 use crate::table::Table;
 use exeml_core::constraints::{folder_megabytes, median_latency_ms};
-use exeml_core::search::{Searcher, TpeConfig, TpeSearcher, Trial, TrialOutcome, TrialRecord};
+use exeml_core::search::{
+    ParamPoint, ParamValue, Searcher, TpeConfig, TpeSearcher, Trial, TrialOutcome, TrialRecord,
+};
 use exeml_core::split::{quantile_strata, stratified_split};
 use exeml_core::{
-    Budget, Dataset, Error, FitContext, Preference, ProblemType, Progress, Result, SplitSpec,
-    TaskKind, Trainer, Usage,
+    Budget, Constraints, Dataset, Error, FitContext, Preference, ProblemType, Progress, Result,
+    SplitSpec, TaskKind, Trainer, Usage,
 };
 use std::collections::HashMap;
 use std::time::Instant;
@@ -139,15 +143,18 @@ pub fn fit(
     let mut searcher = TpeSearcher::new(&spaces, search_config(config.preference, config.seed));
     if let Some(parent) = &config.warm_start {
         check_parent(&parent.manifest, &target, &table.source)?;
-        if spaces.iter().any(|s| s.family == parent.manifest.family) {
-            searcher.prepend(&parent.manifest.family, parent.manifest.params.clone());
+        // Every model of the parent's ensemble is tried first, the heaviest first.
+        for member in parent.manifest.members().iter().rev() {
+            if spaces.iter().any(|s| s.family == member.family) {
+                searcher.prepend(&member.family, member.params.clone());
+            }
         }
     }
     let mut prepared: HashMap<Encoding, (FeaturePipeline, Labelled, Labelled)> = HashMap::new();
-    let mut best: Option<(f64, Trial, FeaturePipeline, Estimator, Vec<f64>)> = None;
+    let mut candidates: Vec<Candidate> = Vec::new();
     let mut history = Vec::new();
     while let Some(trial) = searcher.suggest() {
-        if budget.is_cancelled() && best.is_none() {
+        if budget.is_cancelled() && candidates.is_empty() {
             return Err(Error::Interrupted(
                 "training was cancelled before any model was trained".into(),
             ));
@@ -155,7 +162,7 @@ pub fn fit(
         let any_scored = history
             .iter()
             .any(|r: &TrialRecord| r.outcome.score.is_some());
-        if budget.exhausted() && (best.is_some() || any_scored) {
+        if budget.exhausted() && (!candidates.is_empty() || any_scored) {
             break;
         }
         progress.phase(&format!("trial {}: {}", trial.id + 1, trial.family));
@@ -183,10 +190,11 @@ pub fn fit(
                 let out = estimator.predict(&valid.x);
                 let predict_secs = predict_started.elapsed().as_secs_f64();
                 let score = validation_score(problem, &valid.y, &out);
-                let latency_ms = single_row_latency_ms(pipeline, &estimator, &valid_table).ok();
+                let latency_ms =
+                    single_row_latency_ms(&[(pipeline, &estimator, 1.0)], &valid_table).ok();
                 let size_mb = constraints
                     .max_model_mb
-                    .and_then(|_| saved_megabytes(pipeline, &estimator, trial.id).ok());
+                    .and_then(|_| saved_megabytes(&[(pipeline, &estimator, 1.0)], trial.id).ok());
                 let excluded = constraints.violation(latency_ms, size_mb);
                 let record = TrialRecord {
                     trial: trial.clone(),
@@ -200,8 +208,18 @@ pub fn fit(
                         size_mb,
                     },
                 };
-                if excluded.is_none() && best.as_ref().is_none_or(|(s, ..)| score > *s) {
-                    best = Some((score, trial, pipeline.clone(), estimator, out));
+                if excluded.is_none() {
+                    keep_candidate(
+                        &mut candidates,
+                        Candidate {
+                            trial,
+                            encoding,
+                            estimator,
+                            out,
+                            score,
+                            fit_secs,
+                        },
+                    );
                 }
                 record
             }
@@ -225,7 +243,7 @@ pub fn fit(
         }
         searcher.observe(observed);
     }
-    let Some((_, trial, pipeline, estimator, out)) = best else {
+    if candidates.is_empty() {
         if let Some(closest) = closest_to_constraints(&history) {
             return Err(constraints.unmet(&closest));
         }
@@ -237,9 +255,77 @@ pub fn fit(
             budget_secs: budget.limit().as_secs_f64(),
             what: format!("any model could be trained ({})", reasons.join("; ")),
         });
-    };
+    }
+
+    progress.phase("ensembling");
+    let pipelines_by_encoding: HashMap<Encoding, FeaturePipeline> = prepared
+        .iter()
+        .map(|(e, (p, ..))| (*e, p.clone()))
+        .collect();
+    let (weights, ensemble_record) = choose_ensemble(
+        &candidates,
+        &pipelines_by_encoding,
+        problem,
+        &y_valid,
+        &valid_table,
+        config.preference,
+        &constraints,
+        history.len(),
+    );
+    history.extend(ensemble_record);
+    drop(prepared);
+    let refs: Vec<&[f64]> = candidates.iter().map(|c| c.out.as_slice()).collect();
+    let out = ensemble::blend(problem, &refs, &weights);
+
     progress.phase("evaluating");
     let validation = evaluate_output(problem, &target.classes, &y_valid, &out)?;
+
+    let mut chosen: Vec<(Candidate, f64)> = Vec::new();
+    let mut pool: Vec<Option<Candidate>> = candidates.into_iter().map(Some).collect();
+    for &(i, w) in &weights {
+        if let Some(c) = pool[i].take() {
+            chosen.push((c, w));
+        }
+    }
+    let rows = (train_rows.len(), valid_rows.len());
+    let all_rows: Vec<usize> = train_rows.iter().chain(&valid_rows).copied().collect();
+    let refitted = refit_all(&chosen, &all_rows, table, &columns, &y, problem, &ctx, rows);
+    let refit = refitted.is_some();
+    let members: Vec<MemberManifest> = chosen
+        .iter()
+        .map(|(c, w)| MemberManifest {
+            family: c.trial.family.clone(),
+            params: c.trial.params.clone(),
+            weight: *w,
+            trial: Some(c.trial.id),
+            folder: String::new(),
+            pipeline: crate::manifest::default_pipeline_file(),
+        })
+        .collect();
+    let (pipelines, estimators) = match refitted {
+        Some(parts) => parts,
+        None => {
+            let mut pipelines: Vec<FeaturePipeline> = Vec::new();
+            let mut encodings: Vec<Encoding> = Vec::new();
+            let mut estimators = Vec::new();
+            for (c, _) in chosen {
+                let index = match encodings.iter().position(|e| *e == c.encoding) {
+                    Some(i) => i,
+                    None => {
+                        encodings.push(c.encoding);
+                        pipelines.push(pipelines_by_encoding[&c.encoding].clone());
+                        pipelines.len() - 1
+                    }
+                };
+                estimators.push((index, c.estimator));
+            }
+            (pipelines, estimators)
+        }
+    };
+    let (family, params) = match members.as_slice() {
+        [only] => (only.family.clone(), only.params.clone()),
+        _ => (ENSEMBLE_FAMILY.to_string(), ensemble_params(&members)),
+    };
     let manifest = Manifest {
         format: FORMAT.into(),
         format_version: FORMAT_VERSION,
@@ -248,8 +334,9 @@ pub fn fit(
         problem: problem.kind,
         target,
         columns,
-        family: trial.family.clone(),
-        params: trial.params.clone(),
+        family,
+        params,
+        ensemble: members,
         files: Vec::new(),
         validation,
         leaderboard: history,
@@ -260,7 +347,7 @@ pub fn fit(
             parent: config.warm_start.as_ref().map(|w| w.name.clone()),
             seed: config.seed,
             train_ratio: config.train_ratio,
-            rows: (train_rows.len(), valid_rows.len()),
+            rows,
             preference: config.preference,
             time_limit_secs: budget.limit().as_secs_f64(),
             fit_secs: started.elapsed().as_secs_f64(),
@@ -268,10 +355,237 @@ pub fn fit(
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             constraints,
+            refit,
         },
     };
-    Ok(TabularModel::new(manifest, pipeline, estimator))
+    TabularModel::new(manifest, pipelines, estimators)
 }
+
+/// The family name of a weighted average of several models in manifests and leaderboards.
+pub const ENSEMBLE_FAMILY: &str = "ensemble";
+
+/// How many trained models the search keeps as ensemble candidates (besides the best of each
+/// family, always kept for diversity).
+const KEPT_CANDIDATES: usize = 12;
+
+/// A trained trial kept for the ensemble: its model and validation predictions.
+struct Candidate {
+    trial: Trial,
+    encoding: Encoding,
+    estimator: Estimator,
+    out: Vec<f64>,
+    score: f64,
+    fit_secs: f64,
+}
+
+/// Add `candidate`, keeping the candidates best first and at most [`KEPT_CANDIDATES`] of them
+/// plus the best of each family.
+fn keep_candidate(candidates: &mut Vec<Candidate>, candidate: Candidate) {
+    candidates.push(candidate);
+    // Stable: among equal scores the earlier trial stays first.
+    candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut seen_families: Vec<String> = Vec::new();
+    let mut rank = 0;
+    candidates.retain(|c| {
+        let first_of_family = !seen_families.contains(&c.trial.family);
+        if first_of_family {
+            seen_families.push(c.trial.family.clone());
+        }
+        rank += 1;
+        rank <= KEPT_CANDIDATES || first_of_family
+    });
+}
+
+/// The ensemble limits of a preference: none for `performance_first` (one fast model).
+fn ensemble_limits(preference: Preference) -> Option<EnsembleLimits> {
+    match preference {
+        Preference::PerformanceFirst => None,
+        Preference::Balance => Some(EnsembleLimits {
+            rounds: 25,
+            max_members: 4,
+        }),
+        Preference::AccuracyFirst => Some(EnsembleLimits {
+            rounds: 50,
+            max_members: KEPT_CANDIDATES,
+        }),
+    }
+}
+
+/// The weights of the final model over `candidates` (best first): the greedy ensemble when it
+/// scores better on validation than the best single model and meets the constraints, else the
+/// best model alone. Also returns the ensemble's leaderboard row when one was formed.
+#[allow(clippy::too_many_arguments)]
+fn choose_ensemble(
+    candidates: &[Candidate],
+    pipelines: &HashMap<Encoding, FeaturePipeline>,
+    problem: Problem,
+    y_valid: &[f64],
+    valid_table: &Table,
+    preference: Preference,
+    constraints: &Constraints,
+    trial_id: usize,
+) -> (Vec<(usize, f64)>, Option<TrialRecord>) {
+    let single = vec![(0, 1.0)];
+    let Some(limits) = ensemble_limits(preference) else {
+        return (single, None);
+    };
+    if candidates.len() < 2 {
+        return (single, None);
+    }
+    let started = Instant::now();
+    let refs: Vec<&[f64]> = candidates.iter().map(|c| c.out.as_slice()).collect();
+    let Some(selection) = ensemble::select(problem, y_valid, &refs, limits) else {
+        return (single, None);
+    };
+    if selection.weights.len() < 2 {
+        return (single, None);
+    }
+    let out = ensemble::blend(problem, &refs, &selection.weights);
+    let score = validation_score(problem, y_valid, &out);
+    let selection_secs = started.elapsed().as_secs_f64();
+    let parts: Vec<(&FeaturePipeline, &Estimator, f64)> = selection
+        .weights
+        .iter()
+        .map(|&(i, w)| {
+            (
+                &pipelines[&candidates[i].encoding],
+                &candidates[i].estimator,
+                w,
+            )
+        })
+        .collect();
+    let predict_started = Instant::now();
+    let latency_ms = single_row_latency_ms(&parts, valid_table).ok();
+    let predict_secs = predict_started.elapsed().as_secs_f64();
+    let size_mb = constraints
+        .max_model_mb
+        .and_then(|_| saved_megabytes(&parts, trial_id).ok());
+    let best = candidates[0].score;
+    let note = constraints.violation(latency_ms, size_mb).or_else(|| {
+        (score <= best).then(|| {
+            format!(
+                "not used: validation {} {} is not better than the best single model's {}",
+                score_name(problem),
+                round4(score),
+                round4(best)
+            )
+        })
+    });
+    let members: Vec<String> = selection
+        .weights
+        .iter()
+        .map(|&(i, w)| {
+            format!(
+                "{}#{} {:.2}",
+                candidates[i].trial.family,
+                candidates[i].trial.id + 1,
+                w
+            )
+        })
+        .collect();
+    let record = TrialRecord {
+        trial: Trial {
+            id: trial_id,
+            family: ENSEMBLE_FAMILY.into(),
+            params: ParamPoint::from([(
+                "members".to_string(),
+                ParamValue::Text(members.join(" + ")),
+            )]),
+        },
+        outcome: TrialOutcome {
+            score: Some(score),
+            metric: score_name(problem).into(),
+            fit_secs: selection_secs,
+            predict_secs,
+            note: note.clone(),
+            latency_ms,
+            size_mb,
+        },
+    };
+    let weights = if note.is_none() {
+        selection.weights
+    } else {
+        single
+    };
+    (weights, Some(record))
+}
+
+fn round4(v: f64) -> f64 {
+    (v * 10_000.0).round() / 10_000.0
+}
+
+/// The summary params of an ensemble: `members` = `family weight + …`.
+fn ensemble_params(members: &[MemberManifest]) -> ParamPoint {
+    let parts: Vec<String> = members
+        .iter()
+        .map(|m| match m.trial {
+            Some(t) => format!("{}#{} {:.2}", m.family, t + 1, m.weight),
+            None => format!("{} {:.2}", m.family, m.weight),
+        })
+        .collect();
+    ParamPoint::from([("members".to_string(), ParamValue::Text(parts.join(" + ")))])
+}
+
+/// Refit the chosen models on the training and validation rows together, as AutoGluon's
+/// `refit_full` and FLAML's `retrain_full` do: more data for the model that is shipped. Skipped
+/// (`None`) when the remaining budget is unlikely to cover it (estimated from the trials' fit
+/// times) or when any refit fails; the models fitted on the training rows are kept then.
+#[allow(clippy::too_many_arguments)]
+fn refit_all(
+    chosen: &[(Candidate, f64)],
+    all_rows: &[usize],
+    table: &Table,
+    columns: &[crate::schema::ColumnSchema],
+    y: &[f64],
+    problem: Problem,
+    ctx: &FitContext<'_>,
+    (train_rows, _): (usize, usize),
+) -> Option<RefitParts> {
+    let growth = all_rows.len() as f64 / train_rows.max(1) as f64;
+    let estimate: f64 = chosen.iter().map(|(c, _)| c.fit_secs).sum::<f64>() * growth * 1.3;
+    if ctx.budget.is_cancelled() || ctx.budget.remaining().as_secs_f64() < estimate + 0.05 {
+        return None;
+    }
+    ctx.progress.phase("refitting on all rows");
+    let all_table = table.take(all_rows);
+    let y_all: Vec<f64> = all_rows.iter().map(|&r| y[r]).collect();
+    let mut encodings: Vec<Encoding> = Vec::new();
+    let mut pipelines: Vec<FeaturePipeline> = Vec::new();
+    let mut data: Vec<Labelled> = Vec::new();
+    let mut estimators = Vec::new();
+    for (c, _) in chosen {
+        let index = match encodings.iter().position(|e| *e == c.encoding) {
+            Some(i) => i,
+            None => {
+                let pipeline = FeaturePipeline::fit(&all_table, columns, c.encoding).ok()?;
+                let x = pipeline.transform(&all_table).ok()?;
+                data.push(Labelled {
+                    x,
+                    y: y_all.clone(),
+                });
+                pipelines.push(pipeline);
+                encodings.push(c.encoding);
+                pipelines.len() - 1
+            }
+        };
+        let all = &data[index];
+        let estimator = match &c.estimator {
+            Estimator::Gbdt(fitted) => {
+                gbdt::refit(&c.trial.params, fitted, all, ctx.seed).map(Estimator::Gbdt)
+            }
+            _ => fit_family(&c.trial, problem, all, all, ctx),
+        }
+        .ok()?;
+        if ctx.budget.is_cancelled() {
+            return None;
+        }
+        estimators.push((index, estimator));
+    }
+    Some((pipelines, estimators))
+}
+
+/// The pipelines and the members (pipeline index, estimator) of a refitted model.
+type RefitParts = (Vec<FeaturePipeline>, Vec<(usize, Estimator)>);
 
 fn fit_family(
     trial: &Trial,
@@ -290,6 +604,9 @@ fn fit_family(
         knn::FAMILY => knn::KnnTrainer { problem }
             .fit(&trial.params, train, valid, ctx)
             .map(Estimator::Knn),
+        forest::FAMILY => forest::ForestTrainer { problem }
+            .fit(&trial.params, train, valid, ctx)
+            .map(Estimator::Forest),
         other => Err(Error::invalid(
             "model family",
             format!("unknown family `{other}`"),
@@ -298,10 +615,9 @@ fn fit_family(
 }
 
 /// Median time to predict one validation row through the whole pipeline (one-row table →
-/// features → model), as a single-row request to the service does.
+/// features → each weighted model → average), as a single-row request to the service does.
 fn single_row_latency_ms(
-    pipeline: &FeaturePipeline,
-    estimator: &Estimator,
+    parts: &[(&FeaturePipeline, &Estimator, f64)],
     rows: &Table,
 ) -> Result<f64> {
     let n = rows.n_rows().clamp(1, 25);
@@ -309,14 +625,23 @@ fn single_row_latency_ms(
     median_latency_ms(25, 0.5, || {
         let row = rows.take(&[next % n]);
         next += 1;
-        let x = pipeline.transform(&row)?;
-        std::hint::black_box(estimator.predict(&x));
+        let mut sum: Vec<f64> = Vec::new();
+        for (pipeline, estimator, weight) in parts {
+            let x = pipeline.transform(&row)?;
+            let out = estimator.predict(&x);
+            sum.resize(out.len(), 0.0);
+            for (s, v) in sum.iter_mut().zip(out) {
+                *s += weight * v;
+            }
+        }
+        std::hint::black_box(sum);
         Ok(())
     })
 }
 
-/// The size of the model files this trial would save (written to a scratch folder).
-fn saved_megabytes(pipeline: &FeaturePipeline, estimator: &Estimator, trial: usize) -> Result<f64> {
+/// The size of the model files these weighted parts would save (written to a scratch folder
+/// as [`TabularModel::write_into`] lays them out: each pipeline once, each model in its folder).
+fn saved_megabytes(parts: &[(&FeaturePipeline, &Estimator, f64)], trial: usize) -> Result<f64> {
     let dir = std::env::temp_dir().join(format!(
         "exeml-size-{}-{trial}-{}",
         std::process::id(),
@@ -324,11 +649,25 @@ fn saved_megabytes(pipeline: &FeaturePipeline, estimator: &Estimator, trial: usi
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos())
     ));
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let measured = estimator
-        .save(&dir)
-        .and_then(|_| exeml_core::fsio::write_json_atomic(&dir.join("pipeline.json"), pipeline))
-        .and_then(|_| folder_megabytes(&dir));
+    let write = || -> Result<f64> {
+        let mut written: Vec<&FeaturePipeline> = Vec::new();
+        for (i, (pipeline, estimator, _)) in parts.iter().enumerate() {
+            if !written.iter().any(|p| std::ptr::eq(*p, *pipeline)) {
+                let file = dir.join(format!("pipeline_{}.json", written.len()));
+                exeml_core::fsio::write_json_atomic(&file, pipeline)?;
+                written.push(pipeline);
+            }
+            let folder = if parts.len() == 1 {
+                dir.clone()
+            } else {
+                dir.join(format!("member_{i}"))
+            };
+            std::fs::create_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
+            estimator.save(&folder)?;
+        }
+        folder_megabytes(&dir)
+    };
+    let measured = write();
     let _ = std::fs::remove_dir_all(&dir);
     measured
 }

@@ -20,6 +20,7 @@ pub mod automl;
 pub mod batch;
 pub mod checks;
 pub mod dataset;
+pub mod ensemble;
 pub mod evaluate;
 pub mod family;
 pub mod features;

@@ -11,7 +11,7 @@ use std::path::Path;
 /// Marks a folder as an exeml model.
 pub const FORMAT: &str = "exeml-model";
 /// The newest manifest layout this version writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// The manifest's file name inside a model folder.
 pub const MANIFEST_FILE: &str = "manifest.json";
 
@@ -44,6 +44,45 @@ pub struct Lineage {
     /// The latency and size limits the model was chosen under.
     #[serde(default, skip_serializing_if = "Constraints::is_empty")]
     pub constraints: Constraints,
+    /// True when the final model(s) were refitted on the training and validation rows together
+    /// after the search (the validation metrics are those of the models before the refit).
+    #[serde(default)]
+    pub refit: bool,
+}
+
+/// One model of the final ensemble (a single model is an ensemble of one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberManifest {
+    /// Its family.
+    pub family: String,
+    /// Its hyper-parameters.
+    pub params: ParamPoint,
+    /// Its weight in the average of predictions (weights sum to one).
+    pub weight: f64,
+    /// The search trial it comes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial: Option<usize>,
+    /// The sub-folder holding its files (empty: the model folder itself).
+    #[serde(default)]
+    pub folder: String,
+    /// The file of the feature pipeline it reads.
+    #[serde(default = "default_pipeline_file")]
+    pub pipeline: String,
+}
+
+/// A file or folder name that stays inside the model folder: letters, digits, `.`, `_`, `-`,
+/// not starting with a dot.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// The pipeline file of models written before ensembles.
+pub fn default_pipeline_file() -> String {
+    "pipeline.json".into()
 }
 
 /// Everything needed to load and explain a tabular model.
@@ -63,10 +102,14 @@ pub struct Manifest {
     pub target: Target,
     /// Every input column with its kind, and why dropped ones are not used.
     pub columns: Vec<ColumnSchema>,
-    /// The chosen model family.
+    /// The chosen model family (`ensemble` for a weighted average of several models).
     pub family: String,
-    /// Its hyper-parameters.
+    /// Its hyper-parameters (for an ensemble: a summary of the members).
     pub params: ParamPoint,
+    /// The models whose predictions are averaged. Empty in models written before ensembles:
+    /// then `family` and `params` describe the only model, stored in the folder itself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ensemble: Vec<MemberManifest>,
     /// Files of the model besides this manifest.
     pub files: Vec<String>,
     /// Evaluation on the validation part.
@@ -118,6 +161,47 @@ impl Manifest {
                 message: format!("a {} model, not a tabular one", manifest.task),
             });
         }
+        for (i, member) in manifest.ensemble.iter().enumerate() {
+            let problem = if !(member.folder.is_empty() || is_plain_name(&member.folder)) {
+                Some(format!(
+                    "folder `{}` is not a plain sub-folder name",
+                    member.folder
+                ))
+            } else if !is_plain_name(&member.pipeline) {
+                Some(format!(
+                    "pipeline `{}` is not a plain file name",
+                    member.pipeline
+                ))
+            } else if !(member.weight.is_finite() && member.weight >= 0.0) {
+                Some(format!(
+                    "weight {} is not a non-negative number",
+                    member.weight
+                ))
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                return Err(Error::Format {
+                    path,
+                    message: format!("ensemble member {i}: {problem}"),
+                });
+            }
+        }
         Ok(manifest)
+    }
+
+    /// The models of the ensemble; for a model written before ensembles, its only model.
+    pub fn members(&self) -> Vec<MemberManifest> {
+        if !self.ensemble.is_empty() {
+            return self.ensemble.clone();
+        }
+        vec![MemberManifest {
+            family: self.family.clone(),
+            params: self.params.clone(),
+            weight: 1.0,
+            trial: None,
+            folder: String::new(),
+            pipeline: default_pipeline_file(),
+        }]
     }
 }

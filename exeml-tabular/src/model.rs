@@ -63,23 +63,70 @@ impl Predictions {
     }
 }
 
-/// A trained tabular model.
+/// A trained tabular model: one or more fitted estimators whose predictions are averaged with
+/// the weights of the manifest's `ensemble`, each reading the features of one pipeline.
 #[derive(Debug)]
 pub struct TabularModel {
     /// Schema, metrics, leaderboard and lineage.
     pub manifest: Manifest,
-    pipeline: FeaturePipeline,
-    estimator: Estimator,
+    pipelines: Vec<FeaturePipeline>,
+    members: Vec<Member>,
+}
+
+/// A fitted estimator of the ensemble and the pipeline it reads.
+#[derive(Debug)]
+pub struct Member {
+    /// Index into the model's pipelines.
+    pub pipeline: usize,
+    /// The fitted estimator.
+    pub estimator: Estimator,
+    /// Its weight in the average.
+    pub weight: f64,
 }
 
 impl TabularModel {
-    /// Assemble a model from its parts (used by the search).
-    pub fn new(manifest: Manifest, pipeline: FeaturePipeline, estimator: Estimator) -> Self {
-        TabularModel {
-            manifest,
-            pipeline,
-            estimator,
+    /// Assemble a model from its parts (used by the search). `members` are in the order of
+    /// `manifest.members()`, whose weights they take.
+    pub fn new(
+        manifest: Manifest,
+        pipelines: Vec<FeaturePipeline>,
+        members: Vec<(usize, Estimator)>,
+    ) -> Result<Self> {
+        let described = manifest.members();
+        if members.is_empty()
+            || described.len() != members.len()
+            || members.iter().any(|(p, _)| *p >= pipelines.len())
+        {
+            return Err(Error::invalid(
+                "model",
+                format!(
+                    "{} fitted models and {} pipelines do not match the {} models the manifest describes",
+                    members.len(),
+                    pipelines.len(),
+                    described.len()
+                ),
+            ));
         }
+        let members = members
+            .into_iter()
+            .zip(&described)
+            .map(|((pipeline, estimator), d)| Member {
+                pipeline,
+                estimator,
+                weight: d.weight,
+            })
+            .collect();
+        Ok(TabularModel {
+            manifest,
+            pipelines,
+            members,
+        })
+    }
+
+    /// The fitted models whose predictions are averaged (one unless the search chose an
+    /// ensemble).
+    pub fn members(&self) -> &[Member] {
+        &self.members
     }
 
     /// The problem it solves.
@@ -107,9 +154,15 @@ impl TabularModel {
         rows
     }
 
-    /// The fitted feature pipeline: the used input columns, their kinds and encodings.
+    /// The first fitted feature pipeline: the used input columns, their kinds and encodings
+    /// (every pipeline of a model reads the same columns).
     pub fn pipeline(&self) -> &FeaturePipeline {
-        &self.pipeline
+        &self.pipelines[0]
+    }
+
+    /// Every fitted feature pipeline (one per encoding the members need).
+    pub fn pipelines(&self) -> &[FeaturePipeline] {
+        &self.pipelines
     }
 
     /// The validation evaluation made at training time.
@@ -119,8 +172,7 @@ impl TabularModel {
 
     /// Predict every row of `table` (extra columns, the label included, are ignored).
     pub fn predict(&self, table: &Table) -> Result<Predictions> {
-        let x = self.pipeline.transform(table)?;
-        let out = self.estimator.predict(&x);
+        let out = self.raw_predictions(table)?;
         let problem = self.problem();
         Ok(if problem == ProblemType::Regression {
             Predictions {
@@ -137,6 +189,38 @@ impl TabularModel {
                 values: Vec::new(),
             }
         })
+    }
+
+    /// The weighted average of the members' predictions (row-major, as [`Estimator::predict`]).
+    fn raw_predictions(&self, table: &Table) -> Result<Vec<f64>> {
+        let mut features: Vec<Option<crate::features::Matrix>> = vec![None; self.pipelines.len()];
+        for member in &self.members {
+            if features[member.pipeline].is_none() {
+                features[member.pipeline] = Some(self.pipelines[member.pipeline].transform(table)?);
+            }
+        }
+        let mut out: Vec<f64> = Vec::new();
+        for member in &self.members {
+            let Some(x) = &features[member.pipeline] else {
+                continue;
+            };
+            let predicted = member.estimator.predict(x);
+            if self.members.len() == 1 {
+                return Ok(predicted);
+            }
+            if out.is_empty() {
+                out = vec![0.0; predicted.len()];
+            }
+            for (o, p) in out.iter_mut().zip(&predicted) {
+                *o += member.weight * p;
+            }
+        }
+        let problem = Problem {
+            kind: self.problem(),
+            n_classes: self.classes().len().max(1),
+        };
+        crate::family::clamp_probabilities(problem, &mut out);
+        Ok(out)
     }
 
     /// Evaluate on a table that has the label column.
@@ -198,29 +282,67 @@ impl TabularModel {
         Ok(())
     }
 
-    /// Write the model's files into an existing folder (e.g. a store's model draft).
+    /// Write the model's files into an existing folder (e.g. a store's model draft). A single
+    /// model is written into the folder itself; the members of an ensemble into `member_N/`.
     pub fn write_into(&self, dir: &Path) -> Result<()> {
         let mut manifest = self.manifest.clone();
-        manifest.files = self.estimator.save(dir)?;
-        write_json_atomic(&dir.join(PIPELINE_FILE), &self.pipeline)?;
-        manifest.files.push(PIPELINE_FILE.into());
+        let mut described = manifest.members();
+        manifest.files.clear();
+        let pipeline_files: Vec<String> = (0..self.pipelines.len())
+            .map(|i| match i {
+                0 => PIPELINE_FILE.to_string(),
+                i => format!("pipeline_{i}.json"),
+            })
+            .collect();
+        for (pipeline, file) in self.pipelines.iter().zip(&pipeline_files) {
+            write_json_atomic(&dir.join(file), pipeline)?;
+            manifest.files.push(file.clone());
+        }
+        let single = self.members.len() == 1;
+        for (i, (member, description)) in self.members.iter().zip(&mut described).enumerate() {
+            description.folder = if single {
+                String::new()
+            } else {
+                format!("member_{i}")
+            };
+            description.pipeline = pipeline_files[member.pipeline].clone();
+            let folder = dir.join(&description.folder);
+            std::fs::create_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
+            for file in member.estimator.save(&folder)? {
+                manifest.files.push(if single {
+                    file
+                } else {
+                    format!("{}/{file}", description.folder)
+                });
+            }
+        }
+        manifest.ensemble = described;
         write_json_atomic(&dir.join(MANIFEST_FILE), &manifest)
     }
 
     /// Load a model folder written by [`TabularModel::save`].
     pub fn load(dir: &Path) -> Result<Self> {
         let manifest = Manifest::read(dir)?;
-        let pipeline: FeaturePipeline = read_json(&dir.join(PIPELINE_FILE))?;
         let problem = Problem {
             kind: manifest.problem,
             n_classes: manifest.target.classes.len().max(1),
         };
-        let estimator = Estimator::load(&manifest.family, dir, problem)?;
-        Ok(TabularModel {
-            manifest,
-            pipeline,
-            estimator,
-        })
+        let mut pipeline_files: Vec<String> = Vec::new();
+        let mut pipelines: Vec<FeaturePipeline> = Vec::new();
+        let mut members = Vec::new();
+        for member in manifest.members() {
+            let pipeline = match pipeline_files.iter().position(|f| *f == member.pipeline) {
+                Some(i) => i,
+                None => {
+                    pipelines.push(read_json(&dir.join(&member.pipeline))?);
+                    pipeline_files.push(member.pipeline.clone());
+                    pipelines.len() - 1
+                }
+            };
+            let estimator = Estimator::load(&member.family, &dir.join(&member.folder), problem)?;
+            members.push((pipeline, estimator));
+        }
+        TabularModel::new(manifest, pipelines, members)
     }
 
     /// Permutation importance of each used column on labelled `table`, most important first
@@ -234,12 +356,25 @@ impl TabularModel {
         crate::importance::permutation_importance(self, table, shuffles, seed)
     }
 
+    /// What was chosen: the family, or the ensemble's members and weights.
+    pub fn description(&self) -> String {
+        let members = self.manifest.members();
+        if members.len() == 1 {
+            return self.manifest.family.clone();
+        }
+        let parts: Vec<String> = members
+            .iter()
+            .map(|m| format!("{} {:.2}", m.family, m.weight))
+            .collect();
+        format!("ensemble of {}", parts.join(" + "))
+    }
+
     /// A one-line description: family, validation score, problem.
     pub fn summary(&self) -> String {
         let (metric, value) = self.validation().headline();
         format!(
             "{} ({}), validation {metric} {}",
-            self.manifest.family,
+            self.description(),
             self.problem(),
             format_number((value * 10_000.0).round() / 10_000.0)
         )

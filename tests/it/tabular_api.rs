@@ -141,9 +141,11 @@ fn warm_start_tries_the_parent_configuration_first_and_records_it() {
         child.manifest.lineage.parent.as_deref(),
         Some("iris-parent")
     );
+    // The parent's heaviest model (its only one, or its ensemble's first) is tried first.
+    let heaviest = &parent.manifest.members()[0];
     let first = &child.manifest.leaderboard[0].trial;
-    assert_eq!(first.family, parent.manifest.family);
-    assert_eq!(first.params, parent.manifest.params);
+    assert_eq!(first.family, heaviest.family);
+    assert_eq!(first.params, heaviest.params);
 }
 
 #[test]
@@ -166,7 +168,7 @@ fn newer_model_format_is_rejected_clearly() {
     let text = std::fs::read_to_string(&manifest).expect("read");
     std::fs::write(
         &manifest,
-        text.replace("\"format_version\": 1", "\"format_version\": 99"),
+        text.replace("\"format_version\": 2", "\"format_version\": 99"),
     )
     .expect("write");
     let err = TabularModel::load(&path).expect_err("newer format");
@@ -247,13 +249,17 @@ fn tuning_rows_appended_to_training_rows_validate() {
 fn every_family_trains_saves_and_predicts_on_its_own() {
     let table = Table::read(&data("wine.csv"), ReadOptions::default()).expect("read");
     let dir = tempfile::tempdir().expect("tempdir");
-    for family in ["linear", "knn", "gbdt"] {
+    for family in ["linear", "knn", "gbdt", "forest"] {
         let model = quick("cultivar")
             .families([family])
             .fit(&table)
             .expect("fit");
-        assert_eq!(model.manifest.family, family);
-        assert!(model.leaderboard().iter().all(|r| r.trial.family == family));
+        let members = model.manifest.members();
+        assert!(members.iter().all(|m| m.family == family), "{members:?}");
+        assert!(model
+            .leaderboard()
+            .iter()
+            .all(|r| r.trial.family == family || r.trial.family == "ensemble"));
         let Metrics::Classification(report) = &model.validation().metrics else {
             panic!("classification metrics expected");
         };
@@ -268,11 +274,11 @@ fn every_family_trains_saves_and_predicts_on_its_own() {
         );
     }
     let err = quick("cultivar")
-        .families(["forest"])
+        .families(["bayes"])
         .fit(&table)
         .expect_err("unknown family");
     assert!(
-        err.to_string().contains("unknown model family `forest`"),
+        err.to_string().contains("unknown model family `bayes`"),
         "{err}"
     );
 }
@@ -284,7 +290,11 @@ fn the_search_improves_on_the_default_point() {
         .families(["gbdt"])
         .fit(&table)
         .expect("fit");
-    let board = model.leaderboard();
+    let board: Vec<_> = model
+        .leaderboard()
+        .into_iter()
+        .filter(|r| r.trial.family == "gbdt")
+        .collect();
     let default_score = model
         .manifest
         .leaderboard
@@ -321,7 +331,8 @@ fn a_size_limit_excludes_models_that_store_the_training_rows() {
         .max_model_mb(limit)
         .fit(&table)
         .expect("fit");
-    assert_eq!(model.manifest.family, "linear");
+    let members = model.manifest.members();
+    assert!(members.iter().all(|m| m.family == "linear"), "{members:?}");
     assert_eq!(model.manifest.lineage.constraints.max_model_mb, Some(limit));
     let board = &model.manifest.leaderboard;
     let knn: Vec<_> = board.iter().filter(|r| r.trial.family == "knn").collect();
@@ -409,5 +420,114 @@ fn a_latency_limit_is_met_by_the_returned_model_and_recorded() {
     assert!(
         text.contains("max_latency_ms") && text.contains("the fastest took"),
         "{text}"
+    );
+}
+
+#[test]
+fn an_ensemble_beats_its_members_on_validation_and_round_trips() {
+    // Regression on diabetes: a linear model and boosted trees make different errors, so the
+    // greedy ensemble lowers the validation error below the best single model's.
+    let table = Table::read(&data("diabetes.csv"), ReadOptions::default()).expect("read");
+    let model = quick("progression")
+        .time_limit(Duration::from_secs(10))
+        .preference(exeml::Preference::AccuracyFirst)
+        .fit(&table)
+        .expect("fit");
+    let members = model.manifest.members();
+    assert_eq!(model.manifest.family, "ensemble", "{members:?}");
+    assert!(members.len() >= 2, "{members:?}");
+    let total: f64 = members.iter().map(|m| m.weight).sum();
+    assert!((total - 1.0).abs() < 1e-9, "{members:?}");
+    let board = &model.manifest.leaderboard;
+    let ensemble = chosen_row(&model);
+    assert!(ensemble.outcome.note.is_none(), "{ensemble:#?}");
+    let best_single = board
+        .iter()
+        .filter(|r| r.trial.family != "ensemble")
+        .filter_map(|r| r.outcome.score)
+        .fold(f64::NEG_INFINITY, f64::max);
+    assert!(ensemble.outcome.score.expect("scored") > best_single);
+    let Metrics::Regression(report) = &model.validation().metrics else {
+        panic!("regression metrics expected");
+    };
+    assert!((report.rmse + ensemble.outcome.score.expect("scored")).abs() < 1e-9);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ensemble");
+    model.save(&path).expect("save");
+    assert!(path.join("member_1").is_dir());
+    let loaded = TabularModel::load(&path).expect("load");
+    assert_eq!(loaded.members().len(), members.len());
+    assert_eq!(
+        model.predict(&table).expect("predict"),
+        loaded.predict(&table).expect("predict")
+    );
+}
+
+#[test]
+fn performance_first_returns_one_model_refitted_on_all_rows() {
+    let table = Table::read(&data("iris.csv"), ReadOptions::default()).expect("read");
+    let model = quick("species")
+        .families(["knn"])
+        .preference(exeml::Preference::PerformanceFirst)
+        .fit(&table)
+        .expect("fit");
+    assert_eq!(model.manifest.family, "knn");
+    assert_eq!(model.members().len(), 1);
+    assert!(model.manifest.lineage.refit, "iris refits in no time");
+    assert_eq!(model.manifest.lineage.rows, (120, 30));
+    let exeml::tabular::family::Estimator::Knn(knn) = &model.members()[0].estimator else {
+        panic!("a k-NN model expected");
+    };
+    assert_eq!(knn.n_points(), 150, "the refit stores every row");
+}
+
+#[test]
+fn a_manifest_whose_member_folder_escapes_the_model_is_refused() {
+    let table = Table::read(&data("diabetes.csv"), ReadOptions::default()).expect("read");
+    let model = quick("progression")
+        .time_limit(Duration::from_secs(10))
+        .preference(exeml::Preference::AccuracyFirst)
+        .fit(&table)
+        .expect("fit");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("m");
+    model.save(&path).expect("save");
+    let manifest_path = path.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).expect("read"))
+            .expect("json");
+    manifest["ensemble"][0]["folder"] = serde_json::json!("../elsewhere");
+    std::fs::write(&manifest_path, manifest.to_string()).expect("write");
+    let err = TabularModel::load(&path).expect_err("escaping folder");
+    assert!(
+        err.to_string().contains("ensemble member 0") && err.to_string().contains("../elsewhere"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_model_saved_before_ensembles_still_loads() {
+    let table = Table::read(&data("iris.csv"), ReadOptions::default()).expect("read");
+    let model = quick("species")
+        .preference(exeml::Preference::PerformanceFirst)
+        .fit(&table)
+        .expect("fit");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("m");
+    model.save(&path).expect("save");
+    // The layout of format 1: no `ensemble`, the only model in the folder itself.
+    let manifest_path = path.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).expect("read"))
+            .expect("json");
+    let object = manifest.as_object_mut().expect("object");
+    object.remove("ensemble");
+    object.insert("format_version".into(), serde_json::json!(1));
+    std::fs::write(&manifest_path, manifest.to_string()).expect("write");
+    let loaded = TabularModel::load(&path).expect("format 1 loads");
+    assert_eq!(
+        model.predict(&table).expect("predict"),
+        loaded.predict(&table).expect("predict")
     );
 }

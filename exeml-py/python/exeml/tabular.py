@@ -44,8 +44,8 @@ class TabularPredictor:
     verbosity:
         0 is silent; 1 shows progress (a bar in Jupyter, lines elsewhere).
     families:
-        Restrict the search to these model families (``"linear"``, ``"knn"``, ``"gbdt"``);
-        ``None`` searches all.
+        Restrict the search to these model families (``"linear"``, ``"knn"``, ``"gbdt"``,
+        ``"forest"``); ``None`` searches all.
     """
 
     def __init__(

@@ -252,6 +252,51 @@ impl Trainer for GbdtTrainer {
     }
 }
 
+/// Refit on `data` (the training and validation rows together) with the parameters of `point`
+/// and, per booster, the number of rounds `fitted` kept after early stopping: there is no
+/// validation part left to stop on.
+pub fn refit(
+    point: &ParamPoint,
+    fitted: &GbdtModel,
+    data: &Labelled,
+    seed: u64,
+) -> Result<GbdtModel> {
+    let params = GbdtParams::from_point(point)?;
+    let problem = fitted.problem;
+    let rounds = fitted.rounds();
+    let targets: Vec<Vec<f64>> = if problem.kind == ProblemType::Multiclass {
+        (0..problem.n_classes)
+            .map(|c| one_vs_rest(&data.y, c))
+            .collect()
+    } else {
+        vec![data.y.clone()]
+    };
+    if targets.len() != rounds.len() {
+        return Err(Error::invalid(
+            "gbdt",
+            format!(
+                "{} boosters cannot be refitted for {} outputs",
+                rounds.len(),
+                targets.len()
+            ),
+        ));
+    }
+    let x = forust_ml::Matrix::new(&data.x.data, data.x.rows, data.x.cols);
+    let weights = vec![1.0; data.x.rows];
+    let mut boosters = Vec::with_capacity(targets.len());
+    for (y, &rounds) in targets.iter().zip(&rounds) {
+        let objective = if problem.kind == ProblemType::Regression {
+            ObjectiveType::SquaredLoss
+        } else {
+            ObjectiveType::LogLoss
+        };
+        let mut b = booster(&params, objective, rounds.max(1), None, seed)?;
+        b.fit(&x, y, &weights, None).map_err(backend)?;
+        boosters.push(b);
+    }
+    Ok(GbdtModel { boosters, problem })
+}
+
 fn booster(
     params: &GbdtParams,
     objective: ObjectiveType,

@@ -127,7 +127,8 @@ impl Trainer for KnnTrainer {
 }
 
 impl KnnModel {
-    fn n_points(&self) -> usize {
+    /// How many training rows it stores (and searches at prediction time).
+    pub fn n_points(&self) -> usize {
         self.targets.len()
     }
 

@@ -2,6 +2,7 @@
 //! implements [`exeml_core::Trainer`] on a feature matrix; adding a family touches one file here
 //! plus one line in [`Estimator`] and [`spaces`].
 
+pub mod forest;
 pub mod gbdt;
 pub mod knn;
 pub mod linear;
@@ -47,13 +48,14 @@ pub fn spaces(problem: Problem) -> Vec<SearchSpace> {
         linear::search_space(problem),
         knn::search_space(problem),
         gbdt::search_space(problem),
+        forest::search_space(problem),
     ]
 }
 
 /// The encoding a family needs.
 pub fn encoding_of(family: &str) -> Result<Encoding> {
     match family {
-        gbdt::FAMILY => Ok(Encoding::Trees),
+        gbdt::FAMILY | forest::FAMILY => Ok(Encoding::Trees),
         linear::FAMILY | knn::FAMILY => Ok(Encoding::Linear),
         other => Err(Error::invalid(
             "model family",
@@ -71,6 +73,8 @@ pub enum Estimator {
     Linear(linear::LinearModel),
     /// k-nearest neighbours.
     Knn(knn::KnnModel),
+    /// A random forest or extra trees.
+    Forest(forest::ForestModel),
 }
 
 impl Estimator {
@@ -80,6 +84,7 @@ impl Estimator {
             Estimator::Gbdt(_) => gbdt::FAMILY,
             Estimator::Linear(_) => linear::FAMILY,
             Estimator::Knn(_) => knn::FAMILY,
+            Estimator::Forest(_) => forest::FAMILY,
         }
     }
 
@@ -89,6 +94,7 @@ impl Estimator {
             Estimator::Gbdt(m) => m.predict(x),
             Estimator::Linear(m) => m.predict(x),
             Estimator::Knn(m) => m.predict(x),
+            Estimator::Forest(m) => m.predict(x),
         }
     }
 
@@ -98,6 +104,7 @@ impl Estimator {
             Estimator::Gbdt(m) => m.save(dir),
             Estimator::Linear(m) => m.save(dir),
             Estimator::Knn(m) => m.save(dir),
+            Estimator::Forest(m) => m.save(dir),
         }
     }
 
@@ -107,6 +114,7 @@ impl Estimator {
             gbdt::FAMILY => Ok(Estimator::Gbdt(gbdt::GbdtModel::load(dir, problem)?)),
             linear::FAMILY => Ok(Estimator::Linear(linear::LinearModel::load(dir, problem)?)),
             knn::FAMILY => Ok(Estimator::Knn(knn::KnnModel::load(dir, problem)?)),
+            forest::FAMILY => Ok(Estimator::Forest(forest::ForestModel::load(dir, problem)?)),
             other => Err(Error::Format {
                 path: dir.to_path_buf(),
                 message: format!("unknown model family `{other}`"),
@@ -146,6 +154,16 @@ pub(crate) fn softmax_in_place(row: &mut [f64]) {
     }
     for v in row.iter_mut() {
         *v /= sum;
+    }
+}
+
+/// Keep averaged probabilities inside [0, 1]: a weighted sum of rows that each sum to one can
+/// exceed one by a rounding error, which the metrics (rightly) refuse.
+pub(crate) fn clamp_probabilities(problem: Problem, out: &mut [f64]) {
+    if problem.kind != ProblemType::Regression {
+        for p in out.iter_mut() {
+            *p = p.clamp(0.0, 1.0);
+        }
     }
 }
 
