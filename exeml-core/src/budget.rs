@@ -79,6 +79,16 @@ impl Budget {
         }
     }
 
+    /// A budget sharing this one's cancel flag but without a time limit: for work whose size
+    /// must not depend on the clock (deterministic runs), which still stops when cancelled.
+    pub fn uncapped(&self) -> Budget {
+        Budget {
+            start: Instant::now(),
+            limit: Duration::from_secs(u64::MAX / 4),
+            cancelled: Arc::clone(&self.cancelled),
+        }
+    }
+
     /// Ask every holder of this budget to stop at its next check.
     pub fn cancel(&self) {
         self.cancelled.store(true, Ordering::SeqCst);
@@ -161,6 +171,15 @@ mod tests {
         for bad in ["", "0", "-5", "5x", "m", "10m5", "abc"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_uncapped_budget_has_time_but_shares_the_cancel_flag() {
+        let budget = Budget::new(Duration::ZERO);
+        let uncapped = budget.uncapped();
+        assert!(budget.exhausted() && !uncapped.exhausted());
+        budget.cancel();
+        assert!(uncapped.is_cancelled() && uncapped.exhausted());
     }
 
     #[test]

@@ -94,7 +94,7 @@ pub fn warn_interrupted(py: Python<'_>) -> PyResult<()> {
     *, path=None, columns=None, tuning_path=None, tuning_columns=None, label=None, problem=None,
     time_limit=60.0, preference="balance", seed=0, train_ratio=0.8, header="auto",
     parent=None, parent_name=None, families=None, progress=None, max_latency_ms=None,
-    max_model_mb=None
+    max_model_mb=None, deterministic=false
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn fit_tabular(
@@ -116,10 +116,12 @@ pub fn fit_tabular(
     progress: Option<&Bound<'_, PyAny>>,
     max_latency_ms: Option<f64>,
     max_model_mb: Option<f64>,
+    deterministic: bool,
 ) -> PyResult<TabularModel> {
     let limit = seconds("time_limit", time_limit)?;
     let mut config = predictor(label, problem, preference, seed, train_ratio)?;
     config.families = families.unwrap_or_default();
+    config.deterministic = deterministic;
     config.constraints = guard(|| {
         Constraints {
             max_latency_ms,

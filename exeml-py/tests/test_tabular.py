@@ -223,3 +223,17 @@ def test_deployment_limits_exclude_models_and_are_recorded(breast_cancer_path: P
         exeml.TabularPredictor(label="diagnosis", families=["linear"], verbosity=0).fit(
             breast_cancer_path, time_limit=5, max_latency_ms=1e-6
         )
+
+
+def test_deterministic_fits_repeat_their_predictions(iris_split):
+    train, test = iris_split
+
+    def fit():
+        return exeml.TabularPredictor(label="species", seed=5, verbosity=0).fit(
+            train, time_limit=120, deterministic=True
+        )
+
+    a, b = fit(), fit()
+    assert a.manifest()["lineage"]["deterministic"] is True
+    assert a.manifest()["ensemble"] == b.manifest()["ensemble"]
+    assert a.predict_proba(test).equals(b.predict_proba(test))

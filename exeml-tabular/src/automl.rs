@@ -115,8 +115,13 @@ pub fn fit(
     let pick = |rows: &[usize]| rows.iter().map(|&r| y[r]).collect::<Vec<f64>>();
     let (y_train, y_valid) = (pick(&train_rows), pick(&valid_rows));
 
+    // A deterministic run sizes each fit by counts (rounds, trees), not by the time left.
     let ctx = FitContext {
-        budget: budget.clone(),
+        budget: if config.deterministic {
+            budget.uncapped()
+        } else {
+            budget.clone()
+        },
         device: config.device,
         preference: config.preference,
         seed: config.seed,
@@ -153,6 +158,7 @@ pub fn fit(
     let mut prepared: HashMap<Encoding, (FeaturePipeline, Labelled, Labelled)> = HashMap::new();
     let mut candidates: Vec<Candidate> = Vec::new();
     let mut history = Vec::new();
+    let mut stopped_by_budget = false;
     while let Some(trial) = searcher.suggest() {
         if budget.is_cancelled() && candidates.is_empty() {
             return Err(Error::Interrupted(
@@ -163,6 +169,7 @@ pub fn fit(
             .iter()
             .any(|r: &TrialRecord| r.outcome.score.is_some());
         if budget.exhausted() && (!candidates.is_empty() || any_scored) {
+            stopped_by_budget = true;
             break;
         }
         progress.phase(&format!("trial {}: {}", trial.id + 1, trial.family));
@@ -289,7 +296,8 @@ pub fn fit(
     }
     let rows = (train_rows.len(), valid_rows.len());
     let all_rows: Vec<usize> = train_rows.iter().chain(&valid_rows).copied().collect();
-    let refitted = refit_all(&chosen, &all_rows, table, &columns, &y, problem, &ctx, rows);
+    let refitted = refit_all(&chosen, &all_rows, table, &columns, &y, problem, &ctx, rows)
+        .filter(|parts| refit_meets(parts, &chosen, &constraints, &valid_table, history.len()));
     let refit = refitted.is_some();
     let members: Vec<MemberManifest> = chosen
         .iter()
@@ -356,6 +364,8 @@ pub fn fit(
                 .map_or(0, |d| d.as_secs()),
             constraints,
             refit,
+            deterministic: config.deterministic,
+            stopped_by_budget,
         },
     };
     TabularModel::new(manifest, pipelines, estimators)
@@ -573,7 +583,19 @@ fn refit_all(
             Estimator::Gbdt(fitted) => {
                 gbdt::refit(&c.trial.params, fitted, all, ctx.seed).map(Estimator::Gbdt)
             }
-            _ => fit_family(&c.trial, problem, all, all, ctx),
+            _ => {
+                // No validation part is left (k-NN sizes what it stores by the cost of
+                // scoring the validation part: none here).
+                let none = Labelled {
+                    x: crate::features::Matrix {
+                        data: Vec::new(),
+                        rows: 0,
+                        cols: all.x.cols,
+                    },
+                    y: Vec::new(),
+                };
+                fit_family(&c.trial, problem, all, &none, ctx)
+            }
         }
         .ok()?;
         if ctx.budget.is_cancelled() {
@@ -582,6 +604,33 @@ fn refit_all(
         estimators.push((index, estimator));
     }
     Some((pipelines, estimators))
+}
+
+/// True when the refitted model still meets the deployment limits (more rows can make a model
+/// slower or larger: k-NN stores them, forests grow more leaves); measured only when limits
+/// are set.
+fn refit_meets(
+    (pipelines, estimators): &RefitParts,
+    chosen: &[(Candidate, f64)],
+    constraints: &Constraints,
+    valid_table: &Table,
+    scratch_id: usize,
+) -> bool {
+    if constraints.is_empty() {
+        return true;
+    }
+    let parts: Vec<(&FeaturePipeline, &Estimator, f64)> = estimators
+        .iter()
+        .zip(chosen)
+        .map(|((p, e), (_, w))| (&pipelines[*p], e, *w))
+        .collect();
+    let latency = constraints
+        .max_latency_ms
+        .and_then(|_| single_row_latency_ms(&parts, valid_table).ok());
+    let size = constraints
+        .max_model_mb
+        .and_then(|_| saved_megabytes(&parts, scratch_id).ok());
+    constraints.violation(latency, size).is_none()
 }
 
 /// The pipelines and the members (pipeline index, estimator) of a refitted model.

@@ -48,6 +48,12 @@ pub struct Lineage {
     /// after the search (the validation metrics are those of the models before the refit).
     #[serde(default)]
     pub refit: bool,
+    /// True when trained with `deterministic` (counts, not the clock, sized the work).
+    #[serde(default)]
+    pub deterministic: bool,
+    /// True when the time limit ended the search before it finished by itself.
+    #[serde(default)]
+    pub stopped_by_budget: bool,
 }
 
 /// One model of the final ensemble (a single model is an ensemble of one).

@@ -48,6 +48,12 @@ pub struct TabularPredictor {
     pub families: Vec<String>,
     /// Limits on single-row latency and model size that the returned model meets.
     pub constraints: Constraints,
+    /// Make the run reproducible: every decision that would depend on the clock (boosting
+    /// rounds and forest trees capped to the time left, whether to refit) depends on counts
+    /// instead, so the same data, seed and settings give identical predictions on any machine
+    /// load. The time limit still stops the search; the manifest then records
+    /// `stopped_by_budget` (the run is reproducible when the search ends by itself first).
+    pub deterministic: bool,
 }
 
 /// The parent of an incremental run: its name in the lineage and its manifest.
@@ -73,6 +79,7 @@ impl Default for TabularPredictor {
             warm_start: None,
             families: Vec::new(),
             constraints: Constraints::default(),
+            deterministic: false,
         }
     }
 }
@@ -126,6 +133,12 @@ impl TabularPredictor {
     /// most `ms` milliseconds on this machine; slower trials stay in the leaderboard, excluded.
     pub fn max_latency_ms(mut self, ms: f64) -> Self {
         self.constraints.max_latency_ms = Some(ms);
+        self
+    }
+
+    /// Make the run reproducible (see [`TabularPredictor::deterministic`]'s field).
+    pub fn deterministic(mut self, on: bool) -> Self {
+        self.deterministic = on;
         self
     }
 

@@ -177,12 +177,18 @@ fn regression_evaluate_json_has_error_metrics() {
             &s(&diabetes),
             "--time-limit",
             "10s",
+            "--deterministic",
             "--out",
             &s(&model),
         ],
         dir.path(),
     );
     assert!(out.status.success(), "{}", stderr(&out));
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(model.join("manifest.json")).expect("manifest"),
+    )
+    .expect("json");
+    assert_eq!(manifest["lineage"]["deterministic"], true, "{manifest}");
     let out = exeml(
         &[
             "evaluate",
@@ -308,4 +314,29 @@ fn predict_refuses_a_folder_that_is_not_a_model() {
         stderr(&out)
     );
     assert!(!preds.exists());
+}
+
+#[test]
+fn deterministic_is_refused_for_images_with_the_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = exeml(
+        &[
+            "train",
+            "--task",
+            "image",
+            "--data",
+            dir.path().to_str().expect("utf-8"),
+            "--deterministic",
+            "--out",
+            dir.path().join("m").to_str().expect("utf-8"),
+        ],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("--deterministic") && err.contains("tables only"),
+        "{err}"
+    );
+    assert!(!dir.path().join("m").exists());
 }

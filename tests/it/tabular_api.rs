@@ -531,3 +531,42 @@ fn a_model_saved_before_ensembles_still_loads() {
         loaded.predict(&table).expect("predict")
     );
 }
+
+#[test]
+fn deterministic_runs_repeat_the_same_search_and_predictions() {
+    let table = Table::read(&data("wine.csv"), ReadOptions::default()).expect("read");
+    let fit = || {
+        quick("cultivar")
+            .time_limit(Duration::from_secs(120))
+            .seed(3)
+            .deterministic(true)
+            .fit(&table)
+            .expect("fit")
+    };
+    let (a, b) = (fit(), fit());
+    for model in [&a, &b] {
+        assert!(model.manifest.lineage.deterministic);
+        assert!(
+            !model.manifest.lineage.stopped_by_budget,
+            "the search ended by itself"
+        );
+    }
+    let trials = |m: &TabularModel| -> Vec<(String, String)> {
+        m.manifest
+            .leaderboard
+            .iter()
+            .map(|r| {
+                (
+                    r.trial.family.clone(),
+                    serde_json::to_string(&r.trial.params).expect("json"),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(trials(&a), trials(&b));
+    assert_eq!(a.manifest.ensemble, b.manifest.ensemble);
+    assert_eq!(
+        a.predict(&table).expect("predict"),
+        b.predict(&table).expect("predict")
+    );
+}

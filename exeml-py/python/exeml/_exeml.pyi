@@ -39,6 +39,7 @@ def fit_tabular(
     progress: Optional[_Progress] = None,
     max_latency_ms: Optional[float] = None,
     max_model_mb: Optional[float] = None,
+    deterministic: bool = False,
 ) -> TabularModel: ...
 def list_projects(home: Optional[_Path] = None) -> str: ...
 def fit_image(

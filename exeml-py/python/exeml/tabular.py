@@ -90,6 +90,7 @@ class TabularPredictor:
         warm_start: Optional["TabularPredictor"] = None,
         max_latency_ms: Optional[float] = None,
         max_model_mb: Optional[float] = None,
+        deterministic: bool = False,
     ) -> "TabularPredictor":
         """Train within ``time_limit`` seconds and keep the best model; returns ``self``.
 
@@ -100,7 +101,9 @@ class TabularPredictor:
         ``max_latency_ms`` / ``max_model_mb`` are deployment limits: the returned model
         predicts one row within that median latency on this machine and saves to at most
         that many megabytes (trials that break them stay in the leaderboard, excluded).
-        Ctrl-C stops training early and keeps the best model so far (with a
+        ``deterministic=True`` sizes every fit by counts instead of the time left, so the same
+        data, seed and settings give identical predictions (the time limit still stops the
+        search; ``manifest()["lineage"]["stopped_by_budget"]`` then says so). Ctrl-C stops training early and keeps the best model so far (with a
         :class:`~exeml.errors.TrainingInterruptedWarning`).
         """
         frame = to_frame(train_data)
@@ -130,6 +133,7 @@ class TabularPredictor:
                 progress=progress,
                 max_latency_ms=max_latency_ms,
                 max_model_mb=max_model_mb,
+                deterministic=bool(deterministic),
             )
         finally:
             if progress is not None:

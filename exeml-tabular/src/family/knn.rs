@@ -22,6 +22,12 @@ pub const FAMILY: &str = "knn";
 const POINTS_FILE: &str = "knn.safetensors";
 /// Most training rows a model keeps.
 pub const MAX_STORED_ROWS: usize = 20_000;
+/// Most distance terms (stored rows × validation rows × features) scoring the validation part
+/// may cost: about a second or two on one core. On large tables fewer rows are stored so that
+/// a k-NN trial cannot eat the search's budget.
+const VALIDATION_WORK: usize = 2_000_000_000;
+/// Fewest rows stored when [`VALIDATION_WORK`] lowers the count.
+const MIN_STORED_ROWS: usize = 1_000;
 /// Pseudo-count added to every class's vote, so that no probability is exactly zero.
 const VOTE_SMOOTHING: f64 = 1e-3;
 
@@ -98,13 +104,14 @@ impl Trainer for KnnTrainer {
         &self,
         point: &ParamPoint,
         train: &Labelled,
-        _valid: &Labelled,
+        valid: &Labelled,
         ctx: &FitContext<'_>,
     ) -> Result<KnnModel> {
         let (k, by_distance) = read_params(point)?;
         let n = train.x.rows;
-        let rows: Vec<usize> = if n > MAX_STORED_ROWS {
-            let mut chosen = sample(&mut rng(ctx.seed, 0x4b4e), n, MAX_STORED_ROWS).into_vec();
+        let stored = stored_rows(n, valid.x.rows, train.x.cols);
+        let rows: Vec<usize> = if n > stored {
+            let mut chosen = sample(&mut rng(ctx.seed, 0x4b4e), n, stored).into_vec();
             chosen.sort_unstable();
             chosen
         } else {
@@ -124,6 +131,12 @@ impl Trainer for KnnTrainer {
             problem: self.problem,
         })
     }
+}
+
+/// How many of `n` training rows to store, given the validation rows it will score.
+fn stored_rows(n: usize, validation_rows: usize, cols: usize) -> usize {
+    let affordable = VALIDATION_WORK / (validation_rows.max(1) * cols.max(1));
+    n.min(MAX_STORED_ROWS).min(affordable.max(MIN_STORED_ROWS))
 }
 
 impl KnnModel {
@@ -310,6 +323,15 @@ mod tests {
         model.save(dir.path()).expect("save");
         let loaded = KnnModel::load(dir.path(), problem).expect("load");
         assert_eq!(loaded, model);
+    }
+
+    #[test]
+    fn large_tables_store_fewer_rows_so_validation_stays_cheap() {
+        assert_eq!(stored_rows(500, 100, 10), 500);
+        assert_eq!(stored_rows(1_000_000, 100, 10), MAX_STORED_ROWS);
+        // 200k validation rows × 100 features: only the minimum is affordable.
+        assert_eq!(stored_rows(800_000, 200_000, 100), MIN_STORED_ROWS);
+        assert_eq!(stored_rows(100_000, 20_000, 10), 10_000);
     }
 
     #[test]

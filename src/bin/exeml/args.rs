@@ -111,6 +111,10 @@ pub struct FitOptions {
     /// Only return a model whose saved folder is at most this many megabytes.
     #[arg(long, value_name = "MB")]
     pub max_model_mb: Option<f64>,
+    /// Tables: size every fit by counts instead of the time left, so that the same data, seed
+    /// and options give identical predictions (the time limit still stops the search).
+    #[arg(long)]
+    pub deterministic: bool,
 }
 
 impl FitOptions {

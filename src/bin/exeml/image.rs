@@ -12,6 +12,12 @@ use std::path::PathBuf;
 
 /// The image predictor the shared fit options describe.
 fn predictor(fit: &FitOptions) -> Result<ImagePredictor> {
+    if fit.deterministic {
+        return Err(Error::invalid(
+            "--deterministic",
+            "is supported for tables only: image training is seeded, but how far it gets depends on the time limit",
+        ));
+    }
     let device: exeml::core::Device = fit.device.parse()?;
     device.check_available()?;
     let backbones = fit

@@ -101,6 +101,7 @@ pub fn predictor(fit: &FitOptions) -> Result<(TabularPredictor, Budget)> {
         warm_start: None,
         families: Vec::new(),
         constraints: fit.constraints()?,
+        deterministic: fit.deterministic,
     };
     exeml::core::SplitSpec {
         train_ratio: fit.train_ratio,
