@@ -79,6 +79,16 @@ impl Budget {
         }
     }
 
+    /// The same budget ending `margin` earlier (same start, same cancel flag): the part of
+    /// the time a search may use when the rest is kept for finishing (evaluation, saving).
+    pub fn reserving(&self, margin: Duration) -> Budget {
+        Budget {
+            start: self.start,
+            limit: self.limit.saturating_sub(margin),
+            cancelled: Arc::clone(&self.cancelled),
+        }
+    }
+
     /// A budget sharing this one's cancel flag but without a time limit: for work whose size
     /// must not depend on the clock (deterministic runs), which still stops when cancelled.
     pub fn uncapped(&self) -> Budget {
@@ -171,6 +181,18 @@ mod tests {
         for bad in ["", "0", "-5", "5x", "m", "10m5", "abc"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_reserving_budget_ends_earlier_on_the_same_clock() {
+        let budget = Budget::new(Duration::from_secs(10));
+        let search = budget.reserving(Duration::from_secs(4));
+        assert_eq!(search.limit(), Duration::from_secs(6));
+        assert!(search.remaining() <= Duration::from_secs(6));
+        assert!(budget.remaining() > Duration::from_secs(9));
+        assert!(Budget::new(Duration::from_secs(1))
+            .reserving(Duration::from_secs(5))
+            .exhausted());
     }
 
     #[test]

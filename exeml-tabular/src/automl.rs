@@ -5,7 +5,7 @@
 use crate::dataset::TabularDataset;
 use crate::ensemble::{self, EnsembleLimits};
 use crate::evaluate::{argmax, evaluate_classification, evaluate_regression, Evaluation};
-use crate::family::{self, forest, gbdt, knn, linear, Estimator, Labelled, Problem};
+use crate::family::{self, forest, gbdt, knn, linear, mlp, Estimator, Labelled, Problem};
 use crate::features::{Encoding, FeaturePipeline};
 use crate::manifest::{Lineage, Manifest, MemberManifest, FORMAT, FORMAT_VERSION};
 use crate::model::TabularModel;
@@ -115,12 +115,15 @@ pub fn fit(
     let pick = |rows: &[usize]| rows.iter().map(|&r| y[r]).collect::<Vec<f64>>();
     let (y_train, y_valid) = (pick(&train_rows), pick(&valid_rows));
 
+    // The search ends a little before the limit: evaluating, ensembling and saving a model of
+    // a large table take seconds, and the limit covers them too.
+    let search_budget = budget.reserving(finishing_reserve(budget.limit()));
     // A deterministic run sizes each fit by counts (rounds, trees), not by the time left.
     let ctx = FitContext {
         budget: if config.deterministic {
             budget.uncapped()
         } else {
-            budget.clone()
+            search_budget.clone()
         },
         device: config.device,
         preference: config.preference,
@@ -168,12 +171,12 @@ pub fn fit(
         let any_scored = history
             .iter()
             .any(|r: &TrialRecord| r.outcome.score.is_some());
-        if budget.exhausted() && (!candidates.is_empty() || any_scored) {
+        if search_budget.exhausted() && (!candidates.is_empty() || any_scored) {
             stopped_by_budget = true;
             break;
         }
         progress.phase(&format!("trial {}: {}", trial.id + 1, trial.family));
-        progress.fraction(budget.fraction_used());
+        progress.fraction(search_budget.fraction_used());
         let encoding = family::encoding_of(&trial.family)?;
         if let std::collections::hash_map::Entry::Vacant(slot) = prepared.entry(encoding) {
             let pipeline = FeaturePipeline::fit(&train_table, &columns, encoding)?;
@@ -369,6 +372,11 @@ pub fn fit(
         },
     };
     TabularModel::new(manifest, pipelines, estimators)
+}
+
+/// Time kept from the search for finishing: 5 % of the limit, at most 30 s.
+fn finishing_reserve(limit: std::time::Duration) -> std::time::Duration {
+    limit.mul_f64(0.05).min(std::time::Duration::from_secs(30))
 }
 
 /// The family name of a weighted average of several models in manifests and leaderboards.
@@ -583,6 +591,10 @@ fn refit_all(
             Estimator::Gbdt(fitted) => {
                 gbdt::refit(&c.trial.params, fitted, all, ctx.seed).map(Estimator::Gbdt)
             }
+            // The network trains for the epochs early stopping kept.
+            Estimator::Mlp(fitted) => mlp::MlpTrainer { problem }
+                .fit(&fitted.refit_point(&c.trial.params), all, all, ctx)
+                .map(Estimator::Mlp),
             _ => {
                 // No validation part is left (k-NN sizes what it stores by the cost of
                 // scoring the validation part: none here).
@@ -656,6 +668,9 @@ fn fit_family(
         forest::FAMILY => forest::ForestTrainer { problem }
             .fit(&trial.params, train, valid, ctx)
             .map(Estimator::Forest),
+        mlp::FAMILY => mlp::MlpTrainer { problem }
+            .fit(&trial.params, train, valid, ctx)
+            .map(Estimator::Mlp),
         other => Err(Error::invalid(
             "model family",
             format!("unknown family `{other}`"),

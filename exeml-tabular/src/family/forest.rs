@@ -36,6 +36,11 @@ const MAX_LEAVES_HINT: usize = 20_000;
 const BATCH: usize = 16;
 /// Share of the remaining budget a fit may plan to use.
 const BUDGET_SHARE: f64 = 0.8;
+/// Share of a uniform distribution mixed into classification outputs: fully grown trees that
+/// all agree give a probability of exactly 0 to the other classes, and one such confident
+/// mistake would dominate the log loss the ensemble selection minimises. The order of the
+/// classes (so the predicted label) never changes.
+const UNIFORM_SHARE: f64 = 1e-3;
 /// Batches at least this large are predicted on the thread pool.
 const PARALLEL_PREDICT_ROWS: usize = 256;
 
@@ -588,12 +593,18 @@ impl ForestModel {
     pub fn predict(&self, x: &Matrix) -> Vec<f64> {
         let width = self.problem.output_width();
         let trees = self.trees.len().max(1) as f64;
+        let classification = self.problem.kind != ProblemType::Regression;
         let row = |r: usize| {
             let mut out = vec![0.0; width];
             for tree in &self.trees {
                 let at = tree.leaf_of(x, r);
                 for (o, v) in out.iter_mut().zip(&tree.values[at..at + width]) {
                     *o += v / trees;
+                }
+            }
+            if classification {
+                for o in out.iter_mut() {
+                    *o = (1.0 - UNIFORM_SHARE) * *o + UNIFORM_SHARE / width as f64;
                 }
             }
             out

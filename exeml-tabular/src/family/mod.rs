@@ -6,6 +6,7 @@ pub mod forest;
 pub mod gbdt;
 pub mod knn;
 pub mod linear;
+pub mod mlp;
 
 use crate::features::{Encoding, Matrix};
 use exeml_core::search::SearchSpace;
@@ -49,6 +50,7 @@ pub fn spaces(problem: Problem) -> Vec<SearchSpace> {
         knn::search_space(problem),
         gbdt::search_space(problem),
         forest::search_space(problem),
+        mlp::search_space(problem),
     ]
 }
 
@@ -56,7 +58,7 @@ pub fn spaces(problem: Problem) -> Vec<SearchSpace> {
 pub fn encoding_of(family: &str) -> Result<Encoding> {
     match family {
         gbdt::FAMILY | forest::FAMILY => Ok(Encoding::Trees),
-        linear::FAMILY | knn::FAMILY => Ok(Encoding::Linear),
+        linear::FAMILY | knn::FAMILY | mlp::FAMILY => Ok(Encoding::Linear),
         other => Err(Error::invalid(
             "model family",
             format!("unknown family `{other}`"),
@@ -75,6 +77,8 @@ pub enum Estimator {
     Knn(knn::KnnModel),
     /// A random forest or extra trees.
     Forest(forest::ForestModel),
+    /// A multi-layer perceptron.
+    Mlp(mlp::MlpModel),
 }
 
 impl Estimator {
@@ -85,6 +89,7 @@ impl Estimator {
             Estimator::Linear(_) => linear::FAMILY,
             Estimator::Knn(_) => knn::FAMILY,
             Estimator::Forest(_) => forest::FAMILY,
+            Estimator::Mlp(_) => mlp::FAMILY,
         }
     }
 
@@ -95,6 +100,7 @@ impl Estimator {
             Estimator::Linear(m) => m.predict(x),
             Estimator::Knn(m) => m.predict(x),
             Estimator::Forest(m) => m.predict(x),
+            Estimator::Mlp(m) => m.predict(x),
         }
     }
 
@@ -105,6 +111,7 @@ impl Estimator {
             Estimator::Linear(m) => m.save(dir),
             Estimator::Knn(m) => m.save(dir),
             Estimator::Forest(m) => m.save(dir),
+            Estimator::Mlp(m) => m.save(dir),
         }
     }
 
@@ -115,6 +122,7 @@ impl Estimator {
             linear::FAMILY => Ok(Estimator::Linear(linear::LinearModel::load(dir, problem)?)),
             knn::FAMILY => Ok(Estimator::Knn(knn::KnnModel::load(dir, problem)?)),
             forest::FAMILY => Ok(Estimator::Forest(forest::ForestModel::load(dir, problem)?)),
+            mlp::FAMILY => Ok(Estimator::Mlp(mlp::MlpModel::load(dir, problem)?)),
             other => Err(Error::Format {
                 path: dir.to_path_buf(),
                 message: format!("unknown model family `{other}`"),
