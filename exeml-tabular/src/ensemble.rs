@@ -2,6 +2,8 @@
 //! ICML 2004), the method AutoGluon's and auto-sklearn's final ensembles use: start from the
 //! best model and repeatedly add (with replacement) the one whose addition most lowers the
 //! validation loss of the averaged predictions. A model picked k times gets weight k / rounds.
+//! The start is the first candidate, the best by the search's own metric (the paper's sorted
+//! initialisation); the loss is log loss or squared error, smooth where accuracy is flat.
 //!
 //! Written here because it is thirty lines over prediction vectors the search already holds;
 //! no crate offers it on plain slices.
@@ -28,8 +30,8 @@ pub struct Selection {
 }
 
 /// Select weights over `candidates` (each the row-major validation predictions of one model:
-/// probabilities `rows × classes`, or values) for the targets `y` (class index or value).
-/// Returns `None` without candidates.
+/// probabilities `rows × classes`, or values; the best by the search's metric first) for the
+/// targets `y` (class index or value). Returns `None` without usable candidates.
 pub fn select(
     problem: Problem,
     y: &[f64],
@@ -51,7 +53,8 @@ pub fn select(
     for round in 1..=limits.rounds {
         let distinct = counts.iter().filter(|&&c| c > 0).count();
         let mut pick: Option<(usize, f64)> = None;
-        for &i in &usable {
+        let choices: &[usize] = if round == 1 { &usable[..1] } else { &usable };
+        for &i in choices {
             if counts[i] == 0 && distinct >= limits.max_members {
                 continue;
             }
@@ -169,9 +172,20 @@ mod tests {
         let y = [0.0, 1.0, 1.0, 0.0];
         let good = [0.9, 0.1, 0.2, 0.8, 0.1, 0.9, 0.7, 0.3];
         let coin = [0.5; 8];
-        let selection = select(BINARY, &y, &[&coin, &good], LIMITS).expect("selected");
-        assert_eq!(selection.weights, vec![(1, 1.0)]);
+        let selection = select(BINARY, &y, &[&good, &coin], LIMITS).expect("selected");
+        assert_eq!(selection.weights, vec![(0, 1.0)]);
         assert!((selection.loss - loss(BINARY, &y, &good)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_first_candidate_starts_the_ensemble_even_with_a_worse_loss() {
+        let y = [1.0, 2.0, 3.0, 4.0];
+        let off = [2.0, 3.0, 4.0, 5.0];
+        let exact = [1.0, 2.0, 3.0, 4.0];
+        let selection = select(REGRESSION, &y, &[&off, &exact], LIMITS).expect("selected");
+        // Round 1 takes `off`; later rounds add `exact` until its weight dominates.
+        assert!(selection.weights.iter().any(|&(i, _)| i == 0));
+        assert_eq!(selection.weights[0].0, 1, "{:?}", selection.weights);
     }
 
     #[test]

@@ -781,16 +781,9 @@ impl ForestModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use exeml_core::{Budget, Device, Preference, Silent};
 
     fn ctx() -> FitContext<'static> {
-        FitContext {
-            budget: Budget::unlimited(),
-            device: Device::Cpu,
-            preference: Preference::Balance,
-            seed: 3,
-            progress: &Silent,
-        }
+        crate::family::test_context(3)
     }
 
     /// Class 1 when x0 + x1 > 1 (a diagonal boundary no single split gets right), a missing

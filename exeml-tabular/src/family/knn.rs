@@ -269,16 +269,9 @@ impl KnnModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use exeml_core::{Budget, Device, Preference, Silent};
 
     fn ctx() -> FitContext<'static> {
-        FitContext {
-            budget: Budget::unlimited(),
-            device: Device::Cpu,
-            preference: Preference::Balance,
-            seed: 0,
-            progress: &Silent,
-        }
+        crate::family::test_context(0)
     }
 
     /// Two clusters along one feature: class 0 near 0, class 1 near 10.

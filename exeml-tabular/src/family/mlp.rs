@@ -27,6 +27,8 @@ const WEIGHTS_FILE: &str = "mlp.safetensors";
 const PATIENCE: usize = 12;
 /// Most epochs of one fit.
 const MAX_EPOCHS: usize = 300;
+/// Mini-batches between budget checks within an epoch.
+const STEPS_PER_BUDGET_CHECK: usize = 64;
 /// Share of the remaining budget a fit may plan to use.
 const BUDGET_SHARE: f64 = 0.8;
 
@@ -278,9 +280,15 @@ impl Trainer for MlpTrainer {
         let mut order: Vec<u32> = (0..n as u32).collect();
         let mut best: Option<(f64, usize, Layers)> = None;
         let mut epochs = 0;
-        while epochs < max_epochs {
+        'training: while epochs < max_epochs {
             order.shuffle(&mut generator);
-            for batch in order.chunks(params.batch_size) {
+            for (step, batch) in order.chunks(params.batch_size).enumerate() {
+                // An epoch of a large table is long: the budget is checked within it too.
+                if step % STEPS_PER_BUDGET_CHECK == STEPS_PER_BUDGET_CHECK - 1
+                    && ctx.budget.exhausted()
+                {
+                    break 'training;
+                }
                 let index = Tensor::from_slice(batch, batch.len(), &Device::Cpu).map_err(candle)?;
                 let xb = x.index_select(&index, 0).map_err(candle)?;
                 let yb = y.index_select(&index, 0).map_err(candle)?;
@@ -502,16 +510,9 @@ impl MlpModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use exeml_core::{Budget, Device as RunDevice, Preference, Silent};
 
     fn ctx() -> FitContext<'static> {
-        FitContext {
-            budget: Budget::unlimited(),
-            device: RunDevice::Cpu,
-            preference: Preference::Balance,
-            seed: 5,
-            progress: &Silent,
-        }
+        crate::family::test_context(5)
     }
 
     /// Two interleaved rings (class by radius): not linearly separable.

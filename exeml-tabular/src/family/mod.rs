@@ -175,6 +175,18 @@ pub(crate) fn clamp_probabilities(problem: Problem, out: &mut [f64]) {
     }
 }
 
+/// A fit context for unit tests: no time limit, silent, seeded.
+#[cfg(test)]
+pub(crate) fn test_context(seed: u64) -> exeml_core::FitContext<'static> {
+    exeml_core::FitContext {
+        budget: exeml_core::Budget::unlimited(),
+        device: exeml_core::Device::Cpu,
+        preference: exeml_core::Preference::Balance,
+        seed,
+        progress: &exeml_core::Silent,
+    }
+}
+
 /// The logistic function.
 pub(crate) fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
