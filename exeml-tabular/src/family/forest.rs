@@ -10,7 +10,7 @@
 //! over the column-major matrix the other families read, trees grown in parallel with rayon,
 //! each from its own seeded generator (so a seed gives the same forest on any thread count).
 
-use super::{read_f64_tensor, Labelled, Problem};
+use super::{read_f64_tensor, Labelled, Problem, TensorFile};
 use crate::features::Matrix;
 use exeml_core::search::{ParamPoint, ParamRange, ParamValue, SearchSpace};
 use exeml_core::seed::{rng, Rng};
@@ -680,20 +680,16 @@ impl ForestModel {
     /// Read a forest written by [`ForestModel::save`], checking every index so that a damaged
     /// file is an error, not a crash or an endless walk.
     pub fn load(dir: &Path, problem: Problem) -> Result<Self> {
-        let path = dir.join(FOREST_FILE);
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let bad = |message: String| Error::data(&path, message);
-        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
-            .map_err(|e| bad(format!("invalid safetensors: {e}")))?;
-        let tensors = safetensors::SafeTensors::deserialize(&bytes)
-            .map_err(|e| bad(format!("invalid safetensors: {e}")))?;
-        let (nodes, _) = read_f64_tensor(&tensors, "nodes", &path)?;
-        let (values, _) = read_f64_tensor(&tensors, "values", &path)?;
-        let (starts, _) = read_f64_tensor(&tensors, "starts", &path)?;
-        let n_features: usize = header
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get("features"))
+        let file = TensorFile::read(&dir.join(FOREST_FILE))?;
+        let path = &file.path;
+        let bad = |message: String| Error::data(path, message);
+        let tensors = file.tensors()?;
+        let (nodes, _) = read_f64_tensor(&tensors, "nodes", path)?;
+        let (values, _) = read_f64_tensor(&tensors, "values", path)?;
+        let (starts, _) = read_f64_tensor(&tensors, "starts", path)?;
+        let n_features: usize = file
+            .metadata
+            .get("features")
             .and_then(|f| f.parse().ok())
             .ok_or_else(|| bad("metadata `features` is missing or not a number".into()))?;
         let width = problem.output_width();

@@ -6,7 +6,7 @@
 //! Training rows beyond [`MAX_STORED_ROWS`] are subsampled (seeded) so that prediction stays
 //! fast; the cost hint tells the searcher it is a mid-priced family.
 
-use super::{read_f64_tensor, Labelled, Problem};
+use super::{read_f64_tensor, Labelled, Problem, TensorFile};
 use crate::features::Matrix;
 use exeml_core::search::{ParamPoint, ParamRange, ParamValue, SearchSpace};
 use exeml_core::seed::rng;
@@ -236,16 +236,12 @@ impl KnnModel {
 
     /// Read a model written by [`KnnModel::save`].
     pub fn load(dir: &Path, problem: Problem) -> Result<Self> {
-        let path = dir.join(POINTS_FILE);
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let bad = |message: String| Error::data(&path, message);
-        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
-            .map_err(|e| bad(format!("invalid safetensors: {e}")))?;
-        let tensors = safetensors::SafeTensors::deserialize(&bytes)
-            .map_err(|e| bad(format!("invalid safetensors: {e}")))?;
-        let (points, shape) = read_f64_tensor(&tensors, "points", &path)?;
-        let (targets, _) = read_f64_tensor(&tensors, "targets", &path)?;
-        let meta = header.metadata().clone().unwrap_or_default();
+        let file = TensorFile::read(&dir.join(POINTS_FILE))?;
+        let bad = |message: String| Error::data(&file.path, message);
+        let tensors = file.tensors()?;
+        let (points, shape) = read_f64_tensor(&tensors, "points", &file.path)?;
+        let (targets, _) = read_f64_tensor(&tensors, "targets", &file.path)?;
+        let meta = &file.metadata;
         let k: usize = meta
             .get("k")
             .and_then(|k| k.parse().ok())

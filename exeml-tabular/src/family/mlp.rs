@@ -6,7 +6,7 @@
 //! the time left. Weights, shuffles and dropout masks come from the run's seed, so a seed gives
 //! the same network. CPU only for now (tables this size gain little from a GPU).
 
-use super::{Labelled, Problem};
+use super::{Labelled, Problem, TensorFile};
 use crate::features::Matrix;
 use candle_core::{Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
@@ -447,14 +447,10 @@ impl MlpModel {
 
     /// Read a network written by [`MlpModel::save`], checking that the layers chain.
     pub fn load(dir: &Path, problem: Problem) -> Result<Self> {
-        let path = dir.join(WEIGHTS_FILE);
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let bad = |message: String| Error::data(&path, message);
-        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
-            .map_err(|e| bad(format!("invalid safetensors: {e}")))?;
-        let tensors = safetensors::SafeTensors::deserialize(&bytes)
-            .map_err(|e| bad(format!("invalid safetensors: {e}")))?;
-        let meta = header.metadata().clone().unwrap_or_default();
+        let file = TensorFile::read(&dir.join(WEIGHTS_FILE))?;
+        let bad = |message: String| Error::data(&file.path, message);
+        let tensors = file.tensors()?;
+        let meta = &file.metadata;
         let number = |key: &str| -> Result<f64> {
             meta.get(key)
                 .and_then(|v| v.parse::<f64>().ok())

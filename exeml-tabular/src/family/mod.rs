@@ -131,6 +131,37 @@ impl Estimator {
     }
 }
 
+/// A safetensors file read whole, for the families that store their weights in one: its bytes
+/// and metadata, errors naming the file.
+pub(crate) struct TensorFile {
+    /// Where it was read from (named in errors).
+    pub path: std::path::PathBuf,
+    bytes: Vec<u8>,
+    /// The header's metadata (empty when it has none).
+    pub metadata: std::collections::HashMap<String, String>,
+}
+
+impl TensorFile {
+    /// Read and check the header of the safetensors file at `path`.
+    pub fn read(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+            .map_err(|e| Error::data(path, format!("invalid safetensors: {e}")))?;
+        let metadata = header.metadata().clone().unwrap_or_default();
+        Ok(TensorFile {
+            path: path.to_path_buf(),
+            bytes,
+            metadata,
+        })
+    }
+
+    /// The tensors of the file.
+    pub fn tensors(&self) -> Result<safetensors::SafeTensors<'_>> {
+        safetensors::SafeTensors::deserialize(&self.bytes)
+            .map_err(|e| Error::data(&self.path, format!("invalid safetensors: {e}")))
+    }
+}
+
 /// The values and shape of the f64 tensor `name` of a safetensors file (`path` names it in
 /// errors); shared by the families that store weights in safetensors.
 pub(crate) fn read_f64_tensor(
