@@ -423,23 +423,32 @@ fn a_latency_limit_is_met_by_the_returned_model_and_recorded() {
     );
 }
 
+/// Diabetes and an `accuracy_first` model of it, trained once for the tests that read it.
+fn diabetes_ensemble() -> (Table, &'static TabularModel) {
+    static MODEL: std::sync::OnceLock<TabularModel> = std::sync::OnceLock::new();
+    let table = Table::read(&data("diabetes.csv"), ReadOptions::default()).expect("read");
+    let model = MODEL.get_or_init(|| {
+        quick("progression")
+            .time_limit(Duration::from_secs(10))
+            .preference(exeml::Preference::AccuracyFirst)
+            .fit(&table)
+            .expect("fit")
+    });
+    (table, model)
+}
+
 #[test]
 fn an_ensemble_beats_its_members_on_validation_and_round_trips() {
     // Regression on diabetes: a linear model and boosted trees make different errors, so the
     // greedy ensemble lowers the validation error below the best single model's.
-    let table = Table::read(&data("diabetes.csv"), ReadOptions::default()).expect("read");
-    let model = quick("progression")
-        .time_limit(Duration::from_secs(10))
-        .preference(exeml::Preference::AccuracyFirst)
-        .fit(&table)
-        .expect("fit");
+    let (table, model) = diabetes_ensemble();
     let members = model.manifest.members();
     assert_eq!(model.manifest.family, "ensemble", "{members:?}");
     assert!(members.len() >= 2, "{members:?}");
     let total: f64 = members.iter().map(|m| m.weight).sum();
     assert!((total - 1.0).abs() < 1e-9, "{members:?}");
     let board = &model.manifest.leaderboard;
-    let ensemble = chosen_row(&model);
+    let ensemble = chosen_row(model);
     assert!(ensemble.outcome.note.is_none(), "{ensemble:#?}");
     let best_single = board
         .iter()
@@ -484,12 +493,7 @@ fn performance_first_returns_one_model_refitted_on_all_rows() {
 
 #[test]
 fn a_manifest_whose_member_folder_escapes_the_model_is_refused() {
-    let table = Table::read(&data("diabetes.csv"), ReadOptions::default()).expect("read");
-    let model = quick("progression")
-        .time_limit(Duration::from_secs(10))
-        .preference(exeml::Preference::AccuracyFirst)
-        .fit(&table)
-        .expect("fit");
+    let (_, model) = diabetes_ensemble();
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("m");
     model.save(&path).expect("save");

@@ -179,6 +179,20 @@ struct Node {
 
 const LEAF: u32 = u32::MAX;
 
+impl Node {
+    /// A leaf whose values start at `value`.
+    fn leaf(value: u32) -> Node {
+        Node {
+            feature: LEAF,
+            threshold: 0.0,
+            left: 0,
+            right: 0,
+            missing_left: false,
+            value,
+        }
+    }
+}
+
 /// One tree: nodes (root first, children after their parent) and leaf values (`width` each).
 #[derive(Debug, Clone, PartialEq)]
 struct Tree {
@@ -345,7 +359,7 @@ impl<'a> Grower<'a> {
             nodes: Vec::new(),
             values: Vec::new(),
         };
-        tree.nodes.push(self.leaf_placeholder());
+        tree.nodes.push(Node::leaf(0));
         let mut stack = vec![(0usize, 0usize, rows.len(), 0usize)];
         while let Some((node, start, end, depth)) = stack.pop() {
             let mut stats = vec![0.0; self.width + 1];
@@ -380,8 +394,8 @@ impl<'a> Grower<'a> {
                 }
             }
             let left = tree.nodes.len();
-            tree.nodes.push(self.leaf_placeholder());
-            tree.nodes.push(self.leaf_placeholder());
+            tree.nodes.push(Node::leaf(0));
+            tree.nodes.push(Node::leaf(0));
             tree.nodes[node] = Node {
                 feature: split.feature as u32,
                 threshold: split.threshold,
@@ -396,17 +410,6 @@ impl<'a> Grower<'a> {
         tree
     }
 
-    fn leaf_placeholder(&self) -> Node {
-        Node {
-            feature: LEAF,
-            threshold: 0.0,
-            left: 0,
-            right: 0,
-            missing_left: false,
-            value: 0,
-        }
-    }
-
     /// A leaf holding the class shares (or the mean) of `stats`.
     fn leaf(&self, values: &mut Vec<f64>, stats: &[f64]) -> Node {
         let offset = values.len() as u32;
@@ -416,10 +419,7 @@ impl<'a> Grower<'a> {
         } else {
             values.extend(stats[1..].iter().map(|c| c / n));
         }
-        Node {
-            value: offset,
-            ..self.leaf_placeholder()
-        }
+        Node::leaf(offset)
     }
 
     fn find_split(&self, rows: &[u32], parent: &[f64], rng: &mut Rng) -> Option<Split> {
@@ -732,14 +732,7 @@ impl ForestModel {
                     let Some(value) = value else {
                         return Err(bad(format!("tree {t} node {i}: leaf value out of bounds")));
                     };
-                    Node {
-                        feature: LEAF,
-                        threshold: 0.0,
-                        left: 0,
-                        right: 0,
-                        missing_left: false,
-                        value: value as u32,
-                    }
+                    Node::leaf(value as u32)
                 } else {
                     // Children come after their parent: walking a tree always ends.
                     let child = |v: f64| index(v).filter(|&c| c > i && c < size);
