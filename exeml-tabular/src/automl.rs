@@ -6,7 +6,7 @@ use crate::dataset::TabularDataset;
 use crate::ensemble::{self, EnsembleLimits};
 use crate::evaluate::{argmax, evaluate_classification, evaluate_regression, Evaluation};
 use crate::family::{self, forest, gbdt, knn, linear, mlp, Estimator, Labelled, Problem};
-use crate::features::{Encoding, FeaturePipeline};
+use crate::features::{self, Encoding, FeatureOptions, FeaturePipeline, Targets};
 use crate::manifest::{Lineage, Manifest, MemberManifest, FORMAT, FORMAT_VERSION};
 use crate::model::TabularModel;
 use crate::predictor::TabularPredictor;
@@ -21,7 +21,7 @@ use exeml_core::{
     Budget, Constraints, Dataset, Error, FitContext, Preference, ProblemType, Progress, Result,
     SplitSpec, TaskKind, Trainer, Usage,
 };
-use std::collections::HashMap;
+use std::rc::Rc;
 use std::time::Instant;
 
 /// How long the search goes on without improving: a fast answer for `performance_first`, a
@@ -148,6 +148,7 @@ pub fn fit(
         }
         spaces.retain(|s| config.families.contains(&s.family));
     }
+    add_feature_search(&mut spaces, &columns, problem)?;
     let mut searcher = TpeSearcher::new(&spaces, search_config(config.preference, config.seed));
     if let Some(parent) = &config.warm_start {
         check_parent(&parent.manifest, &target, &table.source)?;
@@ -158,7 +159,7 @@ pub fn fit(
             }
         }
     }
-    let mut prepared: HashMap<Encoding, (FeaturePipeline, Labelled, Labelled)> = HashMap::new();
+    let mut prepared = PreparedFeatures::default();
     let mut candidates: Vec<Candidate> = Vec::new();
     let mut history = Vec::new();
     let mut stopped_by_budget = false;
@@ -177,20 +178,24 @@ pub fn fit(
         }
         progress.phase(&format!("trial {}: {}", trial.id + 1, trial.family));
         progress.fraction(search_budget.fraction_used());
-        let encoding = family::encoding_of(&trial.family)?;
-        if let std::collections::hash_map::Entry::Vacant(slot) = prepared.entry(encoding) {
-            let pipeline = FeaturePipeline::fit(&train_table, &columns, encoding)?;
-            let train = Labelled {
-                x: pipeline.transform(&train_table)?,
-                y: y_train.clone(),
-            };
-            let valid = Labelled {
-                x: pipeline.transform(&valid_table)?,
-                y: y_valid.clone(),
-            };
-            slot.insert((pipeline, train, valid));
-        }
-        let (pipeline, train, valid) = &prepared[&encoding];
+        let key = FeatureKey {
+            encoding: family::encoding_of(&trial.family)?,
+            options: FeatureOptions::from_params(&trial.params)?,
+        };
+        let targets = Targets {
+            y: &y_train,
+            problem,
+            seed: config.seed,
+        };
+        let prepared =
+            prepared.get(key, &train_table, &valid_table, &columns, targets, &y_valid)?;
+        let Prepared {
+            pipeline,
+            train,
+            valid,
+            ..
+        } = prepared;
+        let pipeline = Rc::clone(pipeline);
         let fit_started = Instant::now();
         let fitted = fit_family(&trial, problem, train, valid, &ctx);
         let fit_secs = fit_started.elapsed().as_secs_f64();
@@ -201,10 +206,10 @@ pub fn fit(
                 let predict_secs = predict_started.elapsed().as_secs_f64();
                 let score = validation_score(problem, &valid.y, &out);
                 let latency_ms =
-                    single_row_latency_ms(&[(pipeline, &estimator, 1.0)], &valid_table).ok();
+                    single_row_latency_ms(&[(&pipeline, &estimator, 1.0)], &valid_table).ok();
                 let size_mb = constraints
                     .max_model_mb
-                    .and_then(|_| saved_megabytes(&[(pipeline, &estimator, 1.0)], trial.id).ok());
+                    .and_then(|_| saved_megabytes(&[(&pipeline, &estimator, 1.0)], trial.id).ok());
                 let excluded = constraints.violation(latency_ms, size_mb);
                 let record = TrialRecord {
                     trial: trial.clone(),
@@ -223,7 +228,8 @@ pub fn fit(
                         &mut candidates,
                         Candidate {
                             trial,
-                            encoding,
+                            key,
+                            pipeline,
                             estimator,
                             out,
                             score,
@@ -268,13 +274,9 @@ pub fn fit(
     }
 
     progress.phase("ensembling");
-    let pipelines_by_encoding: HashMap<Encoding, FeaturePipeline> = prepared
-        .iter()
-        .map(|(e, (p, ..))| (*e, p.clone()))
-        .collect();
+    drop(prepared);
     let (weights, ensemble_record) = choose_ensemble(
         &candidates,
-        &pipelines_by_encoding,
         problem,
         &y_valid,
         &valid_table,
@@ -283,7 +285,6 @@ pub fn fit(
         history.len(),
     );
     history.extend(ensemble_record);
-    drop(prepared);
     let refs: Vec<&[f64]> = candidates.iter().map(|c| c.out.as_slice()).collect();
     let out = ensemble::blend(problem, &refs, &weights);
 
@@ -317,14 +318,14 @@ pub fn fit(
         Some(parts) => parts,
         None => {
             let mut pipelines: Vec<FeaturePipeline> = Vec::new();
-            let mut encodings: Vec<Encoding> = Vec::new();
+            let mut keys: Vec<FeatureKey> = Vec::new();
             let mut estimators = Vec::new();
             for (c, _) in chosen {
-                let index = match encodings.iter().position(|e| *e == c.encoding) {
+                let index = match keys.iter().position(|k| *k == c.key) {
                     Some(i) => i,
                     None => {
-                        encodings.push(c.encoding);
-                        pipelines.push(pipelines_by_encoding[&c.encoding].clone());
+                        keys.push(c.key);
+                        pipelines.push((*c.pipeline).clone());
                         pipelines.len() - 1
                     }
                 };
@@ -374,6 +375,123 @@ pub fn fit(
     TabularModel::new(manifest, pipelines, estimators)
 }
 
+/// What a trial's features depend on: the family's encoding and the searched options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FeatureKey {
+    encoding: Encoding,
+    options: FeatureOptions,
+}
+
+/// A fitted pipeline with the training and validation features it produced.
+struct Prepared {
+    key: FeatureKey,
+    pipeline: Rc<FeaturePipeline>,
+    train: Labelled,
+    valid: Labelled,
+    last_used: usize,
+}
+
+/// Most bytes of feature matrices kept between trials; the least recently used are dropped
+/// beyond it (and recomputed if a later trial needs them), so that searching feature options
+/// on a large table does not multiply its memory.
+const PREPARED_BYTES: usize = 2 << 30;
+
+/// The features of the options tried so far, least recently used dropped first.
+#[derive(Default)]
+struct PreparedFeatures {
+    entries: Vec<Prepared>,
+    uses: usize,
+}
+
+impl PreparedFeatures {
+    /// The features for `key`, fitted on the training part now if they are not kept.
+    fn get(
+        &mut self,
+        key: FeatureKey,
+        train_table: &Table,
+        valid_table: &Table,
+        columns: &[crate::schema::ColumnSchema],
+        targets: Targets<'_>,
+        y_valid: &[f64],
+    ) -> Result<&Prepared> {
+        self.uses += 1;
+        let index = match self.entries.iter().position(|p| p.key == key) {
+            Some(i) => i,
+            None => {
+                let (pipeline, x) = FeaturePipeline::fit_transform(
+                    train_table,
+                    columns,
+                    key.encoding,
+                    key.options,
+                    targets,
+                )?;
+                let valid = Labelled {
+                    x: pipeline.transform(valid_table)?,
+                    y: y_valid.to_vec(),
+                };
+                let bytes = |p: &Prepared| (p.train.x.data.len() + p.valid.x.data.len()) * 8;
+                let new_bytes = (x.data.len() + valid.x.data.len()) * 8;
+                self.entries.sort_by_key(|p| std::cmp::Reverse(p.last_used));
+                let mut total = new_bytes;
+                self.entries.retain(|p| {
+                    total += bytes(p);
+                    total <= PREPARED_BYTES
+                });
+                self.entries.push(Prepared {
+                    key,
+                    pipeline: Rc::new(pipeline),
+                    train: Labelled {
+                        x,
+                        y: targets.y.to_vec(),
+                    },
+                    valid,
+                    last_used: 0,
+                });
+                self.entries.len() - 1
+            }
+        };
+        let entry = &mut self.entries[index];
+        entry.last_used = self.uses;
+        Ok(entry)
+    }
+}
+
+/// Add the feature options worth searching on this data to every family's space, with their
+/// defaults in each default point. Where a categorical column has more levels than one-hot
+/// keeps, target encoding is also among the points tried first.
+fn add_feature_search(
+    spaces: &mut [exeml_core::search::SearchSpace],
+    columns: &[crate::schema::ColumnSchema],
+    problem: Problem,
+) -> Result<()> {
+    let many_levels = features::has_many_level_categories(columns);
+    for space in spaces {
+        let encoding = family::encoding_of(&space.family)?;
+        let params = features::search_params(encoding, columns, problem);
+        for (name, range, default) in &params {
+            space.params.insert((*name).to_string(), range.clone());
+            for point in &mut space.defaults {
+                point.insert((*name).to_string(), default.clone());
+            }
+        }
+        let offers_target = params.iter().any(|(name, range, _)| {
+            *name == features::CATEGORIES_PARAM
+                && matches!(range, exeml_core::search::ParamRange::Choice { options } if options.iter().any(|o| o == "target"))
+        });
+        if many_levels && offers_target {
+            if let Some(first) = space.defaults.first() {
+                let mut point = first.clone();
+                point.insert(
+                    features::CATEGORIES_PARAM.to_string(),
+                    ParamValue::Text("target".into()),
+                );
+                space.defaults.push(point);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Time kept from the search for finishing: 5 % of the limit, at most 30 s.
 fn finishing_reserve(limit: std::time::Duration) -> std::time::Duration {
     limit.mul_f64(0.05).min(std::time::Duration::from_secs(30))
@@ -389,7 +507,8 @@ const KEPT_CANDIDATES: usize = 12;
 /// A trained trial kept for the ensemble: its model and validation predictions.
 struct Candidate {
     trial: Trial,
-    encoding: Encoding,
+    key: FeatureKey,
+    pipeline: Rc<FeaturePipeline>,
     estimator: Estimator,
     out: Vec<f64>,
     score: f64,
@@ -435,7 +554,6 @@ fn ensemble_limits(preference: Preference) -> Option<EnsembleLimits> {
 #[allow(clippy::too_many_arguments)]
 fn choose_ensemble(
     candidates: &[Candidate],
-    pipelines: &HashMap<Encoding, FeaturePipeline>,
     problem: Problem,
     y_valid: &[f64],
     valid_table: &Table,
@@ -464,13 +582,7 @@ fn choose_ensemble(
     let parts: Vec<(&FeaturePipeline, &Estimator, f64)> = selection
         .weights
         .iter()
-        .map(|&(i, w)| {
-            (
-                &pipelines[&candidates[i].encoding],
-                &candidates[i].estimator,
-                w,
-            )
-        })
+        .map(|&(i, w)| (&*candidates[i].pipeline, &candidates[i].estimator, w))
         .collect();
     let predict_started = Instant::now();
     let latency_ms = single_row_latency_ms(&parts, valid_table).ok();
@@ -567,22 +679,33 @@ fn refit_all(
     ctx.progress.phase("refitting on all rows");
     let all_table = table.take(all_rows);
     let y_all: Vec<f64> = all_rows.iter().map(|&r| y[r]).collect();
-    let mut encodings: Vec<Encoding> = Vec::new();
+    let mut keys: Vec<FeatureKey> = Vec::new();
     let mut pipelines: Vec<FeaturePipeline> = Vec::new();
     let mut data: Vec<Labelled> = Vec::new();
     let mut estimators = Vec::new();
+    let targets = Targets {
+        y: &y_all,
+        problem,
+        seed: ctx.seed,
+    };
     for (c, _) in chosen {
-        let index = match encodings.iter().position(|e| *e == c.encoding) {
+        let index = match keys.iter().position(|k| *k == c.key) {
             Some(i) => i,
             None => {
-                let pipeline = FeaturePipeline::fit(&all_table, columns, c.encoding).ok()?;
-                let x = pipeline.transform(&all_table).ok()?;
+                let (pipeline, x) = FeaturePipeline::fit_transform(
+                    &all_table,
+                    columns,
+                    c.key.encoding,
+                    c.key.options,
+                    targets,
+                )
+                .ok()?;
                 data.push(Labelled {
                     x,
                     y: y_all.clone(),
                 });
                 pipelines.push(pipeline);
-                encodings.push(c.encoding);
+                keys.push(c.key);
                 pipelines.len() - 1
             }
         };

@@ -334,7 +334,10 @@ impl TabularModel {
             let pipeline = match pipeline_files.iter().position(|f| *f == member.pipeline) {
                 Some(i) => i,
                 None => {
-                    pipelines.push(read_json(&dir.join(&member.pipeline))?);
+                    let path = dir.join(&member.pipeline);
+                    let pipeline: FeaturePipeline = read_json(&path)?;
+                    pipeline.check(&path)?;
+                    pipelines.push(pipeline);
                     pipeline_files.push(member.pipeline.clone());
                     pipelines.len() - 1
                 }

@@ -284,7 +284,7 @@ fn every_family_trains_saves_and_predicts_on_its_own() {
 }
 
 #[test]
-fn the_search_improves_on_the_default_point() {
+fn the_search_explores_features_and_hyper_parameters_and_keeps_the_best() {
     let table = Table::read(&data("breast_cancer.csv"), ReadOptions::default()).expect("read");
     let model = quick("diagnosis")
         .families(["gbdt"])
@@ -295,15 +295,29 @@ fn the_search_improves_on_the_default_point() {
         .into_iter()
         .filter(|r| r.trial.family == "gbdt")
         .collect();
-    let default_score = model
-        .manifest
-        .leaderboard
-        .first()
-        .and_then(|r| r.outcome.score)
-        .expect("the default point scored");
+    assert!(board.len() > 5, "the search went past the default point");
+    let points: std::collections::HashSet<String> = board
+        .iter()
+        .map(|r| format!("{:?}", r.trial.params))
+        .collect();
+    assert_eq!(points.len(), board.len(), "no point is tried twice");
+    // 30 columns: feature selection is part of the search.
+    assert!(
+        board
+            .iter()
+            .any(|r| r.trial.params.get("keep_features").and_then(|v| v.as_str()) != Some("1.0")),
+        "{board:?}"
+    );
     let best = board[0].outcome.score.expect("best scored");
-    assert!(board.len() > 1, "the search went past the default point");
-    assert!(best > default_score, "{best} <= {default_score}");
+    let chosen = chosen_row(&model).outcome.score.expect("chosen scored");
+    if model.manifest.family == "ensemble" {
+        assert!(
+            chosen > best,
+            "an ensemble is kept only when it beats the best model"
+        );
+    } else {
+        assert_eq!(chosen, best, "the best trial is the model");
+    }
 }
 
 /// The leaderboard row of the configuration a model chose.
@@ -572,5 +586,79 @@ fn deterministic_runs_repeat_the_same_search_and_predictions() {
     assert_eq!(
         a.predict(&table).expect("predict"),
         b.predict(&table).expect("predict")
+    );
+}
+
+/// A table whose label depends on a 200-level category (more levels than one-hot keeps) plus a
+/// noise column: seeded, so the test is the same on every run.
+fn many_level_csv(rows: usize) -> String {
+    let mut csv = String::from("shop,noise,bought\n");
+    let mut state: u64 = 42;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
+        (state >> 33) as f64 / (1u64 << 31) as f64
+    };
+    for _ in 0..rows {
+        let shop = (next() * 200.0) as usize;
+        let rate = if shop % 2 == 0 { 0.9 } else { 0.1 };
+        let bought = if next() < rate { "yes" } else { "no" };
+        csv.push_str(&format!("s{shop:03},{:.3},{bought}\n", next()));
+    }
+    csv
+}
+
+#[test]
+fn target_encoding_is_tried_and_wins_on_a_many_level_category() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("shops.csv");
+    std::fs::write(&path, many_level_csv(3000)).expect("write");
+    let table = Table::read(&path, ReadOptions::default()).expect("read");
+    let model = quick("bought")
+        .families(["linear"])
+        .fit(&table)
+        .expect("fit");
+    let score_of = |encoding: &str| {
+        model
+            .manifest
+            .leaderboard
+            .iter()
+            .filter(|r| r.trial.params.get("categories").and_then(|v| v.as_str()) == Some(encoding))
+            .filter_map(|r| r.outcome.score)
+            .fold(f64::NEG_INFINITY, f64::max)
+    };
+    let (one_hot, target) = (score_of("one_hot"), score_of("target"));
+    assert!(
+        one_hot.is_finite() && target.is_finite(),
+        "both encodings tried"
+    );
+    // Bayes accuracy is 0.9; one-hot of the 32 most frequent shops cannot get near it.
+    assert!(
+        target > 0.8 && target > one_hot + 0.1,
+        "target {target}, one-hot {one_hot}"
+    );
+    let members = model.manifest.members();
+    let heaviest = members
+        .iter()
+        .max_by(|a, b| a.weight.total_cmp(&b.weight))
+        .expect("a member");
+    assert_eq!(
+        heaviest.params.get("categories").and_then(|v| v.as_str()),
+        Some("target"),
+        "{members:?}"
+    );
+
+    let saved = dir.path().join("model");
+    model.save(&saved).expect("save");
+    let pipeline = std::fs::read_to_string(saved.join("pipeline.json")).expect("pipeline");
+    assert!(
+        pipeline.contains("\"target\""),
+        "statistics saved with the model"
+    );
+    let loaded = TabularModel::load(&saved).expect("load");
+    assert_eq!(
+        model.predict(&table).expect("predict"),
+        loaded.predict(&table).expect("predict")
     );
 }
