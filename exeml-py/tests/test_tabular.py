@@ -237,3 +237,19 @@ def test_deterministic_fits_repeat_their_predictions(iris_split):
     assert a.manifest()["lineage"]["deterministic"] is True
     assert a.manifest()["ensemble"] == b.manifest()["ensemble"]
     assert a.predict_proba(test).equals(b.predict_proba(test))
+
+
+def test_search_rows_searches_on_a_sample_and_refits_on_every_row(breast_cancer_path):
+    predictor = exeml.TabularPredictor(
+        label="diagnosis", families=["knn"], preference="performance_first", verbosity=0
+    ).fit(breast_cancer_path, time_limit=20, search_rows=200)
+    lineage = predictor.manifest()["lineage"]
+    searched_train, searched_valid = lineage["search_rows"]
+    train_rows, valid_rows = lineage["rows"]
+    assert 195 <= searched_train <= 205 < train_rows
+    assert searched_valid == valid_rows
+    assert lineage["refit"] is True
+    with pytest.raises(exeml.InvalidParameterError, match="search_rows"):
+        exeml.TabularPredictor(label="diagnosis", verbosity=0).fit(
+            breast_cancer_path, time_limit=5, search_rows=10
+        )

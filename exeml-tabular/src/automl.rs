@@ -10,6 +10,7 @@ use crate::features::{self, Encoding, FeatureOptions, FeaturePipeline, Targets};
 use crate::manifest::{Lineage, Manifest, MemberManifest, FORMAT, FORMAT_VERSION};
 use crate::model::TabularModel;
 use crate::predictor::TabularPredictor;
+use crate::sample;
 use crate::schema::{label_numbers, label_texts, Target};
 use crate::table::Table;
 use exeml_core::constraints::{folder_megabytes, median_latency_ms};
@@ -52,6 +53,18 @@ pub fn fit(
 ) -> Result<TabularModel> {
     let started = Instant::now();
     let constraints = config.constraints.check()?;
+    if config
+        .search_rows
+        .is_some_and(|rows| rows < sample::MIN_SEARCH_ROWS_ASKED)
+    {
+        return Err(Error::invalid(
+            "search_rows",
+            format!(
+                "must be at least {} (a sample that small cannot rank models)",
+                sample::MIN_SEARCH_ROWS_ASKED
+            ),
+        ));
+    }
     progress.phase("checking data");
     let dataset = TabularDataset::new(table.clone(), config.label.as_deref(), config.problem)?;
     let checks = dataset.check().into_result(&table.source)?;
@@ -110,14 +123,34 @@ pub fn fit(
             "the split left no training or no validation rows",
         ));
     }
-    let train_table = table.take(&train_rows);
-    let valid_table = table.take(&valid_rows);
+    // A large table is searched on a sample; the chosen model is refitted on every row.
+    let used_columns = columns.iter().filter(|c| c.dropped.is_none()).count();
+    let search_cap = config
+        .search_rows
+        .unwrap_or_else(|| sample::default_search_rows(used_columns));
+    let search_train = sample::stratified_sample(&train_rows, &y, problem, search_cap, config.seed);
+    let search_valid = sample::stratified_sample(
+        &valid_rows,
+        &y,
+        problem,
+        sample::SEARCH_VALID_ROWS,
+        config.seed ^ 1,
+    );
+    let sampled = search_train.len() < train_rows.len() || search_valid.len() < valid_rows.len();
+    let train_table = table.take(&search_train);
+    let valid_table = table.take(&search_valid);
     let pick = |rows: &[usize]| rows.iter().map(|&r| y[r]).collect::<Vec<f64>>();
-    let (y_train, y_valid) = (pick(&train_rows), pick(&valid_rows));
+    let (y_train, y_valid) = (pick(&search_train), pick(&search_valid));
 
     // The search ends a little before the limit: evaluating, ensembling and saving a model of
     // a large table take seconds, and the limit covers them too.
-    let search_budget = budget.reserving(finishing_reserve(budget.limit()));
+    // After a search on a sample, a share of the limit is kept for the refit on all rows.
+    let reserve = if sampled {
+        finishing_reserve(budget.limit()).max(budget.limit().mul_f64(SAMPLED_REFIT_SHARE))
+    } else {
+        finishing_reserve(budget.limit())
+    };
+    let search_budget = budget.reserving(reserve);
     // A deterministic run sizes each fit by counts (rounds, trees), not by the time left.
     let ctx = FitContext {
         budget: if config.deterministic {
@@ -299,10 +332,31 @@ pub fn fit(
         }
     }
     let rows = (train_rows.len(), valid_rows.len());
+    let searched_rows = (search_train.len(), search_valid.len());
     let all_rows: Vec<usize> = train_rows.iter().chain(&valid_rows).copied().collect();
-    let refitted = refit_all(&chosen, &all_rows, table, &columns, &y, problem, &ctx, rows)
+    // The refit may use the time the search left, up to the finishing reserve.
+    let refit_ctx = FitContext {
+        budget: if config.deterministic {
+            budget.uncapped()
+        } else {
+            budget.reserving(finishing_reserve(budget.limit()))
+        },
+        ..ctx
+    };
+    let refit_on = refit_rows(
+        &chosen,
+        &all_rows,
+        &y,
+        problem,
+        &refit_ctx,
+        search_train.len(),
+    );
+    let refitted = refit_on
+        .as_ref()
+        .and_then(|rows| refit_all(&chosen, rows, table, &columns, &y, problem, &refit_ctx))
         .filter(|parts| refit_meets(parts, &chosen, &constraints, &valid_table, history.len()));
     let refit = refitted.is_some();
+    let refit_rows = refit_on.filter(|_| refit).map(|rows| rows.len());
     let members: Vec<MemberManifest> = chosen
         .iter()
         .map(|(c, w)| MemberManifest {
@@ -370,6 +424,8 @@ pub fn fit(
             refit,
             deterministic: config.deterministic,
             stopped_by_budget,
+            search_rows: sampled.then_some(searched_rows),
+            refit_rows,
         },
     };
     TabularModel::new(manifest, pipelines, estimators)
@@ -491,6 +547,9 @@ fn add_feature_search(
     }
     Ok(())
 }
+
+/// Share of the limit kept for the refit on all rows when the search ran on a sample.
+const SAMPLED_REFIT_SHARE: f64 = 0.35;
 
 /// Time kept from the search for finishing: 5 % of the limit, at most 30 s.
 fn finishing_reserve(limit: std::time::Duration) -> std::time::Duration {
@@ -656,29 +715,61 @@ fn ensemble_params(members: &[MemberManifest]) -> ParamPoint {
     ParamPoint::from([("members".to_string(), ParamValue::Text(parts.join(" + ")))])
 }
 
-/// Refit the chosen models on the training and validation rows together, as AutoGluon's
-/// `refit_full` and FLAML's `retrain_full` do: more data for the model that is shipped. Skipped
-/// (`None`) when the remaining budget is unlikely to cover it (estimated from the trials' fit
-/// times) or when any refit fails; the models fitted on the training rows are kept then.
-#[allow(clippy::too_many_arguments)]
-fn refit_all(
+/// The rows to refit the chosen models on: all training and validation rows when the time left
+/// covers it (estimated from the trials' fit times, which grow about linearly with the rows),
+/// else as large a stratified sample of them as it covers, if that is at least a quarter more
+/// rows than the search fitted on; `None` when a refit would not add enough rows to be worth it.
+fn refit_rows(
     chosen: &[(Candidate, f64)],
     all_rows: &[usize],
+    y: &[f64],
+    problem: Problem,
+    ctx: &FitContext<'_>,
+    searched_train_rows: usize,
+) -> Option<Vec<usize>> {
+    if ctx.budget.is_cancelled() {
+        return None;
+    }
+    let fit_secs: f64 = chosen.iter().map(|(c, _)| c.fit_secs).sum();
+    let secs_per_row = fit_secs * 1.3 / searched_train_rows.max(1) as f64;
+    let spare = ctx.budget.remaining().as_secs_f64() - 0.05;
+    let affordable = if secs_per_row > 0.0 {
+        spare / secs_per_row
+    } else {
+        f64::INFINITY
+    };
+    if affordable >= all_rows.len() as f64 {
+        Some(all_rows.to_vec())
+    } else if affordable >= searched_train_rows as f64 * 1.25 {
+        Some(sample::stratified_sample(
+            all_rows,
+            y,
+            problem,
+            affordable as usize,
+            ctx.seed ^ 2,
+        ))
+    } else {
+        None
+    }
+}
+
+/// Refit the chosen models on `rows` (the training and validation rows together, or a sample of
+/// them: see [`refit_rows`]), as AutoGluon's `refit_full` and FLAML's `retrain_full` do: more
+/// data for the model that is shipped. `None` when any refit fails; the models fitted during the
+/// search are kept then.
+fn refit_all(
+    chosen: &[(Candidate, f64)],
+    rows: &[usize],
     table: &Table,
     columns: &[crate::schema::ColumnSchema],
     y: &[f64],
     problem: Problem,
     ctx: &FitContext<'_>,
-    (train_rows, _): (usize, usize),
 ) -> Option<RefitParts> {
-    let growth = all_rows.len() as f64 / train_rows.max(1) as f64;
-    let estimate: f64 = chosen.iter().map(|(c, _)| c.fit_secs).sum::<f64>() * growth * 1.3;
-    if ctx.budget.is_cancelled() || ctx.budget.remaining().as_secs_f64() < estimate + 0.05 {
-        return None;
-    }
-    ctx.progress.phase("refitting on all rows");
-    let all_table = table.take(all_rows);
-    let y_all: Vec<f64> = all_rows.iter().map(|&r| y[r]).collect();
+    ctx.progress
+        .phase(&format!("refitting on {} rows", rows.len()));
+    let all_table = table.take(rows);
+    let y_all: Vec<f64> = rows.iter().map(|&r| y[r]).collect();
     let mut keys: Vec<FeatureKey> = Vec::new();
     let mut pipelines: Vec<FeaturePipeline> = Vec::new();
     let mut data: Vec<Labelled> = Vec::new();

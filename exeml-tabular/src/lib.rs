@@ -28,6 +28,7 @@ pub mod importance;
 pub mod manifest;
 pub mod model;
 pub mod predictor;
+pub mod sample;
 pub mod schema;
 pub mod serving;
 pub mod sniff;

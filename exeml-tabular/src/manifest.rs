@@ -54,6 +54,14 @@ pub struct Lineage {
     /// True when the time limit ended the search before it finished by itself.
     #[serde(default)]
     pub stopped_by_budget: bool,
+    /// Training and validation rows the search used, when it ran on a sample of a large table
+    /// (`rows` counts all of them; the refit, when `refit` is true, used all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_rows: Option<(usize, usize)>,
+    /// Rows the final model was refitted on, when it was (all training + validation rows, or
+    /// the largest sample of them the time left covered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refit_rows: Option<usize>,
 }
 
 /// One model of the final ensemble (a single model is an ensemble of one).

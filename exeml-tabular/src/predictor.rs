@@ -54,6 +54,10 @@ pub struct TabularPredictor {
     /// load. The time limit still stops the search; the manifest then records
     /// `stopped_by_budget` (the run is reproducible when the search ends by itself first).
     pub deterministic: bool,
+    /// Most training rows the search fits its trials on (a stratified, seeded sample; the
+    /// chosen model is refitted on all rows when the budget allows). `None`: enough rows for
+    /// 20 million feature cells, at least 20,000.
+    pub search_rows: Option<usize>,
 }
 
 /// The parent of an incremental run: its name in the lineage and its manifest.
@@ -80,6 +84,7 @@ impl Default for TabularPredictor {
             families: Vec::new(),
             constraints: Constraints::default(),
             deterministic: false,
+            search_rows: None,
         }
     }
 }
@@ -91,6 +96,12 @@ impl TabularPredictor {
             label: Some(label.into()),
             ..Self::default()
         }
+    }
+
+    /// Search on at most `rows` training rows (see [`TabularPredictor::search_rows`]).
+    pub fn search_rows(mut self, rows: usize) -> Self {
+        self.search_rows = Some(rows);
+        self
     }
 
     /// Set the time limit.

@@ -506,6 +506,49 @@ fn performance_first_returns_one_model_refitted_on_all_rows() {
 }
 
 #[test]
+fn a_large_table_is_searched_on_a_sample_and_refitted_on_every_row() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("churn.csv");
+    std::fs::write(&path, exeml::demo_data::churn_csv(3000, 5)).expect("write");
+    let table = Table::read(&path, ReadOptions::default()).expect("read");
+    let model = quick("churn")
+        .families(["knn"])
+        .preference(exeml::Preference::PerformanceFirst)
+        .search_rows(600)
+        .fit(&table)
+        .expect("fit");
+    let lineage = &model.manifest.lineage;
+    assert_eq!(lineage.rows, (2400, 600));
+    let (searched_train, searched_valid) = lineage.search_rows.expect("searched on a sample");
+    assert!((590..=610).contains(&searched_train), "{searched_train}");
+    assert_eq!(searched_valid, 600, "validation is below its own cap");
+    assert!(lineage.refit, "a small table refits in no time");
+    assert_eq!(lineage.refit_rows, Some(3000));
+    let exeml::tabular::family::Estimator::Knn(knn) = &model.members()[0].estimator else {
+        panic!("a k-NN model expected");
+    };
+    assert_eq!(
+        knn.n_points(),
+        3000,
+        "the refit used every row, not the sample"
+    );
+    let Metrics::Classification(report) = &model.validation().metrics else {
+        panic!("classification metrics expected");
+    };
+    assert!(report.accuracy > 0.6, "{}", report.accuracy);
+
+    let whole = quick("churn")
+        .families(["knn"])
+        .preference(exeml::Preference::PerformanceFirst)
+        .fit(&table)
+        .expect("fit");
+    assert_eq!(
+        whole.manifest.lineage.search_rows, None,
+        "small tables are searched whole"
+    );
+}
+
+#[test]
 fn a_manifest_whose_member_folder_escapes_the_model_is_refused() {
     let (_, model) = diabetes_ensemble();
     let dir = tempfile::tempdir().expect("tempdir");

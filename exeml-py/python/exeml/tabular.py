@@ -91,6 +91,7 @@ class TabularPredictor:
         max_latency_ms: Optional[float] = None,
         max_model_mb: Optional[float] = None,
         deterministic: bool = False,
+        search_rows: Optional[int] = None,
     ) -> "TabularPredictor":
         """Train within ``time_limit`` seconds and keep the best model; returns ``self``.
 
@@ -103,8 +104,11 @@ class TabularPredictor:
         that many megabytes (trials that break them stay in the leaderboard, excluded).
         ``deterministic=True`` sizes every fit by counts instead of the time left, so the same
         data, seed and settings give identical predictions (the time limit still stops the
-        search; ``manifest()["lineage"]["stopped_by_budget"]`` then says so). Ctrl-C stops training early and keeps the best model so far (with a
-        :class:`~exeml.errors.TrainingInterruptedWarning`).
+        search; ``manifest()["lineage"]["stopped_by_budget"]`` then says so).
+        ``search_rows`` caps the training rows each trial of the search fits on (a stratified
+        sample; the chosen model is refitted on all rows when time allows); by default a large
+        table is sampled to about 20 million feature cells. Ctrl-C stops training early and
+        keeps the best model so far (with a :class:`~exeml.errors.TrainingInterruptedWarning`).
         """
         frame = to_frame(train_data)
         tuning: Dict[str, Any] = {}
@@ -134,6 +138,7 @@ class TabularPredictor:
                 max_latency_ms=max_latency_ms,
                 max_model_mb=max_model_mb,
                 deterministic=bool(deterministic),
+                search_rows=None if search_rows is None else int(search_rows),
             )
         finally:
             if progress is not None:

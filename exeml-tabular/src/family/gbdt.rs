@@ -21,6 +21,8 @@ const PARALLEL_PREDICT_ROWS: usize = 256;
 pub const FAMILY: &str = "gbdt";
 /// Rounds fitted first to measure the cost of one round.
 const PROBE_ROUNDS: usize = 10;
+/// A probe slower than this also times a one-round fit, to tell binning from rounds.
+const SEPARATE_BINNING_ABOVE_SECS: f64 = 0.5;
 /// Share of the remaining budget a fit may plan to use.
 const BUDGET_SHARE: f64 = 0.8;
 
@@ -135,6 +137,15 @@ impl GbdtParams {
     }
 }
 
+/// Boosters of a fit: one per class for multiclass, else one.
+fn boosters(problem: Problem) -> usize {
+    if problem.kind == ProblemType::Multiclass {
+        problem.n_classes.max(1)
+    } else {
+        1
+    }
+}
+
 /// The family's search space; the default point is LightGBM-like.
 pub fn search_space(problem: Problem) -> SearchSpace {
     let float = |low, high, log| ParamRange::Float { low, high, log };
@@ -152,7 +163,10 @@ pub fn search_space(problem: Problem) -> SearchSpace {
         family: FAMILY.into(),
         params,
         defaults: vec![GbdtParams::default().to_point()],
-        cost_hint: 10.0 * problem.output_width().max(1) as f64,
+        // Right after the quick linear and k-NN defaults on binary and regression tables:
+        // boosted trees are the strongest family on most tables (FLAML and AutoGluon start
+        // with them too). One booster per class makes multiclass fits dearer.
+        cost_hint: 4.0 * (boosters(problem) as f64).sqrt(),
     }
 }
 
@@ -223,10 +237,28 @@ impl Trainer for GbdtTrainer {
         probe
             .fit(&x, &targets[0], &weights, None)
             .map_err(backend)?;
-        let per_round = started.elapsed().as_secs_f64() / probe_rounds as f64;
+        let probe_secs = started.elapsed().as_secs_f64();
+        let mut per_round = probe_secs / probe_rounds as f64;
         let outputs = targets.len();
-        let affordable = ctx.budget.remaining().as_secs_f64() * BUDGET_SHARE
-            / (per_round * outputs as f64).max(1e-9);
+        let affordable = |per_round: f64| {
+            ctx.budget.remaining().as_secs_f64() * BUDGET_SHARE
+                / (per_round * outputs as f64).max(1e-9)
+        };
+        // The probe's time includes binning the data once, which on a large table costs many
+        // rounds: when the cap would bind, time a one-round fit too and count only the rounds.
+        if affordable(per_round) < params.max_rounds as f64
+            && probe_secs > SEPARATE_BINNING_ABOVE_SECS
+            && probe_rounds > 1
+        {
+            let one_started = Instant::now();
+            booster(&params, objective(), 1, None, ctx.seed)?
+                .fit(&x, &targets[0], &weights, None)
+                .map_err(backend)?;
+            let one_round = one_started.elapsed().as_secs_f64();
+            let marginal = (probe_secs - one_round) / (probe_rounds - 1) as f64;
+            per_round = marginal.clamp(per_round / 20.0, per_round);
+        }
+        let affordable = affordable(per_round);
         let rounds = (affordable as usize).clamp(1, params.max_rounds);
         if rounds <= probe_rounds && outputs == 1 {
             return Ok(GbdtModel {

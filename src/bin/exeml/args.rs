@@ -115,6 +115,11 @@ pub struct FitOptions {
     /// and options give identical predictions (the time limit still stops the search).
     #[arg(long)]
     pub deterministic: bool,
+    /// Tables: the search fits its trials on at most this many training rows (a stratified
+    /// sample; the chosen model is refitted on all rows when the time allows). Default: enough
+    /// rows for 20 million feature cells, at least 20,000.
+    #[arg(long, value_name = "ROWS", value_parser = clap::value_parser!(u64).range(100..))]
+    pub search_rows: Option<u64>,
 }
 
 impl FitOptions {

@@ -18,6 +18,12 @@ fn predictor(fit: &FitOptions) -> Result<ImagePredictor> {
             "is supported for tables only: image training is seeded, but how far it gets depends on the time limit",
         ));
     }
+    if fit.search_rows.is_some() {
+        return Err(Error::invalid(
+            "--search-rows",
+            "is supported for tables only: image training uses every image",
+        ));
+    }
     let device: exeml::core::Device = fit.device.parse()?;
     device.check_available()?;
     let backbones = fit

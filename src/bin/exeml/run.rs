@@ -102,6 +102,9 @@ pub fn predictor(fit: &FitOptions) -> Result<(TabularPredictor, Budget)> {
         families: Vec::new(),
         constraints: fit.constraints()?,
         deterministic: fit.deterministic,
+        search_rows: fit
+            .search_rows
+            .map(|r| usize::try_from(r).unwrap_or(usize::MAX)),
     };
     exeml::core::SplitSpec {
         train_ratio: fit.train_ratio,
