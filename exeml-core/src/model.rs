@@ -35,6 +35,9 @@ pub struct FitContext<'a> {
     pub seed: u64,
     /// Where progress goes.
     pub progress: &'a dyn Progress,
+    /// Told the validation loss as an iterative fit goes; may stop a trial that is clearly
+    /// worse than earlier ones ([`crate::search::NeverStop`] when nothing should be stopped).
+    pub monitor: &'a dyn crate::search::TrialMonitor,
 }
 
 impl std::fmt::Debug for FitContext<'_> {

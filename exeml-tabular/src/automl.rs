@@ -14,6 +14,7 @@ use crate::sample;
 use crate::schema::{label_numbers, label_texts, Target};
 use crate::table::Table;
 use exeml_core::constraints::{folder_megabytes, median_latency_ms};
+use exeml_core::search::{MedianStopping, NeverStop, TrialMonitor};
 use exeml_core::search::{
     ParamPoint, ParamValue, Searcher, TpeConfig, TpeSearcher, Trial, TrialOutcome, TrialRecord,
 };
@@ -22,6 +23,7 @@ use exeml_core::{
     Budget, Constraints, Dataset, Error, FitContext, Preference, ProblemType, Progress, Result,
     SplitSpec, TaskKind, Trainer, Usage,
 };
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -162,6 +164,7 @@ pub fn fit(
         preference: config.preference,
         seed: config.seed,
         progress,
+        monitor: &NeverStop,
     };
     let mut spaces = family::spaces(problem);
     if !config.families.is_empty() {
@@ -193,6 +196,14 @@ pub fn fit(
         }
     }
     let mut prepared = PreparedFeatures::default();
+    // Early stopping of bad trials, per family (its losses are comparable within a family).
+    let stopping: HashMap<String, MedianStopping> = spaces
+        .iter()
+        .map(|s| {
+            let rule = MedianStopping::new(STOP_GRACE_STEPS, STOP_AFTER_TRIALS);
+            (s.family.clone(), rule)
+        })
+        .collect();
     let mut candidates: Vec<Candidate> = Vec::new();
     let mut history = Vec::new();
     let mut stopped_by_budget = false;
@@ -230,8 +241,18 @@ pub fn fit(
         } = prepared;
         let pipeline = Rc::clone(pipeline);
         let fit_started = Instant::now();
-        let fitted = fit_family(&trial, problem, train, valid, &ctx);
+        let rule = stopping.get(&trial.family);
+        if let Some(rule) = rule {
+            rule.begin();
+        }
+        let trial_ctx = FitContext {
+            monitor: rule.map_or(&NeverStop as &dyn TrialMonitor, |r| r as &dyn TrialMonitor),
+            ..ctx.clone()
+        };
+        let fitted = fit_family(&trial, problem, train, valid, &trial_ctx);
+        let stopped_at = rule.and_then(MedianStopping::end);
         let fit_secs = fit_started.elapsed().as_secs_f64();
+        let mut excluded_by_constraint = false;
         let record = match fitted {
             Ok(estimator) => {
                 let predict_started = Instant::now();
@@ -251,7 +272,14 @@ pub fn fit(
                         metric: score_name(problem).into(),
                         fit_secs,
                         predict_secs,
-                        note: excluded.clone(),
+                        note: excluded.clone().or_else(|| {
+                            stopped_at.map(|step| {
+                                format!(
+                                    "stopped early at step {step}: worse than the median of earlier {} trials",
+                                    trial.family
+                                )
+                            })
+                        }),
                         latency_ms,
                         size_mb,
                     },
@@ -269,6 +297,8 @@ pub fn fit(
                             fit_secs,
                         },
                     );
+                } else {
+                    excluded_by_constraint = true;
                 }
                 record
             }
@@ -286,7 +316,7 @@ pub fn fit(
         };
         history.push(record.clone());
         let mut observed = record;
-        if observed.outcome.note.is_some() {
+        if excluded_by_constraint {
             // Excluded by a constraint: the searcher should not look for more like it.
             observed.outcome.score = None;
         }
@@ -547,6 +577,11 @@ fn add_feature_search(
     }
     Ok(())
 }
+
+/// Steps (epochs) every trial may run before early stopping of bad trials can stop it, and the
+/// finished trials of a family needed before it stops any.
+const STOP_GRACE_STEPS: usize = 8;
+const STOP_AFTER_TRIALS: usize = 3;
 
 /// Share of the limit kept for the refit on all rows when the search ran on a sample.
 const SAMPLED_REFIT_SHARE: f64 = 0.35;

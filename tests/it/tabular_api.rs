@@ -705,3 +705,29 @@ fn target_encoding_is_tried_and_wins_on_a_many_level_category() {
         loaded.predict(&table).expect("predict")
     );
 }
+
+#[test]
+fn network_trials_clearly_worse_than_earlier_ones_are_stopped_early() {
+    let table = Table::read(&data("diabetes.csv"), ReadOptions::default()).expect("read");
+    let model = quick("progression")
+        .families(["mlp"])
+        .deterministic(true)
+        .fit(&table)
+        .expect("fit");
+    let board = &model.manifest.leaderboard;
+    let stopped: Vec<_> = board
+        .iter()
+        .filter(|r| {
+            r.outcome
+                .note
+                .as_deref()
+                .is_some_and(|n| n.starts_with("stopped early at step"))
+        })
+        .collect();
+    assert!(!stopped.is_empty(), "{board:?}");
+    // A stopped trial keeps its score (the search learns from it) and never beats the best.
+    let best = model.leaderboard()[0].outcome.score.expect("best");
+    assert!(stopped
+        .iter()
+        .all(|r| r.outcome.score.is_some_and(|s| s < best)));
+}

@@ -6,7 +6,9 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+pub mod stopping;
 pub mod tpe;
+pub use stopping::{MedianStopping, NeverStop, TrialMonitor};
 pub use tpe::{TpeConfig, TpeSearcher};
 
 /// One hyper-parameter's range.

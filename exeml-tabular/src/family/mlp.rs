@@ -324,6 +324,8 @@ impl Trainer for MlpTrainer {
                 if !loss.is_finite() {
                     break;
                 }
+                // A trial clearly worse than earlier ones stops here with its best weights.
+                let go_on = ctx.monitor.report(epochs, loss);
                 if best.as_ref().is_none_or(|(l, ..)| loss < *l) {
                     let snapshot = layers(&vars)
                         .into_iter()
@@ -335,6 +337,9 @@ impl Trainer for MlpTrainer {
                     .as_ref()
                     .is_some_and(|(_, e, _)| epochs - e >= PATIENCE)
                 {
+                    break;
+                }
+                if !go_on {
                     break;
                 }
             }
@@ -571,6 +576,31 @@ mod tests {
         assert_eq!(a, fit(&ParamPoint::new(), &valid));
         let refit = fit(&a.refit_point(&ParamPoint::new()), &train);
         assert_eq!(refit.epochs(), a.epochs());
+    }
+
+    /// A monitor that stops every trial at a given step and remembers what it was told.
+    struct StopAt(usize, std::sync::Mutex<Vec<usize>>);
+
+    impl exeml_core::search::TrialMonitor for StopAt {
+        fn report(&self, step: usize, _loss: f64) -> bool {
+            self.1.lock().expect("lock").push(step);
+            step < self.0
+        }
+    }
+
+    #[test]
+    fn a_monitor_can_stop_a_trial_which_keeps_its_best_epoch() {
+        let (train, valid) = (rings(200, 3), rings(100, 4));
+        let monitor = StopAt(3, std::sync::Mutex::new(Vec::new()));
+        let ctx = FitContext {
+            monitor: &monitor,
+            ..ctx()
+        };
+        let model = MlpTrainer { problem: BINARY }
+            .fit(&ParamPoint::new(), &train, &valid, &ctx)
+            .expect("fit");
+        assert_eq!(*monitor.1.lock().expect("lock"), vec![1, 2, 3]);
+        assert!((1..=3).contains(&model.epochs()), "{}", model.epochs());
     }
 
     #[test]

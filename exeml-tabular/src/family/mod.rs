@@ -215,6 +215,7 @@ pub(crate) fn test_context(seed: u64) -> exeml_core::FitContext<'static> {
         preference: exeml_core::Preference::Balance,
         seed,
         progress: &exeml_core::Silent,
+        monitor: &exeml_core::search::NeverStop,
     }
 }
 
