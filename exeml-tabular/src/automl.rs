@@ -14,7 +14,7 @@ use crate::sample;
 use crate::schema::{label_numbers, label_texts, Target};
 use crate::table::Table;
 use exeml_core::constraints::{folder_megabytes, median_latency_ms};
-use exeml_core::search::{MedianStopping, NeverStop, TrialMonitor};
+use exeml_core::search::{MedianStopping, NeverStop, ParamRange, TrialMonitor};
 use exeml_core::search::{
     ParamPoint, ParamValue, Searcher, TpeConfig, TpeSearcher, Trial, TrialOutcome, TrialRecord,
 };
@@ -511,9 +511,11 @@ impl PreparedFeatures {
                     key.options,
                     targets,
                 )?;
+                let embedded = pipeline.embedded_features();
                 let valid = Labelled {
                     x: pipeline.transform(valid_table)?,
                     y: y_valid.to_vec(),
+                    embedded: embedded.clone(),
                 };
                 let bytes = |p: &Prepared| (p.train.x.data.len() + p.valid.x.data.len()) * 8;
                 let new_bytes = (x.data.len() + valid.x.data.len()) * 8;
@@ -529,6 +531,7 @@ impl PreparedFeatures {
                     train: Labelled {
                         x,
                         y: targets.y.to_vec(),
+                        embedded,
                     },
                     valid,
                     last_used: 0,
@@ -553,7 +556,8 @@ fn add_feature_search(
     let many_levels = features::has_many_level_categories(columns);
     for space in spaces {
         let encoding = family::encoding_of(&space.family)?;
-        let params = features::search_params(encoding, columns, problem);
+        let network = space.family == mlp::FAMILY;
+        let params = features::search_params(encoding, columns, problem, network);
         for (name, range, default) in &params {
             space.params.insert((*name).to_string(), range.clone());
             for point in &mut space.defaults {
@@ -562,7 +566,7 @@ fn add_feature_search(
         }
         let offers_target = params.iter().any(|(name, range, _)| {
             *name == features::CATEGORIES_PARAM
-                && matches!(range, exeml_core::search::ParamRange::Choice { options } if options.iter().any(|o| o == "target"))
+                && matches!(range, ParamRange::Choice { options } if options.iter().any(|o| o == "target"))
         });
         if many_levels && offers_target {
             if let Some(first) = space.defaults.first() {
@@ -829,6 +833,7 @@ fn refit_all(
                 data.push(Labelled {
                     x,
                     y: y_all.clone(),
+                    embedded: pipeline.embedded_features(),
                 });
                 pipelines.push(pipeline);
                 keys.push(c.key);
@@ -854,6 +859,7 @@ fn refit_all(
                         cols: all.x.cols,
                     },
                     y: Vec::new(),
+                    embedded: all.embedded.clone(),
                 };
                 fit_family(&c.trial, problem, all, &none, ctx)
             }

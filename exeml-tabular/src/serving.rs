@@ -39,6 +39,10 @@ pub fn tabular_response(predictions: &Predictions) -> Value {
     json!({ "data": { "resp_data": rows } })
 }
 
+/// Most category levels a column suggests on the test page (a target-encoded column keeps
+/// thousands).
+const MAX_CHOICES: usize = 256;
+
 impl Servable for TabularModel {
     fn serve_info(&self) -> ServeInfo {
         let fields: Vec<InputField> = self
@@ -50,7 +54,10 @@ impl Servable for TabularModel {
                 name: t.column().to_string(),
                 kind: kind_name(kind).to_string(),
                 choices: match t {
-                    ColumnTransform::Categorical { levels, .. } => levels.clone(),
+                    // Suggestions for the test page, most frequent first.
+                    ColumnTransform::Categorical { levels, .. } => {
+                        levels.iter().take(MAX_CHOICES).cloned().collect()
+                    }
                     _ => Vec::new(),
                 },
             })

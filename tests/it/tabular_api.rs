@@ -731,3 +731,36 @@ fn network_trials_clearly_worse_than_earlier_ones_are_stopped_early() {
         .iter()
         .all(|r| r.outcome.score.is_some_and(|s| s < best)));
 }
+
+#[test]
+fn the_network_embeds_categories_by_default_and_the_model_round_trips() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("shops.csv");
+    std::fs::write(&path, many_level_csv(3000)).expect("write");
+    let table = Table::read(&path, ReadOptions::default()).expect("read");
+    let model = quick("bought")
+        .families(["mlp"])
+        .preference(exeml::Preference::PerformanceFirst)
+        .time_limit(Duration::from_secs(8))
+        .fit(&table)
+        .expect("fit");
+    let first = &model.manifest.leaderboard[0];
+    assert_eq!(
+        first
+            .trial
+            .params
+            .get("categories")
+            .and_then(|v| v.as_str()),
+        Some("embedding")
+    );
+    let embedded = first.outcome.score.expect("scored");
+    // 200 shops, half buying 90 % of the time: an embedding per shop gets close to 0.9.
+    assert!(embedded > 0.8, "{embedded}");
+    let saved = dir.path().join("model");
+    model.save(&saved).expect("save");
+    let loaded = TabularModel::load(&saved).expect("load");
+    assert_eq!(
+        model.predict(&table).expect("predict"),
+        loaded.predict(&table).expect("predict")
+    );
+}

@@ -788,14 +788,14 @@ mod tests {
             cols[1].push(if r % 10 == 0 { f64::NAN } else { b });
             cols[2].push(generator.random());
         }
-        Labelled {
-            x: Matrix {
+        Labelled::new(
+            Matrix {
                 data: cols.concat(),
                 rows: n,
                 cols: 3,
             },
             y,
-        }
+        )
     }
 
     fn point(splitter: &str) -> ParamPoint {

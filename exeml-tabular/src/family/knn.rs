@@ -273,14 +273,14 @@ mod tests {
     /// Two clusters along one feature: class 0 near 0, class 1 near 10.
     fn clusters() -> Labelled {
         let xs = vec![0.0, 0.5, 1.0, 9.0, 9.5, 10.0];
-        Labelled {
-            x: Matrix {
+        Labelled::new(
+            Matrix {
                 data: xs,
                 rows: 6,
                 cols: 1,
             },
-            y: vec![0.0, 0.0, 0.0, 1.0, 1.0, 1.0],
-        }
+            vec![0.0, 0.0, 0.0, 1.0, 1.0, 1.0],
+        )
     }
 
     fn point(k: i64, weights: &str) -> ParamPoint {

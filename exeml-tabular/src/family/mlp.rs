@@ -5,9 +5,13 @@
 //! early stopping on the validation loss with the best epoch's weights kept, epochs capped to
 //! the time left. Weights, shuffles and dropout masks come from the run's seed, so a seed gives
 //! the same network. CPU only for now (tables this size gain little from a GPU).
+//!
+//! With the `embedding` category encoding, a categorical column reaches the network as a level
+//! code, looked up in a learned embedding table (`min(32, 1.6 · codes^0.56)` wide, fastai's
+//! rule) whose output joins the other features at the first layer.
 
 use super::{Labelled, Problem, TensorFile};
-use crate::features::Matrix;
+use crate::features::{EmbeddedFeature, Matrix};
 use candle_core::{Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use exeml_core::search::{ParamPoint, ParamRange, ParamValue, SearchSpace};
@@ -31,6 +35,8 @@ const MAX_EPOCHS: usize = 300;
 const STEPS_PER_BUDGET_CHECK: usize = 64;
 /// Share of the remaining budget a fit may plan to use.
 const BUDGET_SHARE: f64 = 0.8;
+/// Widest embedding of a categorical column.
+const MAX_EMBEDDING_DIM: usize = 32;
 
 /// Hyper-parameters of the network and its training, read from a search point.
 #[derive(Debug, Clone, PartialEq)]
@@ -118,6 +124,10 @@ type Layers = Vec<(Tensor, Tensor)>;
 #[derive(Debug, Clone)]
 pub struct MlpModel {
     layers: Layers,
+    /// The embedding table (`[codes, dim]`) of each code feature, in feature order.
+    embeddings: Vec<(EmbeddedFeature, Tensor)>,
+    /// Features the network reads (plain and code features).
+    n_inputs: usize,
     problem: Problem,
     /// Mean and spread of the regression target (the network predicts it standardised).
     target_scale: (f64, f64),
@@ -134,7 +144,20 @@ impl PartialEq for MlpModel {
                 .map(|t| t.flatten_all().and_then(|t| t.to_vec1::<f32>()).ok())
                 .collect()
         };
+        let tables = |m: &MlpModel| -> Option<Vec<Vec<f32>>> {
+            m.embeddings
+                .iter()
+                .map(|(_, t)| t.flatten_all().and_then(|t| t.to_vec1::<f32>()).ok())
+                .collect()
+        };
         self.problem == other.problem
+            && self.n_inputs == other.n_inputs
+            && self
+                .embeddings
+                .iter()
+                .map(|(e, _)| e)
+                .eq(other.embeddings.iter().map(|(e, _)| e))
+            && tables(self) == tables(other)
             && self.target_scale == other.target_scale
             && self.epochs == other.epochs
             && values(self) == values(other)
@@ -155,15 +178,74 @@ fn candle(e: candle_core::Error) -> Error {
     }
 }
 
-/// Rows of a column-major matrix as a row-major `[rows, cols]` f32 tensor.
-fn to_tensor(x: &Matrix) -> Result<Tensor> {
-    let mut data = vec![0f32; x.rows * x.cols];
-    for c in 0..x.cols {
-        for (r, v) in x.column(c).iter().enumerate() {
-            data[r * x.cols + c] = if v.is_finite() { *v as f32 } else { 0.0 };
-        }
+/// The network's inputs: the plain features as one row-major `[rows, plain]` f32 tensor (none
+/// when every feature is a code) and each code feature as a `[rows]` u32 index tensor.
+struct Inputs {
+    plain: Option<Tensor>,
+    codes: Vec<Tensor>,
+}
+
+impl Inputs {
+    /// Split a column-major matrix; `embedded` lists its code features (in feature order).
+    fn new(x: &Matrix, embedded: &[EmbeddedFeature]) -> Result<Self> {
+        let plain_columns: Vec<usize> = (0..x.cols)
+            .filter(|c| !embedded.iter().any(|e| e.feature == *c))
+            .collect();
+        let plain = if plain_columns.is_empty() {
+            None
+        } else {
+            let width = plain_columns.len();
+            let mut data = vec![0f32; x.rows * width];
+            for (j, &c) in plain_columns.iter().enumerate() {
+                for (r, v) in x.column(c).iter().enumerate() {
+                    data[r * width + j] = if v.is_finite() { *v as f32 } else { 0.0 };
+                }
+            }
+            Some(Tensor::from_vec(data, (x.rows, width), &Device::Cpu).map_err(candle)?)
+        };
+        let codes = embedded
+            .iter()
+            .map(|e| {
+                let last = e.codes.saturating_sub(1);
+                // Codes come from the pipeline; anything else (a damaged input) reads as the
+                // last code (missing) rather than indexing out of the table.
+                let v: Vec<u32> = x
+                    .column(e.feature)
+                    .iter()
+                    .map(|&c| {
+                        if c.is_finite() && c >= 0.0 {
+                            (c as usize).min(last) as u32
+                        } else {
+                            last as u32
+                        }
+                    })
+                    .collect();
+                Tensor::from_vec(v, x.rows, &Device::Cpu).map_err(candle)
+            })
+            .collect::<Result<Vec<Tensor>>>()?;
+        Ok(Inputs { plain, codes })
     }
-    Tensor::from_vec(data, (x.rows, x.cols), &Device::Cpu).map_err(candle)
+
+    /// The rows `index` of every part.
+    fn rows(&self, index: &Tensor) -> candle_core::Result<Inputs> {
+        Ok(Inputs {
+            plain: self
+                .plain
+                .as_ref()
+                .map(|t| t.index_select(index, 0))
+                .transpose()?,
+            codes: self
+                .codes
+                .iter()
+                .map(|t| t.index_select(index, 0))
+                .collect::<candle_core::Result<_>>()?,
+        })
+    }
+}
+
+/// Width of the embedding of a column with `codes` codes (fastai's rule, capped).
+fn embedding_dim(codes: usize) -> usize {
+    ((1.6 * (codes as f64).powf(0.56)).round() as usize).clamp(2, MAX_EMBEDDING_DIM)
 }
 
 /// PyTorch's default `Linear` initialisation, U(−1/√fan_in, 1/√fan_in), from our generator.
@@ -177,14 +259,31 @@ fn init_layer(rng: &mut Rng, fan_in: usize, fan_out: usize) -> Result<(Var, Var)
     Ok((w, b))
 }
 
-/// The network's output (logits or standardised values) for `x`; dropout masks are applied
-/// after each hidden layer when given.
+/// An embedding table with unit-variance entries, U(−√3, √3), from our generator.
+fn init_embedding(rng: &mut Rng, codes: usize, dim: usize) -> Result<Var> {
+    let bound = 3f32.sqrt();
+    let values: Vec<f32> = (0..codes * dim)
+        .map(|_| rng.random_range(-bound..bound))
+        .collect();
+    Var::from_vec(values, (codes, dim), &Device::Cpu).map_err(candle)
+}
+
+/// The network's output (logits or standardised values) for `inputs`; dropout masks are
+/// applied after each hidden layer when given.
 fn forward(
     layers: &[(Tensor, Tensor)],
-    x: &Tensor,
+    tables: &[Tensor],
+    inputs: &Inputs,
     masks: Option<&[Tensor]>,
 ) -> candle_core::Result<Tensor> {
-    let mut h = x.clone();
+    let mut parts: Vec<Tensor> = inputs.plain.iter().cloned().collect();
+    for (table, codes) in tables.iter().zip(&inputs.codes) {
+        parts.push(table.index_select(codes, 0)?);
+    }
+    let mut h = match parts.len() {
+        1 => parts.remove(0),
+        _ => Tensor::cat(&parts, 1)?,
+    };
     let last = layers.len() - 1;
     for (i, (w, b)) in layers.iter().enumerate() {
         h = h.matmul(&w.t()?)?.broadcast_add(b)?;
@@ -242,16 +341,25 @@ impl Trainer for MlpTrainer {
                 candle_nn::loss::cross_entropy(out, y)
             }
         };
-        let (x, y) = (to_tensor(&train.x)?, targets(&train.y)?);
+        let embedded = train.embedded.clone();
+        let (x, y) = (Inputs::new(&train.x, &embedded)?, targets(&train.y)?);
         let validation = if valid.x.rows > 0 && params.epochs.is_none() {
-            Some((to_tensor(&valid.x)?, targets(&valid.y)?))
+            Some((Inputs::new(&valid.x, &embedded)?, targets(&valid.y)?))
         } else {
             None
         };
 
         let mut generator = rng(ctx.seed, 0x6d6c_7000);
+        let table_vars: Vec<Var> = embedded
+            .iter()
+            .map(|e| init_embedding(&mut generator, e.codes, embedding_dim(e.codes)))
+            .collect::<Result<_>>()?;
         let mut vars: Vec<(Var, Var)> = Vec::with_capacity(params.layers + 1);
-        let mut fan_in = train.x.cols;
+        let mut fan_in = train.x.cols - embedded.len()
+            + embedded
+                .iter()
+                .map(|e| embedding_dim(e.codes))
+                .sum::<usize>();
         for _ in 0..params.layers {
             vars.push(init_layer(&mut generator, fan_in, params.hidden)?);
             fan_in = params.hidden;
@@ -262,9 +370,12 @@ impl Trainer for MlpTrainer {
                 .map(|(w, b)| (w.as_tensor().clone(), b.as_tensor().clone()))
                 .collect()
         };
+        let tables =
+            |vars: &[Var]| -> Vec<Tensor> { vars.iter().map(|v| v.as_tensor().clone()).collect() };
         let mut optimizer = AdamW::new(
             vars.iter()
                 .flat_map(|(w, b)| [w.clone(), b.clone()])
+                .chain(table_vars.iter().cloned())
                 .collect(),
             ParamsAdamW {
                 lr: params.learning_rate,
@@ -278,7 +389,7 @@ impl Trainer for MlpTrainer {
         let started = Instant::now();
         let max_epochs = params.epochs.unwrap_or(MAX_EPOCHS);
         let mut order: Vec<u32> = (0..n as u32).collect();
-        let mut best: Option<(f64, usize, Layers)> = None;
+        let mut best: Option<(f64, usize, Layers, Vec<Tensor>)> = None;
         let mut epochs = 0;
         'training: while epochs < max_epochs {
             order.shuffle(&mut generator);
@@ -290,7 +401,7 @@ impl Trainer for MlpTrainer {
                     break 'training;
                 }
                 let index = Tensor::from_slice(batch, batch.len(), &Device::Cpu).map_err(candle)?;
-                let xb = x.index_select(&index, 0).map_err(candle)?;
+                let xb = x.rows(&index).map_err(candle)?;
                 let yb = y.index_select(&index, 0).map_err(candle)?;
                 let masks: Vec<Tensor> = if params.dropout > 0.0 {
                     (0..params.layers)
@@ -311,13 +422,15 @@ impl Trainer for MlpTrainer {
                 } else {
                     Vec::new()
                 };
-                let out = forward(&layers(&vars), &xb, Some(&masks)).map_err(candle)?;
+                let out = forward(&layers(&vars), &tables(&table_vars), &xb, Some(&masks))
+                    .map_err(candle)?;
                 let loss = loss_of(&out, &yb).map_err(candle)?;
                 optimizer.backward_step(&loss).map_err(candle)?;
             }
             epochs += 1;
             if let Some((xv, yv)) = &validation {
-                let out = forward(&layers(&vars), xv, None).map_err(candle)?;
+                let out =
+                    forward(&layers(&vars), &tables(&table_vars), xv, None).map_err(candle)?;
                 let loss = loss_of(&out, yv)
                     .and_then(|l| l.to_scalar::<f32>())
                     .map_err(candle)? as f64;
@@ -332,10 +445,15 @@ impl Trainer for MlpTrainer {
                         .map(|(w, b)| Ok((w.copy()?, b.copy()?)))
                         .collect::<candle_core::Result<Vec<_>>>()
                         .map_err(candle)?;
-                    best = Some((loss, epochs, snapshot));
+                    let table_snapshot = tables(&table_vars)
+                        .iter()
+                        .map(Tensor::copy)
+                        .collect::<candle_core::Result<Vec<_>>>()
+                        .map_err(candle)?;
+                    best = Some((loss, epochs, snapshot, table_snapshot));
                 } else if best
                     .as_ref()
-                    .is_some_and(|(_, e, _)| epochs - e >= PATIENCE)
+                    .is_some_and(|(_, e, ..)| epochs - e >= PATIENCE)
                 {
                     break;
                 }
@@ -352,12 +470,14 @@ impl Trainer for MlpTrainer {
                 break;
             }
         }
-        let (layers, epochs) = match best {
-            Some((_, epoch, snapshot)) => (snapshot, epoch),
-            None => (layers(&vars), epochs),
+        let (layers, table_values, epochs) = match best {
+            Some((_, epoch, snapshot, table_snapshot)) => (snapshot, table_snapshot, epoch),
+            None => (layers(&vars), tables(&table_vars), epochs),
         };
         Ok(MlpModel {
             layers,
+            embeddings: embedded.into_iter().zip(table_values).collect(),
+            n_inputs: train.x.cols,
             problem,
             target_scale,
             epochs,
@@ -368,8 +488,10 @@ impl Trainer for MlpTrainer {
 impl MlpModel {
     /// Predictions, row-major: class probabilities, or values for regression.
     pub fn predict(&self, x: &Matrix) -> Vec<f64> {
-        let out = to_tensor(x)
-            .and_then(|t| forward(&self.layers, &t, None).map_err(candle))
+        let embedded: Vec<EmbeddedFeature> = self.embeddings.iter().map(|(e, _)| *e).collect();
+        let tables: Vec<Tensor> = self.embeddings.iter().map(|(_, t)| t.clone()).collect();
+        let out = Inputs::new(x, &embedded)
+            .and_then(|inputs| forward(&self.layers, &tables, &inputs, None).map_err(candle))
             .and_then(|out| {
                 if self.problem.kind == ProblemType::Regression {
                     Ok(out)
@@ -398,9 +520,9 @@ impl MlpModel {
         }
     }
 
-    /// Number of input features the first layer expects.
+    /// Number of input features the network reads.
     pub fn n_features(&self) -> usize {
-        self.layers.first().map_or(0, |(w, _)| w.dims()[1])
+        self.n_inputs
     }
 
     /// Epochs of the kept weights.
@@ -431,6 +553,19 @@ impl MlpModel {
                 named.push((name, t.dims().to_vec(), bytes));
             }
         }
+        for (k, (_, table)) in self.embeddings.iter().enumerate() {
+            let values = table
+                .flatten_all()
+                .and_then(|t| t.to_vec1::<f32>())
+                .map_err(candle)?;
+            let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            named.push((format!("emb{k}"), table.dims().to_vec(), bytes));
+        }
+        let embedded: Vec<String> = self
+            .embeddings
+            .iter()
+            .map(|(e, _)| format!("{}:{}", e.feature, e.codes))
+            .collect();
         let tensor_err = |e: safetensors::SafeTensorError| Error::data(&path, e.to_string());
         let views = named
             .iter()
@@ -444,6 +579,8 @@ impl MlpModel {
             ("target_mean".to_string(), self.target_scale.0.to_string()),
             ("target_std".to_string(), self.target_scale.1.to_string()),
             ("epochs".to_string(), self.epochs.to_string()),
+            ("inputs".to_string(), self.n_inputs.to_string()),
+            ("embedded".to_string(), embedded.join(",")),
         ]);
         let bytes = safetensors::serialize(views, Some(metadata)).map_err(tensor_err)?;
         exeml_core::fsio::write_atomic(&path, &bytes)?;
@@ -466,23 +603,46 @@ impl MlpModel {
         if !(2..=9).contains(&count) {
             return Err(bad(format!("{count} layers: expected 2 to 9")));
         }
+        let read = |name: String| -> Result<(Vec<f32>, Vec<usize>)> {
+            let t = tensors
+                .tensor(&name)
+                .map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
+            if t.dtype() != Dtype::F32 {
+                return Err(bad(format!("tensor `{name}` is not f32")));
+            }
+            let values = t
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            Ok((values, t.shape().to_vec()))
+        };
+        // Embeddings (absent in networks saved before they existed).
+        let mut embeddings: Vec<(EmbeddedFeature, Tensor)> = Vec::new();
+        let listed = meta.get("embedded").map_or("", String::as_str);
+        for (k, item) in listed.split(',').filter(|i| !i.is_empty()).enumerate() {
+            let parsed = item
+                .split_once(':')
+                .and_then(|(f, c)| Some((f.parse::<usize>().ok()?, c.parse::<usize>().ok()?)));
+            let Some((feature, codes)) = parsed else {
+                return Err(bad(format!(
+                    "metadata `embedded`: `{item}` is not feature:codes"
+                )));
+            };
+            let (values, shape) = read(format!("emb{k}"))?;
+            let ordered = embeddings.last().is_none_or(|(e, _)| e.feature < feature);
+            if shape.len() != 2 || shape[0] != codes || codes == 0 || !ordered {
+                return Err(bad(format!(
+                    "embedding {k} has shape {shape:?} for {codes} codes of feature {feature}"
+                )));
+            }
+            let table =
+                Tensor::from_vec(values, (shape[0], shape[1]), &Device::Cpu).map_err(candle)?;
+            embeddings.push((EmbeddedFeature { feature, codes }, table));
+        }
         let mut layers = Vec::with_capacity(count);
         let mut fan_in: Option<usize> = None;
         for i in 0..count {
-            let read = |name: String| -> Result<(Vec<f32>, Vec<usize>)> {
-                let t = tensors
-                    .tensor(&name)
-                    .map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
-                if t.dtype() != Dtype::F32 {
-                    return Err(bad(format!("tensor `{name}` is not f32")));
-                }
-                let values = t
-                    .data()
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect();
-                Ok((values, t.shape().to_vec()))
-            };
             let (w, w_shape) = read(format!("w{i}"))?;
             let (b, b_shape) = read(format!("b{i}"))?;
             let chains = w_shape.len() == 2
@@ -499,8 +659,25 @@ impl MlpModel {
             let b = Tensor::from_vec(b, b_shape[0], &Device::Cpu).map_err(candle)?;
             layers.push((w, b));
         }
+        let first_fan_in = layers.first().map_or(0, |(w, _)| w.dims()[1]);
+        let embedded_width: usize = embeddings.iter().map(|(_, t)| t.dims()[1]).sum();
+        let n_inputs = match meta.get("inputs") {
+            Some(_) => number("inputs")? as usize,
+            None => first_fan_in,
+        };
+        let fits = n_inputs >= embeddings.len()
+            && n_inputs - embeddings.len() + embedded_width == first_fan_in
+            && embeddings.iter().all(|(e, _)| e.feature < n_inputs);
+        if !fits {
+            return Err(bad(format!(
+                "{n_inputs} inputs with {} embeddings do not match the first layer's {first_fan_in}",
+                embeddings.len()
+            )));
+        }
         Ok(MlpModel {
             layers,
+            embeddings,
+            n_inputs,
             problem,
             target_scale: (number("target_mean")?, number("target_std")?),
             epochs: number("epochs")? as usize,
@@ -528,14 +705,14 @@ mod tests {
             b.push(radius * angle.sin());
             y.push(class as f64);
         }
-        Labelled {
-            x: Matrix {
+        Labelled::new(
+            Matrix {
                 data: [a, b].concat(),
                 rows: n,
                 cols: 2,
             },
             y,
-        }
+        )
     }
 
     const BINARY: Problem = Problem {
@@ -576,6 +753,88 @@ mod tests {
         assert_eq!(a, fit(&ParamPoint::new(), &valid));
         let refit = fit(&a.refit_point(&ParamPoint::new()), &train);
         assert_eq!(refit.epochs(), a.epochs());
+    }
+
+    /// A category code (40 levels, every other one positive) and a noise column: the class is
+    /// a non-monotonic function of the code, which only a per-level representation learns.
+    fn coded(n: usize, seed: u64) -> Labelled {
+        let mut g = rng(seed, 2);
+        let (mut noise, mut code, mut y) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..n {
+            let level: usize = g.random_range(0..40);
+            noise.push(g.random_range(-1.0..1.0));
+            code.push(level as f64);
+            y.push((level % 2) as f64);
+        }
+        Labelled {
+            x: Matrix {
+                data: [noise, code].concat(),
+                rows: n,
+                cols: 2,
+            },
+            y,
+            embedded: vec![EmbeddedFeature {
+                feature: 1,
+                codes: 42,
+            }],
+        }
+    }
+
+    #[test]
+    fn embeddings_learn_per_level_effects_and_round_trip() {
+        let (train, valid) = (coded(800, 1), coded(300, 2));
+        let point = ParamPoint::from([
+            ("learning_rate".to_string(), ParamValue::Float(0.01)),
+            ("hidden".to_string(), ParamValue::Int(64)),
+        ]);
+        let model = MlpTrainer { problem: BINARY }
+            .fit(&point, &train, &valid, &ctx())
+            .expect("fit");
+        assert_eq!(model.n_features(), 2);
+        let proba = model.predict(&valid.x);
+        let correct = (0..valid.x.rows)
+            .filter(|&r| (proba[2 * r + 1] > 0.5) == (valid.y[r] == 1.0))
+            .count();
+        assert!(correct as f64 / valid.x.rows as f64 > 0.95, "{correct}");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        model.save(dir.path()).expect("save");
+        let loaded = MlpModel::load(dir.path(), BINARY).expect("load");
+        assert_eq!(loaded, model);
+        assert_eq!(loaded.predict(&valid.x), proba);
+        // An out-of-range code reads as the missing code instead of indexing past the table.
+        let mut odd = valid.x.clone();
+        odd.data[valid.x.rows] = 1e9;
+        assert_eq!(loaded.predict(&odd).len(), proba.len());
+    }
+
+    #[test]
+    fn a_saved_embedding_that_does_not_fit_the_first_layer_is_refused() {
+        let (train, valid) = (coded(300, 3), coded(100, 4));
+        let point = ParamPoint::from([("layers".to_string(), ParamValue::Int(1))]);
+        let model = MlpTrainer { problem: BINARY }
+            .fit(&point, &train, &valid, &ctx())
+            .expect("fit");
+        let dir = tempfile::tempdir().expect("tempdir");
+        model.save(dir.path()).expect("save");
+        let path = dir.path().join(WEIGHTS_FILE);
+        let file = TensorFile::read(&path).expect("read");
+        let tensors = file.tensors().expect("tensors");
+        let mut meta = file.metadata.clone();
+        meta.insert("embedded".into(), "1:41".into());
+        let views: Vec<(String, TensorView<'_>)> = tensors
+            .tensors()
+            .into_iter()
+            .map(|(name, view)| {
+                let owned = TensorView::new(view.dtype(), view.shape().to_vec(), view.data())
+                    .expect("view");
+                (name, owned)
+            })
+            .collect();
+        let bytes = safetensors::serialize(views, Some(meta)).expect("serialize");
+        std::fs::write(&path, bytes).expect("write");
+        let err = MlpModel::load(dir.path(), BINARY).expect_err("shape mismatch");
+        assert!(err.to_string().contains("embedding 0"), "{err}");
     }
 
     /// A monitor that stops every trial at a given step and remembers what it was told.

@@ -21,6 +21,19 @@ pub struct Labelled {
     pub x: Matrix,
     /// One target per row.
     pub y: Vec<f64>,
+    /// Features that hold category codes for an embedding (read by the MLP; others ignore it).
+    pub embedded: Vec<crate::features::EmbeddedFeature>,
+}
+
+impl Labelled {
+    /// Features and targets without code features.
+    pub fn new(x: Matrix, y: Vec<f64>) -> Self {
+        Labelled {
+            x,
+            y,
+            embedded: Vec::new(),
+        }
+    }
 }
 
 /// The problem a family is fitted for.

@@ -70,6 +70,9 @@ pub enum ColumnTransform {
         /// Target statistics, when categories are target-encoded (instead of codes or one-hot).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         target: Option<TargetStats>,
+        /// The linear encoding passes the level code through for an embedding (no one-hot).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        embedded: bool,
     },
     /// Dates: calendar parts and elapsed days.
     Datetime {
@@ -129,6 +132,19 @@ pub enum CategoryEncoding {
     Native,
     /// Out-of-fold target statistics.
     Target,
+    /// Level codes that the network maps through learned embeddings (MLP only; in the linear
+    /// encoding the code is passed through unscaled, trees read it as their ordinal code).
+    Embedding,
+}
+
+/// A feature that holds level codes for an embedding: its index among the output features and
+/// the number of codes (`levels + 2`: kept levels, another level, missing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmbeddedFeature {
+    /// Index of the feature in the pipeline's output.
+    pub feature: usize,
+    /// Number of distinct codes, `0..codes`.
+    pub codes: usize,
 }
 
 /// How numbers are scaled in the linear encoding (trees ignore it).
@@ -178,10 +194,11 @@ impl FeatureOptions {
         let categories = match text(CATEGORIES_PARAM) {
             None | Some("ordinal" | "one_hot") => CategoryEncoding::Native,
             Some("target") => CategoryEncoding::Target,
+            Some("embedding") => CategoryEncoding::Embedding,
             Some(other) => {
                 return Err(Error::invalid(
                     CATEGORIES_PARAM,
-                    format!("`{other}` is not ordinal, one_hot or target"),
+                    format!("`{other}` is not ordinal, one_hot, target or embedding"),
                 ))
             }
         };
@@ -215,11 +232,13 @@ impl FeatureOptions {
 }
 
 /// The feature options worth searching for `encoding` on these columns: each parameter with
-/// its range and its default value. Empty when the data leaves nothing to choose.
+/// its range and its default value. Empty when the data leaves nothing to choose. A `network`
+/// (the MLP) also gets category embeddings, its default.
 pub fn search_params(
     encoding: Encoding,
     schema: &[ColumnSchema],
     problem: Problem,
+    network: bool,
 ) -> Vec<(&'static str, ParamRange, ParamValue)> {
     let used: Vec<&ColumnSchema> = schema.iter().filter(|c| c.dropped.is_none()).collect();
     let has = |kind: ColumnKind| used.iter().any(|c| c.kind == kind);
@@ -227,13 +246,23 @@ pub fn search_params(
         options: options.iter().map(|o| (*o).to_string()).collect(),
     };
     let mut params = Vec::new();
-    if has(ColumnKind::Categorical) && target::width(problem) <= MAX_TARGET_WIDTH {
+    if has(ColumnKind::Categorical) {
         let native = native_category_name(encoding);
-        params.push((
-            CATEGORIES_PARAM,
-            choice(&[native, "target"]),
-            ParamValue::Text(native.into()),
-        ));
+        let mut options = vec![native];
+        if target::width(problem) <= MAX_TARGET_WIDTH {
+            options.push("target");
+        }
+        if network {
+            options.push("embedding");
+        }
+        if options.len() > 1 {
+            let default = if network { "embedding" } else { native };
+            params.push((
+                CATEGORIES_PARAM,
+                choice(&options),
+                ParamValue::Text(default.into()),
+            ));
+        }
     }
     if encoding == Encoding::Linear && has(ColumnKind::Numeric) {
         params.push((
@@ -367,7 +396,13 @@ impl FeaturePipeline {
         pipeline.feature_names = pipeline.raw_feature_names();
         let raw = pipeline.raw_features(table, Some(targets))?;
         let mut features = if encoding == Encoding::Linear {
-            let scaling = fit_scaling(&raw);
+            let mut scaling = fit_scaling(&raw);
+            // Codes for an embedding are indices, not quantities: passed through as they are.
+            for e in pipeline.embedded_features() {
+                scaling.fill[e.feature] = 0.0;
+                scaling.mean[e.feature] = 0.0;
+                scaling.std[e.feature] = 1.0;
+            }
             for &i in &scaling.indicators {
                 let name = format!("{}__missing", pipeline.feature_names[i]);
                 pipeline.feature_names.push(name);
@@ -498,48 +533,95 @@ impl FeaturePipeline {
         Ok(())
     }
 
-    fn raw_feature_names(&self) -> Vec<String> {
-        let mut names = Vec::new();
+    /// The features that hold level codes for an embedding (indices into the output).
+    pub fn embedded_features(&self) -> Vec<EmbeddedFeature> {
+        let mut found = Vec::new();
+        let mut offset = 0;
         for t in &self.transforms {
-            match t {
-                ColumnTransform::Numeric { column, .. } => names.push(column.clone()),
-                ColumnTransform::Categorical {
-                    column,
-                    levels,
-                    count_feature,
-                    target,
-                    ..
-                } => {
-                    match (target, self.encoding) {
-                        (Some(stats), _) if stats.width == 1 => {
-                            names.push(format!("{column}__target"));
-                        }
-                        (Some(stats), _) => {
-                            names.extend((0..stats.width).map(|j| format!("{column}__target{j}")));
-                        }
-                        (None, Encoding::Trees) => names.push(column.clone()),
-                        (None, Encoding::Linear) => {
-                            names.extend(levels.iter().map(|l| format!("{column}={l}")));
-                            names.push(format!("{column}=<other>"));
-                        }
+            if let ColumnTransform::Categorical {
+                levels,
+                target: None,
+                embedded: true,
+                ..
+            } = t
+            {
+                if self.encoding == Encoding::Linear {
+                    found.push(EmbeddedFeature {
+                        feature: offset,
+                        codes: levels.len() + 2,
+                    });
+                }
+            }
+            offset += self.transform_feature_names(t).len();
+        }
+        match &self.selected {
+            None => found,
+            Some(kept) => found
+                .into_iter()
+                .filter_map(|e| {
+                    kept.binary_search(&e.feature)
+                        .ok()
+                        .map(|i| EmbeddedFeature {
+                            feature: i,
+                            codes: e.codes,
+                        })
+                })
+                .collect(),
+        }
+    }
+
+    fn raw_feature_names(&self) -> Vec<String> {
+        self.transforms
+            .iter()
+            .flat_map(|t| self.transform_feature_names(t))
+            .collect()
+    }
+
+    /// The names of the features one transform emits, before scaling.
+    fn transform_feature_names(&self, t: &ColumnTransform) -> Vec<String> {
+        let mut names = Vec::new();
+        match t {
+            ColumnTransform::Numeric { column, .. } => names.push(column.clone()),
+            ColumnTransform::Categorical {
+                column,
+                levels,
+                count_feature,
+                target,
+                embedded,
+                ..
+            } => {
+                match (target, self.encoding) {
+                    (Some(stats), _) if stats.width == 1 => {
+                        names.push(format!("{column}__target"));
                     }
-                    if *count_feature {
-                        names.push(format!("{column}__count"));
+                    (Some(stats), _) => {
+                        names.extend((0..stats.width).map(|j| format!("{column}__target{j}")));
+                    }
+                    (None, Encoding::Trees) => names.push(column.clone()),
+                    (None, Encoding::Linear) if *embedded => {
+                        names.push(format!("{column}__code"));
+                    }
+                    (None, Encoding::Linear) => {
+                        names.extend(levels.iter().map(|l| format!("{column}={l}")));
+                        names.push(format!("{column}=<other>"));
                     }
                 }
-                ColumnTransform::Datetime { column, with_hour } => {
-                    for part in ["year", "month", "day", "weekday", "dayofyear", "days"] {
-                        names.push(format!("{column}__{part}"));
-                    }
-                    if *with_hour {
-                        names.push(format!("{column}__hour"));
-                    }
+                if *count_feature {
+                    names.push(format!("{column}__count"));
                 }
-                ColumnTransform::Text { column } => {
-                    names.push(format!("{column}__chars"));
-                    names.push(format!("{column}__words"));
-                    names.extend((0..TEXT_BUCKETS).map(|b| format!("{column}__hash{b}")));
+            }
+            ColumnTransform::Datetime { column, with_hour } => {
+                for part in ["year", "month", "day", "weekday", "dayofyear", "days"] {
+                    names.push(format!("{column}__{part}"));
                 }
+                if *with_hour {
+                    names.push(format!("{column}__hour"));
+                }
+            }
+            ColumnTransform::Text { column } => {
+                names.push(format!("{column}__chars"));
+                names.push(format!("{column}__words"));
+                names.extend((0..TEXT_BUCKETS).map(|b| format!("{column}__hash{b}")));
             }
         }
         names
@@ -622,7 +704,9 @@ fn fit_categorical(
     by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     let target_encoded = options.categories == CategoryEncoding::Target
         && target::width(targets.problem) <= MAX_TARGET_WIDTH;
-    let max_levels = match (target_encoded, encoding) {
+    let embedded =
+        options.categories == CategoryEncoding::Embedding && encoding == Encoding::Linear;
+    let max_levels = match (target_encoded || embedded, encoding) {
         (true, _) => MAX_LEVELS_TARGET,
         (false, Encoding::Trees) => MAX_LEVELS_TREES,
         (false, Encoding::Linear) => MAX_LEVELS_LINEAR,
@@ -647,6 +731,7 @@ fn fit_categorical(
         levels,
         count_feature: distinct > COUNT_ENCODING_ABOVE,
         target,
+        embedded,
     }
 }
 
@@ -689,6 +774,7 @@ fn append_features(
                 frequencies,
                 count_feature,
                 target,
+                embedded,
                 ..
             },
             Values::Text(v),
@@ -715,6 +801,9 @@ fn append_features(
                     Some(Some(i)) => *i as f64,
                     Some(None) => levels.len() as f64,
                 })),
+                (None, Encoding::Linear) if *embedded => {
+                    out.extend(level_codes(levels, values).into_iter().map(|c| c as f64));
+                }
                 (None, Encoding::Linear) => {
                     for level in 0..=levels.len() {
                         out.extend(codes.iter().map(|c| match c {
@@ -1032,16 +1121,34 @@ mod tests {
 
     #[test]
     fn search_params_follow_the_columns() {
-        let linear = search_params(Encoding::Linear, &schema(), BINARY);
+        let linear = search_params(Encoding::Linear, &schema(), BINARY, false);
         let names: Vec<&str> = linear.iter().map(|(n, ..)| *n).collect();
         assert_eq!(
             names,
             vec![CATEGORIES_PARAM, NUMBERS_PARAM],
             "2 columns: no selection"
         );
-        let trees = search_params(Encoding::Trees, &schema(), BINARY);
+        let trees = search_params(Encoding::Trees, &schema(), BINARY, false);
         assert_eq!(trees[0].2, ParamValue::Text("ordinal".into()));
         assert_eq!(trees.len(), 1, "numbers are not scaled for trees");
+        let many_classes = Problem {
+            kind: exeml_core::ProblemType::Multiclass,
+            n_classes: 40,
+        };
+        let network = search_params(Encoding::Linear, &schema(), many_classes, true);
+        assert_eq!(network[0].2, ParamValue::Text("embedding".into()));
+        assert_eq!(
+            network[0].1,
+            ParamRange::Choice {
+                options: vec!["one_hot".into(), "embedding".into()]
+            },
+            "no target encoding for 40 classes"
+        );
+        assert!(
+            search_params(Encoding::Trees, &schema(), many_classes, false)
+                .iter()
+                .all(|(name, ..)| *name != CATEGORIES_PARAM)
+        );
     }
 
     #[test]
@@ -1064,6 +1171,54 @@ mod tests {
         }
         let err = p.check(path).expect_err("inconsistent");
         assert!(err.to_string().contains("`c`"), "{err}");
+    }
+
+    #[test]
+    fn embedding_codes_pass_through_unscaled_and_are_listed() {
+        let options = FeatureOptions {
+            categories: CategoryEncoding::Embedding,
+            ..FeatureOptions::default()
+        };
+        let (p, training) = fit_with(Encoding::Linear, options);
+        assert_eq!(p.feature_names, vec!["x", "c__code", "x__missing"]);
+        // Levels a (0), b (1); the missing value is the last code (levels + 1 = 3).
+        assert_eq!(training.column(1), [0.0, 1.0, 0.0, 3.0]);
+        assert_eq!(
+            p.embedded_features(),
+            vec![EmbeddedFeature {
+                feature: 1,
+                codes: 4
+            }]
+        );
+        let mut new = table();
+        new.columns[1].values = Values::Text(vec![Some("zzz".into()); 4]);
+        assert_eq!(p.transform(&new).expect("transform").column(1), [2.0; 4]);
+        // Trees read the same option as their ordinal codes.
+        let (trees, _) = fit_with(Encoding::Trees, options);
+        assert!(trees.embedded_features().is_empty());
+        assert_eq!(trees.feature_names, vec!["x", "c"]);
+    }
+
+    #[test]
+    fn embedded_features_follow_the_selection() {
+        let mut p = fit_with(
+            Encoding::Linear,
+            FeatureOptions {
+                categories: CategoryEncoding::Embedding,
+                ..FeatureOptions::default()
+            },
+        )
+        .0;
+        p.selected = Some(vec![1, 2]);
+        p.feature_names = vec!["c__code".into(), "x__missing".into()];
+        p.check(std::path::Path::new("pipeline.json"))
+            .expect("consistent");
+        assert_eq!(p.embedded_features()[0].feature, 0);
+        p.selected = Some(vec![0, 2]);
+        assert!(
+            p.embedded_features().is_empty(),
+            "the code feature was dropped"
+        );
     }
 
     #[test]
