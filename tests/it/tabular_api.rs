@@ -764,3 +764,68 @@ fn the_network_embeds_categories_by_default_and_the_model_round_trips() {
         loaded.predict(&table).expect("predict")
     );
 }
+
+/// Reviews whose label is in a word pair: "not good" is negative, "good" after any other word
+/// positive, and both classes use the same words ("not" appears elsewhere in positive ones).
+fn reviews_csv(rows: usize) -> String {
+    let filler = [
+        "the", "food", "was", "service", "really", "place", "very", "and",
+    ];
+    let mut csv = String::from("stars,review,label\n");
+    let mut state: u64 = 7;
+    let mut next = move |n: usize| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
+        ((state >> 33) % n as u64) as usize
+    };
+    for _ in 0..rows {
+        let positive = next(2) == 0;
+        let mut words: Vec<&str> = (0..4).map(|_| filler[next(filler.len())]).collect();
+        if positive {
+            words.insert(next(3), "not");
+            words.push("really");
+            words.push("good");
+        } else {
+            words.push("not");
+            words.push("good");
+            words.insert(next(3), "really");
+        }
+        let label = if positive { "pos" } else { "neg" };
+        csv.push_str(&format!("{},{},{label}\n", next(5) + 1, words.join(" ")));
+    }
+    csv
+}
+
+#[test]
+fn tf_idf_of_word_pairs_is_searched_for_text_columns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("reviews.csv");
+    std::fs::write(&path, reviews_csv(600)).expect("write");
+    let table = Table::read(&path, ReadOptions::default()).expect("read");
+    let model = quick("label")
+        .families(["linear"])
+        .fit(&table)
+        .expect("fit");
+    let best_of = |encoding: &str| {
+        model
+            .manifest
+            .leaderboard
+            .iter()
+            .filter(|r| r.trial.params.get("text").and_then(|v| v.as_str()) == Some(encoding))
+            .filter_map(|r| r.outcome.score)
+            .fold(f64::NEG_INFINITY, f64::max)
+    };
+    let (hashed, tfidf) = (best_of("hashed"), best_of("tfidf"));
+    assert!(
+        tfidf > 0.95 && tfidf > hashed + 0.1,
+        "tfidf {tfidf}, hashed {hashed}"
+    );
+    let saved = dir.path().join("model");
+    model.save(&saved).expect("save");
+    let loaded = TabularModel::load(&saved).expect("load");
+    assert_eq!(
+        model.predict(&table).expect("predict"),
+        loaded.predict(&table).expect("predict")
+    );
+}

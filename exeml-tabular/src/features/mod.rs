@@ -12,6 +12,7 @@
 pub mod quantile;
 pub mod select;
 pub mod target;
+pub mod text;
 
 use crate::family::Problem;
 use crate::schema::{coerce, ColumnKind, ColumnSchema};
@@ -23,6 +24,7 @@ use quantile::QuantileMap;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use target::TargetStats;
+use text::TfIdf;
 
 /// Which kind of model the features are for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -42,8 +44,6 @@ const MAX_LEVELS_TARGET: usize = 4096;
 const MAX_TARGET_WIDTH: usize = 16;
 /// Columns with more levels than this also get a count-encoding feature.
 const COUNT_ENCODING_ABOVE: usize = 32;
-/// Hash buckets for words of a free-text column.
-const TEXT_BUCKETS: usize = 16;
 
 /// How one input column becomes features.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,10 +81,13 @@ pub enum ColumnTransform {
         /// Whether any training value had a time of day (adds the hour).
         with_hour: bool,
     },
-    /// Free text: length, word count and hashed word frequencies.
+    /// Free text: length, word count and hashed word frequencies (or TF-IDF).
     Text {
         /// Input column.
         column: String,
+        /// TF-IDF over hashed words and word pairs, when the options ask for it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tfidf: Option<TfIdf>,
     },
 }
 
@@ -158,6 +161,17 @@ pub enum NumericScaling {
     Quantile,
 }
 
+/// How the words of free-text columns are encoded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TextEncoding {
+    /// 16 hashed word frequencies.
+    #[default]
+    Hashed,
+    /// TF-IDF over 256 hashed buckets of words and word pairs.
+    TfIdf,
+}
+
 /// The feature transformation choices the search makes per data set and family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(default)]
@@ -168,6 +182,8 @@ pub struct FeatureOptions {
     pub numbers: NumericScaling,
     /// Share of the features kept by selection, in percent (100: all).
     pub keep_percent: u8,
+    /// Free-text encoding.
+    pub text: TextEncoding,
 }
 
 impl Default for FeatureOptions {
@@ -176,6 +192,7 @@ impl Default for FeatureOptions {
             categories: CategoryEncoding::Native,
             numbers: NumericScaling::Standard,
             keep_percent: 100,
+            text: TextEncoding::Hashed,
         }
     }
 }
@@ -186,6 +203,8 @@ pub const CATEGORIES_PARAM: &str = "categories";
 pub const NUMBERS_PARAM: &str = "numbers";
 /// Search parameter: the share of features kept (`1.0`, `0.7`, `0.4`).
 pub const KEEP_PARAM: &str = "keep_features";
+/// Search parameter: how free text is encoded (`hashed` or `tfidf`).
+pub const TEXT_PARAM: &str = "text";
 
 impl FeatureOptions {
     /// The options of a trial's parameters (absent ones take their default).
@@ -212,6 +231,16 @@ impl FeatureOptions {
                 ))
             }
         };
+        let text = match text(TEXT_PARAM) {
+            None | Some("hashed") => TextEncoding::Hashed,
+            Some("tfidf") => TextEncoding::TfIdf,
+            Some(other) => {
+                return Err(Error::invalid(
+                    TEXT_PARAM,
+                    format!("`{other}` is not hashed or tfidf"),
+                ))
+            }
+        };
         let keep = match params.get(KEEP_PARAM) {
             None => 1.0,
             Some(ParamValue::Text(t)) => t.parse::<f64>().unwrap_or(f64::NAN),
@@ -227,6 +256,7 @@ impl FeatureOptions {
             categories,
             numbers,
             keep_percent: ((keep * 100.0).round() as u8).max(1),
+            text,
         })
     }
 }
@@ -269,6 +299,13 @@ pub fn search_params(
             NUMBERS_PARAM,
             choice(&["standard", "quantile"]),
             ParamValue::Text("standard".into()),
+        ));
+    }
+    if has(ColumnKind::Text) {
+        params.push((
+            TEXT_PARAM,
+            choice(&["hashed", "tfidf"]),
+            ParamValue::Text("hashed".into()),
         ));
     }
     if used.len() >= 5 {
@@ -377,8 +414,15 @@ impl FeaturePipeline {
                         _ => false,
                     },
                 },
+                (_, Values::Text(v)) if options.text == TextEncoding::TfIdf => {
+                    ColumnTransform::Text {
+                        column: column.name.clone(),
+                        tfidf: Some(TfIdf::fit(v, text::TFIDF_BUCKETS)),
+                    }
+                }
                 _ => ColumnTransform::Text {
                     column: column.name.clone(),
+                    tfidf: None,
                 },
             };
             transforms.push(transform);
@@ -478,6 +522,9 @@ impl FeaturePipeline {
             let consistent = match t {
                 ColumnTransform::Numeric { quantiles, .. } => {
                     quantiles.as_ref().is_none_or(QuantileMap::is_consistent)
+                }
+                ColumnTransform::Text { tfidf, .. } => {
+                    tfidf.as_ref().is_none_or(TfIdf::is_consistent)
                 }
                 ColumnTransform::Categorical {
                     levels,
@@ -618,10 +665,16 @@ impl FeaturePipeline {
                     names.push(format!("{column}__hour"));
                 }
             }
-            ColumnTransform::Text { column } => {
+            ColumnTransform::Text { column, tfidf } => {
                 names.push(format!("{column}__chars"));
                 names.push(format!("{column}__words"));
-                names.extend((0..TEXT_BUCKETS).map(|b| format!("{column}__hash{b}")));
+                match tfidf {
+                    None => names
+                        .extend((0..text::HASHED_BUCKETS).map(|b| format!("{column}__hash{b}"))),
+                    Some(t) => {
+                        names.extend((0..t.buckets()).map(|b| format!("{column}__tfidf{b}")))
+                    }
+                }
             }
         }
         names
@@ -679,7 +732,7 @@ impl ColumnTransform {
             ColumnTransform::Numeric { column, .. }
             | ColumnTransform::Categorical { column, .. }
             | ColumnTransform::Datetime { column, .. }
-            | ColumnTransform::Text { column } => column,
+            | ColumnTransform::Text { column, .. } => column,
         }
     }
 }
@@ -762,7 +815,6 @@ fn append_features(
     encoding: Encoding,
     training: Option<Targets<'_>>,
 ) {
-    let rows = values.len();
     match (t, values) {
         (ColumnTransform::Numeric { quantiles, .. }, Values::Number(v)) => match quantiles {
             None => out.extend_from_slice(v),
@@ -846,7 +898,7 @@ fn append_features(
                 out.extend(part(&|t| t.hour() as f64 + t.minute() as f64 / 60.0));
             }
         }
-        (ColumnTransform::Text { .. }, Values::Text(v)) => {
+        (ColumnTransform::Text { tfidf, .. }, Values::Text(v)) => {
             out.extend(
                 v.iter()
                     .map(|t| t.as_ref().map_or(0.0, |s| s.chars().count() as f64)),
@@ -855,36 +907,14 @@ fn append_features(
                 t.as_ref()
                     .map_or(0.0, |s| s.split_whitespace().count() as f64)
             }));
-            let start = out.len();
-            out.resize(start + rows * TEXT_BUCKETS, 0.0);
-            for (r, text) in v.iter().enumerate() {
-                let Some(text) = text else { continue };
-                let words: Vec<String> = text
-                    .split(|c: char| !c.is_alphanumeric())
-                    .filter(|w| !w.is_empty())
-                    .map(str::to_lowercase)
-                    .collect();
-                let weight = 1.0 / words.len().max(1) as f64;
-                for word in &words {
-                    let bucket = (fnv1a(word.as_bytes()) % TEXT_BUCKETS as u64) as usize;
-                    out[start + bucket * rows + r] += weight;
-                }
+            match tfidf {
+                None => out.extend(text::hashed_frequencies(v, text::HASHED_BUCKETS)),
+                Some(t) => out.extend(t.apply(v)),
             }
         }
         // `coerce` guarantees the representation matches the kind; anything else is a bug.
         _ => unreachable!("column values were coerced to the transform's kind"),
     }
-}
-
-/// FNV-1a: a fixed, portable hash (std's hasher may change between Rust versions, which would
-/// silently change saved models' features).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
 }
 
 fn fit_scaling(raw: &Matrix) -> Scaling {
@@ -1218,6 +1248,74 @@ mod tests {
         assert!(
             p.embedded_features().is_empty(),
             "the code feature was dropped"
+        );
+    }
+
+    #[test]
+    fn text_columns_get_tf_idf_when_asked_and_the_option_is_searched() {
+        let reviews = [
+            "not good at all",
+            "good",
+            "really good",
+            "not bad",
+            "bad",
+            "awful",
+        ];
+        let mut t = table();
+        t.columns.push(Column {
+            name: "review".into(),
+            values: Values::Text(reviews[..4].iter().map(|r| Some((*r).into())).collect()),
+        });
+        let schema = vec![
+            ColumnSchema {
+                name: "x".into(),
+                kind: ColumnKind::Numeric,
+                dropped: None,
+                missing_ratio: 0.25,
+                distinct: 3,
+            },
+            ColumnSchema {
+                name: "review".into(),
+                kind: ColumnKind::Text,
+                dropped: None,
+                missing_ratio: 0.0,
+                distinct: 4,
+            },
+        ];
+        let y = [0.0, 1.0, 1.0, 0.0];
+        let targets = Targets {
+            y: &y,
+            problem: BINARY,
+            seed: 1,
+        };
+        let options = FeatureOptions {
+            text: TextEncoding::TfIdf,
+            ..FeatureOptions::default()
+        };
+        let (p, training) =
+            FeaturePipeline::fit_transform(&t, &schema, Encoding::Trees, options, targets)
+                .expect("fit");
+        assert_eq!(p.n_features(), 1 + 2 + text::TFIDF_BUCKETS);
+        assert_eq!(p.feature_names[3], "review__tfidf0");
+        p.check(std::path::Path::new("pipeline.json"))
+            .expect("consistent");
+        let again = p.transform(&t).expect("transform");
+        assert_eq!(again.column(5), training.column(5));
+        let (hashed, _) = FeaturePipeline::fit_transform(
+            &t,
+            &schema,
+            Encoding::Trees,
+            FeatureOptions::default(),
+            targets,
+        )
+        .expect("fit");
+        assert_eq!(hashed.n_features(), 1 + 2 + text::HASHED_BUCKETS);
+        let params = search_params(Encoding::Trees, &schema, BINARY, false);
+        assert!(params.iter().any(|(name, ..)| *name == TEXT_PARAM));
+        let point = ParamPoint::from([(TEXT_PARAM.to_string(), ParamValue::Text("tfidf".into()))]);
+        assert_eq!(
+            FeatureOptions::from_params(&point).expect("options").text,
+            TextEncoding::TfIdf
         );
     }
 
