@@ -508,9 +508,11 @@ fn performance_first_returns_one_model_refitted_on_all_rows() {
 #[test]
 fn a_large_table_is_searched_on_a_sample_and_refitted_on_every_row() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("churn.csv");
-    std::fs::write(&path, exeml::demo_data::churn_csv(3000, 5)).expect("write");
-    let table = Table::read(&path, ReadOptions::default()).expect("read");
+    let table = generated_table(
+        dir.path(),
+        "churn.csv",
+        &exeml::demo_data::churn_csv(3000, 5),
+    );
     let model = quick("churn")
         .families(["knn"])
         .preference(exeml::Preference::PerformanceFirst)
@@ -632,6 +634,41 @@ fn deterministic_runs_repeat_the_same_search_and_predictions() {
     );
 }
 
+/// Write a generated CSV into `dir` and read it back as a table.
+fn generated_table(dir: &std::path::Path, name: &str, csv: &str) -> Table {
+    let path = dir.join(name);
+    std::fs::write(&path, csv).expect("write");
+    Table::read(&path, ReadOptions::default()).expect("read")
+}
+
+/// The best validation score among the trials whose parameter `param` is `value`.
+fn best_score_with(model: &TabularModel, param: &str, value: &str) -> f64 {
+    model
+        .manifest
+        .leaderboard
+        .iter()
+        .filter(|r| r.trial.params.get(param).and_then(|v| v.as_str()) == Some(value))
+        .filter_map(|r| r.outcome.score)
+        .fold(f64::NEG_INFINITY, f64::max)
+}
+
+/// Save `model` under `dir`, load it back and check that it predicts `table` identically;
+/// returns the saved folder.
+fn assert_round_trips(
+    model: &TabularModel,
+    table: &Table,
+    dir: &std::path::Path,
+) -> std::path::PathBuf {
+    let saved = dir.join("model");
+    model.save(&saved).expect("save");
+    let loaded = TabularModel::load(&saved).expect("load");
+    assert_eq!(
+        model.predict(table).expect("predict"),
+        loaded.predict(table).expect("predict")
+    );
+    saved
+}
+
 /// A table whose label depends on a 200-level category (more levels than one-hot keeps) plus a
 /// noise column: seeded, so the test is the same on every run.
 fn many_level_csv(rows: usize) -> String {
@@ -655,23 +692,13 @@ fn many_level_csv(rows: usize) -> String {
 #[test]
 fn target_encoding_is_tried_and_wins_on_a_many_level_category() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("shops.csv");
-    std::fs::write(&path, many_level_csv(3000)).expect("write");
-    let table = Table::read(&path, ReadOptions::default()).expect("read");
+    let table = generated_table(dir.path(), "shops.csv", &many_level_csv(3000));
     let model = quick("bought")
         .families(["linear"])
         .fit(&table)
         .expect("fit");
-    let score_of = |encoding: &str| {
-        model
-            .manifest
-            .leaderboard
-            .iter()
-            .filter(|r| r.trial.params.get("categories").and_then(|v| v.as_str()) == Some(encoding))
-            .filter_map(|r| r.outcome.score)
-            .fold(f64::NEG_INFINITY, f64::max)
-    };
-    let (one_hot, target) = (score_of("one_hot"), score_of("target"));
+    let one_hot = best_score_with(&model, "categories", "one_hot");
+    let target = best_score_with(&model, "categories", "target");
     assert!(
         one_hot.is_finite() && target.is_finite(),
         "both encodings tried"
@@ -692,17 +719,11 @@ fn target_encoding_is_tried_and_wins_on_a_many_level_category() {
         "{members:?}"
     );
 
-    let saved = dir.path().join("model");
-    model.save(&saved).expect("save");
+    let saved = assert_round_trips(&model, &table, dir.path());
     let pipeline = std::fs::read_to_string(saved.join("pipeline.json")).expect("pipeline");
     assert!(
         pipeline.contains("\"target\""),
         "statistics saved with the model"
-    );
-    let loaded = TabularModel::load(&saved).expect("load");
-    assert_eq!(
-        model.predict(&table).expect("predict"),
-        loaded.predict(&table).expect("predict")
     );
 }
 
@@ -735,9 +756,7 @@ fn network_trials_clearly_worse_than_earlier_ones_are_stopped_early() {
 #[test]
 fn the_network_embeds_categories_by_default_and_the_model_round_trips() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("shops.csv");
-    std::fs::write(&path, many_level_csv(3000)).expect("write");
-    let table = Table::read(&path, ReadOptions::default()).expect("read");
+    let table = generated_table(dir.path(), "shops.csv", &many_level_csv(3000));
     let model = quick("bought")
         .families(["mlp"])
         .preference(exeml::Preference::PerformanceFirst)
@@ -756,13 +775,7 @@ fn the_network_embeds_categories_by_default_and_the_model_round_trips() {
     let embedded = first.outcome.score.expect("scored");
     // 200 shops, half buying 90 % of the time: an embedding per shop gets close to 0.9.
     assert!(embedded > 0.8, "{embedded}");
-    let saved = dir.path().join("model");
-    model.save(&saved).expect("save");
-    let loaded = TabularModel::load(&saved).expect("load");
-    assert_eq!(
-        model.predict(&table).expect("predict"),
-        loaded.predict(&table).expect("predict")
-    );
+    assert_round_trips(&model, &table, dir.path());
 }
 
 /// Reviews whose label is in a word pair: "not good" is negative, "good" after any other word
@@ -800,32 +813,16 @@ fn reviews_csv(rows: usize) -> String {
 #[test]
 fn tf_idf_of_word_pairs_is_searched_for_text_columns() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("reviews.csv");
-    std::fs::write(&path, reviews_csv(600)).expect("write");
-    let table = Table::read(&path, ReadOptions::default()).expect("read");
+    let table = generated_table(dir.path(), "reviews.csv", &reviews_csv(600));
     let model = quick("label")
         .families(["linear"])
         .fit(&table)
         .expect("fit");
-    let best_of = |encoding: &str| {
-        model
-            .manifest
-            .leaderboard
-            .iter()
-            .filter(|r| r.trial.params.get("text").and_then(|v| v.as_str()) == Some(encoding))
-            .filter_map(|r| r.outcome.score)
-            .fold(f64::NEG_INFINITY, f64::max)
-    };
-    let (hashed, tfidf) = (best_of("hashed"), best_of("tfidf"));
+    let hashed = best_score_with(&model, "text", "hashed");
+    let tfidf = best_score_with(&model, "text", "tfidf");
     assert!(
         tfidf > 0.95 && tfidf > hashed + 0.1,
         "tfidf {tfidf}, hashed {hashed}"
     );
-    let saved = dir.path().join("model");
-    model.save(&saved).expect("save");
-    let loaded = TabularModel::load(&saved).expect("load");
-    assert_eq!(
-        model.predict(&table).expect("predict"),
-        loaded.predict(&table).expect("predict")
-    );
+    assert_round_trips(&model, &table, dir.path());
 }

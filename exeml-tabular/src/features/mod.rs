@@ -73,6 +73,9 @@ pub enum ColumnTransform {
         /// The linear encoding passes the level code through for an embedding (no one-hot).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         embedded: bool,
+        /// Level → code lookup, built on first use (not saved).
+        #[serde(skip)]
+        index: LevelIndex,
     },
     /// Dates: calendar parts and elapsed days.
     Datetime {
@@ -89,6 +92,30 @@ pub enum ColumnTransform {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tfidf: Option<TfIdf>,
     },
+}
+
+/// A lazily built level → code lookup of a categorical column: built once per loaded pipeline
+/// instead of on every prediction (a target-encoded column keeps thousands of levels).
+#[derive(Debug, Clone, Default)]
+pub struct LevelIndex(std::sync::OnceLock<HashMap<String, usize>>);
+
+impl PartialEq for LevelIndex {
+    /// A cache: two transforms are equal whatever each has looked up so far.
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+impl LevelIndex {
+    fn get(&self, levels: &[String]) -> &HashMap<String, usize> {
+        self.0.get_or_init(|| {
+            levels
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (l.clone(), i))
+                .collect()
+        })
+    }
 }
 
 /// Per-feature scaling of the linear encoding, fitted on training data.
@@ -546,7 +573,10 @@ impl FeaturePipeline {
                 ));
             }
         }
-        let raw = self.raw_feature_names().len();
+        let raw = self.raw_width();
+        if raw != self.raw_feature_names().len() {
+            return bad("the transforms' feature counts disagree with their names".into());
+        }
         let mut encoded = raw;
         if let Some(s) = &self.scaling {
             if s.fill.len() != raw || s.mean.len() != raw || s.std.len() != raw {
@@ -599,7 +629,7 @@ impl FeaturePipeline {
                     });
                 }
             }
-            offset += self.transform_feature_names(t).len();
+            offset += self.transform_width(t);
         }
         match &self.selected {
             None => found,
@@ -615,6 +645,41 @@ impl FeaturePipeline {
                 })
                 .collect(),
         }
+    }
+
+    /// How many features one transform emits before scaling (what
+    /// [`FeaturePipeline::transform_feature_names`] names, without building the names: this is
+    /// on the prediction path).
+    fn transform_width(&self, t: &ColumnTransform) -> usize {
+        match t {
+            ColumnTransform::Numeric { .. } => 1,
+            ColumnTransform::Categorical {
+                levels,
+                count_feature,
+                target,
+                embedded,
+                ..
+            } => {
+                let codes = match (target, self.encoding) {
+                    (Some(stats), _) => stats.width,
+                    (None, Encoding::Trees) => 1,
+                    (None, Encoding::Linear) if *embedded => 1,
+                    (None, Encoding::Linear) => levels.len() + 1,
+                };
+                codes + usize::from(*count_feature)
+            }
+            ColumnTransform::Datetime { with_hour, .. } => 6 + usize::from(*with_hour),
+            ColumnTransform::Text { tfidf, .. } => {
+                2 + tfidf.as_ref().map_or(text::HASHED_BUCKETS, TfIdf::buckets)
+            }
+        }
+    }
+
+    fn raw_width(&self) -> usize {
+        self.transforms
+            .iter()
+            .map(|t| self.transform_width(t))
+            .sum()
     }
 
     fn raw_feature_names(&self) -> Vec<String> {
@@ -684,7 +749,7 @@ impl FeaturePipeline {
     /// pipeline was fitted on (target encoding is then out of fold).
     fn raw_features(&self, table: &Table, training: Option<Targets<'_>>) -> Result<Matrix> {
         let rows = table.n_rows();
-        let n_raw = self.raw_feature_names().len();
+        let n_raw = self.raw_width();
         let mut data = Vec::with_capacity(rows * n_raw);
         for (transform, &kind) in self.transforms.iter().zip(&self.kinds) {
             let name = transform.column();
@@ -785,6 +850,7 @@ fn fit_categorical(
         count_feature: distinct > COUNT_ENCODING_ABOVE,
         target,
         embedded,
+        index: LevelIndex::default(),
     }
 }
 
@@ -827,22 +893,30 @@ fn append_features(
                 count_feature,
                 target,
                 embedded,
+                index,
                 ..
             },
             Values::Text(v),
         ) => {
-            let index: HashMap<&str, usize> = levels
-                .iter()
-                .enumerate()
-                .map(|(i, l)| (l.as_str(), i))
-                .collect();
+            let index = index.get(levels);
             let codes: Vec<Option<Option<usize>>> = v
                 .iter()
                 .map(|x| x.as_deref().map(|s| index.get(s).copied()))
                 .collect();
+            // Codes of the target encoding and embeddings: another level and missing last.
+            let full_codes = || -> Vec<usize> {
+                codes
+                    .iter()
+                    .map(|c| match c {
+                        Some(Some(i)) => *i,
+                        Some(None) => levels.len(),
+                        None => levels.len() + 1,
+                    })
+                    .collect()
+            };
             match (target, encoding) {
                 (Some(stats), _) => {
-                    let target_codes = level_codes(levels, values);
+                    let target_codes = full_codes();
                     out.extend(match training {
                         Some(t) => stats.out_of_fold(&target_codes, t.y, t.problem, t.seed),
                         None => stats.apply(&target_codes),
@@ -854,7 +928,7 @@ fn append_features(
                     Some(None) => levels.len() as f64,
                 })),
                 (None, Encoding::Linear) if *embedded => {
-                    out.extend(level_codes(levels, values).into_iter().map(|c| c as f64));
+                    out.extend(full_codes().into_iter().map(|c| c as f64));
                 }
                 (None, Encoding::Linear) => {
                     for level in 0..=levels.len() {
