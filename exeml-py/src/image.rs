@@ -1,11 +1,13 @@
 //! Image classification from Python: training on a folder and the trained model.
 
+use crate::batch::{run_batch, BatchSummary};
 use crate::errors::{guard, guard_detached, to_json, to_py};
 use crate::tabular::warn_interrupted;
 use crate::training::run_job;
 use exeml::vision::{BackboneKind, ImageDataset, ImagePredictor, ImportFormat};
 use exeml_core::{Budget, Constraints, Error, Preference};
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +17,7 @@ use std::time::Duration;
 #[pyo3(signature = (
     *, path, time_limit=600.0, preference="balance", seed=0, train_ratio=0.8, backbones=None,
     resolution=None, fine_tune=true, parent=None, parent_name=None, progress=None,
-    max_latency_ms=None, max_model_mb=None
+    max_latency_ms=None, max_model_mb=None, device="cpu"
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn fit_image(
@@ -33,7 +35,10 @@ pub fn fit_image(
     progress: Option<&Bound<'_, PyAny>>,
     max_latency_ms: Option<f64>,
     max_model_mb: Option<f64>,
+    device: &str,
 ) -> PyResult<ImageModel> {
+    let device: exeml_core::Device = guard(|| device.parse())?;
+    guard(|| device.check_available())?;
     let constraints = guard(|| {
         Constraints {
             max_latency_ms,
@@ -55,6 +60,7 @@ pub fn fit_image(
         .collect::<PyResult<Vec<_>>>()?;
     let mut predictor = ImagePredictor {
         time_limit: Duration::from_secs_f64(time_limit),
+        device,
         preference,
         seed,
         train_ratio,
@@ -122,6 +128,41 @@ impl ImageModel {
                 Err(e) => (Vec::new(), Some(e.to_string())),
             })
             .collect())
+    }
+
+    /// Predict every image under `folder` into `output` (`.csv` as `exeml predict` writes it,
+    /// or `.jsonl`), checkpointed every `chunk_images` images; unreadable images go to
+    /// `OUTPUT.errors.csv` with their reason. `resume=True` continues an interrupted run.
+    #[pyo3(signature = (folder, output, *, resume=false, chunk_images=64, progress=None))]
+    fn predict_folder<'py>(
+        &self,
+        py: Python<'py>,
+        folder: PathBuf,
+        output: PathBuf,
+        resume: bool,
+        chunk_images: usize,
+        progress: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let options = exeml::vision::batch::ImageBatchOptions {
+            chunk_images,
+            resume,
+            budget: Budget::unlimited(),
+        };
+        let budget = options.budget.clone();
+        let model = Arc::clone(&self.inner);
+        let out = output.clone();
+        run_batch(py, &output, &budget, progress.as_ref(), move |progress| {
+            let r =
+                exeml::vision::batch::predict_folder(&model, &folder, &out, &options, progress)?;
+            let count = |n: usize| n as u64;
+            Ok(BatchSummary {
+                inputs: count(r.images),
+                predicted: count(r.predicted),
+                skipped: count(r.skipped),
+                resumed_at: count(r.resumed_at),
+                errors_file: r.errors_file,
+            })
+        })
     }
 
     /// The SPEC response (`predicted_label`, top-5 `scores`) of one score row, as JSON.

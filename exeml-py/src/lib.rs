@@ -8,6 +8,7 @@
 //! `python/exeml/`.
 #![deny(missing_docs)]
 
+mod batch;
 mod columns;
 mod errors;
 mod image;

@@ -1,5 +1,6 @@
 //! Tabular training and the trained model, as seen from Python.
 
+use crate::batch::{run_batch, BatchSummary};
 use crate::columns::{predictions_to_py, table_from_columns, ColumnPayload};
 use crate::errors::{guard, guard_detached, to_json, to_py};
 use crate::training::run_job;
@@ -225,6 +226,42 @@ impl TabularModel {
         let model = Arc::clone(&self.inner);
         let predictions = guard_detached(py, move || model.predict(&table))?;
         predictions_to_py(py, &predictions)
+    }
+
+    /// Predict every row of a CSV (streamed) or Parquet file into `output` (`.csv`, or `.jsonl`
+    /// for SPEC JSON lines), checkpointed every `chunk_rows` rows; rows that cannot be predicted
+    /// go to `OUTPUT.errors.csv` with their reason. `resume=True` continues an interrupted run.
+    #[pyo3(signature = (input, output, *, resume=false, chunk_rows=50_000, header="auto", progress=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn predict_file<'py>(
+        &self,
+        py: Python<'py>,
+        input: PathBuf,
+        output: PathBuf,
+        resume: bool,
+        chunk_rows: usize,
+        header: &str,
+        progress: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let options = exeml_tabular::batch::BatchOptions {
+            header: parse_header(header)?,
+            chunk_rows,
+            resume,
+            budget: Budget::unlimited(),
+        };
+        let budget = options.budget.clone();
+        let model = Arc::clone(&self.inner);
+        let out = output.clone();
+        run_batch(py, &output, &budget, progress.as_ref(), move |progress| {
+            let r = exeml_tabular::batch::predict_file(&model, &input, &out, &options, progress)?;
+            Ok(BatchSummary {
+                inputs: r.rows,
+                predicted: r.predicted,
+                skipped: r.skipped,
+                resumed_at: r.resumed_at,
+                errors_file: r.errors_file,
+            })
+        })
     }
 
     /// Evaluate on labelled rows: the evaluation as JSON.

@@ -253,3 +253,33 @@ def test_search_rows_searches_on_a_sample_and_refits_on_every_row(breast_cancer_
         exeml.TabularPredictor(label="diagnosis", verbosity=0).fit(
             breast_cancer_path, time_limit=5, search_rows=10
         )
+
+
+def test_predict_file_streams_csv_and_jsonl_with_bad_rows_on_the_side(iris_model, iris_split, tmp_path):
+    _, test = iris_split
+    rows = test.drop(columns=["species"])
+    source = tmp_path / "rows.csv"
+    text = rows.to_csv(index=False)
+    # A row with too many fields: skipped with its reason, not fatal.
+    source.write_text(text + "1,2,3,4,5,6\n")
+    report = iris_model.predict_file(source, tmp_path / "out.csv", chunk_rows=7)
+    assert report["inputs"] == len(rows) + 1
+    assert report["predicted"] == len(rows)
+    assert report["skipped"] == 1 and report["resumed_at"] == 0
+    assert len(Path(report["errors_file"]).read_text().splitlines()) == 2  # header + the bad row
+    written = pd.read_csv(tmp_path / "out.csv")
+    assert list(written["id"]) == list(range(len(rows)))
+    assert list(written["prediction"]) == list(iris_model.predict(rows))
+    assert {"proba_setosa", "proba_versicolor", "proba_virginica"} <= set(written.columns)
+    source.write_text(text)
+    report = iris_model.predict_file(source, tmp_path / "out.jsonl")
+    lines = (tmp_path / "out.jsonl").read_text().splitlines()
+    assert report["skipped"] == 0 and report["errors_file"] is None
+    assert len(lines) == len(rows)
+    assert json.loads(lines[0])["id"] == 0
+
+
+def test_predict_file_refuses_a_missing_input_by_name(iris_model, tmp_path):
+    with pytest.raises(exeml.errors.ExemlError, match="nowhere.csv"):
+        iris_model.predict_file(tmp_path / "nowhere.csv", tmp_path / "out.csv")
+    assert not (tmp_path / "out.csv").exists()

@@ -114,3 +114,25 @@ def test_errors_name_the_problem(image_predictor, tmp_path):
             _folders(tmp_path / "ok", 6, 2), time_limit=30
         )
     assert json.loads(image_predictor.model.manifest())["task"] == "image"
+
+
+def test_predict_folder_writes_the_cli_csv_and_lists_unreadable_images(image_predictor, tmp_path):
+    fresh = _folders(tmp_path / "fresh", 2, 4)
+    (fresh / "disc" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    report = image_predictor.predict_folder(fresh, tmp_path / "preds.csv", chunk_images=2)
+    assert report["inputs"] == 7 and report["predicted"] == 6 and report["skipped"] == 1
+    assert "broken.png" in Path(report["errors_file"]).read_text()
+    lines = (tmp_path / "preds.csv").read_text().splitlines()
+    assert lines[0].split(",")[:2] == ["id", "prediction"]
+    ids = [line.split(",")[0] for line in lines[1:]]
+    assert ids == sorted(ids) and ids[0] == "checks/00.png"
+    expected = image_predictor.predict([fresh / i for i in ids])
+    assert [line.split(",")[1] for line in lines[1:]] == expected
+
+
+def test_a_gpu_device_in_a_cpu_build_is_not_compiled(tmp_path):
+    data = _folders(tmp_path / "data", 5, 2)
+    with pytest.raises(exeml.errors.NotCompiledError, match="cuda"):
+        exeml.ImagePredictor(device="cuda:0", verbosity=0).fit(data, time_limit=5)
+    with pytest.raises(exeml.errors.InvalidParameterError, match="tpu"):
+        exeml.ImagePredictor(device="tpu", verbosity=0).fit(data, time_limit=5)

@@ -58,6 +58,7 @@ def fit_image(
     progress: Optional[_Progress] = None,
     max_latency_ms: Optional[float] = None,
     max_model_mb: Optional[float] = None,
+    device: str = "cpu",
 ) -> ImageModel: ...
 
 @final
@@ -67,6 +68,16 @@ class TabularModel:
     def save(self, path: _Path) -> None: ...
     def predict(
         self, *, path: Optional[_Path] = None, columns: Optional[Sequence[_Column]] = None
+    ) -> Dict[str, Any]: ...
+    def predict_file(
+        self,
+        input: _Path,
+        output: _Path,
+        *,
+        resume: bool = False,
+        chunk_rows: int = 50000,
+        header: str = "auto",
+        progress: Optional[_Progress] = None,
     ) -> Dict[str, Any]: ...
     def evaluate(
         self, *, path: Optional[_Path] = None, columns: Optional[Sequence[_Column]] = None
@@ -95,6 +106,15 @@ class ImageModel:
     def load(path: _Path) -> ImageModel: ...
     def save(self, path: _Path) -> None: ...
     def predict_files(self, paths: Sequence[_Path]) -> List[Tuple[List[float], Optional[str]]]: ...
+    def predict_folder(
+        self,
+        folder: _Path,
+        output: _Path,
+        *,
+        resume: bool = False,
+        chunk_images: int = 64,
+        progress: Optional[_Progress] = None,
+    ) -> Dict[str, Any]: ...
     def response(self, scores: Sequence[float]) -> str: ...
     def predicted(self, scores: Sequence[float]) -> List[int]: ...
     def evaluate(self, path: _Path) -> str: ...

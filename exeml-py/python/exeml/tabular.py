@@ -194,6 +194,39 @@ class TabularPredictor:
         out = self.model.predict(**frame.call_args())
         return shape_matrix(frame, _proba_matrix(out), natural_labels(out["classes"]))
 
+    def predict_file(
+        self,
+        data: PathLike,
+        output: PathLike,
+        *,
+        resume: bool = False,
+        chunk_rows: int = 50_000,
+        header: str = "auto",
+    ) -> Dict[str, Any]:
+        """Predict every row of a CSV (streamed, so any size) or Parquet file into ``output``:
+        ``.csv`` as ``exeml predict`` writes it, or ``.jsonl`` (one SPEC response per row).
+
+        The output is checkpointed every ``chunk_rows`` rows and only appears under its name
+        once complete; rows that cannot be predicted are listed with their reason in
+        ``OUTPUT.errors.csv`` instead of stopping the run. After Ctrl-C or a crash,
+        ``resume=True`` continues from the last checkpoint. Returns ``output``, ``inputs``,
+        ``predicted``, ``skipped``, ``resumed_at`` and ``errors_file``."""
+        progress = reporter(self.verbosity, "predicting")
+        try:
+            return dict(
+                self.model.predict_file(
+                    os.fspath(data),
+                    os.fspath(output),
+                    resume=resume,
+                    chunk_rows=int(chunk_rows),
+                    header=header,
+                    progress=progress,
+                )
+            )
+        finally:
+            if progress is not None:
+                progress.close()
+
     def evaluate(self, data: Any) -> Evaluation:
         """Evaluate on labelled data: accuracy, precision/recall/F1 per class, confusion
         matrix, ROC AUC, log loss (classification) or MAE/MSE/RMSE/R², plus the worst rows."""

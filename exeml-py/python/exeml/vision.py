@@ -44,6 +44,10 @@ class ImagePredictor:
         Fix the square input size in pixels (default: chosen by the search).
     fine_tune:
         Fine-tune the backbone's top blocks after the linear probe (default ``True``).
+    device:
+        ``"cpu"`` (default), ``"cuda:0"`` or ``"metal"``: where to train (a GPU needs an exeml
+        built with the ``cuda``/``metal`` feature; otherwise :class:`~exeml.errors.NotCompiledError`).
+        The saved model predicts on the CPU.
     verbosity:
         0 is silent; 1 shows progress.
     """
@@ -57,6 +61,7 @@ class ImagePredictor:
         backbones: Optional[Sequence[str]] = None,
         resolution: Optional[int] = None,
         fine_tune: bool = True,
+        device: str = "cpu",
         verbosity: int = 1,
     ) -> None:
         if preference not in PREFERENCES:
@@ -71,6 +76,7 @@ class ImagePredictor:
         self.backbones = None if backbones is None else list(backbones)
         self.resolution = None if resolution is None else int(resolution)
         self.fine_tune = bool(fine_tune)
+        self.device = str(device)
         self.verbosity = int(verbosity)
         self._model: Optional[_exeml.ImageModel] = None
 
@@ -106,6 +112,7 @@ class ImagePredictor:
                 progress=progress,
                 max_latency_ms=max_latency_ms,
                 max_model_mb=max_model_mb,
+                device=self.device,
             )
         finally:
             if progress is not None:
@@ -160,6 +167,38 @@ class ImagePredictor:
     def predict_json(self, images: Union[PathLike, Sequence[PathLike]]) -> List[Dict[str, Any]]:
         """The service's response per image: ``predicted_label`` and the top-5 ``scores``."""
         return [json.loads(self.model.response(row.tolist())) for row in self._scores(images)]
+
+    def predict_folder(
+        self,
+        folder: PathLike,
+        output: PathLike,
+        *,
+        resume: bool = False,
+        chunk_images: int = 64,
+    ) -> Dict[str, Any]:
+        """Predict every image under ``folder`` into ``output``: ``.csv`` as ``exeml predict``
+        writes it (``id`` = path relative to the folder), or ``.jsonl`` (one SPEC response per
+        image).
+
+        The output is checkpointed every ``chunk_images`` images and only appears under its
+        name once complete; unreadable images are listed with their reason in
+        ``OUTPUT.errors.csv``. After Ctrl-C or a crash, ``resume=True`` continues from the last
+        checkpoint. Returns ``output``, ``inputs``, ``predicted``, ``skipped``, ``resumed_at``
+        and ``errors_file``."""
+        progress = reporter(self.verbosity, "predicting")
+        try:
+            return dict(
+                self.model.predict_folder(
+                    os.fspath(folder),
+                    os.fspath(output),
+                    resume=resume,
+                    chunk_images=int(chunk_images),
+                    progress=progress,
+                )
+            )
+        finally:
+            if progress is not None:
+                progress.close()
 
     def evaluate(self, folder: PathLike) -> Evaluation:
         """Evaluate on a labelled folder: accuracy, per-class precision/recall/F1, confusion
