@@ -2,9 +2,12 @@
 //! `benches/vision/run.sh` compares with PyTorch on the same CPU):
 //!
 //! ```text
-//! cargo run --release --example vision_speed -- [RESOLUTION] [BATCH]
+//! cargo run --release --example vision_speed -- [RESOLUTION] [BATCH] [--device cuda:0]
 //! cargo run --release --example vision_speed -- --model MODEL_DIR
 //! ```
+//!
+//! `--device` (default `cpu`; `cuda:N` needs `--features cuda`) runs both measurements there;
+//! the clock stops only after the device has finished its queued work.
 //!
 //! Prints one JSON line: `train_images_per_s` (forward + backward + AdamW step of the whole
 //! network and a 10-class head, batch norm folded), `latency_ms` (median of single-image
@@ -12,21 +15,26 @@
 //! single-image latency of a trained model (preprocessing, backbone, head; decoding excluded)
 //! and its size on disk.
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Tensor, D};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use exeml::vision::finetune::trainable_copy;
 use exeml::vision::{Backbone, BackboneKind};
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().collect();
+    let mut args: Vec<String> = std::env::args().collect();
     if args.get(1).is_some_and(|a| a == "--model") {
         let dir = std::path::PathBuf::from(args.get(2).ok_or("--model needs a folder")?);
         return model_latency(&dir);
     }
+    let mut target = exeml::core::Device::Cpu;
+    if let Some(at) = args.iter().position(|a| a == "--device") {
+        target = args.get(at + 1).ok_or("--device needs a value")?.parse()?;
+        args.drain(at..at + 2);
+    }
     let side: usize = args.get(1).map_or(Ok(224), |a| a.parse())?;
     let batch: usize = args.get(2).map_or(Ok(32), |a| a.parse())?;
-    let device = Device::Cpu;
+    let device = target.to_candle()?;
     let backbone = Backbone::load(BackboneKind::MobilenetV2, None, &device)?;
 
     // Training: every block trainable, a 10-class linear head, cross-entropy, AdamW.
@@ -48,11 +56,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         optimizer.backward_step(&loss)
     };
     step()?; // warm-up
-    let steps = 5;
+    device.synchronize()?;
+    let steps = if device.is_cpu() { 5 } else { 50 };
     let t0 = Instant::now();
     for _ in 0..steps {
         step()?;
     }
+    device.synchronize()?;
     let train_images_per_s = (steps * batch) as f64 / t0.elapsed().as_secs_f64();
 
     // Latency: one image through the frozen backbone and a head.
@@ -70,8 +80,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     times.sort_by(f64::total_cmp);
     let latency_ms = times[times.len() / 2];
     println!(
-        "{{\"framework\": \"exeml\", \"resolution\": {side}, \"batch\": {batch}, \
-         \"train_images_per_s\": {train_images_per_s:.2}, \"latency_ms\": {latency_ms:.3}}}"
+        "{{\"framework\": \"exeml\", \"device\": \"{target}\", \"resolution\": {side}, \
+         \"batch\": {batch}, \"train_images_per_s\": {train_images_per_s:.2}, \
+         \"latency_ms\": {latency_ms:.3}}}"
     );
     Ok(())
 }

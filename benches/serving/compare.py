@@ -1,6 +1,9 @@
 """Serve the same binary classifier (breast cancer, 30 numeric columns) with `exeml serve` and with
 FastAPI/uvicorn + LightGBM, load both with wrk at concurrency 1, 16 and 64, then overload exeml,
-and write a markdown table of throughput, latency, memory and ratios."""
+and write a markdown table of throughput, latency, memory and ratios.
+
+With `--server-cpus 0,1 --load-cpus 2-15` the servers are pinned to the first set of cores and
+wrk to the second, so that the load generator does not compete with the server it measures."""
 
 import argparse
 import json
@@ -50,17 +53,36 @@ def tree_rss_mib(pid):
     return sum(x.memory_info().rss for x in procs) / 2**20
 
 
+def cpu_list(text):
+    """'0,1' or '2-15' or '0,4-7' -> a set of core numbers (None when not given)."""
+    if not text:
+        return None
+    cpus = set()
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
+def pinned(cpus):
+    """A preexec_fn that pins the child to `cpus` (no pinning when None)."""
+    return (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+
+
+LOAD_CPUS = None
+
+
 def wrk(url, body, connections, seconds):
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write('wrk.method = "POST"\n')
         f.write('wrk.headers["Content-Type"] = "application/json"\n')
         f.write(f"wrk.body = {json.dumps(body)}\n")
         script = f.name
-    threads = min(connections, 2)
+    threads = min(connections, len(LOAD_CPUS) if LOAD_CPUS else 2)
     out = subprocess.run(
         ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency",
          "-s", script, url],
-        capture_output=True, text=True, check=True).stdout
+        capture_output=True, text=True, check=True, preexec_fn=pinned(LOAD_CPUS)).stdout
     os.unlink(script)
 
     def ms(label):
@@ -84,7 +106,12 @@ def main():
     ap.add_argument("exeml")
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--server-cpus", help="pin the servers to these cores, e.g. 0,1")
+    ap.add_argument("--load-cpus", help="pin wrk to these cores, e.g. 2-15")
     args = ap.parse_args()
+    global LOAD_CPUS
+    LOAD_CPUS = cpu_list(args.load_cpus)
+    server_cpus = cpu_list(args.server_cpus)
     work = Path(tempfile.mkdtemp(prefix="exeml-serving-"))
     frame = pd.read_csv(DATA)
     features = [c for c in frame.columns if c != LABEL]
@@ -102,17 +129,18 @@ def main():
     booster = lgb.train({"objective": "binary", "verbosity": -1}, lgb.Dataset(frame[features], y))
     booster.save_model(str(work / "lgb.txt"))
 
-    cores = os.cpu_count()
+    cores = len(server_cpus) if server_cpus else os.cpu_count()
     results = {}
     servers = {
         "exeml serve": lambda port: subprocess.Popen(
             [args.exeml, "serve", "--model", str(model_dir), "--port", str(port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=pinned(server_cpus)),
         f"FastAPI + uvicorn[standard] ({cores} workers) + LightGBM": lambda port: subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "fastapi_app:app", "--port", str(port),
              "--workers", str(cores), "--http", "httptools", "--loop", "uvloop",
              "--log-level", "warning", "--no-access-log"],
             cwd=Path(__file__).parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=pinned(server_cpus),
             env={**os.environ, "MODEL_PATH": str(work / "lgb.txt"),
                  "FEATURES": json.dumps(features), "CLASSES": json.dumps(classes)}),
     }
@@ -134,7 +162,8 @@ def main():
     port = free_port()
     proc = subprocess.Popen([args.exeml, "serve", "--model", str(model_dir), "--port", str(port),
                              "--replicas", "1", "--max-pending", "8"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=pinned(server_cpus))
     wait_ready(f"http://127.0.0.1:{port}/health", proc)
     overload = wrk(f"http://127.0.0.1:{port}/v1/predict", body, 256, args.seconds)
     alive = urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).status == 200
@@ -145,7 +174,9 @@ def main():
     exeml_r, py_r = results[names[0]], results[names[1]]
     lines = [
         f"Breast cancer (30 numeric columns, binary), one row per request, wrk {args.seconds} s per "
-        f"level, {cores} cores shared by the servers and wrk; exeml model: `{family}`.",
+        + (f"level, servers pinned to cores {args.server_cpus} and wrk to {args.load_cpus}"
+           if server_cpus else f"level, {cores} cores shared by the servers and wrk")
+        + f"; exeml model: `{family}`.",
         "",
         "| concurrency | server | requests/s | p50 ms | p99 ms | non-2xx |",
         "| --- | --- | --- | --- | --- | --- |",

@@ -6,6 +6,8 @@
 
 DATA holds train/<class>/*.png and test/<class>/*.png. Each mode prints one JSON line.
 Threads are pinned to the machine's cores (torch.set_num_threads), like exeml's rayon pool.
+`--device cuda` (anywhere on the line) runs on the GPU instead: timings then wait for the GPU
+(torch.cuda.synchronize) and images are decoded by 8 loader workers, as a GPU user would.
 """
 
 import json
@@ -22,6 +24,17 @@ from torchvision import datasets, transforms
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 torch.set_num_threads(os.cpu_count() or 1)
 torch.manual_seed(0)
+DEVICE = "cpu"
+if "--device" in sys.argv:
+    _at = sys.argv.index("--device")
+    DEVICE = sys.argv[_at + 1]
+    del sys.argv[_at:_at + 2]
+WORKERS = 8 if DEVICE != "cpu" else 0
+
+
+def sync():
+    if DEVICE != "cpu":
+        torch.cuda.synchronize()
 
 
 def mobilenet(weights_path, classes=None):
@@ -29,7 +42,7 @@ def mobilenet(weights_path, classes=None):
     model.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
     if classes is not None:
         model.classifier[1] = torch.nn.Linear(1280, classes)
-    return model
+    return model.to(DEVICE)
 
 
 def plain(res):
@@ -41,13 +54,13 @@ def plain(res):
 
 def features(model, folder, res):
     data = datasets.ImageFolder(folder, plain(res))
-    loader = torch.utils.data.DataLoader(data, batch_size=64)
+    loader = torch.utils.data.DataLoader(data, batch_size=64, num_workers=WORKERS)
     model.eval()
     xs, ys = [], []
     with torch.no_grad():
         for x, y in loader:
-            f = model.features(x).mean((2, 3))
-            xs.append(f.numpy())
+            f = model.features(x.to(DEVICE)).mean((2, 3))
+            xs.append(f.cpu().numpy())
             ys.append(y.numpy())
     return np.concatenate(xs), np.concatenate(ys)
 
@@ -77,7 +90,8 @@ def finetune(data, weights, seconds, res=224):
     train = datasets.ImageFolder(os.path.join(data, "train"), train_tf)
     test = datasets.ImageFolder(os.path.join(data, "test"), plain(res))
     model = mobilenet(weights, len(train.classes))
-    loader = torch.utils.data.DataLoader(train, batch_size=32, shuffle=True)
+    loader = torch.utils.data.DataLoader(train, batch_size=32, shuffle=True, num_workers=WORKERS,
+                                         persistent_workers=WORKERS > 0)
     opt = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=1e-2)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
     t0 = time.time()
@@ -94,7 +108,7 @@ def finetune(data, weights, seconds, res=224):
             for g in opt.param_groups:
                 g["lr"] = 5e-4 * 0.5 * (1 + math.cos(math.pi * min(step / total, 1.0)))
             opt.zero_grad()
-            loss_fn(model(x), y).backward()
+            loss_fn(model(x.to(DEVICE)), y.to(DEVICE)).backward()
             opt.step()
             step += 1
             images += len(y)
@@ -102,12 +116,13 @@ def finetune(data, weights, seconds, res=224):
             epochs += 1
             if planned is None:
                 planned = max(1, int(seconds / (time.time() - t0)))
+    sync()
     train_s = time.time() - t0
     model.eval()
     correct = n = 0
     with torch.no_grad():
-        for x, y in torch.utils.data.DataLoader(test, batch_size=64):
-            correct += (model(x).argmax(1) == y).sum().item()
+        for x, y in torch.utils.data.DataLoader(test, batch_size=64, num_workers=WORKERS):
+            correct += (model(x.to(DEVICE)).argmax(1).cpu() == y).sum().item()
             n += len(y)
     return {"baseline": "PyTorch fine-tuning of MobileNetV2 (whole network)",
             "accuracy": correct / n, "train_s": round(train_s, 1), "epochs": epochs,
@@ -117,8 +132,8 @@ def finetune(data, weights, seconds, res=224):
 def speed(weights, res=224, batch=32):
     model = mobilenet(weights, 10)
     opt = torch.optim.AdamW(model.parameters())
-    x = torch.randn(batch, 3, res, res)
-    y = torch.arange(batch) % 10
+    x = torch.randn(batch, 3, res, res, device=DEVICE)
+    y = (torch.arange(batch) % 10).to(DEVICE)
     loss_fn = torch.nn.CrossEntropyLoss()
     model.train()
 
@@ -128,20 +143,23 @@ def speed(weights, res=224, batch=32):
         opt.step()
 
     step()
+    sync()
+    steps = 5 if DEVICE == "cpu" else 50
     t0 = time.time()
-    for _ in range(5):
+    for _ in range(steps):
         step()
-    train = 5 * batch / (time.time() - t0)
+    sync()
+    train = steps * batch / (time.time() - t0)
     model.eval()
-    one = torch.randn(1, 3, res, res)
+    one = torch.randn(1, 3, res, res, device=DEVICE)
     times = []
     with torch.no_grad():
         for i in range(60):
             t = time.time()
-            model(one)
+            model(one).cpu()
             if i >= 10:
                 times.append((time.time() - t) * 1e3)
-    return {"framework": "pytorch " + torch.__version__, "resolution": res, "batch": batch,
+    return {"framework": "pytorch " + torch.__version__, "device": DEVICE, "resolution": res, "batch": batch,
             "train_images_per_s": round(train, 2), "latency_ms": round(sorted(times)[len(times) // 2], 3)}
 
 

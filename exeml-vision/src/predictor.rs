@@ -127,6 +127,13 @@ impl ImagePredictor {
         self
     }
 
+    /// Compute on `device` (`Device::Cuda(n)` needs the `cuda` feature, `Device::Metal` the
+    /// `metal` feature; the saved model predicts on the CPU either way).
+    pub fn device(mut self, device: Device) -> Self {
+        self.device = device;
+        self
+    }
+
     /// Restrict the backbones searched.
     pub fn backbones(mut self, backbones: Vec<BackboneKind>) -> Self {
         self.backbones = backbones;
@@ -211,7 +218,7 @@ impl ImagePredictor {
         let k = data.classes.len();
         let parent = self.warm_start.as_ref().map(|(_, m)| m);
         let mut arms = if self.fine_tune {
-            fine_tune_arms(self.preference)
+            fine_tune_arms(self.preference, !device.is_cpu())
         } else {
             Vec::new()
         };
@@ -461,6 +468,11 @@ impl ImagePredictor {
                 what: "any image model could be trained".into(),
             });
         };
+        // A whole-network arm names the chosen backbone's own block count from here on.
+        let blocks = best.backbone.blocks().len();
+        for arm in &mut arms {
+            arm.unfrozen_blocks = arm.unfrozen_blocks.min(blocks);
+        }
         if let Some(limit) = constraints.max_model_mb {
             // Fine-tuned blocks are saved beside the backbone: drop arms that would not fit.
             let mut fitting = Vec::new();

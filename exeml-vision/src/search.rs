@@ -107,10 +107,15 @@ pub fn head_grid(preference: Preference) -> Vec<HeadParams> {
         .collect()
 }
 
+/// `unfrozen_blocks` of an arm that tunes every block, stem included (trimmed to the backbone's
+/// block count before training).
+pub const WHOLE_NETWORK: usize = usize::MAX;
+
 /// The fine-tuning configurations successive halving starts from, best guess first. Balance and
 /// accuracy-first unfreeze more blocks and try mixup/cutmix; performance-first only tunes the
-/// last two blocks briefly.
-pub fn fine_tune_arms(preference: Preference) -> Vec<FineTuneParams> {
+/// last two blocks briefly. On an accelerator (`accelerator`: CUDA or Metal), where a step of
+/// the whole network costs little, balance and accuracy-first also tune the whole network, first.
+pub fn fine_tune_arms(preference: Preference, accelerator: bool) -> Vec<FineTuneParams> {
     let arm = |unfrozen_blocks, learning_rate, mixing, max_epochs| FineTuneParams {
         unfrozen_blocks,
         learning_rate,
@@ -120,7 +125,15 @@ pub fn fine_tune_arms(preference: Preference) -> Vec<FineTuneParams> {
     };
     let mixup = Mixing::Mixup { alpha: 0.2 };
     let cutmix = Mixing::Cutmix { alpha: 1.0 };
-    match preference {
+    let whole: Vec<FineTuneParams> = match (accelerator, preference) {
+        (false, _) | (true, Preference::PerformanceFirst) => Vec::new(),
+        (true, Preference::Balance) => vec![arm(WHOLE_NETWORK, 3e-4, mixup, 12)],
+        (true, Preference::AccuracyFirst) => vec![
+            arm(WHOLE_NETWORK, 3e-4, mixup, 20),
+            arm(WHOLE_NETWORK, 1e-4, cutmix, 20),
+        ],
+    };
+    let blocks = match preference {
         Preference::PerformanceFirst => vec![arm(2, 1e-3, Mixing::None, 4)],
         Preference::Balance => vec![
             arm(2, 1e-3, Mixing::None, 8),
@@ -138,12 +151,28 @@ pub fn fine_tune_arms(preference: Preference) -> Vec<FineTuneParams> {
             arm(8, 1e-4, cutmix, 15),
             arm(2, 3e-4, mixup, 15),
         ],
-    }
+    };
+    whole.into_iter().chain(blocks).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_network_arms_only_on_an_accelerator_and_first() {
+        for p in [Preference::Balance, Preference::AccuracyFirst] {
+            let cpu = fine_tune_arms(p, false);
+            assert!(cpu.iter().all(|a| a.unfrozen_blocks < WHOLE_NETWORK));
+            let gpu = fine_tune_arms(p, true);
+            assert_eq!(gpu[0].unfrozen_blocks, WHOLE_NETWORK);
+            assert_eq!(gpu[gpu.len() - cpu.len()..], cpu[..]);
+        }
+        assert_eq!(
+            fine_tune_arms(Preference::PerformanceFirst, true),
+            fine_tune_arms(Preference::PerformanceFirst, false)
+        );
+    }
 
     #[test]
     fn every_preference_starts_with_the_cheapest_backbone() {

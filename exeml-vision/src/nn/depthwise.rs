@@ -3,7 +3,10 @@
 //! candle runs a grouped convolution as one small convolution per group and concatenates them,
 //! which for MobileNet-style depthwise layers (hundreds of groups of one channel) spends most of
 //! its time in bookkeeping. These kernels run each channel plane directly, in parallel over the
-//! planes; on other devices [`depthwise_conv2d`] falls back to candle's grouped convolution.
+//! planes. On CUDA the same three operations run as kernels of our own (`depthwise_cuda.rs`).
+//! Elsewhere (Metal, other types) [`depthwise_conv2d`] sums `k×k` shifted slices of the padded
+//! input, each scaled by one kernel tap: a few large element-wise kernels on the GPU instead of
+//! one launch per channel, and differentiable through candle's own ops.
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
@@ -72,6 +75,23 @@ impl Geometry {
         (oh * self.stride + ki)
             .checked_sub(self.pad)
             .filter(|&ih| ih < self.h)
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl Geometry {
+    fn sizes(&self) -> super::depthwise_cuda::Sizes {
+        super::depthwise_cuda::Sizes {
+            n: self.n,
+            c: self.c,
+            h: self.h,
+            w: self.w,
+            k: self.k,
+            stride: self.stride,
+            pad: self.pad,
+            ho: self.ho,
+            wo: self.wo,
+        }
     }
 }
 
@@ -200,6 +220,20 @@ impl CustomOp2 for Depthwise {
         Ok((CpuStorage::F32(out), Shape::from((g.n, g.c, g.ho, g.wo))))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        xs: &candle_core::CudaStorage,
+        xl: &Layout,
+        ks: &candle_core::CudaStorage,
+        kl: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        use super::depthwise_cuda::{launch, Kernel};
+        let g = Geometry::new(xl.dims(), kl.dims(), self.stride, self.pad)?;
+        let out = launch(Kernel::Forward, g.sizes(), (xs, xl), (ks, kl))?;
+        Ok((out, Shape::from((g.n, g.c, g.ho, g.wo))))
+    }
+
     fn bwd(
         &self,
         x: &Tensor,
@@ -236,6 +270,26 @@ struct DepthwiseGradInput {
     input_hw: (usize, usize),
 }
 
+impl DepthwiseGradInput {
+    /// The forward geometry of a gradient of shape `dims` and the input shape it flows to.
+    fn geometry(
+        &self,
+        dims: &[usize],
+        kernel: &[usize],
+    ) -> candle_core::Result<(Geometry, [usize; 4])> {
+        let &[n, c, ho, wo] = dims else {
+            candle_core::bail!("depthwise conv backward: expected a 4-d gradient, got {dims:?}")
+        };
+        let (h, w) = self.input_hw;
+        let input = [n, c, h, w];
+        let g = Geometry::new(&input, kernel, self.stride, self.pad)?;
+        if (g.ho, g.wo) != (ho, wo) {
+            candle_core::bail!("depthwise conv backward: gradient {dims:?} does not fit {input:?}")
+        }
+        Ok((g, input))
+    }
+}
+
 impl CustomOp2 for DepthwiseGradInput {
     fn name(&self) -> &'static str {
         "exeml-depthwise-conv2d-grad-input"
@@ -248,13 +302,7 @@ impl CustomOp2 for DepthwiseGradInput {
         ks: &CpuStorage,
         kl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let dims = gl.dims();
-        let (h, w) = self.input_hw;
-        let input = [dims[0], dims[1], h, w];
-        let g = Geometry::new(&input, kl.dims(), self.stride, self.pad)?;
-        if (g.ho, g.wo) != (dims[2], dims[3]) {
-            candle_core::bail!("depthwise conv backward: gradient {dims:?} does not fit {input:?}")
-        }
+        let (g, input) = self.geometry(gl.dims(), kl.dims())?;
         let (grad_out, kernel) = (contiguous_f32(gs, gl)?, contiguous_f32(ks, kl)?);
         let (plane_in, plane_out, kk) = (g.h * g.w, g.ho * g.wo, g.k * g.k);
         let mut grad_in = vec![0f32; g.n * g.c * plane_in];
@@ -272,6 +320,20 @@ impl CustomOp2 for DepthwiseGradInput {
                 );
             });
         Ok((CpuStorage::F32(grad_in), Shape::from(input.to_vec())))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        gs: &candle_core::CudaStorage,
+        gl: &Layout,
+        ks: &candle_core::CudaStorage,
+        kl: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        use super::depthwise_cuda::{launch, Kernel};
+        let (g, input) = self.geometry(gl.dims(), kl.dims())?;
+        let grad_in = launch(Kernel::GradInput, g.sizes(), (gs, gl), (ks, kl))?;
+        Ok((grad_in, Shape::from(input.to_vec())))
     }
 }
 
@@ -317,23 +379,94 @@ impl CustomOp2 for DepthwiseGradKernel {
             });
         Ok((CpuStorage::F32(grad_kernel), Shape::from(kernel.to_vec())))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        xs: &candle_core::CudaStorage,
+        xl: &Layout,
+        gs: &candle_core::CudaStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        use super::depthwise_cuda::{launch, Kernel};
+        let c = xl.dims().get(1).copied().unwrap_or(0);
+        let kernel = [c, 1, self.k, self.k];
+        let g = Geometry::new(xl.dims(), &kernel, self.stride, self.pad)?;
+        if gl.dims() != [g.n, g.c, g.ho, g.wo] {
+            candle_core::bail!(
+                "depthwise conv backward: gradient {:?} does not fit",
+                gl.dims()
+            )
+        }
+        let grad_kernel = launch(Kernel::GradKernel, g.sizes(), (xs, xl), (gs, gl))?;
+        Ok((grad_kernel, Shape::from(kernel.to_vec())))
+    }
 }
 
 /// Depthwise convolution of `x` (`n×c×h×w`) with `kernel` (`c×1×k×k`), zero padding `pad`.
 ///
-/// Fast kernels on the CPU for f32; candle's grouped convolution elsewhere.
+/// Fast kernels of our own on the CPU and (with the `cuda` feature) CUDA for f32; elsewhere
+/// (Metal, other types) [`shifted_depthwise_conv2d`].
 pub fn depthwise_conv2d(
     x: &Tensor,
     kernel: &Tensor,
     stride: usize,
     pad: usize,
 ) -> candle_core::Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+    let own_kernels = x.device().is_cpu() || (cfg!(feature = "cuda") && x.device().is_cuda());
+    if own_kernels && x.dtype() == candle_core::DType::F32 {
         x.contiguous()?
             .apply_op2(&kernel.contiguous()?, Depthwise { stride, pad })
     } else {
-        x.conv2d(kernel, pad, stride, 1, x.dim(1)?)
+        shifted_depthwise_conv2d(x, kernel, stride, pad)
     }
+}
+
+/// Depthwise convolution as the sum over kernel taps `(i, j)` of the padded input shifted by
+/// `(i, j)`, subsampled by `stride` and scaled per channel by `kernel[c, 0, i, j]`.
+///
+/// Device-generic: only padding, narrowing, reshapes and broadcast multiply-adds, so it runs
+/// (with gradients) wherever candle does. candle's grouped convolution, the alternative, launches
+/// one small convolution per channel and its backward mis-shapes stride-2 gradients.
+pub fn shifted_depthwise_conv2d(
+    x: &Tensor,
+    kernel: &Tensor,
+    stride: usize,
+    pad: usize,
+) -> candle_core::Result<Tensor> {
+    let g = Geometry::new(x.dims(), kernel.dims(), stride, pad)?;
+    // Pad so that every tap can take `ho·stride` rows and `wo·stride` columns, then keep every
+    // `stride`-th one by reshaping and taking the first of each group.
+    let rows = g.ho * stride;
+    let cols = g.wo * stride;
+    let extra_h = (g.k - 1 + rows).saturating_sub(g.h + 2 * pad);
+    let extra_w = (g.k - 1 + cols).saturating_sub(g.w + 2 * pad);
+    let padded = x
+        .pad_with_zeros(2, pad, pad + extra_h)?
+        .pad_with_zeros(3, pad, pad + extra_w)?;
+    let mut sum: Option<Tensor> = None;
+    for i in 0..g.k {
+        for j in 0..g.k {
+            let mut tap = padded.narrow(2, i, rows)?.narrow(3, j, cols)?;
+            if stride > 1 {
+                tap = tap
+                    .reshape((g.n, g.c, g.ho, stride, g.wo, stride))?
+                    .narrow(3, 0, 1)?
+                    .narrow(5, 0, 1)?
+                    .reshape((g.n, g.c, g.ho, g.wo))?;
+            }
+            let weight = kernel
+                .narrow(2, i, 1)?
+                .narrow(3, j, 1)?
+                .reshape((1, g.c, 1, 1))?;
+            let term = tap.broadcast_mul(&weight)?;
+            sum = Some(match sum {
+                None => term,
+                Some(s) => (s + term)?,
+            });
+        }
+    }
+    sum.ok_or_else(|| candle_core::Error::Msg("depthwise conv: empty kernel".into()))
 }
 
 #[cfg(test)]
@@ -372,10 +505,14 @@ mod tests {
         ] {
             let x = Tensor::randn(0f32, 1., (2, 3, h, w), &dev).expect("x");
             let kernel = Tensor::randn(0f32, 1., (3, 1, k, k), &dev).expect("k");
-            let ours = depthwise_conv2d(&x, &kernel, stride, pad).expect("ours");
             let theirs = reference(&x, &kernel, stride, pad);
-            assert_eq!(ours.dims(), theirs.dims());
-            assert!(max_diff(&ours, &theirs) < 1e-4, "{h}×{w} k{k} s{stride}");
+            for ours in [
+                depthwise_conv2d(&x, &kernel, stride, pad).expect("ours"),
+                shifted_depthwise_conv2d(&x, &kernel, stride, pad).expect("shifted"),
+            ] {
+                assert_eq!(ours.dims(), theirs.dims());
+                assert!(max_diff(&ours, &theirs) < 1e-4, "{h}×{w} k{k} s{stride}");
+            }
         }
     }
 
@@ -438,6 +575,35 @@ mod tests {
                 assert!(max_diff(gx, theirs.get(&x).expect("x")) < 1e-3);
                 assert!(max_diff(gk, theirs.get(&kernel).expect("k")) < 1e-3);
             }
+        }
+    }
+
+    #[test]
+    fn shifted_gradients_match_the_cpu_kernels() {
+        let dev = Device::Cpu;
+        for (h, w, k, stride, pad) in [(9, 8, 3, 1, 1), (9, 8, 3, 2, 1), (8, 8, 5, 2, 2)] {
+            let x = Var::randn(0f32, 1., (2, 4, h, w), &dev).expect("x");
+            let kernel = Var::randn(0f32, 1., (4, 1, k, k), &dev).expect("k");
+            let target = {
+                let y = depthwise_conv2d(&x, &kernel, stride, pad).expect("forward");
+                Tensor::randn(0f32, 1., y.dims(), &dev).expect("t")
+            };
+            let grads =
+                |conv: fn(&Tensor, &Tensor, usize, usize) -> candle_core::Result<Tensor>| {
+                    let grads = (conv(&x, &kernel, stride, pad).expect("forward") * &target)
+                        .expect("mul")
+                        .sum_all()
+                        .expect("sum")
+                        .backward()
+                        .expect("grads");
+                    let gx = grads.get(&x).expect("gx").clone();
+                    let gk = grads.get(&kernel).expect("gk").clone();
+                    (gx, gk)
+                };
+            let (ox, ok) = grads(depthwise_conv2d);
+            let (sx, sk) = grads(shifted_depthwise_conv2d);
+            assert!(max_diff(&ox, &sx) < 1e-3, "x: {h}×{w} k{k} s{stride}");
+            assert!(max_diff(&ok, &sk) < 1e-3, "k: {h}×{w} k{k} s{stride}");
         }
     }
 

@@ -3,9 +3,11 @@
 
 pub mod conv;
 pub mod depthwise;
+#[cfg(feature = "cuda")]
+mod depthwise_cuda;
 
 pub use conv::{ConvBn, ConvKind, Tensors};
-pub use depthwise::depthwise_conv2d;
+pub use depthwise::{depthwise_conv2d, shifted_depthwise_conv2d};
 
 /// A candle error as exeml's backend error.
 pub fn candle_error(e: candle_core::Error) -> exeml_core::Error {
