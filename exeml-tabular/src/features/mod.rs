@@ -96,8 +96,29 @@ pub enum ColumnTransform {
 
 /// A lazily built level → code lookup of a categorical column: built once per loaded pipeline
 /// instead of on every prediction (a target-encoded column keeps thousands of levels).
+///
+/// A value that is not a level as written but is the same number as one (a JSON client sends
+/// `1.0` or `1e0` for the level `1` of a CSV) finds that level.
 #[derive(Debug, Clone, Default)]
-pub struct LevelIndex(std::sync::OnceLock<HashMap<String, usize>>);
+pub struct LevelIndex(std::sync::OnceLock<LevelLookup>);
+
+/// The exact and the numeric lookup of one column's levels.
+#[derive(Debug, Clone, Default)]
+struct LevelLookup {
+    exact: HashMap<String, usize>,
+    /// Levels that read as finite numbers, by the bits of that number (−0 as 0).
+    numeric: HashMap<u64, usize>,
+}
+
+/// The bits of `text` read as a finite number (−0 as 0), if it is one.
+fn number_key(text: &str) -> Option<u64> {
+    let x: f64 = text.trim().parse().ok().filter(|x: &f64| x.is_finite())?;
+    Some(if x == 0.0 {
+        0f64.to_bits()
+    } else {
+        x.to_bits()
+    })
+}
 
 impl PartialEq for LevelIndex {
     /// A cache: two transforms are equal whatever each has looked up so far.
@@ -107,14 +128,23 @@ impl PartialEq for LevelIndex {
 }
 
 impl LevelIndex {
-    fn get(&self, levels: &[String]) -> &HashMap<String, usize> {
-        self.0.get_or_init(|| {
-            levels
-                .iter()
-                .enumerate()
-                .map(|(i, l)| (l.clone(), i))
-                .collect()
-        })
+    /// The code of `value` among `levels`: its own, else that of the level with the same number.
+    fn code(&self, levels: &[String], value: &str) -> Option<usize> {
+        let lookup = self.0.get_or_init(|| {
+            let mut lookup = LevelLookup::default();
+            for (i, level) in levels.iter().enumerate() {
+                lookup.exact.insert(level.clone(), i);
+                if let Some(key) = number_key(level) {
+                    lookup.numeric.entry(key).or_insert(i);
+                }
+            }
+            lookup
+        });
+        lookup
+            .exact
+            .get(value)
+            .or_else(|| lookup.numeric.get(&number_key(value)?))
+            .copied()
     }
 }
 
@@ -898,10 +928,9 @@ fn append_features(
             },
             Values::Text(v),
         ) => {
-            let index = index.get(levels);
             let codes: Vec<Option<Option<usize>>> = v
                 .iter()
-                .map(|x| x.as_deref().map(|s| index.get(s).copied()))
+                .map(|x| x.as_deref().map(|s| index.code(levels, s)))
                 .collect();
             // Codes of the target encoding and embeddings: another level and missing last.
             let full_codes = || -> Vec<usize> {
@@ -1132,6 +1161,46 @@ mod tests {
         new.columns.remove(0);
         let err = p.transform(&new).expect_err("missing column");
         assert!(err.to_string().contains("`x`"));
+    }
+
+    #[test]
+    fn a_number_written_otherwise_finds_its_level() {
+        let with_levels = |levels: [&str; 3]| {
+            let mut t = table();
+            t.columns[1].values = Values::Text(
+                levels
+                    .iter()
+                    .map(|l| Some(l.to_string()))
+                    .chain([None])
+                    .collect(),
+            );
+            t
+        };
+        // Mixed codes make the column categorical (numbers alone would be a numeric column).
+        let training = with_levels(["1", "2", "x"]);
+        let schema = crate::schema::describe_columns(&training, "none");
+        let y = [1.0, 0.0, 1.0, 0.0];
+        let targets = Targets {
+            y: &y,
+            problem: BINARY,
+            seed: 1,
+        };
+        let (p, _) = FeaturePipeline::fit_transform(
+            &training,
+            &schema,
+            Encoding::Trees,
+            FeatureOptions::default(),
+            targets,
+        )
+        .expect("fit");
+        let expected = p.transform(&training).expect("transform");
+        // A JSON client's 1.0 and 2e0 are the CSV's levels 1 and 2; a text level stays unseen.
+        let written_otherwise = p.transform(&with_levels(["1.0", "2e0", "x"])).expect("t");
+        assert_eq!(written_otherwise.column(1)[..3], expected.column(1)[..3]);
+        let unseen = p.transform(&with_levels(["zzz"; 3])).expect("t").get(0, 1);
+        let other = p.transform(&with_levels(["one", "2.5", "1"])).expect("t");
+        assert_eq!(other.column(1)[..3], [unseen, unseen, expected.get(0, 1)]);
+        assert_ne!(unseen, expected.get(0, 1));
     }
 
     #[test]
