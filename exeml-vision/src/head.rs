@@ -1,21 +1,22 @@
 //! The classification head trained on backbone features: standardise, then one linear layer
-//! with softmax (single-label) or per-label sigmoids (multi-label), fitted full-batch with AdamW,
-//! label smoothing, balanced class weights and early stopping on the validation part.
+//! with softmax (single-label) or per-label sigmoids (multi-label), with balanced class weights
+//! and an L2 penalty, solved to convergence by L-BFGS (like scikit-learn's `LogisticRegression`):
+//! the search chooses the penalty on the validation part.
 
 use crate::nn::candle_error;
-use candle_core::{DType, Device, Tensor, Var, D};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use candle_core::{Device, Tensor, Var, D};
 use exeml_core::Result;
 use serde::{Deserialize, Serialize};
 
 /// Hyper-parameters of the head.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct HeadParams {
-    /// AdamW's decoupled weight decay (the regularisation strength).
+    /// L2 penalty on the weights: the mean loss plus `weight_decay / 2 · ‖W‖²` is minimised
+    /// (scikit-learn's `C` is `1 / (weight_decay · rows)`).
     pub weight_decay: f64,
-    /// Learning rate.
+    /// Unused since the head is solved by L-BFGS (kept so older manifests read the same).
     pub learning_rate: f64,
-    /// Most full-batch steps.
+    /// Most L-BFGS iterations.
     pub max_steps: usize,
     /// Label smoothing of single-label targets, in `[0, 0.5)`.
     pub label_smoothing: f64,
@@ -26,10 +27,10 @@ pub struct HeadParams {
 impl Default for HeadParams {
     fn default() -> Self {
         HeadParams {
-            weight_decay: 1e-2,
+            weight_decay: 1e-3,
             learning_rate: 1e-2,
-            max_steps: 300,
-            label_smoothing: 0.1,
+            max_steps: 500,
+            label_smoothing: 0.0,
             balanced: true,
         }
     }
@@ -151,32 +152,148 @@ pub(crate) fn loss(
     (per_row * w)?.sum_all()? / w.sum_all()?.to_scalar::<f32>()? as f64
 }
 
-/// Fit a head on `train`, keeping the weights with the lowest `valid` loss (checked every 10 steps).
+/// Fit a head on `train` (to convergence; the caller chooses `weight_decay` on held-out data).
 pub fn fit_head(
     train: &HeadData<'_>,
-    valid: Option<&HeadData<'_>>,
     classes: usize,
     multilabel: bool,
     params: &HeadParams,
 ) -> Result<LinearHead> {
-    fit_head_counted(train, valid, classes, multilabel, params).map(|(head, _)| head)
+    fit_head_counted(train, classes, multilabel, params).map(|(head, _)| head)
 }
 
-/// [`fit_head`], also returning how many steps the kept weights had trained (to refit on more
-/// data for as long, without a validation set to stop on).
+/// [`fit_head`], also returning how many L-BFGS iterations it took.
 pub fn fit_head_counted(
     train: &HeadData<'_>,
-    valid: Option<&HeadData<'_>>,
     classes: usize,
     multilabel: bool,
     params: &HeadParams,
 ) -> Result<(LinearHead, usize)> {
-    fit(train, valid, classes, multilabel, params).map_err(candle_error)
+    fit(train, classes, multilabel, params).map_err(candle_error)
+}
+
+/// Past gradient and step pairs L-BFGS keeps.
+const HISTORY: usize = 10;
+/// Converged when no gradient component exceeds this (the loss is a mean, so it is scale-free).
+const GRADIENT_TOLERANCE: f32 = 1e-5;
+
+/// The penalised training loss and its gradient at flat parameters `theta` (weights then bias).
+struct Objective<'a> {
+    z: Tensor,
+    t: Tensor,
+    w: Tensor,
+    k: usize,
+    d: usize,
+    multilabel: bool,
+    l2: f64,
+    device: &'a Device,
+}
+
+impl Objective<'_> {
+    fn eval(&self, theta: &[f32]) -> candle_core::Result<(f32, Vec<f32>)> {
+        let (k, d) = (self.k, self.d);
+        let weight = Var::from_tensor(&Tensor::from_slice(&theta[..k * d], (k, d), self.device)?)?;
+        let bias = Var::from_tensor(&Tensor::from_slice(&theta[k * d..], k, self.device)?)?;
+        let logits = self
+            .z
+            .matmul(&weight.as_tensor().t()?)?
+            .broadcast_add(bias.as_tensor())?;
+        let penalty = (weight.as_tensor().sqr()?.sum_all()? * (0.5 * self.l2))?;
+        let total = (loss(&logits, &self.t, &self.w, self.multilabel)? + penalty)?;
+        let grads = total.backward()?;
+        let mut gradient = Vec::with_capacity(theta.len());
+        for var in [&weight, &bias] {
+            match grads.get(var) {
+                Some(g) => gradient.extend(g.flatten_all()?.to_vec1::<f32>()?),
+                None => gradient.extend(std::iter::repeat_n(0.0, var.elem_count())),
+            }
+        }
+        Ok((total.to_scalar::<f32>()?, gradient))
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Minimise the objective from zero with L-BFGS (two-loop recursion, backtracking Armijo line
+/// search); returns the parameters and the iterations taken. Written here because the problem
+/// is a few thousand parameters on tensors that may live on a GPU, where a general optimisation
+/// crate would copy them to host types on every evaluation anyway.
+fn lbfgs(
+    objective: &Objective<'_>,
+    len: usize,
+    max_iter: usize,
+) -> candle_core::Result<(Vec<f32>, usize)> {
+    let mut theta = vec![0f32; len];
+    let (mut f, mut g) = objective.eval(&theta)?;
+    let mut history: std::collections::VecDeque<(Vec<f32>, Vec<f32>, f32)> = Default::default();
+    let mut iterations = 0;
+    while iterations < max_iter.max(1) {
+        if g.iter().all(|v| v.abs() <= GRADIENT_TOLERANCE) {
+            break;
+        }
+        iterations += 1;
+        // Two-loop recursion: direction = −H·g.
+        let mut q = g.clone();
+        let mut alphas = Vec::with_capacity(history.len());
+        for (s, y, rho) in history.iter().rev() {
+            let alpha = rho * dot(s, &q);
+            q.iter_mut().zip(y).for_each(|(q, y)| *q -= alpha * y);
+            alphas.push(alpha);
+        }
+        let gamma = history.back().map_or(
+            1.0 / g.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12),
+            |(s, y, _)| dot(s, y) / dot(y, y).max(1e-20),
+        );
+        q.iter_mut().for_each(|v| *v *= gamma);
+        for ((s, y, rho), alpha) in history.iter().zip(alphas.iter().rev()) {
+            let beta = rho * dot(y, &q);
+            q.iter_mut()
+                .zip(s)
+                .for_each(|(q, s)| *q += (alpha - beta) * s);
+        }
+        let mut direction: Vec<f32> = q.iter().map(|v| -v).collect();
+        let mut slope = dot(&g, &direction);
+        if slope >= 0.0 {
+            // Not a descent direction (rounding): restart from steepest descent.
+            history.clear();
+            direction = g.iter().map(|v| -v).collect();
+            slope = -dot(&g, &g);
+        }
+        let mut step = 1f32;
+        let (next, f_next, g_next) = loop {
+            let candidate: Vec<f32> = theta
+                .iter()
+                .zip(&direction)
+                .map(|(t, d)| t + step * d)
+                .collect();
+            let (fc, gc) = objective.eval(&candidate)?;
+            if fc <= f + 1e-4 * step * slope || step < 1e-10 {
+                break (candidate, fc, gc);
+            }
+            step *= 0.5;
+        };
+        let s: Vec<f32> = next.iter().zip(&theta).map(|(a, b)| a - b).collect();
+        let y: Vec<f32> = g_next.iter().zip(&g).map(|(a, b)| a - b).collect();
+        let sy = dot(&s, &y);
+        if sy > 1e-10 {
+            if history.len() == HISTORY {
+                history.pop_front();
+            }
+            history.push_back((s, y, 1.0 / sy));
+        }
+        let converged = (f - f_next).abs() <= 1e-9 * f.abs().max(1.0);
+        (theta, f, g) = (next, f_next, g_next);
+        if converged || step < 1e-10 {
+            break;
+        }
+    }
+    Ok((theta, iterations))
 }
 
 fn fit(
     train: &HeadData<'_>,
-    valid: Option<&HeadData<'_>>,
     k: usize,
     multilabel: bool,
     params: &HeadParams,
@@ -186,67 +303,35 @@ fn fit(
     let mean = train.x.mean(0)?;
     let var = train.x.broadcast_sub(&mean)?.sqr()?.mean(0)?;
     let inv_std = (var + 1e-6)?.sqrt()?.recip()?;
-    let weight = Var::zeros((k, d), DType::F32, &device)?;
-    let bias = Var::zeros(k, DType::F32, &device)?;
-    let head = |w: &Tensor, b: &Tensor| LinearHead {
-        weight: w.clone(),
-        bias: b.clone(),
-        mean: mean.clone(),
-        inv_std: inv_std.clone(),
+    let t = Tensor::from_vec(
+        targets(train.labels, k, multilabel, params.label_smoothing),
+        (n, k),
+        &device,
+    )?;
+    let w = if params.balanced && !multilabel {
+        balanced_weights(train.labels, k)
+    } else {
+        vec![1f32; n]
+    };
+    let objective = Objective {
+        z: train.x.broadcast_sub(&mean)?.broadcast_mul(&inv_std)?,
+        t,
+        w: Tensor::from_vec(w, (n, 1), &device)?,
+        k,
+        d,
+        multilabel,
+        l2: params.weight_decay,
+        device: &device,
+    };
+    let (theta, iterations) = lbfgs(&objective, k * d + k, params.max_steps)?;
+    let head = LinearHead {
+        weight: Tensor::from_slice(&theta[..k * d], (k, d), &device)?,
+        bias: Tensor::from_slice(&theta[k * d..], k, &device)?,
+        mean,
+        inv_std,
         multilabel,
     };
-    let tensors = |data: &HeadData<'_>, balanced: bool| -> candle_core::Result<(Tensor, Tensor)> {
-        let rows = data.labels.len();
-        let t = Tensor::from_vec(
-            targets(data.labels, k, multilabel, params.label_smoothing),
-            (rows, k),
-            &device,
-        )?;
-        let w = if balanced && !multilabel {
-            balanced_weights(data.labels, k)
-        } else {
-            vec![1f32; rows]
-        };
-        Ok((t, Tensor::from_vec(w, (rows, 1), &device)?))
-    };
-    let (t_train, w_train) = tensors(train, params.balanced)?;
-    let valid = valid
-        .map(|v| tensors(v, false).map(|(t, w)| (v.x, t, w)))
-        .transpose()?;
-    let mut optimizer = AdamW::new(
-        vec![weight.clone(), bias.clone()],
-        ParamsAdamW {
-            lr: params.learning_rate,
-            weight_decay: params.weight_decay,
-            ..Default::default()
-        },
-    )?;
-    let mut best = (f32::INFINITY, head(weight.as_tensor(), bias.as_tensor()), 0);
-    let mut since_best = 0;
-    for step in 0..params.max_steps.max(1) {
-        let current = head(weight.as_tensor(), bias.as_tensor());
-        let l = loss(&current.logits(train.x)?, &t_train, &w_train, multilabel)?;
-        optimizer.backward_step(&l)?;
-        if step % 10 == 9 || step + 1 == params.max_steps {
-            let current = head(&weight.as_tensor().copy()?, &bias.as_tensor().copy()?);
-            let score = match &valid {
-                Some((x, t, w)) => loss(&current.logits(x)?, t, w, multilabel)?,
-                None => loss(&current.logits(train.x)?, &t_train, &w_train, multilabel)?,
-            }
-            .to_scalar::<f32>()?;
-            if score < best.0 - 1e-5 {
-                best = (score, current, step + 1);
-                since_best = 0;
-            } else {
-                since_best += 1;
-                if since_best >= 5 {
-                    break;
-                }
-            }
-        }
-    }
-    let _ = n;
-    Ok((best.1, best.2))
+    Ok((head, iterations))
 }
 
 /// Features of CPU rows as a tensor (for tests and small callers).
@@ -284,10 +369,6 @@ mod tests {
         let vx = tensor_of_rows(&vx, &Device::Cpu).expect("vx");
         let head = fit_head(
             &HeadData { x: &x, labels: &y },
-            Some(&HeadData {
-                x: &vx,
-                labels: &vy,
-            }),
             3,
             false,
             &HeadParams::default(),
@@ -334,7 +415,6 @@ mod tests {
                 x: &x,
                 labels: &labels,
             },
-            None,
             2,
             true,
             &HeadParams::default(),

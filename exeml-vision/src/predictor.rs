@@ -10,7 +10,7 @@ use crate::features::{extract, ExtractOptions, Features};
 use crate::finetune::{pooled_through, Activations, FineTuneParams};
 use crate::first_fit::{plan_first, FirstFitData};
 use crate::footprint::{measure, model_megabytes, smaller_resolutions, Footprint};
-use crate::head::{fit_head, fit_head_counted, HeadData, HeadParams, LinearHead};
+use crate::head::{fit_head_counted, HeadData, LinearHead};
 use crate::model::{ImageLineage, ImageManifest, ImageModel, FORMAT, FORMAT_VERSION};
 use crate::nn::candle_error;
 use crate::search::{candidates, fine_tune_arms, head_grid, Candidate, ImageTrial};
@@ -98,8 +98,7 @@ struct Fitted {
     /// Pooled training features (all views) and each row's labels, for the final refit.
     train_x: candle_core::Tensor,
     train_rows: Vec<Vec<usize>>,
-    /// Steps the probe head trained before its best validation loss, and seconds it took.
-    head_steps: usize,
+    /// Seconds the probe head took to fit.
     head_secs: f64,
 }
 
@@ -405,15 +404,11 @@ impl ImagePredictor {
                     break;
                 }
                 let t1 = Instant::now();
-                let (head, head_steps) = fit_head_counted(
+                let (head, _) = fit_head_counted(
                     &HeadData {
                         x: &train.x,
                         labels: &train_rows,
                     },
-                    Some(&HeadData {
-                        x: &valid.x,
-                        labels: &valid_rows,
-                    }),
                     k,
                     data.multilabel,
                     params,
@@ -452,7 +447,6 @@ impl ImagePredictor {
                         footprint,
                         train_x: train.x.clone(),
                         train_rows: train_rows.clone(),
-                        head_steps,
                         head_secs: t1.elapsed().as_secs_f64(),
                     });
                 }
@@ -535,22 +529,19 @@ impl ImagePredictor {
             let x = candle_core::Tensor::cat(&[&best.train_x, &best.valid_x], 0)
                 .map_err(candle_error)?;
             let labels: Vec<Vec<usize>> = best.train_rows.iter().chain(&truth).cloned().collect();
-            let params = HeadParams {
-                max_steps: best.head_steps.max(10),
-                ..leaderboard[best.trial].head
-            };
+            let params = leaderboard[best.trial].head;
             progress.phase("refitting the head on training and validation images");
-            best.head = fit_head(
+            let (head, steps) = fit_head_counted(
                 &HeadData {
                     x: &x,
                     labels: &labels,
                 },
-                None,
                 k,
                 data.multilabel,
                 &params,
             )?;
-            refit_steps = Some(params.max_steps);
+            best.head = head;
+            refit_steps = Some(steps);
         }
         let problem = if data.multilabel {
             ProblemType::Multilabel
