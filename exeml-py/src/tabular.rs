@@ -95,7 +95,7 @@ pub fn warn_interrupted(py: Python<'_>) -> PyResult<()> {
     *, path=None, columns=None, tuning_path=None, tuning_columns=None, label=None, problem=None,
     time_limit=60.0, preference="balance", seed=0, train_ratio=0.8, header="auto",
     parent=None, parent_name=None, families=None, progress=None, max_latency_ms=None,
-    max_model_mb=None, deterministic=false, search_rows=None
+    max_model_mb=None, deterministic=false, search_rows=None, bag_folds=None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn fit_tabular(
@@ -119,12 +119,14 @@ pub fn fit_tabular(
     max_model_mb: Option<f64>,
     deterministic: bool,
     search_rows: Option<usize>,
+    bag_folds: Option<usize>,
 ) -> PyResult<TabularModel> {
     let limit = seconds("time_limit", time_limit)?;
     let mut config = predictor(label, problem, preference, seed, train_ratio)?;
     config.families = families.unwrap_or_default();
     config.deterministic = deterministic;
     config.search_rows = search_rows;
+    config.bag_folds = bag_folds;
     config.constraints = guard(|| {
         Constraints {
             max_latency_ms,

@@ -197,7 +197,7 @@ def test_each_family_alone(iris_split, family):
         train, time_limit=20
     )
     # Every trial is of the family; the final model may average several of them.
-    assert {row["model"] for row in predictor.leaderboard()} - {"ensemble"} == {family}
+    assert {row["model"] for row in predictor.leaderboard()} - {"ensemble", "bagged"} == {family}
     assert {m["family"] for m in predictor.manifest()["ensemble"]} == {family}
     assert predictor.evaluate(test)["accuracy"] > 0.8
 
@@ -283,3 +283,18 @@ def test_predict_file_refuses_a_missing_input_by_name(iris_model, tmp_path):
     with pytest.raises(exeml.errors.ExemlError, match="nowhere.csv"):
         iris_model.predict_file(tmp_path / "nowhere.csv", tmp_path / "out.csv")
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_bag_folds_bags_the_chosen_models_or_turns_bagging_off(breast_cancer_path: Path):
+    # deterministic: the fold fits are sized by counts, so machine load cannot skip them.
+    bagged = exeml.TabularPredictor(label="diagnosis", families=["linear"], verbosity=0).fit(
+        breast_cancer_path, time_limit=10, bag_folds=3, deterministic=True
+    )
+    manifest = bagged.manifest()
+    assert manifest["lineage"]["bagged_folds"] == 3
+    assert sorted({m["fold"] for m in manifest["ensemble"]}) == [0, 1, 2]
+    assert bagged.validation()["n"] == 569  # out of fold, every row
+    single = exeml.TabularPredictor(label="diagnosis", families=["linear"], verbosity=0).fit(
+        breast_cancer_path, time_limit=10, bag_folds=0
+    )
+    assert "bagged_folds" not in single.manifest()["lineage"]

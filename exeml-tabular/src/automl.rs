@@ -2,6 +2,7 @@
 //! keeps the best trials, combines them into a greedy ensemble when that scores better on
 //! validation, evaluates the result and refits it on all rows when the budget allows.
 
+use crate::bagging;
 use crate::dataset::TabularDataset;
 use crate::ensemble::{self, EnsembleLimits};
 use crate::evaluate::{argmax, evaluate_classification, evaluate_regression, Evaluation};
@@ -55,6 +56,12 @@ pub fn fit(
 ) -> Result<TabularModel> {
     let started = Instant::now();
     let constraints = config.constraints.check()?;
+    // A split given with the data (tuning rows, a dataset version's split) is the validation
+    // the user chose: bagging replaces it with out-of-fold scores only when asked for.
+    let bag_folds = match (config.bag_folds, usage) {
+        (None, Some(_)) => Some(0),
+        (asked, _) => asked,
+    };
     if config
         .search_rows
         .is_some_and(|rows| rows < sample::MIN_SEARCH_ROWS_ASKED)
@@ -147,8 +154,14 @@ pub fn fit(
     // The search ends a little before the limit: evaluating, ensembling and saving a model of
     // a large table take seconds, and the limit covers them too.
     // After a search on a sample, a share of the limit is kept for the refit on all rows.
+    // When the chosen models will be bagged, a share is kept for their k fits.
+    let all_count = train_rows.len() + valid_rows.len();
+    let bagging_planned =
+        !sampled && bagging::folds(config.preference, all_count, bag_folds).is_some();
     let reserve = if sampled {
         finishing_reserve(budget.limit()).max(budget.limit().mul_f64(SAMPLED_REFIT_SHARE))
+    } else if bagging_planned {
+        finishing_reserve(budget.limit()).max(budget.limit().mul_f64(bagging::BUDGET_SHARE))
     } else {
         finishing_reserve(budget.limit())
     };
@@ -188,10 +201,17 @@ pub fn fit(
     let mut searcher = TpeSearcher::new(&spaces, search_config(config.preference, config.seed));
     if let Some(parent) = &config.warm_start {
         check_parent(&parent.manifest, &target, &table.source)?;
-        // Every model of the parent's ensemble is tried first, the heaviest first.
-        for member in parent.manifest.members().iter().rev() {
-            if spaces.iter().any(|s| s.family == member.family) {
+        // Every model of the parent's ensemble is tried first, the heaviest first (a bagged
+        // parent's k fits of one configuration are one configuration).
+        let members = parent.manifest.members();
+        let mut tried: Vec<&MemberManifest> = Vec::new();
+        for member in members.iter().rev() {
+            let again = tried
+                .iter()
+                .any(|t| t.family == member.family && t.params == member.params);
+            if !again && spaces.iter().any(|s| s.family == member.family) {
                 searcher.prepend(&member.family, member.params.clone());
+                tried.push(member);
             }
         }
     }
@@ -364,7 +384,7 @@ pub fn fit(
     let rows = (train_rows.len(), valid_rows.len());
     let searched_rows = (search_train.len(), search_valid.len());
     let all_rows: Vec<usize> = train_rows.iter().chain(&valid_rows).copied().collect();
-    // The refit may use the time the search left, up to the finishing reserve.
+    // The refit (or bagging) may use the time the search left, up to the finishing reserve.
     let refit_ctx = FitContext {
         budget: if config.deterministic {
             budget.uncapped()
@@ -373,53 +393,95 @@ pub fn fit(
         },
         ..ctx
     };
-    let refit_on = refit_rows(
-        &chosen,
-        &all_rows,
-        &y,
-        problem,
-        &refit_ctx,
-        search_train.len(),
-    );
-    let refitted = refit_on
-        .as_ref()
-        .and_then(|rows| refit_all(&chosen, rows, table, &columns, &y, problem, &refit_ctx))
-        .filter(|parts| refit_meets(parts, &chosen, &constraints, &valid_table, history.len()));
-    let refit = refitted.is_some();
-    let refit_rows = refit_on.filter(|_| refit).map(|rows| rows.len());
-    let members: Vec<MemberManifest> = chosen
-        .iter()
-        .map(|(c, w)| MemberManifest {
-            family: c.trial.family.clone(),
-            params: c.trial.params.clone(),
-            weight: *w,
-            trial: Some(c.trial.id),
-            folder: String::new(),
-            pipeline: crate::manifest::default_pipeline_file(),
+    let bag = bagging::folds(config.preference, all_rows.len(), bag_folds)
+        .filter(|_| !sampled)
+        .filter(|&k| {
+            let fit_secs: Vec<f64> = chosen.iter().map(|(c, _)| c.fit_secs).collect();
+            let needed = bagging::estimated_secs(&fit_secs, k, all_rows.len(), search_train.len());
+            needed < refit_ctx.budget.remaining().as_secs_f64()
         })
-        .collect();
-    let (pipelines, estimators) = match refitted {
-        Some(parts) => parts,
+        .and_then(|k| {
+            let bag = BagInputs {
+                table,
+                columns: &columns,
+                y: &y,
+                problem,
+                preference: config.preference,
+            };
+            bag_all(&chosen, &all_rows, k, &bag, &refit_ctx)
+        })
+        .and_then(|bagged| {
+            let id = history.len();
+            let footprint = bagged.footprint(&constraints, &valid_table, id);
+            let violation = constraints.violation(footprint.0, footprint.1);
+            let record = bagged.record(&chosen, problem, id, footprint, violation.clone());
+            history.push(record);
+            violation.is_none().then_some(bagged)
+        });
+    let mut validation = validation;
+    let (members, pipelines, estimators, refit, refit_rows, bagged_folds) = match bag {
+        Some(bagged) => {
+            validation = evaluate_output(problem, &target.classes, &bagged.y, &bagged.oof)?;
+            let members = bagged.members(&chosen);
+            (
+                members,
+                bagged.pipelines,
+                bagged.estimators,
+                false,
+                None,
+                Some(bagged.folds),
+            )
+        }
         None => {
-            let mut pipelines: Vec<FeaturePipeline> = Vec::new();
-            let mut keys: Vec<FeatureKey> = Vec::new();
-            let mut estimators = Vec::new();
-            for (c, _) in chosen {
-                let index = match keys.iter().position(|k| *k == c.key) {
-                    Some(i) => i,
-                    None => {
-                        keys.push(c.key);
-                        pipelines.push((*c.pipeline).clone());
-                        pipelines.len() - 1
-                    }
-                };
-                estimators.push((index, c.estimator));
-            }
-            (pipelines, estimators)
+            let refit_on = refit_rows(
+                &chosen,
+                &all_rows,
+                &y,
+                problem,
+                &refit_ctx,
+                search_train.len(),
+            );
+            let refitted = refit_on
+                .as_ref()
+                .and_then(|rows| {
+                    refit_all(
+                        &chosen,
+                        rows,
+                        table,
+                        &columns,
+                        &y,
+                        problem,
+                        &refit_ctx,
+                        "refitting",
+                    )
+                })
+                .filter(|parts| {
+                    refit_meets(parts, &chosen, &constraints, &valid_table, history.len())
+                });
+            let refit = refitted.is_some();
+            let refit_rows = refit_on.filter(|_| refit).map(|rows| rows.len());
+            let members: Vec<MemberManifest> = chosen
+                .iter()
+                .map(|(c, w)| MemberManifest {
+                    family: c.trial.family.clone(),
+                    params: c.trial.params.clone(),
+                    weight: *w,
+                    trial: Some(c.trial.id),
+                    folder: String::new(),
+                    pipeline: crate::manifest::default_pipeline_file(),
+                    fold: None,
+                })
+                .collect();
+            let (pipelines, estimators) = match refitted {
+                Some(parts) => parts,
+                None => searched_parts(chosen),
+            };
+            (members, pipelines, estimators, refit, refit_rows, None)
         }
     };
-    let (family, params) = match members.as_slice() {
-        [only] => (only.family.clone(), only.params.clone()),
+    let (family, params) = match (members.as_slice(), bagged_folds, history.last()) {
+        (_, Some(_), Some(bagged)) => (BAGGED_FAMILY.to_string(), bagged.trial.params.clone()),
+        ([only], ..) => (only.family.clone(), only.params.clone()),
         _ => (ENSEMBLE_FAMILY.to_string(), ensemble_params(&members)),
     };
     let manifest = Manifest {
@@ -456,6 +518,7 @@ pub fn fit(
             stopped_by_budget,
             search_rows: sampled.then_some(searched_rows),
             refit_rows,
+            bagged_folds,
         },
     };
     TabularModel::new(manifest, pipelines, estimators)
@@ -754,6 +817,223 @@ fn ensemble_params(members: &[MemberManifest]) -> ParamPoint {
     ParamPoint::from([("members".to_string(), ParamValue::Text(parts.join(" + ")))])
 }
 
+/// The pipelines and members of the chosen models as the search fitted them (no refit).
+fn searched_parts(chosen: Vec<(Candidate, f64)>) -> RefitParts {
+    let mut pipelines: Vec<FeaturePipeline> = Vec::new();
+    let mut keys: Vec<FeatureKey> = Vec::new();
+    let mut estimators = Vec::new();
+    for (c, _) in chosen {
+        let index = match keys.iter().position(|k| *k == c.key) {
+            Some(i) => i,
+            None => {
+                keys.push(c.key);
+                pipelines.push((*c.pipeline).clone());
+                pipelines.len() - 1
+            }
+        };
+        estimators.push((index, c.estimator));
+    }
+    (pipelines, estimators)
+}
+
+/// What bagging reads besides the chosen models.
+struct BagInputs<'a> {
+    table: &'a Table,
+    columns: &'a [crate::schema::ColumnSchema],
+    y: &'a [f64],
+    problem: Problem,
+    preference: Preference,
+}
+
+/// The chosen configurations bagged over k folds (see [`bagging`]).
+struct Bagged {
+    folds: usize,
+    pipelines: Vec<FeaturePipeline>,
+    /// Fold-major: fold 0's fit of each kept configuration, then fold 1's, …
+    estimators: Vec<(usize, Estimator)>,
+    /// The kept configurations (indices into the chosen ones) and their weights, chosen on the
+    /// out-of-fold predictions.
+    configs: Vec<(usize, f64)>,
+    /// The blended out-of-fold predictions of every row, and their targets.
+    oof: Vec<f64>,
+    y: Vec<f64>,
+}
+
+impl Bagged {
+    /// One manifest member per fit: the configuration's weight shared by its k fits.
+    fn members(&self, chosen: &[(Candidate, f64)]) -> Vec<MemberManifest> {
+        (0..self.folds)
+            .flat_map(|fold| {
+                self.configs.iter().map(move |&(i, w)| MemberManifest {
+                    family: chosen[i].0.trial.family.clone(),
+                    params: chosen[i].0.trial.params.clone(),
+                    weight: w / self.folds as f64,
+                    trial: Some(chosen[i].0.trial.id),
+                    folder: String::new(),
+                    pipeline: crate::manifest::default_pipeline_file(),
+                    fold: Some(fold),
+                })
+            })
+            .collect()
+    }
+
+    /// The leaderboard row of the bagged model, with its measured footprint and, when it
+    /// breaks a deployment limit, the note that excludes it.
+    fn record(
+        &self,
+        chosen: &[(Candidate, f64)],
+        problem: Problem,
+        id: usize,
+        (latency_ms, size_mb): (Option<f64>, Option<f64>),
+        note: Option<String>,
+    ) -> TrialRecord {
+        let members: Vec<String> = self
+            .configs
+            .iter()
+            .map(|&(i, w)| {
+                let trial = &chosen[i].0.trial;
+                format!("{}#{} {w:.2}", trial.family, trial.id + 1)
+            })
+            .collect();
+        TrialRecord {
+            trial: Trial {
+                id,
+                family: BAGGED_FAMILY.into(),
+                params: ParamPoint::from([
+                    ("members".to_string(), ParamValue::Text(members.join(" + "))),
+                    ("folds".to_string(), ParamValue::Int(self.folds as i64)),
+                ]),
+            },
+            outcome: TrialOutcome {
+                score: Some(validation_score(problem, &self.y, &self.oof)),
+                metric: score_name(problem).into(),
+                note,
+                latency_ms,
+                size_mb,
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Single-row latency of the whole bagged model (always) and its saved size (when a size
+    /// limit is set).
+    fn footprint(
+        &self,
+        constraints: &Constraints,
+        valid_table: &Table,
+        scratch_id: usize,
+    ) -> (Option<f64>, Option<f64>) {
+        let per_fold = self.configs.len().max(1);
+        let parts: Vec<(&FeaturePipeline, &Estimator, f64)> = self
+            .estimators
+            .iter()
+            .enumerate()
+            .map(|(i, (p, e))| {
+                let w = self.configs[i % per_fold].1 / self.folds as f64;
+                (&self.pipelines[*p], e, w)
+            })
+            .collect();
+        let latency = single_row_latency_ms(&parts, valid_table).ok();
+        let size = constraints
+            .max_model_mb
+            .and_then(|_| saved_megabytes(&parts, scratch_id).ok());
+        (latency, size)
+    }
+}
+
+/// The family name of a bagged model in leaderboards.
+pub const BAGGED_FAMILY: &str = "bagged";
+
+/// Fit each chosen configuration on all `rows` but one fold, for each of `folds` folds; collect
+/// each row's prediction by the fits that did not see it, and choose the configurations'
+/// weights on those (greedy selection, as for the search's ensemble). `None` when a fit fails
+/// or the budget runs out (the caller refits instead).
+fn bag_all(
+    chosen: &[(Candidate, f64)],
+    rows: &[usize],
+    folds: usize,
+    inputs: &BagInputs<'_>,
+    ctx: &FitContext<'_>,
+) -> Option<Bagged> {
+    let problem = inputs.problem;
+    let width = problem.output_width();
+    let y: Vec<f64> = rows.iter().map(|&r| inputs.y[r]).collect();
+    let fold_of = bagging::fold_ids(&y, problem, folds, ctx.seed);
+    let mut oof: Vec<Vec<f64>> = vec![vec![0.0; rows.len() * width]; chosen.len()];
+    let mut pipelines: Vec<FeaturePipeline> = Vec::new();
+    // Per fold, each chosen configuration's fit (pipeline index, model).
+    let mut fits: Vec<Vec<Option<(usize, Estimator)>>> = Vec::with_capacity(folds);
+    for fold in 0..folds {
+        let (held, fit_on): (Vec<usize>, Vec<usize>) =
+            (0..rows.len()).partition(|&i| fold_of[i] == fold);
+        let fit_rows: Vec<usize> = fit_on.iter().map(|&i| rows[i]).collect();
+        let label = format!("bagging: fold {}/{folds}", fold + 1);
+        let (fold_pipelines, fold_estimators) = refit_all(
+            chosen,
+            &fit_rows,
+            inputs.table,
+            inputs.columns,
+            inputs.y,
+            problem,
+            ctx,
+            &label,
+        )?;
+        let held_table = inputs
+            .table
+            .take(&held.iter().map(|&i| rows[i]).collect::<Vec<_>>());
+        let features: Vec<features::Matrix> = fold_pipelines
+            .iter()
+            .map(|p| p.transform(&held_table))
+            .collect::<Result<_>>()
+            .ok()?;
+        for (config, (p, estimator)) in fold_estimators.iter().enumerate() {
+            let out = estimator.predict(&features[*p]);
+            for (j, &i) in held.iter().enumerate() {
+                oof[config][i * width..(i + 1) * width]
+                    .copy_from_slice(&out[j * width..(j + 1) * width]);
+            }
+        }
+        let offset = pipelines.len();
+        pipelines.extend(fold_pipelines);
+        fits.push(
+            fold_estimators
+                .into_iter()
+                .map(|(p, e)| Some((p + offset, e)))
+                .collect(),
+        );
+    }
+    let refs: Vec<&[f64]> = oof.iter().map(Vec::as_slice).collect();
+    let selection = ensemble_limits(inputs.preference)
+        .filter(|_| chosen.len() > 1)
+        .and_then(|limits| ensemble::select(problem, &y, &refs, limits));
+    let mut weights: Vec<f64> = chosen.iter().map(|(_, w)| *w).collect();
+    if let Some(selection) = selection {
+        weights = vec![0.0; chosen.len()];
+        for (i, w) in selection.weights {
+            weights[i] = w;
+        }
+    }
+    let pairs: Vec<(usize, f64)> = weights.iter().copied().enumerate().collect();
+    let blended = ensemble::blend(problem, &refs, &pairs);
+    // Configurations the out-of-fold selection dropped leave the model; the heaviest first.
+    let mut configs: Vec<(usize, f64)> = pairs.into_iter().filter(|&(_, w)| w > 0.0).collect();
+    configs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut estimators = Vec::with_capacity(folds * configs.len());
+    for fold in &mut fits {
+        for &(config, _) in &configs {
+            estimators.push(fold[config].take()?);
+        }
+    }
+    Some(Bagged {
+        folds,
+        pipelines,
+        estimators,
+        configs,
+        oof: blended,
+        y,
+    })
+}
+
 /// The rows to refit the chosen models on: all training and validation rows when the time left
 /// covers it (estimated from the trials' fit times, which grow about linearly with the rows),
 /// else as large a stratified sample of them as it covers, if that is at least a quarter more
@@ -796,6 +1076,7 @@ fn refit_rows(
 /// them: see [`refit_rows`]), as AutoGluon's `refit_full` and FLAML's `retrain_full` do: more
 /// data for the model that is shipped. `None` when any refit fails; the models fitted during the
 /// search are kept then.
+#[allow(clippy::too_many_arguments)]
 fn refit_all(
     chosen: &[(Candidate, f64)],
     rows: &[usize],
@@ -804,9 +1085,10 @@ fn refit_all(
     y: &[f64],
     problem: Problem,
     ctx: &FitContext<'_>,
+    label: &str,
 ) -> Option<RefitParts> {
     ctx.progress
-        .phase(&format!("refitting on {} rows", rows.len()));
+        .phase(&format!("{label} on {} rows", rows.len()));
     let all_table = table.take(rows);
     let y_all: Vec<f64> = rows.iter().map(|&r| y[r]).collect();
     let mut keys: Vec<FeatureKey> = Vec::new();

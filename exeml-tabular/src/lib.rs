@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod automl;
+pub mod bagging;
 pub mod batch;
 pub mod checks;
 pub mod dataset;

@@ -62,6 +62,10 @@ pub struct Lineage {
     /// the largest sample of them the time left covered).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refit_rows: Option<usize>,
+    /// Folds of a bagged model: each chosen configuration was fitted this many times, each on
+    /// all rows but one fold, and the validation metrics are out of fold over every row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bagged_folds: Option<usize>,
 }
 
 /// One model of the final ensemble (a single model is an ensemble of one).
@@ -82,6 +86,9 @@ pub struct MemberManifest {
     /// The file of the feature pipeline it reads.
     #[serde(default = "default_pipeline_file")]
     pub pipeline: String,
+    /// For a bagged model: the fold this fit left out (it was trained on all other rows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fold: Option<usize>,
 }
 
 /// A file or folder name that stays inside the model folder: letters, digits, `.`, `_`, `-`,
@@ -216,6 +223,7 @@ impl Manifest {
             trial: None,
             folder: String::new(),
             pipeline: default_pipeline_file(),
+            fold: None,
         }]
     }
 }

@@ -144,13 +144,23 @@ impl TabularModel {
         &self.manifest.target.column
     }
 
-    /// Every trial of the search, best score first.
+    /// The chosen model first, then every other trial of the search, best score first.
     pub fn leaderboard(&self) -> Vec<TrialRecord> {
         let mut rows = self.manifest.leaderboard.clone();
         rows.sort_by(|a, b| {
             let score = |r: &TrialRecord| r.outcome.score.unwrap_or(f64::NEG_INFINITY);
             score(b).total_cmp(&score(a))
         });
+        // The chosen model leads even when its score is not comparable with the trials' (a
+        // bagged model is scored out of fold on every row, the trials on the validation split).
+        let chosen = rows.iter().position(|r| {
+            r.trial.family == self.manifest.family
+                && r.trial.params == self.manifest.params
+                && r.outcome.note.is_none()
+        });
+        if let Some(i) = chosen {
+            rows[..=i].rotate_right(1);
+        }
         rows
     }
 
@@ -364,6 +374,24 @@ impl TabularModel {
         let members = self.manifest.members();
         if members.len() == 1 {
             return self.manifest.family.clone();
+        }
+        if let Some(folds) = self.manifest.lineage.bagged_folds {
+            // One part per configuration: its k fits share its weight.
+            let mut parts: Vec<(Option<usize>, String, f64)> = Vec::new();
+            for m in &members {
+                match parts
+                    .iter_mut()
+                    .find(|(t, f, _)| *t == m.trial && *f == m.family)
+                {
+                    Some(part) => part.2 += m.weight,
+                    None => parts.push((m.trial, m.family.clone(), m.weight)),
+                }
+            }
+            let parts: Vec<String> = parts
+                .iter()
+                .map(|(_, family, w)| format!("{family} {w:.2}"))
+                .collect();
+            return format!("{folds}-fold bagged {}", parts.join(" + "));
         }
         let parts: Vec<String> = members
             .iter()

@@ -58,6 +58,11 @@ pub struct TabularPredictor {
     /// chosen model is refitted on all rows when the budget allows). `None`: enough rows for
     /// 20 million feature cells, at least 20,000.
     pub search_rows: Option<usize>,
+    /// k-fold bagging of the chosen models: `None` decides by preference and size (5 folds
+    /// under `accuracy_first`, and under `balance` up to 20,000 rows, when the time allows;
+    /// never when the data comes with its own validation split), `Some(0)` or `Some(1)` never
+    /// bags, `Some(k)` bags with k folds when the time allows.
+    pub bag_folds: Option<usize>,
 }
 
 /// The parent of an incremental run: its name in the lineage and its manifest.
@@ -85,6 +90,7 @@ impl Default for TabularPredictor {
             constraints: Constraints::default(),
             deterministic: false,
             search_rows: None,
+            bag_folds: None,
         }
     }
 }
@@ -96,6 +102,12 @@ impl TabularPredictor {
             label: Some(label.into()),
             ..Self::default()
         }
+    }
+
+    /// Bag the chosen models over `k` folds (0 or 1: never; see [`TabularPredictor::bag_folds`]).
+    pub fn bag_folds(mut self, k: usize) -> Self {
+        self.bag_folds = Some(k);
+        self
     }
 
     /// Search on at most `rows` training rows (see [`TabularPredictor::search_rows`]).

@@ -259,7 +259,7 @@ fn every_family_trains_saves_and_predicts_on_its_own() {
         assert!(model
             .leaderboard()
             .iter()
-            .all(|r| r.trial.family == family || r.trial.family == "ensemble"));
+            .all(|r| [family, "ensemble", "bagged"].contains(&r.trial.family.as_str())));
         let Metrics::Classification(report) = &model.validation().metrics else {
             panic!("classification metrics expected");
         };
@@ -310,7 +310,10 @@ fn the_search_explores_features_and_hyper_parameters_and_keeps_the_best() {
     );
     let best = board[0].outcome.score.expect("best scored");
     let chosen = chosen_row(&model).outcome.score.expect("chosen scored");
-    if model.manifest.family == "ensemble" {
+    if model.manifest.family == "bagged" {
+        // Scored out of fold on every row, not on the search's validation rows.
+        assert!(chosen > 0.9, "{chosen}");
+    } else if model.manifest.family == "ensemble" {
         assert!(
             chosen > best,
             "an ensemble is kept only when it beats the best model"
@@ -445,6 +448,7 @@ fn diabetes_ensemble() -> (Table, &'static TabularModel) {
         quick("progression")
             .time_limit(Duration::from_secs(10))
             .preference(exeml::Preference::AccuracyFirst)
+            .bag_folds(0)
             .fit(&table)
             .expect("fit")
     });
@@ -825,4 +829,67 @@ fn tf_idf_of_word_pairs_is_searched_for_text_columns() {
         "tfidf {tfidf}, hashed {hashed}"
     );
     assert_round_trips(&model, &table, dir.path());
+}
+
+#[test]
+fn small_tables_are_bagged_and_scored_out_of_fold_on_every_row() {
+    let table = Table::read(&data("breast_cancer.csv"), ReadOptions::default()).expect("read");
+    // Deterministic: the fold fits are sized by counts, so a loaded machine cannot make them
+    // look unaffordable.
+    let model = quick("diagnosis")
+        .families(["linear", "gbdt"])
+        .deterministic(true)
+        .fit(&table)
+        .expect("fit");
+    let lineage = &model.manifest.lineage;
+    assert_eq!(lineage.bagged_folds, Some(5), "{:?}", model.manifest.family);
+    assert!(!lineage.refit, "the fold fits replace the refit");
+    assert_eq!(model.manifest.family, "bagged");
+    let members = model.manifest.members();
+    let total: f64 = members.iter().map(|m| m.weight).sum();
+    assert!((total - 1.0).abs() < 1e-9, "{members:?}");
+    for fold in 0..5 {
+        assert!(members.iter().any(|m| m.fold == Some(fold)), "{members:?}");
+    }
+    // Every row scored by the fits that did not see it.
+    assert_eq!(model.validation().n(), table.n_rows());
+    let Metrics::Classification(report) = &model.validation().metrics else {
+        panic!("classification metrics expected");
+    };
+    assert!(report.accuracy > 0.93, "{}", report.accuracy);
+    let row = chosen_row(&model);
+    assert_eq!(row.trial.family, "bagged");
+    assert!(
+        model.summary().contains("5-fold bagged"),
+        "{}",
+        model.summary()
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bagged");
+    model.save(&path).expect("save");
+    let loaded = TabularModel::load(&path).expect("load");
+    assert_eq!(loaded.members().len(), members.len());
+    assert_eq!(
+        model.predict(&table).expect("predict"),
+        loaded.predict(&table).expect("predict")
+    );
+
+    // A bagged parent's configuration is tried once, first.
+    let child = quick("diagnosis")
+        .families(["linear", "gbdt"])
+        .bag_folds(0)
+        .warm_start("bagged-parent", &loaded)
+        .fit(&table)
+        .expect("fit");
+    assert_eq!(child.manifest.lineage.bagged_folds, None);
+    let first = &child.manifest.leaderboard[0].trial;
+    assert_eq!(first.params, members[0].params);
+    let tried_twice = child.manifest.leaderboard[1..]
+        .iter()
+        .any(|r| r.trial.family == first.family && r.trial.params == first.params);
+    assert!(
+        !tried_twice,
+        "the k fits of one configuration are one configuration"
+    );
 }

@@ -41,6 +41,7 @@ def fit_tabular(
     max_model_mb: Optional[float] = None,
     deterministic: bool = False,
     search_rows: Optional[int] = None,
+    bag_folds: Optional[int] = None,
 ) -> TabularModel: ...
 def list_projects(home: Optional[_Path] = None) -> str: ...
 def fit_image(

@@ -24,6 +24,12 @@ fn predictor(fit: &FitOptions) -> Result<ImagePredictor> {
             "is supported for tables only: image training uses every image",
         ));
     }
+    if fit.bag_folds.is_some() {
+        return Err(Error::invalid(
+            "--bag-folds",
+            "is supported for tables only: image models are chosen on their validation part",
+        ));
+    }
     let device: exeml::core::Device = fit.device.parse()?;
     device.check_available()?;
     let backbones = fit

@@ -105,6 +105,7 @@ pub fn predictor(fit: &FitOptions) -> Result<(TabularPredictor, Budget)> {
         search_rows: fit
             .search_rows
             .map(|r| usize::try_from(r).unwrap_or(usize::MAX)),
+        bag_folds: fit.bag_folds.map(|k| usize::try_from(k).unwrap_or(0)),
     };
     exeml::core::SplitSpec {
         train_ratio: fit.train_ratio,
