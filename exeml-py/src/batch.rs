@@ -21,6 +21,31 @@ pub struct BatchSummary {
     pub errors_file: Option<PathBuf>,
 }
 
+impl From<exeml_tabular::BatchReport> for BatchSummary {
+    fn from(r: exeml_tabular::BatchReport) -> Self {
+        BatchSummary {
+            inputs: r.rows,
+            predicted: r.predicted,
+            skipped: r.skipped,
+            resumed_at: r.resumed_at,
+            errors_file: r.errors_file,
+        }
+    }
+}
+
+impl From<exeml::vision::ImageBatchReport> for BatchSummary {
+    fn from(r: exeml::vision::ImageBatchReport) -> Self {
+        let count = |n: usize| n as u64;
+        BatchSummary {
+            inputs: count(r.images),
+            predicted: count(r.predicted),
+            skipped: count(r.skipped),
+            resumed_at: count(r.resumed_at),
+            errors_file: r.errors_file,
+        }
+    }
+}
+
 /// Run `job` (a batch prediction into `output` under `budget`) on a worker thread, Ctrl-C
 /// cancelling it after the current chunk (the run stays resumable), and return its summary as a
 /// dict: `output`, `inputs`, `predicted`, `skipped`, `resumed_at`, `errors_file`.

@@ -152,16 +152,8 @@ impl ImageModel {
         let model = Arc::clone(&self.inner);
         let out = output.clone();
         run_batch(py, &output, &budget, progress.as_ref(), move |progress| {
-            let r =
-                exeml::vision::batch::predict_folder(&model, &folder, &out, &options, progress)?;
-            let count = |n: usize| n as u64;
-            Ok(BatchSummary {
-                inputs: count(r.images),
-                predicted: count(r.predicted),
-                skipped: count(r.skipped),
-                resumed_at: count(r.resumed_at),
-                errors_file: r.errors_file,
-            })
+            exeml::vision::batch::predict_folder(&model, &folder, &out, &options, progress)
+                .map(BatchSummary::from)
         })
     }
 

@@ -255,14 +255,8 @@ impl TabularModel {
         let model = Arc::clone(&self.inner);
         let out = output.clone();
         run_batch(py, &output, &budget, progress.as_ref(), move |progress| {
-            let r = exeml_tabular::batch::predict_file(&model, &input, &out, &options, progress)?;
-            Ok(BatchSummary {
-                inputs: r.rows,
-                predicted: r.predicted,
-                skipped: r.skipped,
-                resumed_at: r.resumed_at,
-                errors_file: r.errors_file,
-            })
+            exeml_tabular::batch::predict_file(&model, &input, &out, &options, progress)
+                .map(BatchSummary::from)
         })
     }
 
