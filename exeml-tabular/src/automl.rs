@@ -1024,6 +1024,17 @@ fn bag_all(
             estimators.push(fold[config].take()?);
         }
     }
+    // Only the pipelines the kept fits read are saved.
+    let mut kept: Vec<Option<FeaturePipeline>> = pipelines.into_iter().map(Some).collect();
+    let mut pipelines = Vec::new();
+    let mut renumbered: HashMap<usize, usize> = HashMap::new();
+    for (p, _) in &mut estimators {
+        *p = *renumbered.entry(*p).or_insert_with(|| {
+            pipelines.push(kept[*p].take());
+            pipelines.len() - 1
+        });
+    }
+    let pipelines: Vec<FeaturePipeline> = pipelines.into_iter().collect::<Option<_>>()?;
     Some(Bagged {
         folds,
         pipelines,

@@ -874,6 +874,10 @@ fn small_tables_are_bagged_and_scored_out_of_fold_on_every_row() {
         model.predict(&table).expect("predict"),
         loaded.predict(&table).expect("predict")
     );
+    // Every saved pipeline is read by some fit (those of dropped configurations are not kept).
+    let saved = loaded.manifest.members();
+    let read: std::collections::HashSet<&str> = saved.iter().map(|m| m.pipeline.as_str()).collect();
+    assert_eq!(read.len(), loaded.pipelines().len(), "{saved:?}");
 
     // A bagged parent's configuration is tried once, first.
     let child = quick("diagnosis")
