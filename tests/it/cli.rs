@@ -178,6 +178,8 @@ fn regression_evaluate_json_has_error_metrics() {
             "--time-limit",
             "10s",
             "--deterministic",
+            "--bag-folds",
+            "3",
             "--out",
             &s(&model),
         ],
@@ -189,6 +191,8 @@ fn regression_evaluate_json_has_error_metrics() {
     )
     .expect("json");
     assert_eq!(manifest["lineage"]["deterministic"], true, "{manifest}");
+    assert_eq!(manifest["lineage"]["bagged_folds"], 3, "{manifest}");
+    assert_eq!(manifest["family"], "bagged", "{manifest}");
     let out = exeml(
         &[
             "evaluate",
@@ -204,6 +208,28 @@ fn regression_evaluate_json_has_error_metrics() {
     for key in ["rmse", "mae", "mse", "r2"] {
         assert!(report[key].is_number(), "{key}: {report}");
     }
+}
+
+#[test]
+fn bag_folds_is_for_tables_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = exeml(
+        &[
+            "train",
+            "--task",
+            "image",
+            "--data",
+            ".",
+            "--bag-folds",
+            "3",
+            "--out",
+            dir.path().join("m").to_str().expect("utf-8"),
+        ],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--bag-folds"), "{}", stderr(&out));
+    assert!(!dir.path().join("m").exists());
 }
 
 #[test]
