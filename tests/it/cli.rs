@@ -48,6 +48,20 @@ fn assert_train_refused(csv: &Path, extra: &[&str], needle: &str) {
     assert!(!out_dir.exists(), "no partial model folder");
 }
 
+/// Train `--task TASK` on `.` with `extra` options must fail before writing `--out`; returns
+/// its stderr.
+fn train_task_refused(task: &str, extra: &[&str]) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out_dir = dir.path().join("m");
+    let mut args = vec!["train", "--task", task, "--data", "."];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--out", out_dir.to_str().expect("utf-8")]);
+    let out = exeml(&args, dir.path());
+    assert!(!out.status.success());
+    assert!(!out_dir.exists(), "no model folder");
+    stderr(&out)
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write");
@@ -212,24 +226,8 @@ fn regression_evaluate_json_has_error_metrics() {
 
 #[test]
 fn bag_folds_is_for_tables_only() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = exeml(
-        &[
-            "train",
-            "--task",
-            "image",
-            "--data",
-            ".",
-            "--bag-folds",
-            "3",
-            "--out",
-            dir.path().join("m").to_str().expect("utf-8"),
-        ],
-        dir.path(),
-    );
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("--bag-folds"), "{}", stderr(&out));
-    assert!(!dir.path().join("m").exists());
+    let err = train_task_refused("image", &["--bag-folds", "3"]);
+    assert!(err.contains("--bag-folds"), "{err}");
 }
 
 #[test]
@@ -300,21 +298,8 @@ fn rejects_too_few_rows() {
 
 #[test]
 fn rejects_unavailable_task_clearly() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = exeml(
-        &[
-            "train",
-            "--task",
-            "sound",
-            "--data",
-            ".",
-            "--out",
-            dir.path().join("m").to_str().expect("utf-8"),
-        ],
-        dir.path(),
-    );
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("not available"), "{}", stderr(&out));
+    let err = train_task_refused("sound", &[]);
+    assert!(err.contains("not available"), "{err}");
 }
 
 #[test]
