@@ -2,12 +2,13 @@
 //! `benches/vision/run.sh` compares with PyTorch on the same CPU):
 //!
 //! ```text
-//! cargo run --release --example vision_speed -- [RESOLUTION] [BATCH] [--device cuda:0]
+//! cargo run --release --example vision_speed -- [RESOLUTION] [BATCH] [--device cuda:0] [--latency-only]
 //! cargo run --release --example vision_speed -- --model MODEL_DIR
 //! ```
 //!
 //! `--device` (default `cpu`; `cuda:N` needs `--features cuda`) runs both measurements there;
-//! the clock stops only after the device has finished its queued work.
+//! the clock stops only after the device has finished its queued work. `--latency-only` skips
+//! training (for profiling inference).
 //!
 //! Prints one JSON line: `train_images_per_s` (forward + backward + AdamW step of the whole
 //! network and a 10-class head, batch norm folded), `latency_ms` (median of single-image
@@ -21,7 +22,12 @@ use exeml::vision::finetune::trainable_copy;
 use exeml::vision::{Backbone, BackboneKind};
 use std::time::Instant;
 
+// The allocator the `exeml` binary uses, so the numbers are the CLI's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    exeml::allocator::keep_freed_memory();
     let mut args: Vec<String> = std::env::args().collect();
     if args.get(1).is_some_and(|a| a == "--model") {
         let dir = std::path::PathBuf::from(args.get(2).ok_or("--model needs a folder")?);
@@ -32,6 +38,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         target = args.get(at + 1).ok_or("--device needs a value")?.parse()?;
         args.drain(at..at + 2);
     }
+    let latency_only = args.iter().any(|a| a == "--latency-only");
+    args.retain(|a| a != "--latency-only");
     let side: usize = args.get(1).map_or(Ok(224), |a| a.parse())?;
     let batch: usize = args.get(2).map_or(Ok(32), |a| a.parse())?;
     let device = target.to_candle()?;
@@ -55,21 +63,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             candle_nn::loss::nll(&candle_nn::ops::log_softmax(&logits, D::Minus1)?, &labels)?;
         optimizer.backward_step(&loss)
     };
-    step()?; // warm-up
+    let steps = match (latency_only, device.is_cpu()) {
+        (true, _) => 0,
+        (false, true) => 8,
+        (false, false) => 50,
+    };
+    if steps > 0 {
+        step()?; // warm-up
+    }
     device.synchronize()?;
-    let steps = if device.is_cpu() { 5 } else { 50 };
     let t0 = Instant::now();
     for _ in 0..steps {
         step()?;
     }
     device.synchronize()?;
-    let train_images_per_s = (steps * batch) as f64 / t0.elapsed().as_secs_f64();
+    let train_images_per_s = (steps * batch) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
 
     // Latency: one image through the frozen backbone and a head.
     let one = Tensor::randn(0f32, 1.0, (1, 3, side, side), &device)?;
     let head = Tensor::zeros((1280, 10), DType::F32, &device)?;
     let mut times = Vec::new();
-    for i in 0..60 {
+    let runs = if latency_only { 300 } else { 60 };
+    for i in 0..runs {
         let t = Instant::now();
         let scores = backbone.features(&one)?.matmul(&head)?;
         let _ = scores.to_vec2::<f32>()?;

@@ -30,6 +30,7 @@ pub use exeml_core::{
 };
 pub use exeml_tabular::{Evaluation, Predictions, Table, TabularModel, TabularPredictor};
 
+pub mod allocator;
 pub mod demo_data;
 pub mod report;
 pub mod response;

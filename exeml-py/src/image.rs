@@ -37,6 +37,7 @@ pub fn fit_image(
     max_model_mb: Option<f64>,
     device: &str,
 ) -> PyResult<ImageModel> {
+    exeml::allocator::keep_freed_memory();
     let device: exeml_core::Device = guard(|| device.parse())?;
     guard(|| device.check_available())?;
     let constraints = guard(|| {

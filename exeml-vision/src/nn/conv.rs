@@ -1,6 +1,6 @@
 //! A convolution followed by batch norm (folded into the convolution) and an optional ReLU6.
 
-use super::{candle_error, depthwise::depthwise_conv2d};
+use super::{bias_act::bias_activation, candle_error, depthwise::depthwise_conv2d};
 use candle_core::{DType, Tensor};
 use exeml_core::{Error, Result};
 use std::collections::HashMap;
@@ -143,11 +143,6 @@ impl ConvBn {
                 depthwise_conv2d(x, &self.weight, stride, pad)?
             }
         };
-        let y = y.broadcast_add(&self.bias.reshape((1, out, 1, 1))?)?;
-        if self.relu6 {
-            y.clamp(0f32, 6f32)
-        } else {
-            Ok(y)
-        }
+        bias_activation(&y, &self.bias, self.relu6)
     }
 }

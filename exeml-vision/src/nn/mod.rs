@@ -1,11 +1,13 @@
 //! Building blocks of the backbones: folded convolution + batch norm, and the fast depthwise
-//! convolution kernels for the CPU.
+//! convolution and fused bias + activation kernels for the CPU.
 
+pub mod bias_act;
 pub mod conv;
 pub mod depthwise;
 #[cfg(feature = "cuda")]
 mod depthwise_cuda;
 
+pub use bias_act::bias_activation;
 pub use conv::{ConvBn, ConvKind, Tensors};
 pub use depthwise::{depthwise_conv2d, shifted_depthwise_conv2d};
 

@@ -65,6 +65,7 @@ fn predictor(fit: &FitOptions) -> Result<ImagePredictor> {
 
 /// `exeml train --task image`.
 pub fn train(args: &TrainArgs) -> Result<()> {
+    exeml::allocator::keep_freed_memory();
     let mut predictor = predictor(&args.fit)?;
     if let Some(parent) = &args.from {
         let parent_model = ImageModel::load_on(parent, predictor.device)?;
@@ -87,6 +88,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
 
 /// `exeml predict` with an image model: every image under `--data`.
 pub fn predict(args: &PredictArgs) -> Result<()> {
+    exeml::allocator::keep_freed_memory();
     let model = ImageModel::load(&args.model)?;
     let reporter = Reporter::new();
     let options = ImageBatchOptions {
@@ -116,6 +118,7 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
 
 /// `exeml evaluate` with an image model on a labelled folder.
 pub fn evaluate(args: &EvaluateArgs) -> Result<()> {
+    exeml::allocator::keep_freed_memory();
     let model = ImageModel::load(&args.model)?;
     let data = ImageDataset::import(&args.data, ImportFormat::Auto)?;
     let evaluation = model.evaluate(&data)?;

@@ -1,0 +1,259 @@
+//! Per-channel bias followed by ReLU6 (or nothing), fused into one pass with its backward.
+//!
+//! candle runs `x.broadcast_add(b).clamp(0, 6)` as three element-wise passes, and its backward
+//! as about twenty (clamp is `maximum` then `minimum`, each differentiated through equality
+//! masks, and the bias gradient is a strided reduction). After every convolution of a
+//! MobileNet-style backbone that was most of a CPU training step; these kernels do the forward
+//! in one pass and the backward in two, in parallel over channel planes. Other devices use the
+//! composed candle ops.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+/// `act(x + bias[c])` for `x` of shape `n×c×h×w` and `bias` of `c` values; `act` is ReLU6
+/// (`min(max(v, 0), 6)`) when `relu6`, else the identity.
+pub fn bias_activation(x: &Tensor, bias: &Tensor, relu6: bool) -> candle_core::Result<Tensor> {
+    let fused = x.device().is_cpu()
+        && x.dtype() == candle_core::DType::F32
+        && bias.dtype() == candle_core::DType::F32;
+    if fused {
+        x.contiguous()?
+            .apply_op2(&bias.contiguous()?, BiasActivation { relu6 })
+    } else {
+        let (_, c, _, _) = x.dims4()?;
+        let y = x.broadcast_add(&bias.reshape((1, c, 1, 1))?)?;
+        if relu6 {
+            y.clamp(0f32, 6f32)
+        } else {
+            Ok(y)
+        }
+    }
+}
+
+/// A contiguous f32 slice of a storage, or an error naming the op.
+fn contiguous_f32<'a>(
+    op: &str,
+    storage: &'a CpuStorage,
+    layout: &Layout,
+) -> candle_core::Result<&'a [f32]> {
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{op}: inputs must be contiguous")
+    };
+    Ok(&storage.as_slice::<f32>()?[start..end])
+}
+
+/// `(channels, plane)` of an `n×c×h×w` layout.
+fn channels_and_plane(op: &str, layout: &Layout) -> candle_core::Result<(usize, usize)> {
+    let &[_, c, h, w] = layout.dims() else {
+        candle_core::bail!("{op}: expected a 4-d input, got {:?}", layout.dims())
+    };
+    Ok((c, h * w))
+}
+
+/// The fused forward op: `(x, bias) → act(x + bias)`.
+#[derive(Debug, Clone, Copy)]
+struct BiasActivation {
+    relu6: bool,
+}
+
+impl CustomOp2 for BiasActivation {
+    fn name(&self) -> &'static str {
+        "exeml-bias-activation"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (c, plane) = channels_and_plane(self.name(), xl)?;
+        let (x, bias) = (
+            contiguous_f32(self.name(), xs, xl)?,
+            contiguous_f32(self.name(), bs, bl)?,
+        );
+        if bias.len() != c {
+            candle_core::bail!("bias activation: {} biases for {c} channels", bias.len())
+        }
+        let mut out = vec![0f32; x.len()];
+        if plane == 0 {
+            return Ok((CpuStorage::F32(out), xl.shape().clone()));
+        }
+        out.par_chunks_mut(plane)
+            .zip(x.par_chunks(plane))
+            .enumerate()
+            .for_each(|(index, (out, x))| {
+                let b = bias[index % c];
+                if self.relu6 {
+                    for (o, v) in out.iter_mut().zip(x) {
+                        *o = (v + b).clamp(0.0, 6.0);
+                    }
+                } else {
+                    for (o, v) in out.iter_mut().zip(x) {
+                        *o = v + b;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), xl.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        _bias: &Tensor,
+        res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad_res = grad_res.contiguous()?;
+        let grad_x = if self.relu6 {
+            res.apply_op2_no_bwd(&grad_res, &Relu6Grad)?
+        } else {
+            grad_res
+        };
+        let grad_bias = grad_x.apply_op1_no_bwd(&ChannelSum)?;
+        Ok((Some(grad_x), Some(grad_bias)))
+    }
+}
+
+/// `(y, grad_y) → grad_y · [0 < y < 6]`: the gradient through ReLU6 given its output.
+#[derive(Debug, Clone, Copy)]
+struct Relu6Grad;
+
+impl CustomOp2 for Relu6Grad {
+    fn name(&self) -> &'static str {
+        "exeml-relu6-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        ys: &CpuStorage,
+        yl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (_, plane) = channels_and_plane(self.name(), yl)?;
+        let (y, grad) = (
+            contiguous_f32(self.name(), ys, yl)?,
+            contiguous_f32(self.name(), gs, gl)?,
+        );
+        if y.len() != grad.len() {
+            candle_core::bail!(
+                "relu6 backward: {} outputs, {} gradients",
+                y.len(),
+                grad.len()
+            )
+        }
+        let mut out = vec![0f32; y.len()];
+        out.par_chunks_mut(plane.max(1))
+            .zip(
+                y.par_chunks(plane.max(1))
+                    .zip(grad.par_chunks(plane.max(1))),
+            )
+            .for_each(|(out, (y, grad))| {
+                for ((o, y), g) in out.iter_mut().zip(y).zip(grad) {
+                    *o = if *y > 0.0 && *y < 6.0 { *g } else { 0.0 };
+                }
+            });
+        Ok((CpuStorage::F32(out), yl.shape().clone()))
+    }
+}
+
+/// `n×c×h×w → c`: the sum of each channel over batch and positions (a bias's gradient).
+#[derive(Debug, Clone, Copy)]
+struct ChannelSum;
+
+impl CustomOp1 for ChannelSum {
+    fn name(&self) -> &'static str {
+        "exeml-channel-sum"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (c, plane) = channels_and_plane(self.name(), l)?;
+        let values = contiguous_f32(self.name(), s, l)?;
+        let n = values.len().checked_div(c * plane).unwrap_or(0);
+        let sums: Vec<f32> = (0..c)
+            .into_par_iter()
+            .map(|channel| {
+                // f64 accumulation: a channel can sum millions of values.
+                (0..n)
+                    .map(|i| {
+                        let start = (i * c + channel) * plane;
+                        values[start..start + plane]
+                            .iter()
+                            .map(|&v| f64::from(v))
+                            .sum::<f64>()
+                    })
+                    .sum::<f64>() as f32
+            })
+            .collect();
+        Ok((CpuStorage::F32(sums), Shape::from(c)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// The composed candle ops the fused kernels replace.
+    fn reference(x: &Tensor, bias: &Tensor, relu6: bool) -> Tensor {
+        let c = bias.dim(0).expect("bias");
+        let y = x
+            .broadcast_add(&bias.reshape((1, c, 1, 1)).expect("reshape"))
+            .expect("add");
+        if relu6 {
+            y.clamp(0f32, 6f32).expect("clamp")
+        } else {
+            y
+        }
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .expect("sub")
+            .abs()
+            .expect("abs")
+            .flatten_all()
+            .expect("flatten")
+            .max(0)
+            .expect("max")
+            .to_scalar::<f32>()
+            .expect("scalar")
+    }
+
+    #[test]
+    fn fused_forward_and_gradients_match_candles_composed_ops() {
+        let device = Device::Cpu;
+        for relu6 in [true, false] {
+            // Values well outside [0, 6] so both clamps and the linear part are exercised.
+            let x = Var::randn(0f32, 5.0, (3, 4, 5, 6), &device).expect("x");
+            let bias = Var::randn(1f32, 2.0, 4, &device).expect("bias");
+            let weights = Tensor::randn(0f32, 1.0, (3, 4, 5, 6), &device).expect("weights");
+
+            let fused = bias_activation(x.as_tensor(), bias.as_tensor(), relu6).expect("fused");
+            let composed = reference(x.as_tensor(), bias.as_tensor(), relu6);
+            assert!(max_diff(&fused, &composed) < 1e-6);
+
+            let grads_of = |y: &Tensor| {
+                let loss = (y * &weights).expect("mul").sum_all().expect("sum");
+                let grads = loss.backward().expect("backward");
+                (
+                    grads.get(x.as_tensor()).expect("grad x").clone(),
+                    grads.get(bias.as_tensor()).expect("grad bias").clone(),
+                )
+            };
+            let (fused_x, fused_b) = grads_of(&fused);
+            let (composed_x, composed_b) = grads_of(&composed);
+            assert!(max_diff(&fused_x, &composed_x) < 1e-6, "relu6 {relu6}");
+            assert!(max_diff(&fused_b, &composed_b) < 1e-4, "relu6 {relu6}");
+        }
+    }
+
+    #[test]
+    fn a_bias_of_the_wrong_length_is_an_error_not_a_panic() {
+        let x = Tensor::zeros((1, 3, 2, 2), candle_core::DType::F32, &Device::Cpu).expect("x");
+        let bias = Tensor::zeros(2, candle_core::DType::F32, &Device::Cpu).expect("bias");
+        assert!(bias_activation(&x, &bias, true).is_err());
+    }
+}
