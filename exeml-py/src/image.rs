@@ -17,7 +17,7 @@ use std::time::Duration;
 #[pyo3(signature = (
     *, path, time_limit=600.0, preference="balance", seed=0, train_ratio=0.8, backbones=None,
     resolution=None, fine_tune=true, parent=None, parent_name=None, progress=None,
-    max_latency_ms=None, max_model_mb=None, device="cpu"
+    max_latency_ms=None, max_model_mb=None, device="cpu", weights=None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn fit_image(
@@ -36,6 +36,7 @@ pub fn fit_image(
     max_latency_ms: Option<f64>,
     max_model_mb: Option<f64>,
     device: &str,
+    weights: Option<Vec<(String, PathBuf)>>,
 ) -> PyResult<ImageModel> {
     exeml::allocator::keep_freed_memory();
     let device: exeml_core::Device = guard(|| device.parse())?;
@@ -59,6 +60,11 @@ pub fn fit_image(
         .iter()
         .map(|b| guard(|| b.parse::<BackboneKind>()))
         .collect::<PyResult<Vec<_>>>()?;
+    let weights = weights
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, file)| Ok((guard(|| name.parse::<BackboneKind>())?, file)))
+        .collect::<PyResult<Vec<_>>>()?;
     let mut predictor = ImagePredictor {
         time_limit: Duration::from_secs_f64(time_limit),
         device,
@@ -67,6 +73,7 @@ pub fn fit_image(
         train_ratio,
         backbones,
         resolution,
+        weights,
         fine_tune,
         constraints,
         ..ImagePredictor::default()

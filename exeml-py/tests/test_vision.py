@@ -136,3 +136,17 @@ def test_a_gpu_device_in_a_cpu_build_is_not_compiled(tmp_path):
         exeml.ImagePredictor(device="cuda:0", verbosity=0).fit(data, time_limit=5)
     with pytest.raises(exeml.errors.InvalidParameterError, match="tpu"):
         exeml.ImagePredictor(device="tpu", verbosity=0).fit(data, time_limit=5)
+
+
+def test_hub_backbones_are_looked_up_in_the_cache_or_the_given_file(tmp_path, monkeypatch):
+    data = _folders(tmp_path / "data", 6, 3)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))
+    with pytest.raises(exeml.errors.NotFoundError, match="timm/resnet18.a1_in1k"):
+        exeml.ImagePredictor(backbones=["resnet18"], verbosity=0).fit(data, time_limit=20)
+    missing = tmp_path / "my-resnet50.safetensors"
+    with pytest.raises(exeml.errors.NotFoundError, match="my-resnet50.safetensors"):
+        exeml.ImagePredictor(
+            backbones=["resnet50"], weights={"resnet50": missing}, verbosity=0
+        ).fit(data, time_limit=20)
+    with pytest.raises(exeml.InvalidParameterError, match="resnet9000"):
+        exeml.ImagePredictor(weights={"resnet9000": missing}, verbosity=0).fit(data, time_limit=20)

@@ -466,14 +466,14 @@ pub(crate) mod toy {
     use super::*;
     use crate::backbone::{BackboneKind, InvertedResidual};
     use crate::head::{fit_head, HeadData, HeadParams};
-    use crate::nn::{ConvBn, ConvKind};
+    use crate::nn::{Activation, ConvBn, ConvKind};
     use candle_core::Device;
 
     fn conv(
         out: usize,
         inputs: usize,
         kind: ConvKind,
-        relu6: bool,
+        activation: Activation,
         rng: &mut ChaCha8Rng,
     ) -> ConvBn {
         let dims: Vec<usize> = match kind {
@@ -487,7 +487,7 @@ pub(crate) mod toy {
             weight: Tensor::from_vec(w, dims, &Device::Cpu).expect("weight"),
             bias: Tensor::zeros(out, DType::F32, &Device::Cpu).expect("bias"),
             kind,
-            relu6,
+            activation,
         }
     }
 
@@ -497,12 +497,30 @@ pub(crate) mod toy {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let blocks = vec![
             Block::Inverted(InvertedResidual {
-                expand: Some(conv(16, 8, ConvKind::Pointwise, true, &mut rng)),
-                depthwise: conv(16, 1, ConvKind::Depthwise { stride: 1 }, true, &mut rng),
-                project: conv(8, 16, ConvKind::Pointwise, false, &mut rng),
+                expand: Some(conv(
+                    16,
+                    8,
+                    ConvKind::Pointwise,
+                    Activation::Relu6,
+                    &mut rng,
+                )),
+                depthwise: conv(
+                    16,
+                    1,
+                    ConvKind::Depthwise { stride: 1 },
+                    Activation::Relu6,
+                    &mut rng,
+                ),
+                project: conv(8, 16, ConvKind::Pointwise, Activation::Identity, &mut rng),
                 residual: true,
             }),
-            Block::Conv(conv(12, 8, ConvKind::Pointwise, true, &mut rng)),
+            Block::Conv(conv(
+                12,
+                8,
+                ConvKind::Pointwise,
+                Activation::Relu6,
+                &mut rng,
+            )),
         ];
         let backbone = Backbone::from_blocks(BackboneKind::MobilenetV2, blocks, &Device::Cpu);
         let mut sample = |n: usize| {

@@ -31,7 +31,7 @@ pub mod serving;
 pub mod tuning;
 pub mod weights;
 
-pub use backbone::{Backbone, BackboneKind};
+pub use backbone::{initial_resnet_tensors, Backbone, BackboneKind};
 pub use batch::{predict_folder, ImageBatchOptions, ImageBatchReport};
 pub use data::{ImageDataset, ImportFormat};
 pub use evaluate::ImageEvaluation;

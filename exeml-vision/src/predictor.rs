@@ -139,6 +139,14 @@ impl ImagePredictor {
         self
     }
 
+    /// Load `backbone` from `file` (safetensors, or a PyTorch `.pth` converted once) instead of
+    /// its default weights (the installed pip package or the Hugging Face hub cache).
+    pub fn weights(mut self, backbone: BackboneKind, file: impl Into<PathBuf>) -> Self {
+        self.weights.retain(|(kind, _)| *kind != backbone);
+        self.weights.push((backbone, file.into()));
+        self
+    }
+
     /// Fix the input resolution.
     pub fn resolution(mut self, pixels: u32) -> Self {
         self.resolution = Some(pixels);
@@ -234,6 +242,8 @@ impl ImagePredictor {
         let most_unfrozen = arms.iter().map(|a| a.unfrozen_blocks).max().unwrap_or(0);
         let mut leaderboard = Vec::new();
         let mut best: Option<Fitted> = None;
+        // The first backbone whose weights could not be loaded (reported if none could).
+        let mut missing_weights: Option<Error> = None;
         let mut reported = std::collections::BTreeSet::new();
         let mut first_cost: Option<(Duration, f64)> = None;
         let mut tried: Vec<Candidate> = Vec::new();
@@ -267,6 +277,7 @@ impl ImagePredictor {
                 Ok(b) => b,
                 Err(e) if best.is_some() || matches!(e, Error::NotFound { .. }) => {
                     leaderboard.push(skipped(candidate, &heads[0], &format!("skipped: {e}")));
+                    missing_weights.get_or_insert(e);
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -456,6 +467,10 @@ impl ImagePredictor {
         let Some(mut best) = best else {
             if let Some(closest) = closest_to_constraints(&leaderboard) {
                 return Err(constraints.unmet(&closest));
+            }
+            if let Some(e) = missing_weights {
+                // No backbone's weights were found: say which and where they were looked for.
+                return Err(e);
             }
             return Err(Error::BudgetExhausted {
                 budget_secs: budget.limit().as_secs_f64(),
@@ -753,14 +768,9 @@ fn parent_candidate(parent: &ImageModel) -> Candidate {
         })
 }
 
-/// Relative cost of a candidate: pixels × views (the backbones cost about the same per pixel).
+/// Relative cost of a candidate: pixels × views × the backbone's cost per pixel.
 fn cost(c: &Candidate) -> f64 {
-    let lite = if c.backbone == BackboneKind::EfficientnetLite0 {
-        1.35
-    } else {
-        1.0
-    };
-    f64::from(c.resolution).powi(2) * (1 + c.augmented_views) as f64 * lite
+    f64::from(c.resolution).powi(2) * (1 + c.augmented_views) as f64 * c.backbone.relative_cost()
 }
 
 fn skipped(candidate: Candidate, head: &crate::head::HeadParams, why: &str) -> ImageTrial {

@@ -673,3 +673,88 @@ fn a_budget_too_short_for_the_plan_makes_the_first_configuration_cheaper() {
         (96, 0)
     );
 }
+
+#[test]
+fn a_resnet_from_a_local_checkpoint_trains_fine_tunes_and_reloads() {
+    // A ResNet-18 in timm's tensor names, randomly initialised (no hub access here): what a
+    // user's `--weights resnet18=model.safetensors` or hub cache provides, minus the training.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let weights = dir.path().join("resnet18.safetensors");
+    let tensors = exeml::vision::initial_resnet_tensors(BackboneKind::Resnet18, 3).expect("init");
+    candle_core::safetensors::save(&tensors, &weights).expect("save checkpoint");
+    class_folders(&dir.path().join("data"), 10, 5);
+    let model = ImagePredictor::new()
+        .time_limit(Duration::from_secs(60))
+        .preference(Preference::PerformanceFirst)
+        .backbones(vec![BackboneKind::Resnet18])
+        .weights(BackboneKind::Resnet18, &weights)
+        .resolution(48)
+        .fit_folder(&dir.path().join("data"))
+        .expect("fit");
+    assert_eq!(model.manifest.backbone, BackboneKind::Resnet18);
+    assert_eq!(model.head().weight.dims()[1], 512, "ResNet-18 features");
+    // Performance-first also fine-tunes the last blocks: those rows ran on residual blocks.
+    assert!(
+        model
+            .manifest
+            .leaderboard
+            .iter()
+            .any(|t| t.fine_tune.is_some() && t.score.is_some()),
+        "{:#?}",
+        model.manifest.leaderboard
+    );
+    let v = model.manifest.validation.accuracy();
+    assert!(
+        v > 0.5,
+        "random conv features still separate the patterns: {v}"
+    );
+
+    let out = dir.path().join("model");
+    model.save(&out).expect("save");
+    let reloaded = ImageModel::load(&out).expect("reload");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let image = picture("stripes", &mut rng);
+    let (a, b) = (
+        model.predict_image(&image).expect("predict"),
+        reloaded.predict_image(&image).expect("predict reloaded"),
+    );
+    assert_eq!(a.len(), 3);
+    assert!(
+        a.iter().zip(&b).all(|(p, q)| (p - q).abs() < 1e-6),
+        "{a:?} vs {b:?}"
+    );
+}
+
+#[test]
+fn cli_names_the_hub_file_of_a_backbone_that_is_not_downloaded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    class_folders(&dir.path().join("data"), 6, 2);
+    let out = Command::new(env!("CARGO_BIN_EXE_exeml"))
+        .env("HF_HUB_CACHE", dir.path().join("empty-cache"))
+        .args([
+            "train",
+            "--task",
+            "image",
+            "--backbone",
+            "resnet34",
+            "--time-limit",
+            "20s",
+        ])
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .arg("--out")
+        .arg(dir.path().join("model"))
+        .output()
+        .expect("run exeml");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("timm/resnet34.a1_in1k/model.safetensors")
+            && stderr.contains("empty-cache"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("model").exists(),
+        "no model folder on failure"
+    );
+}

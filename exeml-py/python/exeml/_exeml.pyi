@@ -60,6 +60,7 @@ def fit_image(
     max_latency_ms: Optional[float] = None,
     max_model_mb: Optional[float] = None,
     device: str = "cpu",
+    weights: Optional[Sequence[Tuple[str, _Path]]] = None,
 ) -> ImageModel: ...
 
 @final

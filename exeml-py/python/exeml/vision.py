@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import json
 import os
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -39,7 +39,12 @@ class ImagePredictor:
     train_ratio:
         The share of images used for training; the rest validates (seeded, stratified).
     backbones:
-        Restrict the search to these backbones (``"mobilenet_v2"``, ``"efficientnet_lite0"``).
+        Restrict the search to these backbones (``"mobilenet_v2"``, ``"efficientnet_lite0"``,
+        ``"resnet18"``, ``"resnet34"``, ``"resnet50"``; the ResNets are read from the Hugging Face
+        hub cache or ``weights``).
+    weights:
+        Weight files by backbone name, e.g. ``{"resnet50": "resnet50.safetensors"}``
+        (safetensors or PyTorch ``.pth``) instead of the installed or cached ones.
     resolution:
         Fix the square input size in pixels (default: chosen by the search).
     fine_tune:
@@ -62,6 +67,7 @@ class ImagePredictor:
         resolution: Optional[int] = None,
         fine_tune: bool = True,
         device: str = "cpu",
+        weights: Optional[Mapping[str, PathLike]] = None,
         verbosity: int = 1,
     ) -> None:
         if preference not in PREFERENCES:
@@ -77,6 +83,7 @@ class ImagePredictor:
         self.resolution = None if resolution is None else int(resolution)
         self.fine_tune = bool(fine_tune)
         self.device = str(device)
+        self.weights = None if weights is None else {str(k): os.fspath(v) for k, v in weights.items()}
         self.verbosity = int(verbosity)
         self._model: Optional[_exeml.ImageModel] = None
 
@@ -113,6 +120,7 @@ class ImagePredictor:
                 max_latency_ms=max_latency_ms,
                 max_model_mb=max_model_mb,
                 device=self.device,
+                weights=None if self.weights is None else list(self.weights.items()),
             )
         finally:
             if progress is not None:

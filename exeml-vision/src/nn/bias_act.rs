@@ -1,4 +1,5 @@
-//! Per-channel bias followed by ReLU6 (or nothing), fused into one pass with its backward.
+//! Per-channel bias followed by an activation (ReLU6, ReLU or none), fused into one pass with its
+//! backward.
 //!
 //! candle runs `x.broadcast_add(b).clamp(0, 6)` as three element-wise passes, and its backward
 //! as about twenty (clamp is `maximum` then `minimum`, each differentiated through equality
@@ -10,23 +11,52 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-/// `act(x + bias[c])` for `x` of shape `n×c×h×w` and `bias` of `c` values; `act` is ReLU6
-/// (`min(max(v, 0), 6)`) when `relu6`, else the identity.
-pub fn bias_activation(x: &Tensor, bias: &Tensor, relu6: bool) -> candle_core::Result<Tensor> {
+/// The function applied after a convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// Nothing (a linear layer).
+    Identity,
+    /// `max(v, 0)`.
+    Relu,
+    /// `min(max(v, 0), 6)` (MobileNet, EfficientNet-Lite).
+    Relu6,
+}
+
+impl Activation {
+    /// The clamp bounds, `None` for the identity.
+    fn bounds(self) -> Option<(f32, f32)> {
+        match self {
+            Activation::Identity => None,
+            Activation::Relu => Some((0.0, f32::INFINITY)),
+            Activation::Relu6 => Some((0.0, 6.0)),
+        }
+    }
+
+    /// Apply to `y` with candle's own ops (any device).
+    pub fn apply(self, y: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Activation::Identity => Ok(y.clone()),
+            Activation::Relu => y.relu(),
+            Activation::Relu6 => y.clamp(0f32, 6f32),
+        }
+    }
+}
+
+/// `act(x + bias[c])` for `x` of shape `n×c×h×w` and `bias` of `c` values.
+pub fn bias_activation(
+    x: &Tensor,
+    bias: &Tensor,
+    activation: Activation,
+) -> candle_core::Result<Tensor> {
     let fused = x.device().is_cpu()
         && x.dtype() == candle_core::DType::F32
         && bias.dtype() == candle_core::DType::F32;
     if fused {
         x.contiguous()?
-            .apply_op2(&bias.contiguous()?, BiasActivation { relu6 })
+            .apply_op2(&bias.contiguous()?, BiasActivation { activation })
     } else {
         let (_, c, _, _) = x.dims4()?;
-        let y = x.broadcast_add(&bias.reshape((1, c, 1, 1))?)?;
-        if relu6 {
-            y.clamp(0f32, 6f32)
-        } else {
-            Ok(y)
-        }
+        activation.apply(&x.broadcast_add(&bias.reshape((1, c, 1, 1))?)?)
     }
 }
 
@@ -53,7 +83,7 @@ fn channels_and_plane(op: &str, layout: &Layout) -> candle_core::Result<(usize, 
 /// The fused forward op: `(x, bias) → act(x + bias)`.
 #[derive(Debug, Clone, Copy)]
 struct BiasActivation {
-    relu6: bool,
+    activation: Activation,
 }
 
 impl CustomOp2 for BiasActivation {
@@ -85,9 +115,9 @@ impl CustomOp2 for BiasActivation {
             .enumerate()
             .for_each(|(index, (out, x))| {
                 let b = bias[index % c];
-                if self.relu6 {
+                if let Some((low, high)) = self.activation.bounds() {
                     for (o, v) in out.iter_mut().zip(x) {
-                        *o = (v + b).clamp(0.0, 6.0);
+                        *o = (v + b).clamp(low, high);
                     }
                 } else {
                     for (o, v) in out.iter_mut().zip(x) {
@@ -106,23 +136,25 @@ impl CustomOp2 for BiasActivation {
         grad_res: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let grad_res = grad_res.contiguous()?;
-        let grad_x = if self.relu6 {
-            res.apply_op2_no_bwd(&grad_res, &Relu6Grad)?
-        } else {
-            grad_res
+        let grad_x = match self.activation.bounds() {
+            Some((low, high)) => res.apply_op2_no_bwd(&grad_res, &ClampGrad { low, high })?,
+            None => grad_res,
         };
         let grad_bias = grad_x.apply_op1_no_bwd(&ChannelSum)?;
         Ok((Some(grad_x), Some(grad_bias)))
     }
 }
 
-/// `(y, grad_y) → grad_y · [0 < y < 6]`: the gradient through ReLU6 given its output.
+/// `(y, grad_y) → grad_y · [low < y < high]`: the gradient through a clamp given its output.
 #[derive(Debug, Clone, Copy)]
-struct Relu6Grad;
+struct ClampGrad {
+    low: f32,
+    high: f32,
+}
 
-impl CustomOp2 for Relu6Grad {
+impl CustomOp2 for ClampGrad {
     fn name(&self) -> &'static str {
-        "exeml-relu6-grad"
+        "exeml-clamp-grad"
     }
 
     fn cpu_fwd(
@@ -139,7 +171,7 @@ impl CustomOp2 for Relu6Grad {
         );
         if y.len() != grad.len() {
             candle_core::bail!(
-                "relu6 backward: {} outputs, {} gradients",
+                "clamp backward: {} outputs, {} gradients",
                 y.len(),
                 grad.len()
             )
@@ -152,7 +184,11 @@ impl CustomOp2 for Relu6Grad {
             )
             .for_each(|(out, (y, grad))| {
                 for ((o, y), g) in out.iter_mut().zip(y).zip(grad) {
-                    *o = if *y > 0.0 && *y < 6.0 { *g } else { 0.0 };
+                    *o = if *y > self.low && *y < self.high {
+                        *g
+                    } else {
+                        0.0
+                    };
                 }
             });
         Ok((CpuStorage::F32(out), yl.shape().clone()))
@@ -197,16 +233,12 @@ mod tests {
     use candle_core::{Device, Var};
 
     /// The composed candle ops the fused kernels replace.
-    fn reference(x: &Tensor, bias: &Tensor, relu6: bool) -> Tensor {
+    fn reference(x: &Tensor, bias: &Tensor, activation: Activation) -> Tensor {
         let c = bias.dim(0).expect("bias");
         let y = x
             .broadcast_add(&bias.reshape((1, c, 1, 1)).expect("reshape"))
             .expect("add");
-        if relu6 {
-            y.clamp(0f32, 6f32).expect("clamp")
-        } else {
-            y
-        }
+        activation.apply(&y).expect("activation")
     }
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
@@ -225,14 +257,15 @@ mod tests {
     #[test]
     fn fused_forward_and_gradients_match_candles_composed_ops() {
         let device = Device::Cpu;
-        for relu6 in [true, false] {
+        for activation in [Activation::Relu6, Activation::Relu, Activation::Identity] {
             // Values well outside [0, 6] so both clamps and the linear part are exercised.
             let x = Var::randn(0f32, 5.0, (3, 4, 5, 6), &device).expect("x");
             let bias = Var::randn(1f32, 2.0, 4, &device).expect("bias");
             let weights = Tensor::randn(0f32, 1.0, (3, 4, 5, 6), &device).expect("weights");
 
-            let fused = bias_activation(x.as_tensor(), bias.as_tensor(), relu6).expect("fused");
-            let composed = reference(x.as_tensor(), bias.as_tensor(), relu6);
+            let fused =
+                bias_activation(x.as_tensor(), bias.as_tensor(), activation).expect("fused");
+            let composed = reference(x.as_tensor(), bias.as_tensor(), activation);
             assert!(max_diff(&fused, &composed) < 1e-6);
 
             let grads_of = |y: &Tensor| {
@@ -245,8 +278,8 @@ mod tests {
             };
             let (fused_x, fused_b) = grads_of(&fused);
             let (composed_x, composed_b) = grads_of(&composed);
-            assert!(max_diff(&fused_x, &composed_x) < 1e-6, "relu6 {relu6}");
-            assert!(max_diff(&fused_b, &composed_b) < 1e-4, "relu6 {relu6}");
+            assert!(max_diff(&fused_x, &composed_x) < 1e-6, "{activation:?}");
+            assert!(max_diff(&fused_b, &composed_b) < 1e-4, "{activation:?}");
         }
     }
 
@@ -254,6 +287,6 @@ mod tests {
     fn a_bias_of_the_wrong_length_is_an_error_not_a_panic() {
         let x = Tensor::zeros((1, 3, 2, 2), candle_core::DType::F32, &Device::Cpu).expect("x");
         let bias = Tensor::zeros(2, candle_core::DType::F32, &Device::Cpu).expect("bias");
-        assert!(bias_activation(&x, &bias, true).is_err());
+        assert!(bias_activation(&x, &bias, Activation::Relu6).is_err());
     }
 }

@@ -1,6 +1,10 @@
-//! A convolution followed by batch norm (folded into the convolution) and an optional ReLU6.
+//! A convolution followed by batch norm (folded into the convolution) and an activation.
 
-use super::{bias_act::bias_activation, candle_error, depthwise::depthwise_conv2d};
+use super::{
+    bias_act::{bias_activation, Activation},
+    candle_error,
+    depthwise::depthwise_conv2d,
+};
 use candle_core::{DType, Tensor};
 use exeml_core::{Error, Result};
 use std::collections::HashMap;
@@ -68,7 +72,7 @@ pub enum ConvKind {
     Pointwise,
 }
 
-/// Convolution with batch norm folded in (`w·γ/σ`, `β − μ·γ/σ`), then ReLU6 or nothing.
+/// Convolution with batch norm folded in (`w·γ/σ`, `β − μ·γ/σ`), then an activation.
 #[derive(Debug, Clone)]
 pub struct ConvBn {
     /// `out×in×k×k` (full), `c×1×k×k` (depthwise) or `out×in` (pointwise).
@@ -77,8 +81,8 @@ pub struct ConvBn {
     pub bias: Tensor,
     /// The convolution.
     pub kind: ConvKind,
-    /// Whether ReLU6 follows.
-    pub relu6: bool,
+    /// What follows the convolution.
+    pub activation: Activation,
 }
 
 impl ConvBn {
@@ -88,7 +92,7 @@ impl ConvBn {
         conv: &str,
         bn: &str,
         kind: ConvKind,
-        relu6: bool,
+        activation: Activation,
         eps: f64,
     ) -> Result<Self> {
         let weight = tensors.get(&format!("{conv}.weight"))?;
@@ -110,6 +114,22 @@ impl ConvBn {
                 message: format!("tensor `{conv}.weight` is not a 4-d convolution kernel"),
             });
         }
+        let dims = weight.dims().to_vec();
+        let square = dims[2] == dims[3];
+        if !square || (kind == ConvKind::Pointwise && dims[2] != 1) {
+            return Err(Error::Format {
+                path: tensors.origin.clone(),
+                message: format!(
+                    "tensor `{conv}.weight` has shape {dims:?}, expected a {} kernel: not the \
+                     expected backbone checkpoint",
+                    if kind == ConvKind::Pointwise {
+                        "1×1"
+                    } else {
+                        "square"
+                    }
+                ),
+            });
+        }
         if kind == ConvKind::Pointwise {
             let inputs = weight.dim(1).map_err(candle_error)?;
             weight = weight.reshape((out, inputs)).map_err(candle_error)?;
@@ -118,7 +138,7 @@ impl ConvBn {
             weight,
             bias,
             kind,
-            relu6,
+            activation,
         })
     }
 
@@ -143,6 +163,6 @@ impl ConvBn {
                 depthwise_conv2d(x, &self.weight, stride, pad)?
             }
         };
-        bias_activation(&y, &self.bias, self.relu6)
+        bias_activation(&y, &self.bias, self.activation)
     }
 }

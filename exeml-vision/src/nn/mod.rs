@@ -7,7 +7,7 @@ pub mod depthwise;
 #[cfg(feature = "cuda")]
 mod depthwise_cuda;
 
-pub use bias_act::bias_activation;
+pub use bias_act::{bias_activation, Activation};
 pub use conv::{ConvBn, ConvKind, Tensors};
 pub use depthwise::{depthwise_conv2d, shifted_depthwise_conv2d};
 

@@ -90,7 +90,8 @@ pub struct FitOptions {
     /// Whether the CSV has a header row.
     #[arg(long, value_enum, default_value = "auto")]
     pub header: HeaderArg,
-    /// Images: restrict the search to these backbones (mobilenet_v2, efficientnet_lite0).
+    /// Images: restrict the search to these backbones (mobilenet_v2, efficientnet_lite0, resnet18,
+    /// resnet34, resnet50; the ResNets come from the Hugging Face hub cache or --weights).
     #[arg(long = "backbone")]
     pub backbones: Vec<String>,
     /// Images: fix the square input size in pixels (default: chosen by the search).
