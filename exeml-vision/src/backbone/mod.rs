@@ -176,7 +176,7 @@ impl Backbone {
     /// once into the cache), else the installed weights package (see [`weights::locate`]).
     pub fn weights_file(kind: BackboneKind, file: Option<&Path>) -> Result<PathBuf> {
         let path = match file {
-            Some(path) => path.to_path_buf(),
+            Some(path) => weights::locate(&WeightsSource::File(path.to_path_buf()))?,
             None => weights::locate(&kind.weights_source())?,
         };
         let is_pth = path
