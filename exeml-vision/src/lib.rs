@@ -1,6 +1,7 @@
 //! Image classification for exeml: import labelled image folders (class folders, side-by-side
 //! `.txt` label files, JSON-lines manifests), check them, and train a classifier by transfer
-//! learning from pretrained MobileNetV2 / EfficientNet-Lite0 backbones in candle.
+//! learning from pretrained backbones in candle: MobileNetV2 and EfficientNet-Lite0 (installable
+//! weights) or ResNet-18/34/50 (Hugging Face hub cache or a local checkpoint).
 //!
 //! ```no_run
 //! use exeml_vision::ImagePredictor;

@@ -63,16 +63,16 @@ impl BackboneKind {
         }
     }
 
-    /// Compute per image relative to MobileNetV2 at the same resolution, measured on the CPU
-    /// (dense convolutions run closer to the CPU's peak than depthwise ones, so the ResNets cost
-    /// less than their FLOPs suggest).
+    /// Time per image relative to MobileNetV2 at the same resolution, for planning the search:
+    /// single-image latencies at 224 px measured on the 2-core development machine
+    /// (`examples/vision_speed.rs --latency-only --backbone NAME`: 16, 20, 81, 156 and 147 ms).
     pub fn relative_cost(self) -> f64 {
         match self {
             BackboneKind::MobilenetV2 => 1.0,
-            BackboneKind::EfficientnetLite0 => 1.35,
-            BackboneKind::Resnet18 => 2.5,
-            BackboneKind::Resnet34 => 5.0,
-            BackboneKind::Resnet50 => 6.0,
+            BackboneKind::EfficientnetLite0 => 1.25,
+            BackboneKind::Resnet18 => 5.0,
+            BackboneKind::Resnet34 => 9.7,
+            BackboneKind::Resnet50 => 9.2,
         }
     }
 

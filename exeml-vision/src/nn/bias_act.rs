@@ -113,6 +113,7 @@ impl CustomOp2 for BiasActivation {
         out.par_chunks_mut(plane)
             .zip(x.par_chunks(plane))
             .enumerate()
+            .with_min_len(super::planes_per_task(plane))
             .for_each(|(index, (out, x))| {
                 let b = bias[index % c];
                 if let Some((low, high)) = self.activation.bounds() {
@@ -182,6 +183,7 @@ impl CustomOp2 for ClampGrad {
                 y.par_chunks(plane.max(1))
                     .zip(grad.par_chunks(plane.max(1))),
             )
+            .with_min_len(super::planes_per_task(plane))
             .for_each(|(out, (y, grad))| {
                 for ((o, y), g) in out.iter_mut().zip(y).zip(grad) {
                     *o = if *y > self.low && *y < self.high {
@@ -210,6 +212,7 @@ impl CustomOp1 for ChannelSum {
         let n = values.len().checked_div(c * plane).unwrap_or(0);
         let sums: Vec<f32> = (0..c)
             .into_par_iter()
+            .with_min_len(super::planes_per_task(n * plane))
             .map(|channel| {
                 // f64 accumulation: a channel can sum millions of values.
                 (0..n)
@@ -229,6 +232,7 @@ impl CustomOp1 for ChannelSum {
 
 #[cfg(test)]
 mod tests {
+    use super::super::max_diff;
     use super::*;
     use candle_core::{Device, Var};
 
@@ -239,19 +243,6 @@ mod tests {
             .broadcast_add(&bias.reshape((1, c, 1, 1)).expect("reshape"))
             .expect("add");
         activation.apply(&y).expect("activation")
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .expect("sub")
-            .abs()
-            .expect("abs")
-            .flatten_all()
-            .expect("flatten")
-            .max(0)
-            .expect("max")
-            .to_scalar::<f32>()
-            .expect("scalar")
     }
 
     #[test]

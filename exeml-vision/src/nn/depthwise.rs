@@ -212,6 +212,7 @@ impl CustomOp2 for Depthwise {
         let mut out = vec![0f32; g.n * g.c * plane_out];
         out.par_chunks_mut(plane_out)
             .enumerate()
+            .with_min_len(super::planes_per_task(plane_out))
             .for_each(|(plane, out)| {
                 let channel = plane % g.c;
                 let x = &x[plane * plane_in..(plane + 1) * plane_in];
@@ -309,6 +310,7 @@ impl CustomOp2 for DepthwiseGradInput {
         grad_in
             .par_chunks_mut(plane_in)
             .enumerate()
+            .with_min_len(super::planes_per_task(plane_in))
             .for_each(|(plane, grad_in)| {
                 let channel = plane % g.c;
                 let grad_out = &grad_out[plane * plane_out..(plane + 1) * plane_out];
@@ -366,6 +368,7 @@ impl CustomOp2 for DepthwiseGradKernel {
         grad_kernel
             .par_chunks_mut(kk)
             .enumerate()
+            .with_min_len(super::planes_per_task(g.n * plane_in))
             .for_each(|(channel, grad_kernel)| {
                 for sample in 0..g.n {
                     let plane = sample * g.c + channel;
@@ -471,6 +474,7 @@ pub fn shifted_depthwise_conv2d(
 
 #[cfg(test)]
 mod tests {
+    use super::super::max_diff;
     use super::*;
     use candle_core::{Device, Var};
 
@@ -478,19 +482,6 @@ mod tests {
         let c = x.dim(1).expect("4-d");
         x.conv2d(kernel, pad, stride, 1, c)
             .expect("candle grouped conv")
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .expect("same shape")
-            .abs()
-            .expect("abs")
-            .flatten_all()
-            .expect("flat")
-            .max(0)
-            .expect("max")
-            .to_scalar::<f32>()
-            .expect("scalar")
     }
 
     #[test]
