@@ -106,26 +106,16 @@ impl CustomOp2 for BiasActivation {
         if bias.len() != c {
             candle_core::bail!("bias activation: {} biases for {c} channels", bias.len())
         }
-        let mut out = vec![0f32; x.len()];
-        if plane == 0 {
-            return Ok((CpuStorage::F32(out), xl.shape().clone()));
-        }
-        out.par_chunks_mut(plane)
-            .zip(x.par_chunks(plane))
-            .enumerate()
-            .with_min_len(super::planes_per_task(plane))
-            .for_each(|(index, (out, x))| {
-                let b = bias[index % c];
-                if let Some((low, high)) = self.activation.bounds() {
-                    for (o, v) in out.iter_mut().zip(x) {
-                        *o = (v + b).clamp(low, high);
-                    }
-                } else {
-                    for (o, v) in out.iter_mut().zip(x) {
-                        *o = v + b;
-                    }
-                }
-            });
+        let out = match self.activation.bounds() {
+            Some((low, high)) => super::par_map_planes(x, x, plane, |p| {
+                let b = bias[p % c];
+                move |v, _| (v + b).clamp(low, high)
+            }),
+            None => super::par_map_planes(x, x, plane, |p| {
+                let b = bias[p % c];
+                move |v, _| v + b
+            }),
+        };
         Ok((CpuStorage::F32(out), xl.shape().clone()))
     }
 
@@ -177,22 +167,16 @@ impl CustomOp2 for ClampGrad {
                 grad.len()
             )
         }
-        let mut out = vec![0f32; y.len()];
-        out.par_chunks_mut(plane.max(1))
-            .zip(
-                y.par_chunks(plane.max(1))
-                    .zip(grad.par_chunks(plane.max(1))),
-            )
-            .with_min_len(super::planes_per_task(plane))
-            .for_each(|(out, (y, grad))| {
-                for ((o, y), g) in out.iter_mut().zip(y).zip(grad) {
-                    *o = if *y > self.low && *y < self.high {
-                        *g
-                    } else {
-                        0.0
-                    };
+        let (low, high) = (self.low, self.high);
+        let out = super::par_map_planes(y, grad, plane, |_| {
+            move |y, g| {
+                if y > low && y < high {
+                    g
+                } else {
+                    0.0
                 }
-            });
+            }
+        });
         Ok((CpuStorage::F32(out), yl.shape().clone()))
     }
 }

@@ -20,6 +20,41 @@ fn planes_per_task(plane_len: usize) -> usize {
     (MIN_TASK_ELEMENTS / plane_len.max(1)).max(1)
 }
 
+/// `out[i] = per_plane(p)(a[i], b[i])` where `p` is the index of the `plane`-long chunk holding
+/// `i` (so per-plane values such as a channel's bias are looked up once per plane), computed in
+/// parallel over planes into memory that is not zero-filled first (zero-filling the output was a
+/// tenth of single-image inference).
+fn par_map_planes<F: Fn(f32, f32) -> f32>(
+    a: &[f32],
+    b: &[f32],
+    plane: usize,
+    per_plane: impl Fn(usize) -> F + Sync,
+) -> Vec<f32> {
+    use rayon::prelude::*;
+    let len = a.len().min(b.len());
+    let plane = plane.max(1);
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(plane)
+        .zip(a[..len].par_chunks(plane).zip(b[..len].par_chunks(plane)))
+        .enumerate()
+        .with_min_len(planes_per_task(plane))
+        .for_each(|(p, (out, (a, b)))| {
+            let f = per_plane(p);
+            for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+                o.write(f(a, b));
+            }
+        });
+    // SAFETY: the chunks partition the first `len` slots and the loop above wrote every slot of
+    // every chunk (the three chunk sequences have equal lengths); a panic in `f` propagates
+    // before this line, so no uninitialised value is ever exposed.
+    #[allow(unsafe_code)]
+    unsafe {
+        out.set_len(len);
+    }
+    out
+}
+
 /// A candle error as exeml's backend error.
 pub fn candle_error(e: candle_core::Error) -> exeml_core::Error {
     exeml_core::Error::Backend {
@@ -41,4 +76,25 @@ fn max_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
         .expect("max")
         .to_scalar::<f32>()
         .expect("scalar")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn par_map_planes_writes_every_value_with_its_plane() {
+        let a: Vec<f32> = (0..100_003).map(|i| i as f32).collect();
+        let b = vec![1f32; a.len()];
+        for plane in [1, 7, 49, 100_003, 200_000] {
+            let out = super::par_map_planes(&a, &b, plane, |p| move |a, b| a + b + p as f32);
+            assert_eq!(out.len(), a.len());
+            for (i, v) in out.iter().enumerate() {
+                assert_eq!(
+                    *v,
+                    i as f32 + 1.0 + (i / plane) as f32,
+                    "plane {plane}, index {i}"
+                );
+            }
+        }
+        assert!(super::par_map_planes(&[], &[], 4, |_| |a, _| a).is_empty());
+    }
 }
