@@ -758,3 +758,58 @@ fn cli_names_the_hub_file_of_a_backbone_that_is_not_downloaded() {
         "no model folder on failure"
     );
 }
+
+#[test]
+fn cli_trains_a_resnet_from_a_weights_file_and_predicts_with_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let weights = dir.path().join("r18.safetensors");
+    let tensors = exeml::vision::initial_resnet_tensors(BackboneKind::Resnet18, 4).expect("init");
+    candle_core::safetensors::save(&tensors, &weights).expect("save checkpoint");
+    class_folders(&dir.path().join("data"), 8, 6);
+    let model = dir.path().join("model");
+    let path = |p: &Path| p.to_str().expect("utf-8").to_string();
+    let out = exeml_bin(&[
+        "train",
+        "--task",
+        "image",
+        "--data",
+        &path(&dir.path().join("data")),
+        "--backbone",
+        "resnet18",
+        "--weights",
+        &format!("resnet18={}", path(&weights)),
+        "--resolution",
+        "48",
+        "--no-fine-tune",
+        "--time-limit",
+        "60s",
+        "--out",
+        &path(&model),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("manifest.json")).expect("read"))
+            .expect("json");
+    assert_eq!(manifest["backbone"], "resnet18");
+    let csv = dir.path().join("preds.csv");
+    let out = exeml_bin(&[
+        "predict",
+        "--model",
+        &path(&model),
+        "--data",
+        &path(&dir.path().join("data")),
+        "--output",
+        &path(&csv),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&csv).expect("csv");
+    assert_eq!(text.lines().count(), 1 + 24, "{text}");
+}
