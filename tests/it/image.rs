@@ -674,14 +674,20 @@ fn a_budget_too_short_for_the_plan_makes_the_first_configuration_cheaper() {
     );
 }
 
+/// `dir/resnet18.safetensors`: a randomly initialised ResNet-18 in timm's tensor names (no hub
+/// access here), what a user's hub cache or `--weights` file provides, minus the training.
+fn resnet18_checkpoint(dir: &Path, seed: u64) -> PathBuf {
+    let weights = dir.join("resnet18.safetensors");
+    let tensors =
+        exeml::vision::initial_resnet_tensors(BackboneKind::Resnet18, seed).expect("init");
+    candle_core::safetensors::save(&tensors, &weights).expect("save checkpoint");
+    weights
+}
+
 #[test]
 fn a_resnet_from_a_local_checkpoint_trains_fine_tunes_and_reloads() {
-    // A ResNet-18 in timm's tensor names, randomly initialised (no hub access here): what a
-    // user's `--weights resnet18=model.safetensors` or hub cache provides, minus the training.
     let dir = tempfile::tempdir().expect("tempdir");
-    let weights = dir.path().join("resnet18.safetensors");
-    let tensors = exeml::vision::initial_resnet_tensors(BackboneKind::Resnet18, 3).expect("init");
-    candle_core::safetensors::save(&tensors, &weights).expect("save checkpoint");
+    let weights = resnet18_checkpoint(dir.path(), 3);
     class_folders(&dir.path().join("data"), 10, 5);
     let model = ImagePredictor::new()
         .time_limit(Duration::from_secs(60))
@@ -762,9 +768,7 @@ fn cli_names_the_hub_file_of_a_backbone_that_is_not_downloaded() {
 #[test]
 fn cli_trains_a_resnet_from_a_weights_file_and_predicts_with_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let weights = dir.path().join("r18.safetensors");
-    let tensors = exeml::vision::initial_resnet_tensors(BackboneKind::Resnet18, 4).expect("init");
-    candle_core::safetensors::save(&tensors, &weights).expect("save checkpoint");
+    let weights = resnet18_checkpoint(dir.path(), 4);
     class_folders(&dir.path().join("data"), 8, 6);
     let model = dir.path().join("model");
     let path = |p: &Path| p.to_str().expect("utf-8").to_string();

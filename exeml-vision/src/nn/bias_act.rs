@@ -8,6 +8,7 @@
 //! in one pass and the backward in two, in parallel over channel planes. Other devices use the
 //! composed candle ops.
 
+use super::contiguous_f32;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -58,18 +59,6 @@ pub fn bias_activation(
         let (_, c, _, _) = x.dims4()?;
         activation.apply(&x.broadcast_add(&bias.reshape((1, c, 1, 1))?)?)
     }
-}
-
-/// A contiguous f32 slice of a storage, or an error naming the op.
-fn contiguous_f32<'a>(
-    op: &str,
-    storage: &'a CpuStorage,
-    layout: &Layout,
-) -> candle_core::Result<&'a [f32]> {
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("{op}: inputs must be contiguous")
-    };
-    Ok(&storage.as_slice::<f32>()?[start..end])
 }
 
 /// `(channels, plane)` of an `n×c×h×w` layout.

@@ -8,7 +8,11 @@
 //! input, each scaled by one kernel tap: a few large element-wise kernels on the GPU instead of
 //! one launch per channel, and differentiable through candle's own ops.
 
+use super::contiguous_f32;
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
+
+/// How errors of these kernels name them.
+const OP: &str = "depthwise conv";
 use rayon::prelude::*;
 
 /// Sizes of one depthwise convolution: input `n×c×h×w`, square `k×k` kernel.
@@ -93,14 +97,6 @@ impl Geometry {
             wo: self.wo,
         }
     }
-}
-
-/// A contiguous f32 view of a storage, or an error for other layouts and types.
-fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("depthwise conv: inputs must be contiguous")
-    };
-    Ok(&storage.as_slice::<f32>()?[start..end])
 }
 
 /// `out[oh, ow] += Σ w[ki, kj] · x[oh·s + ki − p, ow·s + kj − p]` for one channel plane.
@@ -207,7 +203,7 @@ impl CustomOp2 for Depthwise {
         kl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = Geometry::new(xl.dims(), kl.dims(), self.stride, self.pad)?;
-        let (x, kernel) = (contiguous_f32(xs, xl)?, contiguous_f32(ks, kl)?);
+        let (x, kernel) = (contiguous_f32(OP, xs, xl)?, contiguous_f32(OP, ks, kl)?);
         let (plane_in, plane_out, kk) = (g.h * g.w, g.ho * g.wo, g.k * g.k);
         let mut out = vec![0f32; g.n * g.c * plane_out];
         out.par_chunks_mut(plane_out)
@@ -304,7 +300,7 @@ impl CustomOp2 for DepthwiseGradInput {
         kl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (g, input) = self.geometry(gl.dims(), kl.dims())?;
-        let (grad_out, kernel) = (contiguous_f32(gs, gl)?, contiguous_f32(ks, kl)?);
+        let (grad_out, kernel) = (contiguous_f32(OP, gs, gl)?, contiguous_f32(OP, ks, kl)?);
         let (plane_in, plane_out, kk) = (g.h * g.w, g.ho * g.wo, g.k * g.k);
         let mut grad_in = vec![0f32; g.n * g.c * plane_in];
         grad_in
@@ -362,7 +358,7 @@ impl CustomOp2 for DepthwiseGradKernel {
         let c = xl.dims().get(1).copied().unwrap_or(0);
         let kernel = [c, 1, self.k, self.k];
         let g = Geometry::new(xl.dims(), &kernel, self.stride, self.pad)?;
-        let (x, grad_out) = (contiguous_f32(xs, xl)?, contiguous_f32(gs, gl)?);
+        let (x, grad_out) = (contiguous_f32(OP, xs, xl)?, contiguous_f32(OP, gs, gl)?);
         let (plane_in, plane_out, kk) = (g.h * g.w, g.ho * g.wo, g.k * g.k);
         let mut grad_kernel = vec![0f32; g.c * kk];
         grad_kernel

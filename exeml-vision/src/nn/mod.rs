@@ -11,6 +11,18 @@ pub use bias_act::{bias_activation, Activation};
 pub use conv::{ConvBn, ConvKind, Tensors};
 pub use depthwise::{depthwise_conv2d, shifted_depthwise_conv2d};
 
+/// A contiguous f32 slice of a CPU storage, or an error naming `op` for other layouts and types.
+fn contiguous_f32<'a>(
+    op: &str,
+    storage: &'a candle_core::CpuStorage,
+    layout: &candle_core::Layout,
+) -> candle_core::Result<&'a [f32]> {
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{op}: inputs must be contiguous")
+    };
+    Ok(&storage.as_slice::<f32>()?[start..end])
+}
+
 /// Elements below which a parallel task is not worth a thread hand-off (rayon's scheduling
 /// costs microseconds; a 7×7 plane takes nanoseconds).
 const MIN_TASK_ELEMENTS: usize = 1 << 14;
