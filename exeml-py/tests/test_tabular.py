@@ -190,7 +190,7 @@ def test_cli_and_python_give_the_same_model(iris_path: Path, tmp_path: Path):
     assert json.dumps(cli.manifest()["columns"]) == json.dumps(python.manifest()["columns"])
 
 
-@pytest.mark.parametrize("family", ["linear", "knn", "gbdt", "forest", "mlp"])
+@pytest.mark.parametrize("family", ["linear", "knn", "gbdt", "hist_gbdt", "forest", "mlp"])
 def test_each_family_alone(iris_split, family):
     train, test = iris_split
     predictor = exeml.TabularPredictor(label="species", families=[family], verbosity=0).fit(

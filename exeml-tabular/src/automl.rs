@@ -6,7 +6,9 @@ use crate::bagging;
 use crate::dataset::TabularDataset;
 use crate::ensemble::{self, EnsembleLimits};
 use crate::evaluate::{argmax, evaluate_classification, evaluate_regression, Evaluation};
-use crate::family::{self, forest, gbdt, knn, linear, mlp, Estimator, Labelled, Problem};
+use crate::family::{
+    self, forest, gbdt, hist_gbdt, knn, linear, mlp, Estimator, Labelled, Problem,
+};
 use crate::features::{self, Encoding, FeatureOptions, FeaturePipeline, Targets};
 use crate::manifest::{Lineage, Manifest, MemberManifest, FORMAT, FORMAT_VERSION};
 use crate::model::TabularModel;
@@ -1138,6 +1140,9 @@ fn refit_all(
             Estimator::Gbdt(fitted) => {
                 gbdt::refit(&c.trial.params, fitted, all, ctx.seed).map(Estimator::Gbdt)
             }
+            Estimator::HistGbdt(fitted) => {
+                hist_gbdt::refit(&c.trial.params, fitted, all, ctx).map(Estimator::HistGbdt)
+            }
             // The network trains for the epochs early stopping kept.
             Estimator::Mlp(fitted) => mlp::MlpTrainer { problem }
                 .fit(&fitted.refit_point(&c.trial.params), all, all, ctx)
@@ -1207,6 +1212,9 @@ fn fit_family(
         gbdt::FAMILY => gbdt::GbdtTrainer { problem }
             .fit(&trial.params, train, valid, ctx)
             .map(Estimator::Gbdt),
+        hist_gbdt::FAMILY => hist_gbdt::HistGbdtTrainer { problem }
+            .fit(&trial.params, train, valid, ctx)
+            .map(Estimator::HistGbdt),
         linear::FAMILY => linear::LinearTrainer { problem }
             .fit(&trial.params, train, valid, ctx)
             .map(Estimator::Linear),

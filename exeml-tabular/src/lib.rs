@@ -19,6 +19,7 @@
 pub mod automl;
 pub mod bagging;
 pub mod batch;
+pub mod boosting;
 pub mod checks;
 pub mod dataset;
 pub mod ensemble;

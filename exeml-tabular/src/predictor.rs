@@ -44,7 +44,8 @@ pub struct TabularPredictor {
     pub header: HeaderMode,
     /// An earlier model whose chosen configuration is tried first (`--from`).
     pub warm_start: Option<WarmStart>,
-    /// Model families the search may use (`linear`, `knn`, `gbdt`); empty means all.
+    /// Model families the search may use (`linear`, `knn`, `gbdt`, `hist_gbdt`, `forest`,
+    /// `mlp`); empty means all.
     pub families: Vec<String>,
     /// Limits on single-row latency and model size that the returned model meets.
     pub constraints: Constraints,
@@ -146,7 +147,8 @@ impl TabularPredictor {
         self
     }
 
-    /// Restrict the search to these model families (`linear`, `knn`, `gbdt`).
+    /// Restrict the search to these model families (`linear`, `knn`, `gbdt`, `hist_gbdt`,
+    /// `forest`, `mlp`).
     pub fn families<S: Into<String>>(mut self, families: impl IntoIterator<Item = S>) -> Self {
         self.families = families.into_iter().map(Into::into).collect();
         self

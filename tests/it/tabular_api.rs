@@ -249,7 +249,7 @@ fn tuning_rows_appended_to_training_rows_validate() {
 fn every_family_trains_saves_and_predicts_on_its_own() {
     let table = Table::read(&data("wine.csv"), ReadOptions::default()).expect("read");
     let dir = tempfile::tempdir().expect("tempdir");
-    for family in ["linear", "knn", "gbdt", "forest", "mlp"] {
+    for family in ["linear", "knn", "gbdt", "hist_gbdt", "forest", "mlp"] {
         let model = quick("cultivar")
             .families([family])
             .fit(&table)

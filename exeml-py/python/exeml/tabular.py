@@ -45,7 +45,7 @@ class TabularPredictor:
         0 is silent; 1 shows progress (a bar in Jupyter, lines elsewhere).
     families:
         Restrict the search to these model families (``"linear"``, ``"knn"``, ``"gbdt"``,
-        ``"forest"``, ``"mlp"``); ``None`` searches all.
+        ``"hist_gbdt"``, ``"forest"``, ``"mlp"``); ``None`` searches all.
     """
 
     def __init__(

@@ -4,6 +4,7 @@
 
 pub mod forest;
 pub mod gbdt;
+pub mod hist_gbdt;
 pub mod knn;
 pub mod linear;
 pub mod mlp;
@@ -62,6 +63,7 @@ pub fn spaces(problem: Problem) -> Vec<SearchSpace> {
         linear::search_space(problem),
         knn::search_space(problem),
         gbdt::search_space(problem),
+        hist_gbdt::search_space(problem),
         forest::search_space(problem),
         mlp::search_space(problem),
     ]
@@ -70,7 +72,7 @@ pub fn spaces(problem: Problem) -> Vec<SearchSpace> {
 /// The encoding a family needs.
 pub fn encoding_of(family: &str) -> Result<Encoding> {
     match family {
-        gbdt::FAMILY | forest::FAMILY => Ok(Encoding::Trees),
+        gbdt::FAMILY | hist_gbdt::FAMILY | forest::FAMILY => Ok(Encoding::Trees),
         linear::FAMILY | knn::FAMILY | mlp::FAMILY => Ok(Encoding::Linear),
         other => Err(Error::invalid(
             "model family",
@@ -84,6 +86,8 @@ pub fn encoding_of(family: &str) -> Result<Encoding> {
 pub enum Estimator {
     /// Gradient-boosted trees.
     Gbdt(gbdt::GbdtModel),
+    /// Histogram gradient boosting on exeml's own booster.
+    HistGbdt(hist_gbdt::HistGbdtModel),
     /// A regularised linear or logistic model.
     Linear(linear::LinearModel),
     /// k-nearest neighbours.
@@ -99,6 +103,7 @@ impl Estimator {
     pub fn family(&self) -> &'static str {
         match self {
             Estimator::Gbdt(_) => gbdt::FAMILY,
+            Estimator::HistGbdt(_) => hist_gbdt::FAMILY,
             Estimator::Linear(_) => linear::FAMILY,
             Estimator::Knn(_) => knn::FAMILY,
             Estimator::Forest(_) => forest::FAMILY,
@@ -110,6 +115,7 @@ impl Estimator {
     pub fn predict(&self, x: &Matrix) -> Vec<f64> {
         match self {
             Estimator::Gbdt(m) => m.predict(x),
+            Estimator::HistGbdt(m) => m.predict(x),
             Estimator::Linear(m) => m.predict(x),
             Estimator::Knn(m) => m.predict(x),
             Estimator::Forest(m) => m.predict(x),
@@ -121,6 +127,7 @@ impl Estimator {
     pub fn save(&self, dir: &Path) -> Result<Vec<String>> {
         match self {
             Estimator::Gbdt(m) => m.save(dir),
+            Estimator::HistGbdt(m) => m.save(dir),
             Estimator::Linear(m) => m.save(dir),
             Estimator::Knn(m) => m.save(dir),
             Estimator::Forest(m) => m.save(dir),
@@ -132,6 +139,9 @@ impl Estimator {
     pub fn load(family: &str, dir: &Path, problem: Problem) -> Result<Self> {
         match family {
             gbdt::FAMILY => Ok(Estimator::Gbdt(gbdt::GbdtModel::load(dir, problem)?)),
+            hist_gbdt::FAMILY => Ok(Estimator::HistGbdt(hist_gbdt::HistGbdtModel::load(
+                dir, problem,
+            )?)),
             linear::FAMILY => Ok(Estimator::Linear(linear::LinearModel::load(dir, problem)?)),
             knn::FAMILY => Ok(Estimator::Knn(knn::KnnModel::load(dir, problem)?)),
             forest::FAMILY => Ok(Estimator::Forest(forest::ForestModel::load(dir, problem)?)),

@@ -90,6 +90,10 @@ pub struct FitOptions {
     /// Whether the CSV has a header row.
     #[arg(long, value_enum, default_value = "auto")]
     pub header: HeaderArg,
+    /// Tables: restrict the search to these model families (linear, knn, gbdt, hist_gbdt,
+    /// forest, mlp); repeat the flag for several. Default: all.
+    #[arg(long = "family", value_name = "NAME")]
+    pub families: Vec<String>,
     /// Images: restrict the search to these backbones (mobilenet_v2, efficientnet_lite0, resnet18,
     /// resnet34, resnet50; the ResNets come from the Hugging Face hub cache or --weights).
     #[arg(long = "backbone")]

@@ -99,7 +99,7 @@ pub fn predictor(fit: &FitOptions) -> Result<(TabularPredictor, Budget)> {
         device,
         header: header_mode(fit.header),
         warm_start: None,
-        families: Vec::new(),
+        families: fit.families.clone(),
         constraints: fit.constraints()?,
         deterministic: fit.deterministic,
         search_rows: fit

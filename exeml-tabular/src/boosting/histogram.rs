@@ -1,0 +1,413 @@
+//! Gradient histograms of a leaf (per feature and bin: sums of gradients, hessians and rows)
+//! and the best split they allow.
+
+use super::bins::{BinCuts, Binned};
+use rayon::prelude::*;
+
+/// Leaves with fewer (rows × features) than this build their histogram on one thread.
+const PARALLEL_WORK: usize = 64 * 1024;
+/// Histograms with at least this many slots are searched for splits on the thread pool.
+const PARALLEL_SPLIT_SLOTS: usize = 16 * 1024;
+
+/// First and second derivative of the loss at one row.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct GradPair {
+    /// Gradient.
+    pub g: f64,
+    /// Hessian.
+    pub h: f64,
+}
+
+impl GradPair {
+    fn add(&mut self, other: GradPair) {
+        self.g += other.g;
+        self.h += other.h;
+    }
+}
+
+/// Sums over the rows of a leaf or a side of a split.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Sums {
+    /// Sum of gradients.
+    pub g: f64,
+    /// Sum of hessians.
+    pub h: f64,
+    /// Rows.
+    pub n: f64,
+}
+
+impl Sums {
+    /// `self - other`.
+    pub fn minus(self, other: Sums) -> Sums {
+        Sums {
+            g: self.g - other.g,
+            h: self.h - other.h,
+            n: self.n - other.n,
+        }
+    }
+
+    /// Sums of `grads` over `rows`.
+    pub fn of(rows: &[u32], grads: &[GradPair]) -> Sums {
+        let mut s = GradPair::default();
+        for &r in rows {
+            s.add(grads[r as usize]);
+        }
+        Sums {
+            g: s.g,
+            h: s.h,
+            n: rows.len() as f64,
+        }
+    }
+}
+
+/// Where each feature's slots lie in a histogram: one per value bin, and slot 0 for missing
+/// values. Features with few distinct values take few slots, so building, clearing and
+/// subtracting histograms touches only the bins that exist.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layout {
+    offsets: Vec<usize>,
+}
+
+impl Layout {
+    /// The layout of histograms over the features cut by `cuts`.
+    pub fn new(cuts: &BinCuts) -> Self {
+        let mut offsets = vec![0];
+        for f in 0..cuts.cuts.len() {
+            offsets.push(offsets[f] + cuts.value_bins(f) + 1);
+        }
+        Layout { offsets }
+    }
+
+    /// Slots of a histogram.
+    pub fn len(&self) -> usize {
+        self.offsets.last().copied().unwrap_or(0)
+    }
+
+    /// A new, zeroed histogram.
+    pub fn empty(&self) -> Histogram {
+        vec![GradPair::default(); self.len()]
+    }
+
+    /// Feature `f`'s slots.
+    fn slots<'h>(&self, hist: &'h [GradPair], f: usize) -> &'h [GradPair] {
+        &hist[self.offsets[f]..self.offsets[f + 1]]
+    }
+
+    /// Every feature's slots of `hist`, mutably, in feature order.
+    fn split_mut<'h>(&self, mut hist: &'h mut [GradPair]) -> Vec<&'h mut [GradPair]> {
+        let mut parts = Vec::with_capacity(self.offsets.len() - 1);
+        for w in self.offsets.windows(2) {
+            let (part, rest) = hist.split_at_mut(w[1] - w[0]);
+            parts.push(part);
+            hist = rest;
+        }
+        parts
+    }
+}
+
+/// One histogram: per feature and bin, the sums of gradients and hessians (row counts are
+/// estimated from hessians, as LightGBM does, which keeps a slot at 16 bytes).
+pub type Histogram = Vec<GradPair>;
+
+/// Fill `hist` with the sums of the rows `rows`, whose gradients are `ordered` (gathered in the
+/// same order, so that the inner loop reads them sequentially), for the features marked in
+/// `active` (the other features' slots are left as they were); on the thread pool when
+/// `parallel` and the leaf is large.
+pub fn build(
+    hist: &mut [GradPair],
+    layout: &Layout,
+    binned: &Binned,
+    (rows, ordered): (&[u32], &[GradPair]),
+    active: &[bool],
+    parallel: bool,
+) {
+    let fill = |(f, slots): (usize, &mut &mut [GradPair])| {
+        if !active[f] {
+            return;
+        }
+        // Sum into a full 256-slot array on the stack: a u8 bin always indexes it, so the
+        // inner loop has no bounds check on the histogram.
+        let mut sums = [GradPair::default(); 256];
+        let column = binned.column(f);
+        for (&r, &p) in rows.iter().zip(ordered) {
+            sums[usize::from(column[r as usize])].add(p);
+        }
+        slots.copy_from_slice(&sums[..slots.len()]);
+    };
+    let mut parts = layout.split_mut(hist);
+    let work = rows.len() * binned.cols;
+    if !parallel || work < PARALLEL_WORK {
+        parts.iter_mut().enumerate().for_each(fill);
+    } else {
+        parts
+            .par_iter_mut()
+            .enumerate()
+            .with_min_len((PARALLEL_WORK / rows.len().max(1)).max(1))
+            .for_each(fill);
+    }
+}
+
+/// `parent -= child`: the histogram of the parent's other child (slots of inactive features
+/// hold leftovers that are never read).
+pub fn subtract(parent: &mut [GradPair], child: &[GradPair]) {
+    for (p, c) in parent.iter_mut().zip(child) {
+        p.g -= c.g;
+        p.h -= c.h;
+    }
+}
+
+/// Limits on a split.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SplitRules {
+    /// L2 penalty on leaf values.
+    pub lambda: f64,
+    /// Fewest rows in a child.
+    pub min_rows: f64,
+    /// Smallest hessian sum in a child.
+    pub min_hessian: f64,
+    /// Smallest gain worth a split.
+    pub min_gain: f64,
+}
+
+impl SplitRules {
+    /// A leaf's contribution to the loss reduction: G² / (H + λ).
+    fn score(&self, s: Sums) -> f64 {
+        s.g * s.g / (s.h + self.lambda)
+    }
+
+    /// The value of a leaf with sums `s`, before shrinkage: −G / (H + λ).
+    pub fn leaf_value(&self, s: Sums) -> f64 {
+        if s.h + self.lambda > 0.0 {
+            -s.g / (s.h + self.lambda)
+        } else {
+            0.0
+        }
+    }
+
+    fn allows(&self, s: Sums) -> bool {
+        s.n >= self.min_rows && s.h >= self.min_hessian
+    }
+}
+
+/// The best split of a leaf.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Split {
+    /// The feature tested.
+    pub feature: usize,
+    /// Value bins `1..=bin` go left.
+    pub bin: usize,
+    /// Where missing values go.
+    pub missing_left: bool,
+    /// Loss reduction.
+    pub gain: f64,
+    /// Sums of the left child.
+    pub left: Sums,
+    /// Sums of the right child.
+    pub right: Sums,
+}
+
+/// The best split of a leaf with sums `parent` and histogram `hist` over the active features,
+/// or `None` when no split satisfies `rules`. Missing values are tried on both sides; when the
+/// leaf has none, they are sent to the side with more hessian (where unseen missing values are
+/// most likely to belong). Of equal gains, the lowest feature and bin win (on any thread count).
+/// Wide histograms are searched on the thread pool when `parallel`.
+pub fn best_split(
+    hist: &[GradPair],
+    layout: &Layout,
+    parent: Sums,
+    (active, rules): (&[bool], &SplitRules),
+    parallel: bool,
+) -> Option<Split> {
+    let features = (0..active.len()).filter(|&f| active[f]);
+    let of_feature = |f: usize| best_of_feature(f, layout.slots(hist, f), parent, rules);
+    let better = |a: Option<Split>, b: Option<Split>| match (a, b) {
+        (Some(x), Some(y)) => Some(
+            if y.gain > x.gain || (y.gain == x.gain && y.feature < x.feature) {
+                y
+            } else {
+                x
+            },
+        ),
+        (x, None) => x,
+        (None, y) => y,
+    };
+    if !parallel || layout.len() < PARALLEL_SPLIT_SLOTS {
+        features.map(of_feature).fold(None, better)
+    } else {
+        features
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(of_feature)
+            .reduce(|| None, better)
+    }
+}
+
+/// The best split on feature `f`, whose histogram slots are `slots`.
+fn best_of_feature(
+    f: usize,
+    slots: &[GradPair],
+    parent: Sums,
+    rules: &SplitRules,
+) -> Option<Split> {
+    // Slot 0 (missing) plus at least two value bins, or nothing can be split.
+    if slots.len() < 3 {
+        return None;
+    }
+    let parent_score = rules.score(parent);
+    // Rows per unit of hessian: a side's row count is estimated from its hessian sum (exact
+    // when every hessian is equal, as for squared error).
+    let rows_per_hessian = if parent.h > 0.0 {
+        parent.n / parent.h
+    } else {
+        0.0
+    };
+    let missing = slots[0];
+    let has_missing = missing.h != 0.0 || missing.g != 0.0;
+    let sides: &[bool] = if has_missing {
+        &[true, false]
+    } else {
+        &[false]
+    };
+    let mut best: Option<Split> = None;
+    let mut left_values = GradPair::default();
+    // The last value bin cannot be a split's left end: nothing would be right of it.
+    for (bin, &slot) in slots.iter().enumerate().take(slots.len() - 1).skip(1) {
+        left_values.add(slot);
+        if slot.h == 0.0 && slot.g == 0.0 {
+            continue;
+        }
+        for &missing_left in sides {
+            let mut sum = left_values;
+            if missing_left {
+                sum.add(missing);
+            }
+            let n = (sum.h * rows_per_hessian).min(parent.n);
+            let left = Sums {
+                g: sum.g,
+                h: sum.h,
+                n,
+            };
+            let right = parent.minus(left);
+            if !rules.allows(left) || !rules.allows(right) {
+                continue;
+            }
+            let gain = rules.score(left) + rules.score(right) - parent_score;
+            if gain > rules.min_gain && best.is_none_or(|b| gain > b.gain) {
+                let missing_left = if has_missing {
+                    missing_left
+                } else {
+                    left.h >= right.h
+                };
+                best = Some(Split {
+                    feature: f,
+                    bin,
+                    missing_left,
+                    gain,
+                    left,
+                    right,
+                });
+            }
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::Matrix;
+
+    const RULES: SplitRules = SplitRules {
+        lambda: 0.0,
+        min_rows: 1.0,
+        min_hessian: 0.0,
+        min_gain: 0.0,
+    };
+
+    #[test]
+    fn the_split_separating_the_gradients_is_found_and_subtraction_matches_a_build() {
+        // Feature 0 is noise; feature 1 separates negative from positive gradients at 2.5.
+        let x = Matrix {
+            data: vec![1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 2.0, 3.0, f64::NAN, 4.0],
+            rows: 5,
+            cols: 2,
+        };
+        let cuts = BinCuts::fit(&x, 255);
+        let binned = cuts.apply(&x);
+        let layout = Layout::new(&cuts);
+        let grads: Vec<GradPair> = [-1.0, -1.0, 1.0, 1.0, 1.0]
+            .iter()
+            .map(|&g| GradPair { g, h: 1.0 })
+            .collect();
+        let rows: Vec<u32> = (0..5).collect();
+        let active = [true, true];
+        let mut hist = layout.empty();
+        build(&mut hist, &layout, &binned, (&rows, &grads), &active, false);
+        let parent = Sums::of(&rows, &grads);
+        let split = best_split(&hist, &layout, parent, (&active, &RULES), false).expect("a split");
+        assert_eq!((split.feature, split.bin), (1, 1));
+        assert_eq!(cuts.threshold(1, split.bin), 2.5);
+        assert!(
+            !split.missing_left,
+            "the missing row has a positive gradient"
+        );
+        assert_eq!(split.left.n, 2.0);
+        // 2²/2 + 3²/3 − 1²/5
+        assert!((split.gain - 4.8).abs() < 1e-12, "{}", split.gain);
+
+        let left_rows = [0u32, 1];
+        let left_grads: Vec<GradPair> = left_rows.iter().map(|&r| grads[r as usize]).collect();
+        let mut left = layout.empty();
+        build(
+            &mut left,
+            &layout,
+            &binned,
+            (&left_rows, &left_grads),
+            &active,
+            true,
+        );
+        let right_rows = [2u32, 3, 4];
+        let right_grads: Vec<GradPair> = right_rows.iter().map(|&r| grads[r as usize]).collect();
+        let mut right = layout.empty();
+        build(
+            &mut right,
+            &layout,
+            &binned,
+            (&right_rows, &right_grads),
+            &active,
+            true,
+        );
+        subtract(&mut hist, &left);
+        assert_eq!(hist, right);
+    }
+
+    #[test]
+    fn rules_refuse_small_children() {
+        let x = Matrix {
+            data: vec![1.0, 2.0, 3.0, 4.0],
+            rows: 4,
+            cols: 1,
+        };
+        let cuts = BinCuts::fit(&x, 255);
+        let binned = cuts.apply(&x);
+        let layout = Layout::new(&cuts);
+        let grads: Vec<GradPair> = [-5.0, 1.0, 1.0, 1.0]
+            .iter()
+            .map(|&g| GradPair { g, h: 1.0 })
+            .collect();
+        let rows: Vec<u32> = (0..4).collect();
+        let mut hist = layout.empty();
+        build(&mut hist, &layout, &binned, (&rows, &grads), &[true], false);
+        let parent = Sums::of(&rows, &grads);
+        let free = best_split(&hist, &layout, parent, (&[true], &RULES), false).expect("a split");
+        assert_eq!(free.bin, 1);
+        let two_rows = SplitRules {
+            min_rows: 2.0,
+            ..RULES
+        };
+        let split =
+            best_split(&hist, &layout, parent, (&[true], &two_rows), false).expect("a split");
+        assert_eq!(split.bin, 2);
+        assert!(best_split(&hist, &layout, parent, (&[false], &RULES), false).is_none());
+    }
+}

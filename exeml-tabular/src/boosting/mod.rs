@@ -1,0 +1,509 @@
+//! exeml's own histogram gradient boosting (the LightGBM algorithm: binned features, gradient
+//! histograms with the subtraction trick, leaf-wise trees, second-order leaf values), with a
+//! true softmax objective for multiclass problems: one tree per class per round on the
+//! gradients of the joint softmax loss.
+//!
+//! Written here rather than taken from a crate: forust-ml (the other GBDT family) has no
+//! multiclass objective, so it needs one booster per class; `perpetual` needs a nightly
+//! compiler; `lightgbm3` builds LightGBM's C++ with cmake and libclang. This module is a few
+//! hundred lines of safe Rust over the column-major matrix the other families read.
+
+mod bins;
+mod histogram;
+mod objective;
+mod store;
+mod tree;
+
+pub use bins::{BinCuts, MAX_VALUE_BINS};
+pub use histogram::SplitRules;
+pub use objective::Objective;
+pub use tree::{GrowRules, Tree};
+
+use crate::features::Matrix;
+use exeml_core::seed::rng;
+use exeml_core::{Error, Result};
+use histogram::GradPair;
+use rand::seq::index::sample;
+use rayon::prelude::*;
+use tree::Grower;
+
+/// Rows at least this many are predicted on the thread pool.
+const PARALLEL_PREDICT_ROWS: usize = 256;
+/// Random stream of the row and feature sampling (see [`exeml_core::seed::rng`]).
+const SAMPLING_STREAM: u64 = 0x0B00_57ED;
+
+/// Everything a boosting run needs besides the data.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BoostParams {
+    /// How each tree grows.
+    pub grow: GrowRules,
+    /// Most rounds (one tree per output each).
+    pub max_rounds: usize,
+    /// Rounds without a better validation loss before stopping (0: never stop early).
+    pub early_stopping: usize,
+    /// Share of the rows each round's trees see (sampled without replacement, per round).
+    pub row_fraction: f64,
+    /// Share of the features each tree may split on.
+    pub feature_fraction: f64,
+    /// Most bins per feature.
+    pub max_value_bins: usize,
+    /// Seed of the row and feature sampling.
+    pub seed: u64,
+}
+
+/// A fitted booster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Booster {
+    /// The loss it minimised (decides how scores become predictions).
+    pub objective: Objective,
+    /// Starting score per output.
+    pub initial: Vec<f64>,
+    /// Trees, round-major: tree `round * outputs + output`.
+    pub trees: Vec<Tree>,
+    /// Features of the rows it predicts.
+    pub n_features: usize,
+}
+
+/// The validation rows a fit stops early on.
+#[derive(Debug, Clone, Copy)]
+pub struct Validation<'a> {
+    /// Their features.
+    pub x: &'a Matrix,
+    /// Their targets.
+    pub y: &'a [f64],
+}
+
+impl Booster {
+    /// Boost on `x`, `y` (targets: values, 0/1, or class indices for softmax). After every
+    /// round `go_on(round, validation loss)` is asked whether to continue; with validation
+    /// rows the booster keeps the rounds up to the best validation loss.
+    pub fn fit(
+        x: &Matrix,
+        y: &[f64],
+        valid: Option<Validation<'_>>,
+        objective: Objective,
+        params: &BoostParams,
+        go_on: &mut dyn FnMut(usize, Option<f64>) -> bool,
+    ) -> Result<Booster> {
+        check_targets(y, x.rows, objective, "training")?;
+        let valid = valid.filter(|v| v.x.rows > 0);
+        if let Some(v) = valid {
+            check_targets(v.y, v.x.rows, objective, "validation")?;
+            if v.x.cols != x.cols {
+                return Err(Error::invalid(
+                    "boosting",
+                    format!(
+                        "validation rows have {} features, training rows {}",
+                        v.x.cols, x.cols
+                    ),
+                ));
+            }
+        }
+        let (rows, outputs) = (x.rows, objective.outputs());
+        let cuts = BinCuts::fit(x, params.max_value_bins);
+        let binned = cuts.apply(x);
+        let valid_binned = valid.map(|v| cuts.apply(v.x));
+        let initial = objective.initial_scores(y);
+        let mut scores = class_major(&initial, rows);
+        let mut valid_scores = valid.map_or_else(Vec::new, |v| class_major(&initial, v.x.rows));
+        let mut grads = vec![GradPair::default(); rows * outputs];
+        // Several outputs (classes) grow their trees side by side, one thread each; a single
+        // output spreads its tree's work over the threads instead.
+        let trees_in_parallel = outputs > 1;
+        let mut growers: Vec<Grower<'_>> = (0..outputs)
+            .map(|_| Grower::new(&binned, &cuts, params.grow, !trees_in_parallel))
+            .collect();
+        let mut random = rng(params.seed, SAMPLING_STREAM);
+        let all_rows: Vec<u32> = (0..rows as u32).collect();
+        let bag_size = ((rows as f64 * params.row_fraction).ceil() as usize).clamp(1, rows);
+        let tree_features =
+            ((x.cols as f64 * params.feature_fraction).ceil() as usize).clamp(1, x.cols.max(1));
+        let mut trees = Vec::new();
+        let mut best = (f64::INFINITY, 0usize);
+
+        for round in 1..=params.max_rounds {
+            objective.gradients(y, &scores, &mut grads);
+            let bag = if bag_size < rows {
+                let mut bag: Vec<u32> = sample(&mut random, rows, bag_size)
+                    .into_iter()
+                    .map(|r| r as u32)
+                    .collect();
+                bag.sort_unstable();
+                Some(bag)
+            } else {
+                None
+            };
+            let bag_rows = bag.as_deref().unwrap_or(&all_rows);
+            // Drawn in output order before any tree grows, so threads do not change them.
+            let actives: Vec<Vec<bool>> = (0..outputs)
+                .map(|_| {
+                    if tree_features < x.cols {
+                        let mut active = vec![false; x.cols];
+                        for f in sample(&mut random, x.cols, tree_features) {
+                            active[f] = true;
+                        }
+                        active
+                    } else {
+                        vec![true; x.cols]
+                    }
+                })
+                .collect();
+            let grow = |((grower, grads), active): ((&mut Grower<'_>, &[GradPair]), &Vec<bool>)| {
+                grower.grow(grads, bag_rows, active)
+            };
+            let round_trees: Vec<Tree> = if trees_in_parallel {
+                growers
+                    .par_iter_mut()
+                    .zip(grads.par_chunks(rows))
+                    .zip(actives.par_iter())
+                    .map(grow)
+                    .collect()
+            } else {
+                growers
+                    .iter_mut()
+                    .zip(grads.chunks(rows))
+                    .zip(actives.iter())
+                    .map(grow)
+                    .collect()
+            };
+            let grew = round_trees.iter().any(|t| t.leaves() > 1);
+            let update = |((own, grower), tree): ((&mut [f64], &Grower<'_>), &Tree)| {
+                if bag.is_some() {
+                    // Rows outside the bag are in no leaf's range: walk the tree for all.
+                    for (r, s) in own.iter_mut().enumerate() {
+                        *s += tree.predict_binned(&binned, r);
+                    }
+                } else {
+                    for (rows_of_leaf, &value) in grower.leaf_rows().zip(&tree.leaf_value) {
+                        for &r in rows_of_leaf {
+                            own[r as usize] += value;
+                        }
+                    }
+                }
+            };
+            scores
+                .par_chunks_mut(rows)
+                .zip(growers.par_iter())
+                .zip(round_trees.par_iter())
+                .for_each(update);
+            if let Some(vb) = &valid_binned {
+                valid_scores
+                    .par_chunks_mut(vb.rows)
+                    .zip(round_trees.par_iter())
+                    .for_each(|(own, tree)| {
+                        for (r, s) in own.iter_mut().enumerate() {
+                            *s += tree.predict_binned(vb, r);
+                        }
+                    });
+            }
+            trees.extend(round_trees);
+            let loss = valid.map(|v| objective.loss(v.y, &valid_scores));
+            if let Some(l) = loss {
+                if l < best.0 {
+                    best = (l, round);
+                } else if params.early_stopping > 0 && round - best.1 >= params.early_stopping {
+                    break;
+                }
+            }
+            if !grew || !go_on(round, loss) {
+                break;
+            }
+        }
+        if valid.is_some() {
+            trees.truncate(best.1.max(1) * outputs);
+        }
+        Ok(Booster {
+            objective,
+            initial,
+            trees,
+            n_features: x.cols,
+        })
+    }
+
+    /// Rounds kept.
+    pub fn rounds(&self) -> usize {
+        self.trees.len() / self.objective.outputs()
+    }
+
+    /// Raw scores, row-major (`rows × outputs`).
+    pub fn raw_scores(&self, x: &Matrix) -> Vec<f64> {
+        let outputs = self.objective.outputs();
+        let mut out = vec![0.0; x.rows * outputs];
+        let fill = |(r, row): (usize, &mut [f64])| {
+            row.copy_from_slice(&self.initial);
+            for (i, tree) in self.trees.iter().enumerate() {
+                row[i % outputs] += tree.predict(x, r);
+            }
+        };
+        // Fanning a few rows out to the thread pool costs more than predicting them here (a
+        // served request is usually one row).
+        if x.rows >= PARALLEL_PREDICT_ROWS {
+            out.par_chunks_mut(outputs)
+                .enumerate()
+                .with_min_len(64)
+                .for_each(fill);
+        } else {
+            out.chunks_mut(outputs).enumerate().for_each(fill);
+        }
+        out
+    }
+
+    /// Predictions, row-major: values for squared error, else every class's probability.
+    pub fn predict(&self, x: &Matrix) -> Vec<f64> {
+        self.objective.predictions(self.raw_scores(x))
+    }
+}
+
+/// `initial[c]` repeated `rows` times per output, class-major.
+fn class_major(initial: &[f64], rows: usize) -> Vec<f64> {
+    initial
+        .iter()
+        .flat_map(|&s| std::iter::repeat_n(s, rows))
+        .collect()
+}
+
+fn check_targets(y: &[f64], rows: usize, objective: Objective, part: &str) -> Result<()> {
+    let bad = |msg: String| Err(Error::invalid("boosting", format!("{part} targets: {msg}")));
+    if rows == 0 {
+        return bad("no rows".into());
+    }
+    if y.len() != rows {
+        return bad(format!("{} targets for {rows} rows", y.len()));
+    }
+    if let Some(v) = y.iter().find(|v| !v.is_finite()) {
+        return bad(format!("{v} is not a finite number"));
+    }
+    let valid_class = |v: f64, k: usize| v >= 0.0 && v.fract() == 0.0 && (v as usize) < k;
+    match objective {
+        Objective::Logistic => {
+            if let Some(v) = y.iter().find(|&&v| !valid_class(v, 2)) {
+                return bad(format!("{v} is not 0 or 1"));
+            }
+        }
+        Objective::Softmax(k) => {
+            if k < 2 {
+                return bad(format!("softmax needs at least 2 classes, not {k}"));
+            }
+            if let Some(v) = y.iter().find(|&&v| !valid_class(v, k)) {
+                return bad(format!("{v} is not a class index below {k}"));
+            }
+        }
+        Objective::Squared => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(super) fn params() -> BoostParams {
+        BoostParams {
+            grow: GrowRules {
+                max_leaves: 15,
+                max_depth: 12,
+                learning_rate: 0.1,
+                split: SplitRules {
+                    lambda: 0.0,
+                    min_rows: 5.0,
+                    min_hessian: 1e-3,
+                    min_gain: 0.0,
+                },
+            },
+            max_rounds: 200,
+            early_stopping: 20,
+            row_fraction: 1.0,
+            feature_fraction: 1.0,
+            max_value_bins: 255,
+            seed: 7,
+        }
+    }
+
+    /// Three classes in rings around the origin (not linearly separable), plus a noise feature
+    /// with missing values.
+    pub(super) fn rings(n: usize, offset: usize) -> (Matrix, Vec<f64>) {
+        let mut data = vec![0.0; 3 * n];
+        let mut y = vec![0.0; n];
+        for r in 0..n {
+            let i = r + offset;
+            let a = ((i * 7919) % 1000) as f64 / 500.0 - 1.0;
+            let b = ((i * 104_729) % 997) as f64 / 498.5 - 1.0;
+            let radius = (a * a + b * b).sqrt();
+            data[r] = a;
+            data[n + r] = b;
+            data[2 * n + r] = if i % 5 == 0 {
+                f64::NAN
+            } else {
+                (i % 13) as f64
+            };
+            y[r] = if radius < 0.5 {
+                0.0
+            } else if radius < 0.9 {
+                1.0
+            } else {
+                2.0
+            };
+        }
+        (
+            Matrix {
+                data,
+                rows: n,
+                cols: 3,
+            },
+            y,
+        )
+    }
+
+    fn accuracy(probs: &[f64], y: &[f64], k: usize) -> f64 {
+        let right = probs
+            .chunks(k)
+            .zip(y)
+            .filter(|(p, &t)| {
+                let best = p
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .map(|(i, _)| i);
+                best == Some(t as usize)
+            })
+            .count();
+        right as f64 / y.len() as f64
+    }
+
+    #[test]
+    fn softmax_boosting_learns_rings_and_stops_early() {
+        let (x, y) = rings(1500, 0);
+        let (vx, vy) = rings(500, 1500);
+        let valid = Validation { x: &vx, y: &vy };
+        let mut seen = Vec::new();
+        let booster = Booster::fit(
+            &x,
+            &y,
+            Some(valid),
+            Objective::Softmax(3),
+            &params(),
+            &mut |r, l| {
+                seen.push((r, l.expect("validation loss")));
+                true
+            },
+        )
+        .expect("fit");
+        let probs = booster.predict(&vx);
+        assert_eq!(probs.len(), 500 * 3);
+        for row in probs.chunks(3) {
+            assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        }
+        let acc = accuracy(&probs, &vy, 3);
+        assert!(acc > 0.9, "validation accuracy {acc}");
+        // The kept rounds end at the best validation loss.
+        let best = seen
+            .iter()
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .expect("rounds ran");
+        assert_eq!(booster.rounds(), best.0);
+        assert_eq!(booster.trees.len(), 3 * best.0);
+        // The last validation loss reported is the loss of what predict gives.
+        let at_best = Objective::Softmax(3).loss(&vy, &{
+            let raw = booster.raw_scores(&vx);
+            (0..3)
+                .flat_map(|c| raw.iter().skip(c).step_by(3).copied().collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        });
+        assert!((at_best - best.1).abs() < 1e-9, "{at_best} vs {}", best.1);
+    }
+
+    #[test]
+    fn logistic_and_squared_boosting_fit_their_targets() {
+        let (x, classes) = rings(1000, 0);
+        let y: Vec<f64> = classes
+            .iter()
+            .map(|&c| f64::from(u8::from(c == 1.0)))
+            .collect();
+        let sampled = BoostParams {
+            row_fraction: 0.7,
+            feature_fraction: 0.67,
+            ..params()
+        };
+        let binary = Booster::fit(&x, &y, None, Objective::Logistic, &sampled, &mut |_, _| {
+            true
+        })
+        .expect("binary fit");
+        assert_eq!(
+            binary.rounds(),
+            200,
+            "no validation part: every round is kept"
+        );
+        let acc = accuracy(&binary.predict(&x), &y, 2);
+        assert!(acc > 0.95, "training accuracy {acc}");
+
+        let target: Vec<f64> = (0..1000)
+            .map(|r| x.get(r, 0) * 3.0 - x.get(r, 1).powi(2))
+            .collect();
+        let regression = Booster::fit(
+            &x,
+            &target,
+            None,
+            Objective::Squared,
+            &params(),
+            &mut |_, _| true,
+        )
+        .expect("regression fit");
+        let pred = regression.predict(&x);
+        let mse = pred
+            .iter()
+            .zip(&target)
+            .map(|(p, t)| (p - t).powi(2))
+            .sum::<f64>()
+            / 1000.0;
+        let variance = {
+            let mean = target.iter().sum::<f64>() / 1000.0;
+            target.iter().map(|t| (t - mean).powi(2)).sum::<f64>() / 1000.0
+        };
+        assert!(mse < 0.02 * variance, "mse {mse}, variance {variance}");
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_booster_and_the_callback_can_stop() {
+        let (x, y) = rings(600, 0);
+        let sampled = BoostParams {
+            row_fraction: 0.5,
+            feature_fraction: 0.5,
+            max_rounds: 30,
+            ..params()
+        };
+        let fit = || {
+            Booster::fit(
+                &x,
+                &y,
+                None,
+                Objective::Softmax(3),
+                &sampled,
+                &mut |_, _| true,
+            )
+            .expect("fit")
+        };
+        assert_eq!(fit(), fit());
+        let stopped = Booster::fit(
+            &x,
+            &y,
+            None,
+            Objective::Softmax(3),
+            &sampled,
+            &mut |r, _| r < 4,
+        )
+        .expect("fit");
+        assert_eq!(stopped.rounds(), 4);
+    }
+
+    #[test]
+    fn bad_targets_are_refused() {
+        let (x, _) = rings(10, 0);
+        let p = params();
+        let fit = |y: &[f64], o| Booster::fit(&x, y, None, o, &p, &mut |_, _| true);
+        assert!(fit(&[0.0; 9], Objective::Squared).is_err());
+        assert!(fit(&[2.0; 10], Objective::Logistic).is_err());
+        assert!(fit(&[3.0; 10], Objective::Softmax(3)).is_err());
+        assert!(fit(&[f64::NAN; 10], Objective::Squared).is_err());
+        assert!(fit(&[0.5; 10], Objective::Softmax(3)).is_err());
+    }
+}

@@ -1,0 +1,389 @@
+//! Histogram gradient boosting on exeml's own booster ([`crate::boosting`]): LightGBM's
+//! algorithm and default point, a true softmax objective for multiclass problems, early
+//! stopping on the validation part and a stop before the time budget runs out. It is biased
+//! differently from the `gbdt` family (forust-ml): larger leaves by default (at least 20 rows),
+//! no L2 penalty at the default point, and one joint loss over the classes instead of one
+//! booster per class.
+
+use super::{Labelled, Problem};
+use crate::boosting::{BoostParams, Booster, GrowRules, Objective, SplitRules, Validation};
+use crate::features::Matrix;
+use exeml_core::search::{ParamPoint, ParamRange, ParamValue, SearchSpace};
+use exeml_core::{Error, FitContext, ProblemType, Result, Trainer};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+/// The family's name in manifests and leaderboards.
+pub const FAMILY: &str = "hist_gbdt";
+const MODEL_FILE: &str = "hist_gbdt.safetensors";
+/// Share of the remaining budget a fit may plan to use.
+const BUDGET_SHARE: f64 = 0.8;
+/// Rounds per step reported to the trial monitor.
+const ROUNDS_PER_STEP: usize = 10;
+
+/// Hyper-parameters of the booster, read from a search point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistGbdtParams {
+    /// Shrinkage per round.
+    pub learning_rate: f64,
+    /// Most leaves per tree.
+    pub max_leaves: usize,
+    /// Deepest a leaf may be.
+    pub max_depth: usize,
+    /// Fewest rows in a leaf.
+    pub min_rows: usize,
+    /// L2 penalty on leaf values.
+    pub l2: f64,
+    /// Share of features each tree may split on.
+    pub feature_fraction: f64,
+    /// Share of rows each round sees.
+    pub row_fraction: f64,
+    /// Most boosting rounds.
+    pub max_rounds: usize,
+    /// Rounds without validation improvement before stopping.
+    pub early_stopping: usize,
+}
+
+impl Default for HistGbdtParams {
+    /// LightGBM's defaults, with more rounds and early stopping.
+    fn default() -> Self {
+        HistGbdtParams {
+            learning_rate: 0.1,
+            max_leaves: 31,
+            max_depth: 64,
+            min_rows: 20,
+            l2: 0.0,
+            feature_fraction: 1.0,
+            row_fraction: 1.0,
+            max_rounds: 1000,
+            early_stopping: 50,
+        }
+    }
+}
+
+impl HistGbdtParams {
+    /// Read and validate the parameters of a search point (absent ones keep their defaults).
+    pub fn from_point(point: &ParamPoint) -> Result<Self> {
+        let d = HistGbdtParams::default();
+        let f = |k: &str, v: f64| point.get(k).and_then(ParamValue::as_f64).unwrap_or(v);
+        let i = |k: &str, v: usize| {
+            point
+                .get(k)
+                .and_then(ParamValue::as_i64)
+                .map_or(v, |x| x.max(0) as usize)
+        };
+        let p = HistGbdtParams {
+            learning_rate: f("learning_rate", d.learning_rate),
+            max_leaves: i("max_leaves", d.max_leaves),
+            max_depth: i("max_depth", d.max_depth),
+            min_rows: i("min_rows", d.min_rows),
+            l2: f("l2", d.l2),
+            feature_fraction: f("feature_fraction", d.feature_fraction),
+            row_fraction: f("row_fraction", d.row_fraction),
+            max_rounds: i("max_rounds", d.max_rounds),
+            early_stopping: i("early_stopping", d.early_stopping),
+        };
+        p.check()
+    }
+
+    fn check(self) -> Result<Self> {
+        let bad = |name: &str, msg: &str| Err(Error::invalid(format!("{FAMILY}.{name}"), msg));
+        if !(self.learning_rate > 0.0 && self.learning_rate <= 1.0) {
+            return bad("learning_rate", "must be in (0, 1]");
+        }
+        if self.max_leaves < 2 || self.max_depth < 1 || self.max_rounds < 1 || self.min_rows < 1 {
+            return bad(
+                "max_leaves",
+                "trees need at least 2 leaves, depth 1, 1 row per leaf and 1 round",
+            );
+        }
+        let share = |v: f64| v > 0.0 && v <= 1.0;
+        if !share(self.feature_fraction) || !share(self.row_fraction) {
+            return bad("feature_fraction", "sampling shares must be in (0, 1]");
+        }
+        if !(self.l2 >= 0.0 && self.l2.is_finite()) {
+            return bad("l2", "must be a non-negative number");
+        }
+        Ok(self)
+    }
+
+    /// The parameters as a search point (for manifests).
+    pub fn to_point(&self) -> ParamPoint {
+        let mut p = ParamPoint::new();
+        let mut float = |k: &str, v: f64| p.insert(k.into(), ParamValue::Float(v));
+        float("learning_rate", self.learning_rate);
+        float("l2", self.l2);
+        float("feature_fraction", self.feature_fraction);
+        float("row_fraction", self.row_fraction);
+        for (k, v) in [
+            ("max_leaves", self.max_leaves),
+            ("max_depth", self.max_depth),
+            ("min_rows", self.min_rows),
+            ("max_rounds", self.max_rounds),
+            ("early_stopping", self.early_stopping),
+        ] {
+            p.insert(k.into(), ParamValue::Int(v as i64));
+        }
+        p
+    }
+
+    fn boost_params(&self, rounds: usize, early_stopping: usize, seed: u64) -> BoostParams {
+        BoostParams {
+            grow: GrowRules {
+                max_leaves: self.max_leaves,
+                max_depth: self.max_depth,
+                learning_rate: self.learning_rate,
+                split: SplitRules {
+                    lambda: self.l2,
+                    min_rows: self.min_rows as f64,
+                    min_hessian: 1e-3,
+                    min_gain: 0.0,
+                },
+            },
+            max_rounds: rounds,
+            early_stopping,
+            row_fraction: self.row_fraction,
+            feature_fraction: self.feature_fraction,
+            max_value_bins: crate::boosting::MAX_VALUE_BINS,
+            seed,
+        }
+    }
+}
+
+/// The loss for a problem.
+fn objective(problem: Problem) -> Objective {
+    match problem.kind {
+        ProblemType::Regression => Objective::Squared,
+        ProblemType::Binary => Objective::Logistic,
+        _ => Objective::Softmax(problem.n_classes),
+    }
+}
+
+/// The family's search space; the default point is LightGBM's.
+pub fn search_space(problem: Problem) -> SearchSpace {
+    let float = |low, high, log| ParamRange::Float { low, high, log };
+    let int = |low, high, log| ParamRange::Int { low, high, log };
+    let params = BTreeMap::from([
+        ("learning_rate".to_string(), float(0.01, 0.3, true)),
+        ("max_leaves".to_string(), int(4, 255, true)),
+        ("min_rows".to_string(), int(2, 100, true)),
+        ("l2".to_string(), float(1e-3, 10.0, true)),
+        ("feature_fraction".to_string(), float(0.4, 1.0, false)),
+        ("row_fraction".to_string(), float(0.5, 1.0, false)),
+    ]);
+    // A round costs one tree per class, like the `gbdt` family's one booster per class, but
+    // the classes' trees grow side by side on the threads: its default point goes just before
+    // the `gbdt` family's.
+    let classes = objective(problem).outputs() as f64;
+    SearchSpace {
+        family: FAMILY.into(),
+        params,
+        defaults: vec![HistGbdtParams::default().to_point()],
+        cost_hint: 3.5 * classes.sqrt(),
+    }
+}
+
+/// A fitted booster and the problem it predicts.
+#[derive(Debug)]
+pub struct HistGbdtModel {
+    booster: Booster,
+    problem: Problem,
+}
+
+/// Fits [`HistGbdtModel`]s.
+#[derive(Debug, Clone, Copy)]
+pub struct HistGbdtTrainer {
+    /// The problem to fit.
+    pub problem: Problem,
+}
+
+impl Trainer for HistGbdtTrainer {
+    type Data = Labelled;
+    type Model = HistGbdtModel;
+
+    fn fit(
+        &self,
+        point: &ParamPoint,
+        train: &Labelled,
+        valid: &Labelled,
+        ctx: &FitContext<'_>,
+    ) -> Result<HistGbdtModel> {
+        let params = HistGbdtParams::from_point(point)?;
+        let started = Instant::now();
+        let allowed = ctx.budget.remaining().mul_f64(BUDGET_SHARE);
+        let validation = (valid.x.rows > 0).then_some(Validation {
+            x: &valid.x,
+            y: &valid.y,
+        });
+        let mut go_on = |round: usize, loss: Option<f64>| {
+            // Stop when another round (at the mean pace so far) would pass the planned share.
+            let elapsed = started.elapsed();
+            let pace = elapsed / round.max(1) as u32;
+            if ctx.budget.is_cancelled() || elapsed + pace > allowed {
+                return false;
+            }
+            match loss {
+                Some(l) if round % ROUNDS_PER_STEP == 0 => {
+                    ctx.monitor.report(round / ROUNDS_PER_STEP, l)
+                }
+                _ => true,
+            }
+        };
+        let booster = Booster::fit(
+            &train.x,
+            &train.y,
+            validation,
+            objective(self.problem),
+            &params.boost_params(params.max_rounds, params.early_stopping, ctx.seed),
+            &mut go_on,
+        )?;
+        Ok(HistGbdtModel {
+            booster,
+            problem: self.problem,
+        })
+    }
+}
+
+/// Refit on `data` (the training and validation rows together) with the parameters of `point`
+/// and the rounds `fitted` kept after early stopping: there is no validation part left to stop
+/// on.
+pub fn refit(
+    point: &ParamPoint,
+    fitted: &HistGbdtModel,
+    data: &Labelled,
+    ctx: &FitContext<'_>,
+) -> Result<HistGbdtModel> {
+    let params = HistGbdtParams::from_point(point)?;
+    let booster = Booster::fit(
+        &data.x,
+        &data.y,
+        None,
+        objective(fitted.problem),
+        &params.boost_params(fitted.booster.rounds().max(1), 0, ctx.seed),
+        &mut |_, _| !ctx.budget.is_cancelled() && !ctx.budget.exhausted(),
+    )?;
+    Ok(HistGbdtModel {
+        booster,
+        problem: fitted.problem,
+    })
+}
+
+impl HistGbdtModel {
+    /// Predictions, row-major: probabilities per class, or values for regression.
+    pub fn predict(&self, x: &Matrix) -> Vec<f64> {
+        self.booster.predict(x)
+    }
+
+    /// Boosting rounds kept.
+    pub fn rounds(&self) -> usize {
+        self.booster.rounds()
+    }
+
+    /// Write the booster into `dir`.
+    pub fn save(&self, dir: &Path) -> Result<Vec<String>> {
+        self.booster.save(&dir.join(MODEL_FILE))?;
+        Ok(vec![MODEL_FILE.to_string()])
+    }
+
+    /// Read the booster written by [`HistGbdtModel::save`], checking it fits `problem`.
+    pub fn load(dir: &Path, problem: Problem) -> Result<Self> {
+        let path = dir.join(MODEL_FILE);
+        let booster = Booster::load(&path)?;
+        if booster.objective != objective(problem) {
+            return Err(Error::data(
+                &path,
+                format!(
+                    "the booster minimises {:?}, the model is {:?} with {} classes",
+                    booster.objective, problem.kind, problem.n_classes
+                ),
+            ));
+        }
+        Ok(HistGbdtModel { booster, problem })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::family::test_context;
+
+    fn blobs(n: usize, classes: usize, offset: usize) -> Labelled {
+        let mut data = vec![0.0; 2 * n];
+        let mut y = vec![0.0; n];
+        for r in 0..n {
+            let i = r + offset;
+            let c = i % classes;
+            let jitter = ((i * 7919) % 100) as f64 / 100.0 - 0.5;
+            data[r] = c as f64 + jitter;
+            data[n + r] = ((i * 104_729) % 50) as f64;
+            y[r] = c as f64;
+        }
+        Labelled::new(
+            Matrix {
+                data,
+                rows: n,
+                cols: 2,
+            },
+            y,
+        )
+    }
+
+    #[test]
+    fn multiclass_fits_saves_loads_and_refits() {
+        let problem = Problem {
+            kind: ProblemType::Multiclass,
+            n_classes: 4,
+        };
+        let (train, valid) = (blobs(400, 4, 0), blobs(100, 4, 400));
+        let trainer = HistGbdtTrainer { problem };
+        let point = HistGbdtParams::default().to_point();
+        let model = trainer
+            .fit(&point, &train, &valid, &test_context(1))
+            .expect("fit");
+        let probs = model.predict(&valid.x);
+        let right = probs
+            .chunks(4)
+            .zip(&valid.y)
+            .filter(|(p, &t)| p[t as usize] > 0.5)
+            .count();
+        assert!(right >= 95, "{right} of 100");
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        assert_eq!(model.save(dir.path()).expect("save"), vec![MODEL_FILE]);
+        let loaded = HistGbdtModel::load(dir.path(), problem).expect("load");
+        assert_eq!(loaded.predict(&valid.x), probs);
+        let binary = Problem {
+            kind: ProblemType::Binary,
+            n_classes: 2,
+        };
+        let err = HistGbdtModel::load(dir.path(), binary).expect_err("wrong problem");
+        assert!(err.to_string().contains(MODEL_FILE), "{err}");
+
+        let refitted = refit(&point, &model, &train, &test_context(1)).expect("refit");
+        assert_eq!(refitted.rounds(), model.rounds());
+    }
+
+    #[test]
+    fn points_round_trip_and_bad_ones_are_refused() {
+        let p = HistGbdtParams {
+            learning_rate: 0.05,
+            max_leaves: 63,
+            min_rows: 5,
+            ..HistGbdtParams::default()
+        };
+        assert_eq!(HistGbdtParams::from_point(&p.to_point()).expect("valid"), p);
+        let mut bad = p.to_point();
+        bad.insert("row_fraction".into(), ParamValue::Float(0.0));
+        assert!(HistGbdtParams::from_point(&bad).is_err());
+        let space = search_space(Problem {
+            kind: ProblemType::Regression,
+            n_classes: 1,
+        });
+        assert_eq!(space.family, FAMILY);
+        assert!(space
+            .defaults
+            .iter()
+            .all(|d| HistGbdtParams::from_point(d).is_ok()));
+    }
+}
