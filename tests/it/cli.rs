@@ -228,6 +228,81 @@ fn regression_evaluate_json_has_error_metrics() {
 fn bag_folds_is_for_tables_only() {
     let err = train_task_refused("image", &["--bag-folds", "3"]);
     assert!(err.contains("--bag-folds"), "{err}");
+    let err = train_task_refused("image", &["--family", "hist_gbdt"]);
+    assert!(err.contains("--family"), "{err}");
+}
+
+#[test]
+fn family_restricts_the_search_to_the_softmax_booster() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("model");
+    let wine = data("wine.csv");
+    let s = |p: &Path| p.to_str().expect("utf-8").to_string();
+    let train = |family: &str| {
+        exeml(
+            &[
+                "train",
+                "--task",
+                "tabular",
+                "--data",
+                &s(&wine),
+                "--label",
+                "cultivar",
+                "--time-limit",
+                "10s",
+                "--bag-folds",
+                "0",
+                "--family",
+                family,
+                "--out",
+                &s(&model),
+            ],
+            dir.path(),
+        )
+    };
+    let out = train("hist_gbdt");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(model.join("manifest.json")).expect("manifest"),
+    )
+    .expect("json");
+    let leaderboard = manifest["leaderboard"].as_array().expect("leaderboard");
+    assert!(
+        leaderboard
+            .iter()
+            .all(|r| ["hist_gbdt", "ensemble"]
+                .contains(&r["trial"]["family"].as_str().unwrap_or(""))),
+        "{manifest}"
+    );
+    let members = manifest["ensemble"].as_array().expect("ensemble");
+    assert!(
+        members.iter().all(|m| m["family"] == "hist_gbdt"),
+        "{manifest}"
+    );
+    let out = exeml(
+        &[
+            "evaluate",
+            "--model",
+            &s(&model),
+            "--data",
+            &s(&wine),
+            "--json",
+        ],
+        dir.path(),
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    let accuracy = report["accuracy"].as_f64().expect("accuracy");
+    assert!(accuracy > 0.9, "{report}");
+
+    std::fs::remove_dir_all(&model).ok();
+    let out = train("xgboost");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("unknown model family `xgboost`") && err.contains("hist_gbdt"),
+        "{err}"
+    );
+    assert!(!model.exists(), "no model folder");
 }
 
 #[test]

@@ -30,6 +30,12 @@ fn predictor(fit: &FitOptions) -> Result<ImagePredictor> {
             "is supported for tables only: image models are chosen on their validation part",
         ));
     }
+    if !fit.families.is_empty() {
+        return Err(Error::invalid(
+            "--family",
+            "is supported for tables only: image training searches backbones (--backbone)",
+        ));
+    }
     let device: exeml::core::Device = fit.device.parse()?;
     device.check_available()?;
     let backbones = fit
