@@ -1,5 +1,6 @@
 //! One fit of exeml's histogram booster with LightGBM's default parameters (100 rounds, 31
-//! leaves, at least 20 rows per leaf, learning rate 0.1, no early stopping), for
+//! leaves, at least 20 rows per leaf, 255 bins of at least 3 rows, learning rate 0.1, no early
+//! stopping), for
 //! `benches/tabular/booster.py`, which runs LightGBM on the same split in the same run.
 //!
 //! usage: booster_fit TRAIN.csv TEST.csv LABEL regression|binary|multiclass
@@ -97,6 +98,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         row_fraction: 1.0,
         feature_fraction: 1.0,
         max_value_bins: 255,
+        min_rows_in_bin: 3,
         seed: 0,
     };
     let started = Instant::now();

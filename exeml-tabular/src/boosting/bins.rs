@@ -40,12 +40,15 @@ impl Binned {
 }
 
 impl BinCuts {
-    /// Place the cuts of every feature of `x`, at most `max_value_bins` (≤ 255) per feature.
-    pub fn fit(x: &Matrix, max_value_bins: usize) -> Self {
+    /// Place the cuts of every feature of `x`: at most `max_value_bins` (≤ 255) per feature,
+    /// each holding at least `min_rows_in_bin` rows where the values allow (LightGBM's
+    /// `min_data_in_bin`: fewer, fuller bins on small data, where a bin per distinct value
+    /// would make small leaves search mostly empty bins).
+    pub fn fit(x: &Matrix, max_value_bins: usize, min_rows_in_bin: usize) -> Self {
         let max_value_bins = max_value_bins.clamp(2, MAX_VALUE_BINS);
         let cuts = (0..x.cols)
             .into_par_iter()
-            .map(|c| column_cuts(x.column(c), max_value_bins))
+            .map(|c| column_cuts(x.column(c), max_value_bins, min_rows_in_bin))
             .collect();
         BinCuts { cuts }
     }
@@ -90,10 +93,11 @@ impl BinCuts {
     }
 }
 
-/// Cuts of one column: between every pair of neighbouring distinct values when there are few,
+/// Cuts of one column: between neighbouring distinct values when there are few (merging
+/// values until a bin has `min_rows_in_bin` rows),
 /// else greedily so that each bin holds about the same number of rows (a value too frequent
 /// for one bin gets a bin of its own).
-fn column_cuts(column: &[f64], max_value_bins: usize) -> Vec<f64> {
+fn column_cuts(column: &[f64], max_value_bins: usize, min_rows_in_bin: usize) -> Vec<f64> {
     let step = column.len().div_ceil(CUT_SAMPLE_ROWS).max(1);
     let mut values: Vec<f64> = column
         .iter()
@@ -113,11 +117,19 @@ fn column_cuts(column: &[f64], max_value_bins: usize) -> Vec<f64> {
     if distinct.len() <= 1 {
         return Vec::new();
     }
+    // Rows of the sample a bin needs.
+    let min_in_bin = min_rows_in_bin.div_ceil(step).max(1);
     if distinct.len() <= max_value_bins {
-        return distinct
-            .windows(2)
-            .map(|w| between(w[0].0, w[1].0))
-            .collect();
+        let mut cuts = Vec::new();
+        let mut in_bin = 0;
+        for w in distinct.windows(2) {
+            in_bin += w[0].1;
+            if in_bin >= min_in_bin {
+                cuts.push(between(w[0].0, w[1].0));
+                in_bin = 0;
+            }
+        }
+        return cuts;
     }
     let mut remaining: usize = distinct.iter().map(|d| d.1).sum();
     let mut cuts = Vec::with_capacity(max_value_bins - 1);
@@ -127,7 +139,7 @@ fn column_cuts(column: &[f64], max_value_bins: usize) -> Vec<f64> {
         if bins_left <= 1 || i + 1 == distinct.len() {
             break;
         }
-        let target = remaining as f64 / bins_left as f64;
+        let target = (remaining as f64 / bins_left as f64).max(min_in_bin as f64);
         in_bin += count;
         let next = distinct[i + 1].1;
         // Close the bin when it is full, or when adding the next value would overfill it more
@@ -167,19 +179,21 @@ mod tests {
     #[test]
     fn few_values_get_a_bin_each_and_missing_values_bin_zero() {
         let x = matrix(&[&[3.0, 1.0, f64::NAN, 2.0, 1.0, f64::INFINITY]]);
-        let cuts = BinCuts::fit(&x, 255);
+        let cuts = BinCuts::fit(&x, 255, 1);
         assert_eq!(cuts.cuts[0], vec![1.5, 2.5, 3.0]);
         let binned = cuts.apply(&x);
         assert_eq!(binned.column(0), &[3, 1, 0, 2, 1, 4]);
         // The split "bins 1..=2 go left" is the raw test v <= 2.5.
         assert_eq!(cuts.threshold(0, 2), 2.5);
         assert_eq!(cuts.value_bins(0), 4);
+        // With at least three rows per bin, 1, 1 and 2 share the first bin.
+        assert_eq!(BinCuts::fit(&x, 255, 3).cuts[0], vec![2.5]);
     }
 
     #[test]
     fn a_constant_or_empty_column_has_one_bin() {
         let x = matrix(&[&[7.0, 7.0, 7.0], &[f64::NAN, f64::NAN, f64::NAN]]);
-        let cuts = BinCuts::fit(&x, 255);
+        let cuts = BinCuts::fit(&x, 255, 1);
         assert_eq!(cuts.value_bins(0), 1);
         assert_eq!(cuts.value_bins(1), 1);
         assert_eq!(cuts.apply(&x).bins, vec![1, 1, 1, 0, 0, 0]);
@@ -189,7 +203,7 @@ mod tests {
     fn many_values_are_cut_into_about_equal_bins() {
         let column: Vec<f64> = (0..10_000).map(|i| f64::from(i % 1000)).collect();
         let x = matrix(&[&column]);
-        let cuts = BinCuts::fit(&x, 10);
+        let cuts = BinCuts::fit(&x, 10, 1);
         assert_eq!(cuts.value_bins(0), 10);
         let binned = cuts.apply(&x);
         let mut counts = [0usize; 11];
@@ -207,7 +221,7 @@ mod tests {
         let mut column = vec![0.0; 5000];
         column.extend((1..=5000).map(f64::from));
         let x = matrix(&[&column]);
-        let cuts = BinCuts::fit(&x, 8);
+        let cuts = BinCuts::fit(&x, 8, 1);
         let binned = cuts.apply(&x);
         let zeros = binned.column(0)[0];
         assert!(binned.column(0)[5000..].iter().all(|&b| b != zeros));

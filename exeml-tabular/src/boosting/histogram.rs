@@ -367,7 +367,7 @@ mod tests {
             rows: 5,
             cols: 2,
         };
-        let cuts = BinCuts::fit(&x, 255);
+        let cuts = BinCuts::fit(&x, 255, 1);
         let binned = cuts.apply(&x);
         let layout = Layout::new(&cuts);
         let grads: Vec<GradPair> = [-1.0, -1.0, 1.0, 1.0, 1.0]
@@ -423,7 +423,7 @@ mod tests {
             rows: 4,
             cols: 1,
         };
-        let cuts = BinCuts::fit(&x, 255);
+        let cuts = BinCuts::fit(&x, 255, 1);
         let binned = cuts.apply(&x);
         let layout = Layout::new(&cuts);
         let grads: Vec<GradPair> = [-5.0, 1.0, 1.0, 1.0]

@@ -47,6 +47,8 @@ pub struct BoostParams {
     pub feature_fraction: f64,
     /// Most bins per feature.
     pub max_value_bins: usize,
+    /// Fewest rows in a bin, where the values allow.
+    pub min_rows_in_bin: usize,
     /// Seed of the row and feature sampling.
     pub seed: u64,
 }
@@ -100,7 +102,7 @@ impl Booster {
             }
         }
         let (rows, outputs) = (x.rows, objective.outputs());
-        let cuts = BinCuts::fit(x, params.max_value_bins);
+        let cuts = BinCuts::fit(x, params.max_value_bins, params.min_rows_in_bin);
         let binned = cuts.apply(x);
         let valid_binned = valid.map(|v| cuts.apply(v.x));
         let initial = objective.initial_scores(y);
@@ -315,6 +317,7 @@ mod tests {
             row_fraction: 1.0,
             feature_fraction: 1.0,
             max_value_bins: 255,
+            min_rows_in_bin: 1,
             seed: 7,
         }
     }

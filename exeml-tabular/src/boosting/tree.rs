@@ -449,7 +449,7 @@ mod tests {
     #[test]
     fn a_tree_fits_an_interaction_and_both_walks_agree() {
         let (x, y) = square(400);
-        let cuts = BinCuts::fit(&x, 255);
+        let cuts = BinCuts::fit(&x, 255, 1);
         let binned = cuts.apply(&x);
         // Squared loss at 0: g = −y, h = 1; the leaf value is the mean of y.
         let grads: Vec<GradPair> = y.iter().map(|&y| GradPair { g: -y, h: 1.0 }).collect();
@@ -486,7 +486,7 @@ mod tests {
             rows: n,
             cols: 1,
         };
-        let cuts = BinCuts::fit(&x, 255);
+        let cuts = BinCuts::fit(&x, 255, 1);
         let binned = cuts.apply(&x);
         let grads: Vec<GradPair> = y.iter().map(|&y| GradPair { g: -y, h: 1.0 }).collect();
         let rows: Vec<u32> = (0..n as u32).collect();
@@ -518,7 +518,7 @@ mod tests {
     #[test]
     fn a_full_histogram_pool_still_grows_the_same_tree() {
         let (x, y) = square(300);
-        let cuts = BinCuts::fit(&x, 255);
+        let cuts = BinCuts::fit(&x, 255, 1);
         let binned = cuts.apply(&x);
         let grads: Vec<GradPair> = y
             .iter()

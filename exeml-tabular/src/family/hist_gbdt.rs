@@ -19,6 +19,8 @@ pub const FAMILY: &str = "hist_gbdt";
 const MODEL_FILE: &str = "hist_gbdt.safetensors";
 /// Share of the remaining budget a fit may plan to use.
 const BUDGET_SHARE: f64 = 0.8;
+/// Fewest rows in a feature bin (LightGBM's `min_data_in_bin`).
+const MIN_ROWS_IN_BIN: usize = 3;
 /// Rounds per step reported to the trial monitor.
 const ROUNDS_PER_STEP: usize = 10;
 
@@ -146,6 +148,7 @@ impl HistGbdtParams {
             row_fraction: self.row_fraction,
             feature_fraction: self.feature_fraction,
             max_value_bins: crate::boosting::MAX_VALUE_BINS,
+            min_rows_in_bin: MIN_ROWS_IN_BIN,
             seed,
         }
     }
