@@ -10,8 +10,9 @@ usage:
   --time-limit   the budget given to every AutoML tool (exeml's syntax: 90, 90s, 10m, 1h30m);
                  the same number of seconds goes to FLAML (time_budget) and AutoGluon (time_limit).
                  LightGBM defaults have no budget (one fit); its wall/limit is still reported.
-  --sets         comma-separated subset of the data sets of export_datasets.py (default: all:
-                 iris, wine, breast_cancer, diabetes, digits)
+  --sets         comma-separated subset of the data sets of export_datasets.py (default: all 13:
+                 iris, wine, breast_cancer, diabetes, digits; attrition, credit_data, wa_churn,
+                 penguins, hpc_data, ames, sacramento (R modeldata); fashion_mnist_14px (70,000 rows))
   --out          Markdown report (default benches/tabular/last-automl-results.md); also printed
 
 Needs, in the Python that runs it: lightgbm scikit-learn pandas numpy flaml autogluon.tabular and an
@@ -225,6 +226,16 @@ def worker(args):
     test = read_split(args.test, args.label, args.regression)
     x, y = train.drop(columns=[args.label]), train[args.label]
     xt = test.drop(columns=[args.label])
+    if args.worker in ("flaml", "lightgbm"):
+        # Text columns become pandas categoricals (one category list for both parts), as a user of
+        # LightGBM's or FLAML's scikit-learn API would pass them; AutoGluon reads raw frames.
+        for column in x.columns:
+            if x[column].dtype == object or xt[column].dtype == object:
+                kinds = sorted(set(x[column].dropna().astype(str)) | set(xt[column].dropna().astype(str)))
+                x[column] = pd.Categorical(x[column].astype(object).where(x[column].isna(), x[column].astype(str)),
+                                           categories=kinds)
+                xt[column] = pd.Categorical(xt[column].astype(object).where(xt[column].isna(), xt[column].astype(str)),
+                                            categories=kinds)
     if args.worker == "flaml":
         predict, proba, fit_s, artifact, info = fit_flaml(x, y, args.regression, args.limit, out_dir)
     elif args.worker == "autogluon":
@@ -423,7 +434,7 @@ def report(args, limit_s, sets, results, metrics, errors):
         f"{flaml_list[True]} (regression)",
         f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}; "
         f"run {time.strftime('%Y-%m-%d %H:%M')}",
-        "- data: fixed stratified 75/25 splits of export_datasets.py (seed 0); metrics on the 25 % test part",
+        "- data: fixed 75/25 splits of export_datasets.py (seed 0; stratified for classification); metrics on the 25 % test part",
         "- fit s: the whole `exeml train` process; the `fit()` call for the Python tools. process s: the "
         "whole training process. 1-row ms: median of 50 one-row `predict` calls in the tool's process; "
         "exeml's is the `latency_ms` its search measured for the chosen model (manifest leaderboard). "
@@ -501,7 +512,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("binary", nargs="?", help="the exeml binary (driver mode)")
     ap.add_argument("--time-limit", default="60s")
-    ap.add_argument("--sets", default=",".join(export_datasets.SETS))
+    ap.add_argument("--sets", default=",".join(export_datasets.ALL))
     ap.add_argument("--out", default=None, help="Markdown report (driver) or result JSON (worker)")
     ap.add_argument("--worker", choices=["flaml", "autogluon", "lightgbm"])
     ap.add_argument("--train")
@@ -521,16 +532,15 @@ def main():
         args.out = str(HERE / "last-automl-results.md")
     limit_s = parse_seconds(args.time_limit)
     sets = [s.strip() for s in args.sets.split(",") if s.strip()]
-    unknown = [s for s in sets if s not in export_datasets.SETS]
+    unknown = [s for s in sets if s not in export_datasets.ALL]
     if unknown:
-        ap.error(f"unknown data sets {unknown}; known: {', '.join(export_datasets.SETS)}")
+        ap.error(f"unknown data sets {unknown}; known: {', '.join(export_datasets.ALL)}")
 
     work_root = Path(tempfile.mkdtemp(prefix="exeml-automl-bench-"))
-    export_datasets.export(work_root, split=True)
+    export_datasets.export(work_root, split=True, names=sets)
     results, metrics, errors = {}, {}, []
     for name in sets:
-        _, label, class_names = export_datasets.SETS[name]
-        regression = class_names is None
+        label, regression = export_datasets.describe(name)
         train, test = work_root / f"{name}_train.csv", work_root / f"{name}_test.csv"
         truth = read_split(test, label, regression)[label]
         work = work_root / f"run_{name}"

@@ -31,6 +31,17 @@ if [ "$mode" != lightgbm ] && ! "$venv/bin/python" -W ignore -c "from flaml impo
   if [ "$(uname -s)" = Linux ]; then xgb="xgboost-cpu<3"; else xgb="xgboost<3"; fi
   "$venv/bin/pip" install -q flaml "$xgb" autogluon.tabular
 fi
+# The AutoML comparison's extra data sets come from Debian packages (R's modeldata, read with
+# Rscript, and Fashion-MNIST); installed here when missing.
+if [ "$mode" != lightgbm ]; then
+  missing=()
+  command -v Rscript >/dev/null && Rscript -e 'library(modeldata)' >/dev/null 2>&1 || missing+=(r-cran-modeldata)
+  [ -d /usr/share/datasets/fashion-mnist ] || missing+=(dataset-fashion-mnist)
+  if [ ${#missing[@]} -gt 0 ]; then
+    sudo_=$([ "$(id -u)" = 0 ] || echo sudo)
+    $sudo_ apt-get install -y -q "${missing[@]}"
+  fi
+fi
 # EXEML_BIN picks an already built binary; by default a release build is made.
 bin=${EXEML_BIN:-}
 if [ -z "$bin" ]; then
