@@ -3,6 +3,7 @@
 //! validation, evaluates the result and refits it on all rows when the budget allows.
 
 use crate::bagging;
+use crate::boosting::Booster;
 use crate::dataset::TabularDataset;
 use crate::ensemble::{self, EnsembleLimits};
 use crate::evaluate::{argmax, evaluate_classification, evaluate_regression, Evaluation};
@@ -12,7 +13,7 @@ use crate::family::{
 use crate::features::{self, Encoding, FeatureOptions, FeaturePipeline, Targets};
 use crate::manifest::{Lineage, Manifest, MemberManifest, FORMAT, FORMAT_VERSION};
 use crate::model::TabularModel;
-use crate::predictor::TabularPredictor;
+use crate::predictor::{ParentBooster, TabularPredictor};
 use crate::sample;
 use crate::schema::{label_numbers, label_texts, Target};
 use crate::table::Table;
@@ -28,6 +29,7 @@ use exeml_core::{
 };
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// How long the search goes on without improving: a fast answer for `performance_first`, a
@@ -226,6 +228,10 @@ pub fn fit(
             (s.family.clone(), rule)
         })
         .collect();
+    let parent_boosters: &[ParentBooster] = config
+        .warm_start
+        .as_ref()
+        .map_or(&[], |w| w.boosters.as_slice());
     let mut candidates: Vec<Candidate> = Vec::new();
     let mut history = Vec::new();
     let mut stopped_by_budget = false;
@@ -244,17 +250,30 @@ pub fn fit(
         }
         progress.phase(&format!("trial {}: {}", trial.id + 1, trial.family));
         progress.fraction(search_budget.fraction_used());
+        // A `hist_gbdt` trial at the parameters of one of the parent's boosters continues it
+        // on the parent's features (incremental training).
+        let parent = (trial.family == hist_gbdt::FAMILY)
+            .then(|| ParentBooster::find(parent_boosters, &trial.params))
+            .flatten();
         let key = FeatureKey {
             encoding: family::encoding_of(&trial.family)?,
             options: FeatureOptions::from_params(&trial.params)?,
+            from_parent: parent.is_some(),
         };
         let targets = Targets {
             y: &y_train,
             problem,
             seed: config.seed,
         };
-        let prepared =
-            prepared.get(key, &train_table, &valid_table, &columns, targets, &y_valid)?;
+        let prepared = prepared.get(
+            key,
+            &train_table,
+            &valid_table,
+            &columns,
+            targets,
+            &y_valid,
+            parent.map(|p| p.pipeline.as_ref()),
+        )?;
         let Prepared {
             pipeline,
             train,
@@ -271,7 +290,13 @@ pub fn fit(
             monitor: rule.map_or(&NeverStop as &dyn TrialMonitor, |r| r as &dyn TrialMonitor),
             ..ctx.clone()
         };
-        let fitted = fit_family(&trial, problem, train, valid, &trial_ctx);
+        let fitted = fit_family(
+            &trial,
+            problem,
+            (train, valid),
+            parent.map(|p| &p.booster),
+            &trial_ctx,
+        );
         let stopped_at = rule.and_then(MedianStopping::end);
         let fit_secs = fit_started.elapsed().as_secs_f64();
         let mut excluded_by_constraint = false;
@@ -294,7 +319,7 @@ pub fn fit(
                         metric: score_name(problem).into(),
                         fit_secs,
                         predict_secs,
-                        note: excluded.clone().or_else(|| {
+                        note: excluded.clone().or_else(|| continued_note(&estimator)).or_else(|| {
                             stopped_at.map(|step| {
                                 format!(
                                     "stopped early at step {step}: worse than the median of earlier {} trials",
@@ -526,11 +551,14 @@ pub fn fit(
     TabularModel::new(manifest, pipelines, estimators)
 }
 
-/// What a trial's features depend on: the family's encoding and the searched options.
+/// What a trial's features depend on: the family's encoding and the searched options, or the
+/// parent model's fitted pipeline (a trial that continues the parent's booster reads the
+/// parent's features, fitted or refitted never).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct FeatureKey {
     encoding: Encoding,
     options: FeatureOptions,
+    from_parent: bool,
 }
 
 /// A fitted pipeline with the training and validation features it produced.
@@ -555,7 +583,9 @@ struct PreparedFeatures {
 }
 
 impl PreparedFeatures {
-    /// The features for `key`, fitted on the training part now if they are not kept.
+    /// The features for `key`, fitted on the training part now if they are not kept (for a
+    /// key `from_parent`, `parent`'s pipeline applied as it is).
+    #[allow(clippy::too_many_arguments)]
     fn get(
         &mut self,
         key: FeatureKey,
@@ -564,18 +594,22 @@ impl PreparedFeatures {
         columns: &[crate::schema::ColumnSchema],
         targets: Targets<'_>,
         y_valid: &[f64],
+        parent: Option<&FeaturePipeline>,
     ) -> Result<&Prepared> {
         self.uses += 1;
         let index = match self.entries.iter().position(|p| p.key == key) {
             Some(i) => i,
             None => {
-                let (pipeline, x) = FeaturePipeline::fit_transform(
-                    train_table,
-                    columns,
-                    key.encoding,
-                    key.options,
-                    targets,
-                )?;
+                let (pipeline, x) = match parent.filter(|_| key.from_parent) {
+                    Some(p) => (p.clone(), p.transform(train_table)?),
+                    None => FeaturePipeline::fit_transform(
+                        train_table,
+                        columns,
+                        key.encoding,
+                        key.options,
+                        targets,
+                    )?,
+                };
                 let embedded = pipeline.embedded_features();
                 let valid = Labelled {
                     x: pipeline.transform(valid_table)?,
@@ -1117,14 +1151,22 @@ fn refit_all(
         let index = match keys.iter().position(|k| *k == c.key) {
             Some(i) => i,
             None => {
-                let (pipeline, x) = FeaturePipeline::fit_transform(
-                    &all_table,
-                    columns,
-                    c.key.encoding,
-                    c.key.options,
-                    targets,
-                )
-                .ok()?;
+                // A continued booster keeps reading the parent's features.
+                let (pipeline, x) = if c.key.from_parent {
+                    (
+                        (*c.pipeline).clone(),
+                        c.pipeline.transform(&all_table).ok()?,
+                    )
+                } else {
+                    FeaturePipeline::fit_transform(
+                        &all_table,
+                        columns,
+                        c.key.encoding,
+                        c.key.options,
+                        targets,
+                    )
+                    .ok()?
+                };
                 data.push(Labelled {
                     x,
                     y: y_all.clone(),
@@ -1159,7 +1201,7 @@ fn refit_all(
                     y: Vec::new(),
                     embedded: all.embedded.clone(),
                 };
-                fit_family(&c.trial, problem, all, &none, ctx)
+                fit_family(&c.trial, problem, (all, &none), None, ctx)
             }
         }
         .ok()?;
@@ -1201,20 +1243,37 @@ fn refit_meets(
 /// The pipelines and the members (pipeline index, estimator) of a refitted model.
 type RefitParts = (Vec<FeaturePipeline>, Vec<(usize, Estimator)>);
 
+/// The leaderboard note of a fit that continued an earlier booster.
+fn continued_note(estimator: &Estimator) -> Option<String> {
+    match estimator {
+        Estimator::HistGbdt(m) => m.continued_rounds().map(|r| {
+            format!(
+                "continues the parent's booster ({r} rounds) with {} new rounds",
+                m.rounds() - r
+            )
+        }),
+        _ => None,
+    }
+}
+
+/// Fit `trial`'s family; `parent` is an earlier booster a `hist_gbdt` trial continues.
 fn fit_family(
     trial: &Trial,
     problem: Problem,
-    train: &Labelled,
-    valid: &Labelled,
+    (train, valid): (&Labelled, &Labelled),
+    parent: Option<&Arc<Booster>>,
     ctx: &FitContext<'_>,
 ) -> Result<Estimator> {
     match trial.family.as_str() {
         gbdt::FAMILY => gbdt::GbdtTrainer { problem }
             .fit(&trial.params, train, valid, ctx)
             .map(Estimator::Gbdt),
-        hist_gbdt::FAMILY => hist_gbdt::HistGbdtTrainer { problem }
-            .fit(&trial.params, train, valid, ctx)
-            .map(Estimator::HistGbdt),
+        hist_gbdt::FAMILY => hist_gbdt::HistGbdtTrainer {
+            problem,
+            parent: parent.cloned(),
+        }
+        .fit(&trial.params, train, valid, ctx)
+        .map(Estimator::HistGbdt),
         linear::FAMILY => linear::LinearTrainer { problem }
             .fit(&trial.params, train, valid, ctx)
             .map(Estimator::Linear),

@@ -42,6 +42,6 @@ pub use dataset::TabularDataset;
 pub use evaluate::Evaluation;
 pub use importance::{permutation_importance, FeatureImportance};
 pub use model::{Predictions, TabularModel};
-pub use predictor::{TabularPredictor, WarmStart};
+pub use predictor::{ParentBooster, TabularPredictor, WarmStart};
 pub use sniff::HeaderMode;
 pub use table::{ReadOptions, Table};

@@ -1,5 +1,8 @@
 //! `TabularPredictor`: the one obvious entry point, shaped like AutoGluon's.
 
+use crate::boosting::Booster;
+use crate::family::Estimator;
+use crate::features::FeaturePipeline;
 use crate::manifest::Manifest;
 use crate::model::TabularModel;
 use crate::sniff::HeaderMode;
@@ -8,6 +11,7 @@ use exeml_core::{
     Budget, Constraints, Device, Preference, ProblemType, Progress, Result, Silent, Usage,
 };
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Configures and runs automatic training on a table.
@@ -66,13 +70,37 @@ pub struct TabularPredictor {
     pub bag_folds: Option<usize>,
 }
 
-/// The parent of an incremental run: its name in the lineage and its manifest.
+/// The parent of an incremental run: its name in the lineage, its manifest and its boosters.
 #[derive(Debug, Clone)]
 pub struct WarmStart {
     /// How the lineage names the parent (a model folder or a model version).
     pub name: String,
     /// The parent's manifest (its chosen family and parameters are tried first).
     pub manifest: Manifest,
+    /// The parent's `hist_gbdt` boosters: the trial at their parameters continues them.
+    pub boosters: Vec<ParentBooster>,
+}
+
+/// A booster of the parent model and the features it reads: the `hist_gbdt` trial at its
+/// parameters continues it on the new data, through the parent's fitted feature pipeline.
+#[derive(Debug, Clone)]
+pub struct ParentBooster {
+    /// The parameters it was fitted with.
+    pub params: exeml_core::search::ParamPoint,
+    /// The parent's fitted pipeline that makes its features.
+    pub pipeline: Arc<FeaturePipeline>,
+    /// The fitted booster.
+    pub booster: Arc<Booster>,
+}
+
+impl ParentBooster {
+    /// The first of `parents` fitted at `params`.
+    pub fn find<'p>(
+        parents: &'p [ParentBooster],
+        params: &exeml_core::search::ParamPoint,
+    ) -> Option<&'p ParentBooster> {
+        parents.iter().find(|p| p.params == *params)
+    }
 }
 
 impl Default for TabularPredictor {
@@ -173,12 +201,29 @@ impl TabularPredictor {
         self
     }
 
-    /// Warm-start from an earlier model: its chosen configuration is tried first and it is
-    /// recorded as the parent in the lineage.
+    /// Warm-start from an earlier model: its chosen configurations are tried first, a boosted
+    /// one (`hist_gbdt`) continues the parent's trees on the new data when the features match,
+    /// and it is recorded as the parent in the lineage.
     pub fn warm_start(mut self, name: impl Into<String>, parent: &TabularModel) -> Self {
+        // Of a bagged parent (k fits of one configuration), the first fold's booster is continued.
+        let boosters = parent
+            .manifest
+            .members()
+            .into_iter()
+            .zip(parent.members())
+            .filter_map(|(described, member)| match &member.estimator {
+                Estimator::HistGbdt(model) => Some(ParentBooster {
+                    params: described.params,
+                    pipeline: Arc::new(parent.pipelines()[member.pipeline].clone()),
+                    booster: Arc::new(model.booster().clone()),
+                }),
+                _ => None,
+            })
+            .collect();
         self.warm_start = Some(WarmStart {
             name: name.into(),
             manifest: parent.manifest.clone(),
+            boosters,
         });
         self
     }

@@ -149,6 +149,44 @@ fn warm_start_tries_the_parent_configuration_first_and_records_it() {
 }
 
 #[test]
+fn a_child_continues_the_parents_boosted_trees_on_new_rows() {
+    let table = Table::read(&data("breast_cancer.csv"), ReadOptions::default()).expect("read");
+    let first_half: Vec<usize> = (0..table.n_rows() / 2).collect();
+    let boosted = || {
+        quick("diagnosis")
+            .families(["hist_gbdt"])
+            .bag_folds(0)
+            .deterministic(true)
+    };
+    let parent = boosted().fit(&table.take(&first_half)).expect("parent");
+    let dir = tempfile::tempdir().expect("tempdir");
+    parent.save(dir.path()).expect("save");
+    let parent = TabularModel::load(dir.path()).expect("load");
+    let child = boosted()
+        .warm_start("half", &parent)
+        .fit(&table)
+        .expect("child");
+    let first = &child.manifest.leaderboard[0];
+    assert_eq!(first.trial.params, parent.manifest.members()[0].params);
+    let note = first.outcome.note.as_deref().unwrap_or("");
+    assert!(
+        note.starts_with("continues the parent's booster ("),
+        "{note}"
+    );
+    // Later trials start from scratch.
+    assert!(child.manifest.leaderboard[1..].iter().all(|r| !r
+        .outcome
+        .note
+        .as_deref()
+        .unwrap_or("")
+        .starts_with("continues")));
+    let Metrics::Classification(report) = &child.validation().metrics else {
+        panic!("classification metrics expected");
+    };
+    assert!(report.accuracy > 0.9, "{}", report.accuracy);
+}
+
+#[test]
 fn warm_start_from_a_model_of_another_label_is_refused() {
     let parent = quick("species").fit_path(&data("iris.csv")).expect("fit");
     let err = quick("diagnosis")

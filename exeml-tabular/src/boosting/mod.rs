@@ -87,139 +87,31 @@ impl Booster {
         params: &BoostParams,
         go_on: &mut dyn FnMut(usize, Option<f64>) -> bool,
     ) -> Result<Booster> {
-        check_targets(y, x.rows, objective, "training")?;
-        let valid = valid.filter(|v| v.x.rows > 0);
-        if let Some(v) = valid {
-            check_targets(v.y, v.x.rows, objective, "validation")?;
-            if v.x.cols != x.cols {
-                return Err(Error::invalid(
-                    "boosting",
-                    format!(
-                        "validation rows have {} features, training rows {}",
-                        v.x.cols, x.cols
-                    ),
-                ));
-            }
-        }
-        let (rows, outputs) = (x.rows, objective.outputs());
-        let cuts = BinCuts::fit(x, params.max_value_bins, params.min_rows_in_bin);
-        let binned = cuts.apply(x);
-        let valid_binned = valid.map(|v| cuts.apply(v.x));
-        let initial = objective.initial_scores(y);
-        let mut scores = class_major(&initial, rows);
-        let mut valid_scores = valid.map_or_else(Vec::new, |v| class_major(&initial, v.x.rows));
-        let mut grads = vec![GradPair::default(); rows * outputs];
-        // Several outputs (classes) grow their trees side by side, one thread each; a single
-        // output spreads its tree's work over the threads instead.
-        let trees_in_parallel = outputs > 1;
-        let mut growers: Vec<Grower<'_>> = (0..outputs)
-            .map(|_| Grower::new(&binned, &cuts, params.grow, !trees_in_parallel))
-            .collect();
-        let mut random = rng(params.seed, SAMPLING_STREAM);
-        let all_rows: Vec<u32> = (0..rows as u32).collect();
-        let bag_size = ((rows as f64 * params.row_fraction).ceil() as usize).clamp(1, rows);
-        let tree_features =
-            ((x.cols as f64 * params.feature_fraction).ceil() as usize).clamp(1, x.cols.max(1));
-        let mut trees = Vec::new();
-        let mut best = (f64::INFINITY, 0usize);
+        boost(x, y, valid, objective, params, None, go_on)
+    }
 
-        for round in 1..=params.max_rounds {
-            objective.gradients(y, &scores, &mut grads);
-            let bag = if bag_size < rows {
-                let mut bag: Vec<u32> = sample(&mut random, rows, bag_size)
-                    .into_iter()
-                    .map(|r| r as u32)
-                    .collect();
-                bag.sort_unstable();
-                Some(bag)
-            } else {
-                None
-            };
-            let bag_rows = bag.as_deref().unwrap_or(&all_rows);
-            // Drawn in output order before any tree grows, so threads do not change them.
-            let actives: Vec<Vec<bool>> = (0..outputs)
-                .map(|_| {
-                    if tree_features < x.cols {
-                        let mut active = vec![false; x.cols];
-                        for f in sample(&mut random, x.cols, tree_features) {
-                            active[f] = true;
-                        }
-                        active
-                    } else {
-                        vec![true; x.cols]
-                    }
-                })
-                .collect();
-            let grow = |((grower, grads), active): ((&mut Grower<'_>, &[GradPair]), &Vec<bool>)| {
-                grower.grow(grads, bag_rows, active)
-            };
-            let round_trees: Vec<Tree> = if trees_in_parallel {
-                growers
-                    .par_iter_mut()
-                    .zip(grads.par_chunks(rows))
-                    .zip(actives.par_iter())
-                    .map(grow)
-                    .collect()
-            } else {
-                growers
-                    .iter_mut()
-                    .zip(grads.chunks(rows))
-                    .zip(actives.iter())
-                    .map(grow)
-                    .collect()
-            };
-            let grew = round_trees.iter().any(|t| t.leaves() > 1);
-            let update = |((own, grower), tree): ((&mut [f64], &Grower<'_>), &Tree)| {
-                if bag.is_some() {
-                    // Rows outside the bag are in no leaf's range: walk the tree for all.
-                    for (r, s) in own.iter_mut().enumerate() {
-                        *s += tree.predict_binned(&binned, r);
-                    }
-                } else {
-                    for (rows_of_leaf, &value) in grower.leaf_rows().zip(&tree.leaf_value) {
-                        for &r in rows_of_leaf {
-                            own[r as usize] += value;
-                        }
-                    }
-                }
-            };
-            scores
-                .par_chunks_mut(rows)
-                .zip(growers.par_iter())
-                .zip(round_trees.par_iter())
-                .for_each(update);
-            if let Some(vb) = &valid_binned {
-                valid_scores
-                    .par_chunks_mut(vb.rows)
-                    .zip(round_trees.par_iter())
-                    .for_each(|(own, tree)| {
-                        for (r, s) in own.iter_mut().enumerate() {
-                            *s += tree.predict_binned(vb, r);
-                        }
-                    });
-            }
-            trees.extend(round_trees);
-            let loss = valid.map(|v| objective.loss(v.y, &valid_scores));
-            if let Some(l) = loss {
-                if l < best.0 {
-                    best = (l, round);
-                } else if params.early_stopping > 0 && round - best.1 >= params.early_stopping {
-                    break;
-                }
-            }
-            if !grew || !go_on(round, loss) {
-                break;
-            }
+    /// Continue boosting `earlier` on `x`, `y` (incremental training on new data): its trees
+    /// stay, new rounds start from its predictions, and `params.max_rounds` counts only the new
+    /// rounds. With validation rows, no new round is kept unless it improves on `earlier`'s
+    /// validation loss. `x` must have `earlier`'s features in the same order.
+    pub fn fit_from(
+        earlier: &Booster,
+        x: &Matrix,
+        y: &[f64],
+        valid: Option<Validation<'_>>,
+        params: &BoostParams,
+        go_on: &mut dyn FnMut(usize, Option<f64>) -> bool,
+    ) -> Result<Booster> {
+        if earlier.n_features != x.cols {
+            return Err(Error::invalid(
+                "boosting",
+                format!(
+                    "cannot continue a booster of {} features on rows of {}",
+                    earlier.n_features, x.cols
+                ),
+            ));
         }
-        if valid.is_some() {
-            trees.truncate(best.1.max(1) * outputs);
-        }
-        Ok(Booster {
-            objective,
-            initial,
-            trees,
-            n_features: x.cols,
-        })
+        boost(x, y, valid, earlier.objective, params, Some(earlier), go_on)
     }
 
     /// Rounds kept.
@@ -254,6 +146,186 @@ impl Booster {
     pub fn predict(&self, x: &Matrix) -> Vec<f64> {
         self.objective.predictions(self.raw_scores(x))
     }
+}
+
+/// The boosting loop of [`Booster::fit`] and [`Booster::fit_from`].
+fn boost(
+    x: &Matrix,
+    y: &[f64],
+    valid: Option<Validation<'_>>,
+    objective: Objective,
+    params: &BoostParams,
+    earlier: Option<&Booster>,
+    go_on: &mut dyn FnMut(usize, Option<f64>) -> bool,
+) -> Result<Booster> {
+    check_targets(y, x.rows, objective, "training")?;
+    let valid = valid.filter(|v| v.x.rows > 0);
+    if let Some(v) = valid {
+        check_targets(v.y, v.x.rows, objective, "validation")?;
+        if v.x.cols != x.cols {
+            return Err(Error::invalid(
+                "boosting",
+                format!(
+                    "validation rows have {} features, training rows {}",
+                    v.x.cols, x.cols
+                ),
+            ));
+        }
+    }
+    let (rows, outputs) = (x.rows, objective.outputs());
+    let cuts = BinCuts::fit(x, params.max_value_bins, params.min_rows_in_bin);
+    let binned = cuts.apply(x);
+    let valid_binned = valid.map(|v| cuts.apply(v.x));
+    // A continued booster starts from the earlier one's predictions, a new one from the best
+    // constant.
+    let (initial, mut scores, mut valid_scores, mut trees) = match earlier {
+        Some(e) => (
+            e.initial.clone(),
+            transposed(&e.raw_scores(x), outputs),
+            valid.map_or_else(Vec::new, |v| transposed(&e.raw_scores(v.x), outputs)),
+            e.trees.clone(),
+        ),
+        None => {
+            let initial = objective.initial_scores(y);
+            let scores = class_major(&initial, rows);
+            let valid_scores = valid.map_or_else(Vec::new, |v| class_major(&initial, v.x.rows));
+            (initial, scores, valid_scores, Vec::new())
+        }
+    };
+    let kept_before = trees.len();
+    let mut grads = vec![GradPair::default(); rows * outputs];
+    // Several outputs (classes) grow their trees side by side, one thread each; a single
+    // output spreads its tree's work over the threads instead.
+    let trees_in_parallel = outputs > 1;
+    let mut growers: Vec<Grower<'_>> = (0..outputs)
+        .map(|_| {
+            Grower::new(&binned, &cuts, params.grow, !trees_in_parallel)
+                .sharing_memory_with(outputs)
+        })
+        .collect();
+    let mut random = rng(params.seed, SAMPLING_STREAM);
+    let all_rows: Vec<u32> = (0..rows as u32).collect();
+    let bag_size = ((rows as f64 * params.row_fraction).ceil() as usize).clamp(1, rows);
+    let tree_features =
+        ((x.cols as f64 * params.feature_fraction).ceil() as usize).clamp(1, x.cols.max(1));
+    // (best validation loss, new rounds that reached it): a continued booster must beat the
+    // earlier one's loss with its new rounds.
+    let mut best = match (earlier, valid) {
+        (Some(_), Some(v)) => (objective.loss(v.y, &valid_scores), 0usize),
+        _ => (f64::INFINITY, 0usize),
+    };
+
+    for round in 1..=params.max_rounds {
+        objective.gradients(y, &scores, &mut grads);
+        let bag = if bag_size < rows {
+            let mut bag: Vec<u32> = sample(&mut random, rows, bag_size)
+                .into_iter()
+                .map(|r| r as u32)
+                .collect();
+            bag.sort_unstable();
+            Some(bag)
+        } else {
+            None
+        };
+        let bag_rows = bag.as_deref().unwrap_or(&all_rows);
+        // Drawn in output order before any tree grows, so threads do not change them.
+        let actives: Vec<Vec<bool>> = (0..outputs)
+            .map(|_| {
+                if tree_features < x.cols {
+                    let mut active = vec![false; x.cols];
+                    for f in sample(&mut random, x.cols, tree_features) {
+                        active[f] = true;
+                    }
+                    active
+                } else {
+                    vec![true; x.cols]
+                }
+            })
+            .collect();
+        let grow = |((grower, grads), active): ((&mut Grower<'_>, &[GradPair]), &Vec<bool>)| {
+            grower.grow(grads, bag_rows, active)
+        };
+        let round_trees: Vec<Tree> = if trees_in_parallel {
+            growers
+                .par_iter_mut()
+                .zip(grads.par_chunks(rows))
+                .zip(actives.par_iter())
+                .map(grow)
+                .collect()
+        } else {
+            growers
+                .iter_mut()
+                .zip(grads.chunks(rows))
+                .zip(actives.iter())
+                .map(grow)
+                .collect()
+        };
+        let grew = round_trees.iter().any(|t| t.leaves() > 1);
+        let update = |((own, grower), tree): ((&mut [f64], &Grower<'_>), &Tree)| {
+            if bag.is_some() {
+                // Rows outside the bag are in no leaf's range: walk the tree for all.
+                for (r, s) in own.iter_mut().enumerate() {
+                    *s += tree.predict_binned(&binned, r);
+                }
+            } else {
+                for (rows_of_leaf, &value) in grower.leaf_rows().zip(&tree.leaf_value) {
+                    for &r in rows_of_leaf {
+                        own[r as usize] += value;
+                    }
+                }
+            }
+        };
+        scores
+            .par_chunks_mut(rows)
+            .zip(growers.par_iter())
+            .zip(round_trees.par_iter())
+            .for_each(update);
+        if let Some(vb) = &valid_binned {
+            valid_scores
+                .par_chunks_mut(vb.rows)
+                .zip(round_trees.par_iter())
+                .for_each(|(own, tree)| {
+                    for (r, s) in own.iter_mut().enumerate() {
+                        *s += tree.predict_binned(vb, r);
+                    }
+                });
+        }
+        trees.extend(round_trees);
+        let loss = valid.map(|v| objective.loss(v.y, &valid_scores));
+        if let Some(l) = loss {
+            if l < best.0 {
+                best = (l, round);
+            } else if params.early_stopping > 0 && round - best.1 >= params.early_stopping {
+                break;
+            }
+        }
+        if !grew || !go_on(round, loss) {
+            break;
+        }
+    }
+    if valid.is_some() {
+        // A new booster keeps at least one round; a continued one may keep none of its new ones.
+        let least = usize::from(earlier.is_none());
+        trees.truncate(kept_before + best.1.max(least) * outputs);
+    }
+    Ok(Booster {
+        objective,
+        initial,
+        trees,
+        n_features: x.cols,
+    })
+}
+
+/// Row-major scores (`rows × outputs`) in class-major order.
+fn transposed(row_major: &[f64], outputs: usize) -> Vec<f64> {
+    let rows = row_major.len() / outputs.max(1);
+    let mut out = vec![0.0; row_major.len()];
+    for (r, row) in row_major.chunks(outputs).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            out[c * rows + r] = v;
+        }
+    }
+    out
 }
 
 /// `initial[c]` repeated `rows` times per output, class-major.
@@ -496,6 +568,50 @@ mod tests {
         )
         .expect("fit");
         assert_eq!(stopped.rounds(), 4);
+    }
+
+    #[test]
+    fn a_booster_continues_on_new_rows_keeping_its_trees() {
+        let (x, y) = rings(600, 0);
+        let (more, more_y) = rings(1200, 600);
+        let (vx, vy) = rings(400, 1800);
+        let valid = Validation { x: &vx, y: &vy };
+        let short = BoostParams {
+            max_rounds: 15,
+            ..params()
+        };
+        let earlier = Booster::fit(&x, &y, None, Objective::Softmax(3), &short, &mut |_, _| {
+            true
+        })
+        .expect("earlier fit");
+        let loss_of = |b: &Booster| {
+            let raw = b.raw_scores(&vx);
+            Objective::Softmax(3).loss(&vy, &transposed(&raw, 3))
+        };
+        let continued = Booster::fit_from(
+            &earlier,
+            &more,
+            &more_y,
+            Some(valid),
+            &params(),
+            &mut |_, _| true,
+        )
+        .expect("continued fit");
+        assert!(continued.rounds() > earlier.rounds());
+        assert_eq!(continued.trees[..earlier.trees.len()], earlier.trees[..]);
+        assert_eq!(continued.initial, earlier.initial);
+        assert!(loss_of(&continued) < loss_of(&earlier));
+
+        let narrow = Matrix {
+            data: more.data[..2 * more.rows].to_vec(),
+            rows: more.rows,
+            cols: 2,
+        };
+        let err = Booster::fit_from(&earlier, &narrow, &more_y, None, &params(), &mut |_, _| {
+            true
+        })
+        .expect_err("fewer features");
+        assert!(err.to_string().contains("3 features"), "{err}");
     }
 
     #[test]

@@ -161,6 +161,14 @@ impl<'a> Grower<'a> {
         }
     }
 
+    /// Share the cap on histogram memory with the other growers running at once (`growers` in
+    /// all), so that many classes' trees growing side by side stay within one cap.
+    pub fn sharing_memory_with(mut self, growers: usize) -> Self {
+        let hist_bytes = self.layout.len().max(1) * size_of::<GradPair>();
+        self.pool_capacity = (HISTOGRAM_POOL_BYTES / growers.max(1) / hist_bytes).max(3);
+        self
+    }
+
     /// The rows of each leaf of the last tree grown (indices into the rows it was grown on).
     pub fn leaf_rows(&self) -> impl Iterator<Item = &[u32]> {
         self.leaf_ranges.iter().map(|&(b, e)| &self.order[b..e])

@@ -12,6 +12,7 @@ use exeml_core::search::{ParamPoint, ParamRange, ParamValue, SearchSpace};
 use exeml_core::{Error, FitContext, ProblemType, Result, Trainer};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The family's name in manifests and leaderboards.
@@ -192,13 +193,18 @@ pub fn search_space(problem: Problem) -> SearchSpace {
 pub struct HistGbdtModel {
     booster: Booster,
     problem: Problem,
+    /// The earlier booster it continues, if any (a refit continues it too).
+    parent: Option<Arc<Booster>>,
 }
 
 /// Fits [`HistGbdtModel`]s.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct HistGbdtTrainer {
     /// The problem to fit.
     pub problem: Problem,
+    /// An earlier booster to continue instead of starting from scratch (incremental training
+    /// with `--from`); the rows must have its features.
+    pub parent: Option<Arc<Booster>>,
 }
 
 impl Trainer for HistGbdtTrainer {
@@ -233,24 +239,31 @@ impl Trainer for HistGbdtTrainer {
                 _ => true,
             }
         };
-        let booster = Booster::fit(
-            &train.x,
-            &train.y,
-            validation,
-            objective(self.problem),
-            &params.boost_params(params.max_rounds, params.early_stopping, ctx.seed),
-            &mut go_on,
-        )?;
+        let boost = params.boost_params(params.max_rounds, params.early_stopping, ctx.seed);
+        let booster = match &self.parent {
+            Some(parent) => {
+                Booster::fit_from(parent, &train.x, &train.y, validation, &boost, &mut go_on)?
+            }
+            None => Booster::fit(
+                &train.x,
+                &train.y,
+                validation,
+                objective(self.problem),
+                &boost,
+                &mut go_on,
+            )?,
+        };
         Ok(HistGbdtModel {
             booster,
             problem: self.problem,
+            parent: self.parent.clone(),
         })
     }
 }
 
 /// Refit on `data` (the training and validation rows together) with the parameters of `point`
 /// and the rounds `fitted` kept after early stopping: there is no validation part left to stop
-/// on.
+/// on. A fit that continued an earlier booster continues it again, with as many new rounds.
 pub fn refit(
     point: &ParamPoint,
     fitted: &HistGbdtModel,
@@ -258,17 +271,27 @@ pub fn refit(
     ctx: &FitContext<'_>,
 ) -> Result<HistGbdtModel> {
     let params = HistGbdtParams::from_point(point)?;
-    let booster = Booster::fit(
-        &data.x,
-        &data.y,
-        None,
-        objective(fitted.problem),
-        &params.boost_params(fitted.booster.rounds().max(1), 0, ctx.seed),
-        &mut |_, _| !ctx.budget.is_cancelled() && !ctx.budget.exhausted(),
-    )?;
+    let mut go_on =
+        |_: usize, _: Option<f64>| !ctx.budget.is_cancelled() && !ctx.budget.exhausted();
+    let booster = match &fitted.parent {
+        Some(parent) => {
+            let new_rounds = fitted.booster.rounds().saturating_sub(parent.rounds());
+            let boost = params.boost_params(new_rounds, 0, ctx.seed);
+            Booster::fit_from(parent, &data.x, &data.y, None, &boost, &mut go_on)?
+        }
+        None => Booster::fit(
+            &data.x,
+            &data.y,
+            None,
+            objective(fitted.problem),
+            &params.boost_params(fitted.booster.rounds().max(1), 0, ctx.seed),
+            &mut go_on,
+        )?,
+    };
     Ok(HistGbdtModel {
         booster,
         problem: fitted.problem,
+        parent: fitted.parent.clone(),
     })
 }
 
@@ -281,6 +304,16 @@ impl HistGbdtModel {
     /// Boosting rounds kept.
     pub fn rounds(&self) -> usize {
         self.booster.rounds()
+    }
+
+    /// The fitted booster.
+    pub fn booster(&self) -> &Booster {
+        &self.booster
+    }
+
+    /// Rounds of the earlier booster this fit continues (`None`: it started from scratch).
+    pub fn continued_rounds(&self) -> Option<usize> {
+        self.parent.as_ref().map(|p| p.rounds())
     }
 
     /// Write the booster into `dir`.
@@ -302,7 +335,11 @@ impl HistGbdtModel {
                 ),
             ));
         }
-        Ok(HistGbdtModel { booster, problem })
+        Ok(HistGbdtModel {
+            booster,
+            problem,
+            parent: None,
+        })
     }
 }
 
@@ -339,7 +376,10 @@ mod tests {
             n_classes: 4,
         };
         let (train, valid) = (blobs(400, 4, 0), blobs(100, 4, 400));
-        let trainer = HistGbdtTrainer { problem };
+        let trainer = HistGbdtTrainer {
+            problem,
+            parent: None,
+        };
         let point = HistGbdtParams::default().to_point();
         let model = trainer
             .fit(&point, &train, &valid, &test_context(1))
@@ -365,6 +405,25 @@ mod tests {
 
         let refitted = refit(&point, &model, &train, &test_context(1)).expect("refit");
         assert_eq!(refitted.rounds(), model.rounds());
+        assert_eq!(refitted.continued_rounds(), None);
+
+        // A fit from an earlier booster keeps its trees and adds rounds; its refit continues
+        // it again with as many new rounds.
+        let parent = Arc::new(model.booster().clone());
+        let child = HistGbdtTrainer {
+            problem,
+            parent: Some(Arc::clone(&parent)),
+        }
+        .fit(&point, &blobs(400, 4, 1000), &valid, &test_context(1))
+        .expect("continued fit");
+        assert_eq!(child.continued_rounds(), Some(model.rounds()));
+        assert!(child.rounds() >= model.rounds());
+        let child_refit = refit(&point, &child, &train, &test_context(1)).expect("refit");
+        assert_eq!(child_refit.rounds(), child.rounds());
+        assert_eq!(
+            child_refit.booster().trees[..parent.trees.len()],
+            parent.trees[..]
+        );
     }
 
     #[test]
