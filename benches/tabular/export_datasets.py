@@ -72,9 +72,11 @@ def write(path, header, body):
         w.writerows(body)
 
 
-def write_split(out, name, header, body, label_index, classification):
-    """NAME_train.csv / NAME_test.csv: a fixed 75/25 split, stratified for classification."""
-    strat = [r[label_index] for r in body] if classification else None
+def write_split(out, name, header, body, label_index, classification, strat=None):
+    """NAME_train.csv / NAME_test.csv: a fixed 75/25 split, stratified for classification (by
+    `strat` when given, else by the label's text)."""
+    if classification and strat is None:
+        strat = [r[label_index] for r in body]
     train, test = train_test_split(body, test_size=0.25, random_state=0, stratify=strat)
     write(out / f"{name}_train.csv", header, train)
     write(out / f"{name}_test.csv", header, test)
@@ -88,7 +90,10 @@ def export_sklearn(out, name, split):
     body = list(rows(bunch, classes))
     write(out / f"{name}.csv", header, body)
     if split:
-        write_split(out, name, header, body, len(header) - 1, classes is not None)
+        # Stratified by the class numbers, as this split has always been made (by the names,
+        # breast_cancer's rows would be shuffled differently).
+        write_split(out, name, header, body, len(header) - 1, classes is not None,
+                    strat=bunch.target if classes else None)
 
 
 def export_modeldata(out, name, split):

@@ -288,6 +288,9 @@ pub fn fit(
         }
         let trial_ctx = FitContext {
             monitor: rule.map_or(&NeverStop as &dyn TrialMonitor, |r| r as &dyn TrialMonitor),
+            budget: ctx
+                .budget
+                .slice(first_trial_share(&spaces, &history, &trial.family)),
             ..ctx.clone()
         };
         let fitted = fit_family(
@@ -1243,6 +1246,23 @@ fn refit_meets(
 /// The pipelines and the members (pipeline index, estimator) of a refitted model.
 type RefitParts = (Vec<FeaturePipeline>, Vec<(usize, Estimator)>);
 
+/// The share of the remaining search time a trial may use: a family's first trial gets an
+/// equal share with the other families not tried yet, so that one slow default point (a
+/// full-batch softmax regression on a large table, say) cannot take the time every other
+/// family needs for its first model; later trials may use all of it.
+fn first_trial_share(
+    spaces: &[exeml_core::search::SearchSpace],
+    history: &[TrialRecord],
+    family: &str,
+) -> f64 {
+    let tried = |f: &str| history.iter().any(|r| r.trial.family == f);
+    if tried(family) {
+        return 1.0;
+    }
+    let untried = spaces.iter().filter(|s| !tried(&s.family)).count();
+    1.0 / untried.max(1) as f64
+}
+
 /// The leaderboard note of a fit that continued an earlier booster.
 fn continued_note(estimator: &Estimator) -> Option<String> {
     match estimator {
@@ -1447,4 +1467,38 @@ pub fn split_rows(table: &Table, target: &Target, spec: SplitSpec) -> Result<Vec
     } else {
         stratified_split(&label_texts(values), spec)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use exeml_core::search::{SearchSpace, TrialOutcome};
+
+    #[test]
+    fn a_familys_first_trial_shares_the_time_with_the_untried_families() {
+        let space = |family: &str| SearchSpace {
+            family: family.into(),
+            params: Default::default(),
+            defaults: Vec::new(),
+            cost_hint: 1.0,
+        };
+        let spaces = [
+            space("linear"),
+            space("hist_gbdt"),
+            space("forest"),
+            space("mlp"),
+        ];
+        let record = |family: &str| TrialRecord {
+            trial: Trial {
+                id: 0,
+                family: family.into(),
+                params: ParamPoint::new(),
+            },
+            outcome: TrialOutcome::default(),
+        };
+        assert_eq!(first_trial_share(&spaces, &[], "linear"), 0.25);
+        let history = [record("linear")];
+        assert_eq!(first_trial_share(&spaces, &history, "hist_gbdt"), 1.0 / 3.0);
+        assert_eq!(first_trial_share(&spaces, &history, "linear"), 1.0);
+    }
 }
