@@ -69,13 +69,8 @@ impl HistGbdtParams {
     /// Read and validate the parameters of a search point (absent ones keep their defaults).
     pub fn from_point(point: &ParamPoint) -> Result<Self> {
         let d = HistGbdtParams::default();
-        let f = |k: &str, v: f64| point.get(k).and_then(ParamValue::as_f64).unwrap_or(v);
-        let i = |k: &str, v: usize| {
-            point
-                .get(k)
-                .and_then(ParamValue::as_i64)
-                .map_or(v, |x| x.max(0) as usize)
-        };
+        let f = |k: &str, v: f64| super::float_param(point, k, v);
+        let i = |k: &str, v: usize| super::count_param(point, k, v);
         let p = HistGbdtParams {
             learning_rate: f("learning_rate", d.learning_rate),
             max_leaves: i("max_leaves", d.max_leaves),

@@ -10,7 +10,7 @@ pub mod linear;
 pub mod mlp;
 
 use crate::features::{Encoding, Matrix};
-use exeml_core::search::SearchSpace;
+use exeml_core::search::{ParamPoint, ParamValue, SearchSpace};
 use exeml_core::{Error, ProblemType, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -204,6 +204,23 @@ pub(crate) fn read_f64_tensor(
         .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
         .collect();
     Ok((values, tensor.shape().to_vec()))
+}
+
+/// A float parameter of a search point, or `default` when it is absent.
+pub(crate) fn float_param(point: &ParamPoint, key: &str, default: f64) -> f64 {
+    point
+        .get(key)
+        .and_then(ParamValue::as_f64)
+        .unwrap_or(default)
+}
+
+/// A count parameter of a search point (negative values read as 0), or `default` when it is
+/// absent.
+pub(crate) fn count_param(point: &ParamPoint, key: &str, default: usize) -> usize {
+    point
+        .get(key)
+        .and_then(ParamValue::as_i64)
+        .map_or(default, |x| x.max(0) as usize)
 }
 
 /// Turn a row of raw scores into probabilities that sum to one.
