@@ -235,19 +235,13 @@ impl Trainer for HistGbdtTrainer {
             }
         };
         let boost = params.boost_params(params.max_rounds, params.early_stopping, ctx.seed);
-        let booster = match &self.parent {
-            Some(parent) => {
-                Booster::fit_from(parent, &train.x, &train.y, validation, &boost, &mut go_on)?
-            }
-            None => Booster::fit(
-                &train.x,
-                &train.y,
-                validation,
-                objective(self.problem),
-                &boost,
-                &mut go_on,
-            )?,
-        };
+        let booster = boost_from(
+            self.parent.as_deref(),
+            self.problem,
+            (train, validation),
+            &boost,
+            &mut go_on,
+        )?;
         Ok(HistGbdtModel {
             booster,
             problem: self.problem,
@@ -268,26 +262,36 @@ pub fn refit(
     let params = HistGbdtParams::from_point(point)?;
     let mut go_on =
         |_: usize, _: Option<f64>| !ctx.budget.is_cancelled() && !ctx.budget.exhausted();
-    let booster = match &fitted.parent {
-        Some(parent) => {
-            let new_rounds = fitted.booster.rounds().saturating_sub(parent.rounds());
-            let boost = params.boost_params(new_rounds, 0, ctx.seed);
-            Booster::fit_from(parent, &data.x, &data.y, None, &boost, &mut go_on)?
-        }
-        None => Booster::fit(
-            &data.x,
-            &data.y,
-            None,
-            objective(fitted.problem),
-            &params.boost_params(fitted.booster.rounds().max(1), 0, ctx.seed),
-            &mut go_on,
-        )?,
+    let rounds = match &fitted.parent {
+        Some(parent) => fitted.booster.rounds().saturating_sub(parent.rounds()),
+        None => fitted.booster.rounds().max(1),
     };
+    let booster = boost_from(
+        fitted.parent.as_deref(),
+        fitted.problem,
+        (data, None),
+        &params.boost_params(rounds, 0, ctx.seed),
+        &mut go_on,
+    )?;
     Ok(HistGbdtModel {
         booster,
         problem: fitted.problem,
         parent: fitted.parent.clone(),
     })
+}
+
+/// Boost on `train`, continuing `parent` when there is one, else from scratch.
+fn boost_from(
+    parent: Option<&Booster>,
+    problem: Problem,
+    (train, valid): (&Labelled, Option<Validation<'_>>),
+    boost: &BoostParams,
+    go_on: &mut dyn FnMut(usize, Option<f64>) -> bool,
+) -> Result<Booster> {
+    match parent {
+        Some(p) => Booster::fit_from(p, &train.x, &train.y, valid, boost, go_on),
+        None => Booster::fit(&train.x, &train.y, valid, objective(problem), boost, go_on),
+    }
 }
 
 impl HistGbdtModel {
