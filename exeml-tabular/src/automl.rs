@@ -423,8 +423,43 @@ pub fn fit(
         },
         ..ctx
     };
-    let bag = bagging::folds(config.preference, all_rows.len(), bag_folds)
-        .filter(|_| !sampled)
+    let bag_k = bagging::folds(config.preference, all_rows.len(), bag_folds).filter(|_| !sampled);
+    // Bagging re-chooses the weights on every row's out-of-fold prediction: a sounder choice
+    // than the search's one validation part, so the best model of each family the search's
+    // ensemble left out joins it as far as the time allows (weight 0 until chosen).
+    let chosen_count = chosen.len();
+    if let (Some(k), Some(_)) = (bag_k, ensemble_limits(config.preference)) {
+        let families: Vec<&str> = chosen
+            .iter()
+            .map(|(c, _)| c.trial.family.as_str())
+            .collect();
+        let mut seen: Vec<&str> = Vec::new();
+        let others: Vec<usize> = (0..pool.len())
+            .filter(|&i| {
+                let Some(c) = &pool[i] else { return false };
+                let family = c.trial.family.as_str();
+                let first = !families.contains(&family) && !seen.contains(&family);
+                if first {
+                    seen.push(family);
+                }
+                first
+            })
+            .collect();
+        let chosen_secs: Vec<f64> = chosen.iter().map(|(c, _)| c.fit_secs).collect();
+        let other_secs: Vec<f64> = others
+            .iter()
+            .filter_map(|&i| pool[i].as_ref().map(|c| c.fit_secs))
+            .collect();
+        let allowed = refit_ctx.budget.remaining().as_secs_f64() * bagging::WIDENED_SHARE;
+        let shape = (k, all_rows.len(), search_train.len());
+        for e in bagging::affordable_extras(&chosen_secs, &other_secs, shape, allowed) {
+            if let Some(c) = pool[others[e]].take() {
+                chosen.push((c, 0.0));
+            }
+        }
+    }
+    drop(pool);
+    let bag = bag_k
         .filter(|&k| {
             let fit_secs: Vec<f64> = chosen.iter().map(|(c, _)| c.fit_secs).collect();
             let needed = bagging::estimated_secs(&fit_secs, k, all_rows.len(), search_train.len());
@@ -463,6 +498,8 @@ pub fn fit(
             )
         }
         None => {
+            // Without bagging only the search's ensemble is refitted.
+            chosen.truncate(chosen_count);
             let refit_on = refit_rows(
                 &chosen,
                 &all_rows,
@@ -893,6 +930,9 @@ struct Bagged {
     /// The kept configurations (indices into the chosen ones) and their weights, chosen on the
     /// out-of-fold predictions.
     configs: Vec<(usize, f64)>,
+    /// Every bagged configuration (index into the chosen ones) with its own out-of-fold score,
+    /// best first: what the selection chose from.
+    scores: Vec<(usize, f64)>,
     /// The blended out-of-fold predictions of every row, and their targets.
     oof: Vec<f64>,
     y: Vec<f64>,
@@ -934,6 +974,14 @@ impl Bagged {
                 format!("{}#{} {w:.2}", trial.family, trial.id + 1)
             })
             .collect();
+        let considered: Vec<String> = self
+            .scores
+            .iter()
+            .map(|&(i, score)| {
+                let trial = &chosen[i].0.trial;
+                format!("{}#{} {}", trial.family, trial.id + 1, round4(score))
+            })
+            .collect();
         TrialRecord {
             trial: Trial {
                 id,
@@ -941,6 +989,10 @@ impl Bagged {
                 params: ParamPoint::from([
                     ("members".to_string(), ParamValue::Text(members.join(" + "))),
                     ("folds".to_string(), ParamValue::Int(self.folds as i64)),
+                    (
+                        "out_of_fold".to_string(),
+                        ParamValue::Text(considered.join(", ")),
+                    ),
                 ]),
             },
             outcome: TrialOutcome {
@@ -1042,14 +1094,22 @@ fn bag_all(
         );
     }
     let refs: Vec<&[f64]> = oof.iter().map(Vec::as_slice).collect();
+    // The selection starts from the best configuration by its out-of-fold score.
+    let mut by_score: Vec<(usize, f64)> = refs
+        .iter()
+        .map(|out| validation_score(problem, &y, out))
+        .enumerate()
+        .collect();
+    by_score.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let ranked: Vec<&[f64]> = by_score.iter().map(|&(i, _)| refs[i]).collect();
     let selection = ensemble_limits(inputs.preference)
         .filter(|_| chosen.len() > 1)
-        .and_then(|limits| ensemble::select(problem, &y, &refs, limits));
+        .and_then(|limits| ensemble::select(problem, &y, &ranked, limits));
     let mut weights: Vec<f64> = chosen.iter().map(|(_, w)| *w).collect();
     if let Some(selection) = selection {
         weights = vec![0.0; chosen.len()];
-        for (i, w) in selection.weights {
-            weights[i] = w;
+        for (rank, w) in selection.weights {
+            weights[by_score[rank].0] = w;
         }
     }
     let pairs: Vec<(usize, f64)> = weights.iter().copied().enumerate().collect();
@@ -1079,6 +1139,7 @@ fn bag_all(
         pipelines,
         estimators,
         configs,
+        scores: by_score,
         oof: blended,
         y,
     })

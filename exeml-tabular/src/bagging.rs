@@ -73,6 +73,32 @@ pub fn estimated_secs(fit_secs: &[f64], folds: usize, rows: usize, searched_rows
     fit_secs.iter().sum::<f64>() * scale * folds as f64 * 1.33
 }
 
+/// Share of the time left that bagging the chosen configurations and the extra ones may take
+/// together (the rest is slack for estimation error and the refit that replaces a failed bag).
+pub const WIDENED_SHARE: f64 = 0.9;
+
+/// Which `extra_secs` (search fit times of further configurations, in order of preference) can
+/// be bagged besides the chosen ones (`chosen_secs`) in `allowed_secs`: taken greedily in order,
+/// each while the estimate of all taken so far stays within the time (see [`estimated_secs`]).
+pub fn affordable_extras(
+    chosen_secs: &[f64],
+    extra_secs: &[f64],
+    (folds, rows, searched_rows): (usize, usize, usize),
+    allowed_secs: f64,
+) -> Vec<usize> {
+    let mut taken_secs = chosen_secs.to_vec();
+    let mut taken = Vec::new();
+    for (i, &secs) in extra_secs.iter().enumerate() {
+        taken_secs.push(secs);
+        if estimated_secs(&taken_secs, folds, rows, searched_rows) <= allowed_secs {
+            taken.push(i);
+        } else {
+            taken_secs.pop();
+        }
+    }
+    taken
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,5 +156,17 @@ mod tests {
         assert_eq!(folds(Preference::Balance, 50, Some(8)), None);
         let secs = estimated_secs(&[1.0, 2.0], 5, 1000, 800);
         assert!((secs - 3.0 * 5.0 * 1.33).abs() < 1e-9);
+    }
+
+    #[test]
+    fn extras_are_bagged_only_while_the_time_covers_them() {
+        // 5 folds of 1,000 rows after a search on 800: each search second costs 6.65 s.
+        let shape = (5, 1000, 800);
+        assert_eq!(
+            affordable_extras(&[1.0], &[0.5, 2.0, 0.5], shape, 14.0),
+            [0, 2]
+        );
+        assert_eq!(affordable_extras(&[1.0], &[0.5, 2.0], shape, 30.0), [0, 1]);
+        assert!(affordable_extras(&[2.0], &[0.5], shape, 10.0).is_empty());
     }
 }

@@ -352,7 +352,19 @@ impl TabularModel {
                     pipelines.len() - 1
                 }
             };
-            let estimator = Estimator::load(&member.family, &dir.join(&member.folder), problem)?;
+            let folder = dir.join(&member.folder);
+            let estimator = Estimator::load(&member.family, &folder, problem)?;
+            let width = estimator.input_width();
+            let features = pipelines[pipeline].n_features();
+            if !width.accepts(features) {
+                return Err(Error::Format {
+                    path: folder,
+                    message: format!(
+                        "the {} model reads {width} features, but its pipeline `{}` makes {features}",
+                        member.family, member.pipeline
+                    ),
+                });
+            }
             members.push((pipeline, estimator));
         }
         TabularModel::new(manifest, pipelines, members)

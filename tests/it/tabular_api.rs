@@ -311,6 +311,36 @@ fn every_family_trains_saves_and_predicts_on_its_own() {
             "{family}"
         );
     }
+    // A folder whose pipeline makes fewer features than its models read (files mixed up or
+    // edited) is refused on load, naming the member and both widths, instead of misread.
+    let iris = quick("species")
+        .families(["linear"])
+        .bag_folds(0)
+        .fit_path(&data("iris.csv"))
+        .expect("fit iris");
+    let iris_path = dir.path().join("iris");
+    iris.save(&iris_path).expect("save iris");
+    let narrow = std::fs::read(iris_path.join("pipeline.json")).expect("read pipeline");
+    for family in ["linear", "knn", "gbdt", "hist_gbdt", "forest", "mlp"] {
+        let path = dir.path().join(family);
+        for entry in std::fs::read_dir(&path).expect("read model folder") {
+            let file = entry.expect("entry").path();
+            let name = file
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if name.starts_with("pipeline") && name.ends_with(".json") {
+                std::fs::write(&file, &narrow).expect("swap pipeline");
+            }
+        }
+        let err = TabularModel::load(&path).expect_err("mismatched pipeline");
+        let message = err.to_string();
+        assert!(
+            message.contains(&format!("the {family} model reads"))
+                && message.contains("but its pipeline"),
+            "{family}: {message}"
+        );
+    }
     let err = quick("cultivar")
         .families(["bayes"])
         .fit(&table)
@@ -897,6 +927,12 @@ fn small_tables_are_bagged_and_scored_out_of_fold_on_every_row() {
     assert!(report.accuracy > 0.93, "{}", report.accuracy);
     let row = chosen_row(&model);
     assert_eq!(row.trial.family, "bagged");
+    // The best model of each family was bagged and scored out of fold, chosen or not.
+    let considered = row.trial.params["out_of_fold"].as_str().unwrap_or_default();
+    assert!(
+        considered.contains("linear#") && considered.contains("gbdt#"),
+        "{considered}"
+    );
     assert!(
         model.summary().contains("5-fold bagged"),
         "{}",

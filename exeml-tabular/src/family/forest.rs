@@ -589,6 +589,11 @@ fn bin_column(column: &[f64]) -> (Vec<f64>, Vec<u8>) {
 }
 
 impl ForestModel {
+    /// Number of input features.
+    pub fn n_features(&self) -> usize {
+        self.n_features
+    }
+
     /// Predictions, row-major: the trees' averaged class shares, or their mean for regression.
     pub fn predict(&self, x: &Matrix) -> Vec<f64> {
         let width = self.problem.output_width();

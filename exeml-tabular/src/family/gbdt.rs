@@ -362,6 +362,26 @@ fn one_vs_rest(y: &[f64], class: usize) -> Vec<f64> {
         .collect()
 }
 
+/// Refuse a booster whose trees link outside themselves or backwards: forust walks the links
+/// unchecked, so a damaged file would panic or loop at prediction time.
+fn check_tree_links(booster: &GradientBooster, path: &Path) -> Result<()> {
+    for (t, tree) in booster.trees.iter().enumerate() {
+        if tree.nodes.is_empty() {
+            return Err(Error::data(path, format!("tree {t} has no nodes")));
+        }
+        for (i, node) in tree.nodes.iter().enumerate() {
+            let links = [node.left_child, node.right_child, node.missing_node];
+            if !node.is_leaf && links.iter().any(|&c| c <= i || c >= tree.nodes.len()) {
+                return Err(Error::data(
+                    path,
+                    format!("tree {t} node {i} links outside the tree or backwards"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn backend(e: forust_ml::errors::ForustError) -> Error {
     Error::Backend {
         backend: "gbdt",
@@ -404,6 +424,19 @@ impl GbdtModel {
         }
     }
 
+    /// The highest feature column any tree splits on, plus one (forust does not record the
+    /// width it was fitted on).
+    pub fn features_read(&self) -> usize {
+        self.boosters
+            .iter()
+            .flat_map(|b| &b.trees)
+            .flat_map(|t| &t.nodes)
+            .filter(|n| !n.is_leaf)
+            .map(|n| n.split_feature + 1)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Rounds actually used by each booster (after early stopping).
     pub fn rounds(&self) -> Vec<usize> {
         self.boosters
@@ -437,8 +470,61 @@ impl GbdtModel {
             let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
             let b = GradientBooster::from_json(&text)
                 .map_err(|e| Error::data(&path, format!("invalid booster: {e}")))?;
+            check_tree_links(&b, &path)?;
             boosters.push(b);
         }
         Ok(GbdtModel { boosters, problem })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// y = 2·x1 on three features (x0 and x2 are noise): the trees split on column 1 only.
+    fn linear_in_column_one(n: usize) -> Labelled {
+        let x1: Vec<f64> = (0..n).map(|i| i as f64 / n as f64).collect();
+        let noise: Vec<f64> = (0..n).map(|i| ((i * 7919) % 101) as f64).collect();
+        let y = x1.iter().map(|v| 2.0 * v).collect();
+        Labelled::new(
+            Matrix {
+                data: [noise.clone(), x1, noise].concat(),
+                rows: n,
+                cols: 3,
+            },
+            y,
+        )
+    }
+
+    #[test]
+    fn a_round_trip_keeps_predictions_and_a_damaged_tree_is_refused() {
+        let problem = Problem {
+            kind: ProblemType::Regression,
+            n_classes: 1,
+        };
+        let data = linear_in_column_one(200);
+        let point = ParamPoint::from([("max_rounds".to_string(), ParamValue::Int(20))]);
+        let model = GbdtTrainer { problem }
+            .fit(&point, &data, &data, &super::super::test_context(1))
+            .expect("fit");
+        assert!(model.features_read() >= 2 && model.features_read() <= 3);
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = model.save(dir.path()).expect("save");
+        let loaded = GbdtModel::load(dir.path(), problem).expect("load");
+        assert_eq!(model.predict(&data.x), loaded.predict(&data.x));
+
+        // A root that links back to itself would loop forever at prediction time.
+        let path = dir.path().join(&files[0]);
+        let mut json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+        json["trees"][0]["nodes"][0]["left_child"] = serde_json::json!(0);
+        std::fs::write(&path, json.to_string()).expect("write");
+        let err = GbdtModel::load(dir.path(), problem).expect_err("damaged tree");
+        assert!(
+            err.to_string()
+                .contains("tree 0 node 0 links outside the tree or backwards"),
+            "{err}"
+        );
     }
 }

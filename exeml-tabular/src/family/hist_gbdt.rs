@@ -295,6 +295,11 @@ fn boost_from(
 }
 
 impl HistGbdtModel {
+    /// Number of input features.
+    pub fn n_features(&self) -> usize {
+        self.booster.n_features
+    }
+
     /// Predictions, row-major: probabilities per class, or values for regression.
     pub fn predict(&self, x: &Matrix) -> Vec<f64> {
         self.booster.predict(x)

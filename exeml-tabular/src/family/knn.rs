@@ -140,6 +140,11 @@ fn stored_rows(n: usize, validation_rows: usize, cols: usize) -> usize {
 }
 
 impl KnnModel {
+    /// Number of input features.
+    pub fn n_features(&self) -> usize {
+        self.cols
+    }
+
     /// How many training rows it stores (and searches at prediction time).
     pub fn n_points(&self) -> usize {
         self.targets.len()

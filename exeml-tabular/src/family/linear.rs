@@ -246,6 +246,11 @@ impl LinearModel {
         self.bias.len()
     }
 
+    /// Number of input features (rows of the weight matrix).
+    pub fn n_features(&self) -> usize {
+        self.weights.len() / self.width().max(1)
+    }
+
     /// Raw scores, row-major `rows × width`.
     fn scores(&self, x: &Matrix) -> Vec<f64> {
         let width = self.width();
@@ -315,6 +320,17 @@ impl LinearModel {
         let (bias, _) = read_f64_tensor(&tensors, "bias", &path)?;
         if bias.is_empty() || weights.len() % bias.len() != 0 {
             return Err(Error::data(&path, "weight and bias shapes do not match"));
+        }
+        // Binary models keep one score (the positive class's).
+        let outputs = match problem.kind {
+            ProblemType::Binary => 1,
+            _ => problem.output_width(),
+        };
+        if bias.len() != outputs {
+            return Err(Error::data(
+                &path,
+                format!("{} outputs, but the problem has {outputs}", bias.len()),
+            ));
         }
         Ok(LinearModel {
             weights,

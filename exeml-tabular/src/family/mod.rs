@@ -81,6 +81,34 @@ pub fn encoding_of(family: &str) -> Result<Encoding> {
     }
 }
 
+/// How many feature columns a fitted model needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputWidth {
+    /// Exactly this many (the model was fitted on them all).
+    Exactly(usize),
+    /// At least this many (the highest column its trees split on, plus one).
+    AtLeast(usize),
+}
+
+impl InputWidth {
+    /// Whether a feature matrix of `cols` columns can be read.
+    pub fn accepts(self, cols: usize) -> bool {
+        match self {
+            InputWidth::Exactly(n) => cols == n,
+            InputWidth::AtLeast(n) => cols >= n,
+        }
+    }
+}
+
+impl std::fmt::Display for InputWidth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InputWidth::Exactly(n) => write!(f, "{n}"),
+            InputWidth::AtLeast(n) => write!(f, "at least {n}"),
+        }
+    }
+}
+
 /// A fitted model of any family.
 #[derive(Debug)]
 pub enum Estimator {
@@ -120,6 +148,19 @@ impl Estimator {
             Estimator::Knn(m) => m.predict(x),
             Estimator::Forest(m) => m.predict(x),
             Estimator::Mlp(m) => m.predict(x),
+        }
+    }
+
+    /// The feature columns the model reads: checked against its pipeline when a model folder
+    /// is loaded, so that edited or mismatched files are refused instead of misread.
+    pub fn input_width(&self) -> InputWidth {
+        match self {
+            Estimator::Gbdt(m) => InputWidth::AtLeast(m.features_read()),
+            Estimator::HistGbdt(m) => InputWidth::Exactly(m.n_features()),
+            Estimator::Linear(m) => InputWidth::Exactly(m.n_features()),
+            Estimator::Knn(m) => InputWidth::Exactly(m.n_features()),
+            Estimator::Forest(m) => InputWidth::Exactly(m.n_features()),
+            Estimator::Mlp(m) => InputWidth::Exactly(m.n_features()),
         }
     }
 
