@@ -81,13 +81,15 @@ pub fn fit(
     progress.phase("checking data");
     let dataset = TabularDataset::new(table.clone(), config.label.as_deref(), config.problem)?;
     let checks = dataset.check().into_result(&table.source)?;
+    // The dataset's copy of the table is dropped here, not at the end of the search.
     let TabularDataset {
         target,
         columns,
         labels: texts,
         numbers,
-        ..
+        table: table_copy,
     } = dataset;
+    drop(table_copy);
 
     let problem = Problem {
         kind: target.problem,
@@ -611,9 +613,9 @@ struct Prepared {
 }
 
 /// Most bytes of feature matrices kept between trials; the least recently used are dropped
-/// beyond it (and recomputed if a later trial needs them), so that searching feature options
-/// on a large table does not multiply its memory.
-const PREPARED_BYTES: usize = 2 << 30;
+/// beyond it (and recomputed if a later trial needs them, which takes far less than a trial),
+/// so that searching feature options on a large table does not multiply its memory.
+const PREPARED_BYTES: usize = 256 << 20;
 
 /// The features of the options tried so far, least recently used dropped first.
 #[derive(Default)]
@@ -640,6 +642,10 @@ impl PreparedFeatures {
         let index = match self.entries.iter().position(|p| p.key == key) {
             Some(i) => i,
             None => {
+                // Room is made before the new features are computed (assuming they are as
+                // large as the largest kept), so that old and new never all coexist.
+                let largest = self.entries.iter().map(Prepared::bytes).max().unwrap_or(0);
+                self.evict_beyond(PREPARED_BYTES.saturating_sub(largest));
                 let (pipeline, x) = match parent.filter(|_| key.from_parent) {
                     Some(p) => (p.clone(), p.transform(train_table)?),
                     None => FeaturePipeline::fit_transform(
@@ -656,14 +662,8 @@ impl PreparedFeatures {
                     y: y_valid.to_vec(),
                     embedded: embedded.clone(),
                 };
-                let bytes = |p: &Prepared| (p.train.x.data.len() + p.valid.x.data.len()) * 8;
                 let new_bytes = (x.data.len() + valid.x.data.len()) * 8;
-                self.entries.sort_by_key(|p| std::cmp::Reverse(p.last_used));
-                let mut total = new_bytes;
-                self.entries.retain(|p| {
-                    total += bytes(p);
-                    total <= PREPARED_BYTES
-                });
+                self.evict_beyond(PREPARED_BYTES.saturating_sub(new_bytes));
                 self.entries.push(Prepared {
                     key,
                     pipeline: Rc::new(pipeline),
@@ -681,6 +681,23 @@ impl PreparedFeatures {
         let entry = &mut self.entries[index];
         entry.last_used = self.uses;
         Ok(entry)
+    }
+
+    /// Drop the least recently used entries until the rest take at most `bytes`.
+    fn evict_beyond(&mut self, bytes: usize) {
+        self.entries.sort_by_key(|p| std::cmp::Reverse(p.last_used));
+        let mut total = 0;
+        self.entries.retain(|p| {
+            total += p.bytes();
+            total <= bytes
+        });
+    }
+}
+
+impl Prepared {
+    /// Bytes of its feature matrices.
+    fn bytes(&self) -> usize {
+        (self.train.x.data.len() + self.valid.x.data.len()) * size_of::<f64>()
     }
 }
 

@@ -25,7 +25,7 @@ use exeml_core::{Error, Result};
 use histogram::GradPair;
 use rand::seq::index::sample;
 use rayon::prelude::*;
-use tree::Grower;
+use tree::{Grower, PoolStash};
 
 /// Rows at least this many are predicted on the thread pool.
 const PARALLEL_PREDICT_ROWS: usize = 256;
@@ -197,10 +197,14 @@ fn boost(
     // Several outputs (classes) grow their trees side by side, one thread each; a single
     // output spreads its tree's work over the threads instead.
     let trees_in_parallel = outputs > 1;
+    // At most one tree per thread grows at a time; only those hold a histogram pool.
+    let stash = PoolStash::default();
+    let at_once = outputs.min(rayon::current_num_threads());
     let mut growers: Vec<Grower<'_>> = (0..outputs)
         .map(|_| {
             Grower::new(&binned, &cuts, params.grow, !trees_in_parallel)
-                .sharing_memory_with(outputs)
+                .sharing_memory_with(at_once)
+                .drawing_pools_from(&stash)
         })
         .collect();
     let mut random = rng(params.seed, SAMPLING_STREAM);

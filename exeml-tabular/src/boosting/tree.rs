@@ -120,6 +120,22 @@ struct Leaf {
     parent: Option<(usize, bool)>,
 }
 
+/// Histogram pools passed between growers: a grower holds one only while it grows a tree, so
+/// the classes' growers of a softmax booster need as many pools as trees grow at once (the
+/// threads), not one each.
+#[derive(Default)]
+pub struct PoolStash(std::sync::Mutex<Vec<Vec<Histogram>>>);
+
+impl PoolStash {
+    fn take(&self) -> Option<Vec<Histogram>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    }
+
+    fn put(&self, pool: Vec<Histogram>) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(pool);
+    }
+}
+
 /// Grows trees over one binned training set, reusing its buffers between trees.
 pub struct Grower<'a> {
     binned: &'a Binned,
@@ -135,6 +151,8 @@ pub struct Grower<'a> {
     pool: Vec<Histogram>,
     free: Vec<usize>,
     pool_capacity: usize,
+    /// Where the pool comes from and goes back to around each tree, when shared.
+    stash: Option<&'a PoolStash>,
     /// Each leaf's rows in `order` after the last [`Grower::grow`], by leaf index.
     leaf_ranges: Vec<(usize, usize)>,
 }
@@ -157,12 +175,20 @@ impl<'a> Grower<'a> {
             pool: Vec::new(),
             free: Vec::new(),
             pool_capacity: (HISTOGRAM_POOL_BYTES / hist_bytes).max(3),
+            stash: None,
             leaf_ranges: Vec::new(),
         }
     }
 
+    /// Take the histogram pool from `stash` for each tree and give it back after (see
+    /// [`PoolStash`]).
+    pub fn drawing_pools_from(mut self, stash: &'a PoolStash) -> Self {
+        self.stash = Some(stash);
+        self
+    }
+
     /// Share the cap on histogram memory with the other growers running at once (`growers` in
-    /// all), so that many classes' trees growing side by side stay within one cap.
+    /// all), so that several trees growing side by side stay within one cap.
     pub fn sharing_memory_with(mut self, growers: usize) -> Self {
         let hist_bytes = self.layout.len().max(1) * size_of::<GradPair>();
         self.pool_capacity = (HISTOGRAM_POOL_BYTES / growers.max(1) / hist_bytes).max(3);
@@ -177,6 +203,17 @@ impl<'a> Grower<'a> {
     /// Grow one tree on the rows `rows` (all rows, or a bag) with the per-row derivatives
     /// `grads`, splitting only on the features marked in `active`.
     pub fn grow(&mut self, grads: &[GradPair], rows: &[u32], active: &[bool]) -> Tree {
+        if let Some(pool) = self.stash.and_then(PoolStash::take) {
+            self.pool = pool;
+        }
+        let tree = self.grow_tree(grads, rows, active);
+        if let Some(stash) = self.stash {
+            stash.put(std::mem::take(&mut self.pool));
+        }
+        tree
+    }
+
+    fn grow_tree(&mut self, grads: &[GradPair], rows: &[u32], active: &[bool]) -> Tree {
         self.order.clear();
         self.order.extend_from_slice(rows);
         self.free.clear();
