@@ -10,6 +10,7 @@
 //! code, looked up in a learned embedding table (`min(32, 1.6 · codes^0.56)` wide, fastai's
 //! rule) whose output joins the other features at the first layer.
 
+use super::mlp_rows::{self, RowNetwork};
 use super::{Labelled, Problem, TensorFile};
 use crate::features::{EmbeddedFeature, Matrix};
 use candle_core::{Device, Tensor, Var};
@@ -133,6 +134,8 @@ pub struct MlpModel {
     target_scale: (f64, f64),
     /// Epochs of the kept weights (a refit trains this many).
     epochs: usize,
+    /// The same weights as plain vectors, for predicting a few rows without candle.
+    rows: RowNetwork,
 }
 
 impl PartialEq for MlpModel {
@@ -474,9 +477,12 @@ impl Trainer for MlpTrainer {
             Some((_, epoch, snapshot, table_snapshot)) => (snapshot, table_snapshot, epoch),
             None => (layers(&vars), tables(&table_vars), epochs),
         };
+        let embeddings: Vec<(EmbeddedFeature, Tensor)> =
+            embedded.into_iter().zip(table_values).collect();
         Ok(MlpModel {
+            rows: RowNetwork::new(&layers, &embeddings).map_err(candle)?,
             layers,
-            embeddings: embedded.into_iter().zip(table_values).collect(),
+            embeddings,
             n_inputs: train.x.cols,
             problem,
             target_scale,
@@ -488,6 +494,18 @@ impl Trainer for MlpTrainer {
 impl MlpModel {
     /// Predictions, row-major: class probabilities, or values for regression.
     pub fn predict(&self, x: &Matrix) -> Vec<f64> {
+        let width = self.problem.output_width();
+        if x.rows <= mlp_rows::MAX_ROWS {
+            let mut values = self.rows.forward(x);
+            if self.problem.kind == ProblemType::Regression {
+                return values
+                    .iter()
+                    .map(|&v| v as f64 * self.target_scale.1 + self.target_scale.0)
+                    .collect();
+            }
+            mlp_rows::softmax_rows(&mut values, width);
+            return values.iter().map(|&v| v as f64).collect();
+        }
         let embedded: Vec<EmbeddedFeature> = self.embeddings.iter().map(|(e, _)| *e).collect();
         let tables: Vec<Tensor> = self.embeddings.iter().map(|(_, t)| t.clone()).collect();
         let out = Inputs::new(x, &embedded)
@@ -504,7 +522,6 @@ impl MlpModel {
                     .and_then(|t| t.to_vec1::<f32>())
                     .map_err(candle)
             });
-        let width = self.problem.output_width();
         match out {
             Ok(values) if self.problem.kind == ProblemType::Regression => values
                 .iter()
@@ -675,6 +692,7 @@ impl MlpModel {
             )));
         }
         Ok(MlpModel {
+            rows: RowNetwork::new(&layers, &embeddings).map_err(candle)?,
             layers,
             embeddings,
             n_inputs,
@@ -806,6 +824,17 @@ mod tests {
         let mut odd = valid.x.clone();
         odd.data[valid.x.rows] = 1e9;
         assert_eq!(loaded.predict(&odd).len(), proba.len());
+
+        // A few rows (a served request) take the plain-Rust path: the same outputs as candle's
+        // batch, the out-of-range code and a missing number included.
+        odd.data[0] = f64::NAN;
+        let batch = loaded.predict(&odd);
+        for rows in [1, mlp_rows::MAX_ROWS] {
+            let few = odd.take_rows(&(0..rows).collect::<Vec<_>>());
+            for (a, b) in loaded.predict(&few).iter().zip(&batch) {
+                assert!((a - b).abs() < 1e-5, "{rows} rows: {a} vs {b}");
+            }
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod hist_gbdt;
 pub mod knn;
 pub mod linear;
 pub mod mlp;
+mod mlp_rows;
 
 use crate::features::{Encoding, Matrix};
 use exeml_core::search::{ParamPoint, ParamValue, SearchSpace};

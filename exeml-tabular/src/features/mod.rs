@@ -806,6 +806,20 @@ impl FeaturePipeline {
 }
 
 impl Matrix {
+    /// The matrix of rows `rows` (in that order).
+    pub fn take_rows(&self, rows: &[usize]) -> Matrix {
+        let mut data = Vec::with_capacity(rows.len() * self.cols);
+        for c in 0..self.cols {
+            let column = self.column(c);
+            data.extend(rows.iter().map(|&r| column[r]));
+        }
+        Matrix {
+            data,
+            rows: rows.len(),
+            cols: self.cols,
+        }
+    }
+
     /// The matrix of columns `kept` (in that order).
     pub fn take_columns(&self, kept: &[usize]) -> Matrix {
         let mut data = Vec::with_capacity(self.rows * kept.len());
