@@ -1403,9 +1403,20 @@ fn single_row_latency_ms(
         let row = rows.take(&[next % n]);
         next += 1;
         let mut sum: Vec<f64> = Vec::new();
+        // As the saved model predicts: each distinct pipeline transforms the row once.
+        let mut transformed: Vec<(&FeaturePipeline, features::Matrix)> = Vec::new();
         for (pipeline, estimator, weight) in parts {
-            let x = pipeline.transform(&row)?;
-            let out = estimator.predict(&x);
+            let x = match transformed
+                .iter()
+                .position(|(p, _)| std::ptr::eq(*p, *pipeline))
+            {
+                Some(i) => &transformed[i].1,
+                None => {
+                    transformed.push((pipeline, pipeline.transform(&row)?));
+                    &transformed[transformed.len() - 1].1
+                }
+            };
+            let out = estimator.predict(x);
             sum.resize(out.len(), 0.0);
             for (s, v) in sum.iter_mut().zip(out) {
                 *s += weight * v;
