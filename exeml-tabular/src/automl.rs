@@ -431,36 +431,10 @@ pub fn fit(
     // ensemble left out joins it as far as the time allows (weight 0 until chosen).
     let chosen_count = chosen.len();
     if let (Some(k), Some(_)) = (bag_k, ensemble_limits(config.preference)) {
-        let families: Vec<&str> = chosen
-            .iter()
-            .map(|(c, _)| c.trial.family.as_str())
-            .collect();
-        let mut seen: Vec<&str> = Vec::new();
-        let others: Vec<usize> = (0..pool.len())
-            .filter(|&i| {
-                let Some(c) = &pool[i] else { return false };
-                let family = c.trial.family.as_str();
-                let first = !families.contains(&family) && !seen.contains(&family);
-                if first {
-                    seen.push(family);
-                }
-                first
-            })
-            .collect();
-        let chosen_secs: Vec<f64> = chosen.iter().map(|(c, _)| c.fit_secs).collect();
-        let other_secs: Vec<f64> = others
-            .iter()
-            .filter_map(|&i| pool[i].as_ref().map(|c| c.fit_secs))
-            .collect();
         let allowed = refit_ctx.budget.remaining().as_secs_f64() * bagging::WIDENED_SHARE;
         let shape = (k, all_rows.len(), search_train.len());
-        for e in bagging::affordable_extras(&chosen_secs, &other_secs, shape, allowed) {
-            if let Some(c) = pool[others[e]].take() {
-                chosen.push((c, 0.0));
-            }
-        }
+        add_family_bests(&mut chosen, pool, shape, allowed);
     }
-    drop(pool);
     let bag = bag_k
         .filter(|&k| {
             let fit_secs: Vec<f64> = chosen.iter().map(|(c, _)| c.fit_secs).collect();
@@ -662,9 +636,7 @@ impl PreparedFeatures {
                     y: y_valid.to_vec(),
                     embedded: embedded.clone(),
                 };
-                let new_bytes = (x.data.len() + valid.x.data.len()) * 8;
-                self.evict_beyond(PREPARED_BYTES.saturating_sub(new_bytes));
-                self.entries.push(Prepared {
+                let prepared = Prepared {
                     key,
                     pipeline: Rc::new(pipeline),
                     train: Labelled {
@@ -674,7 +646,9 @@ impl PreparedFeatures {
                     },
                     valid,
                     last_used: 0,
-                });
+                };
+                self.evict_beyond(PREPARED_BYTES.saturating_sub(prepared.bytes()));
+                self.entries.push(prepared);
                 self.entries.len() - 1
             }
         };
@@ -927,6 +901,38 @@ fn searched_parts(chosen: Vec<(Candidate, f64)>) -> RefitParts {
         estimators.push((index, c.estimator));
     }
     (pipelines, estimators)
+}
+
+/// Move into `chosen` (with weight 0) the best candidate of each family it lacks, from `pool`
+/// (candidates best first, `None` where taken), as far as bagging them all over `shape`
+/// (folds, rows, searched rows) is estimated to take at most `allowed_secs`.
+fn add_family_bests(
+    chosen: &mut Vec<(Candidate, f64)>,
+    mut pool: Vec<Option<Candidate>>,
+    shape: (usize, usize, usize),
+    allowed_secs: f64,
+) {
+    let mut families: Vec<String> = chosen.iter().map(|(c, _)| c.trial.family.clone()).collect();
+    let mut others: Vec<usize> = Vec::new();
+    for (i, slot) in pool.iter().enumerate() {
+        if let Some(c) = slot
+            .as_ref()
+            .filter(|c| !families.contains(&c.trial.family))
+        {
+            families.push(c.trial.family.clone());
+            others.push(i);
+        }
+    }
+    let chosen_secs: Vec<f64> = chosen.iter().map(|(c, _)| c.fit_secs).collect();
+    let other_secs: Vec<f64> = others
+        .iter()
+        .filter_map(|&i| pool[i].as_ref().map(|c| c.fit_secs))
+        .collect();
+    for e in bagging::affordable_extras(&chosen_secs, &other_secs, shape, allowed_secs) {
+        if let Some(c) = pool[others[e]].take() {
+            chosen.push((c, 0.0));
+        }
+    }
 }
 
 /// What bagging reads besides the chosen models.
