@@ -201,7 +201,7 @@ impl Inputs {
             let mut data = vec![0f32; x.rows * width];
             for (j, &c) in plain_columns.iter().enumerate() {
                 for (r, v) in x.column(c).iter().enumerate() {
-                    data[r * width + j] = if v.is_finite() { *v as f32 } else { 0.0 };
+                    data[r * width + j] = mlp_rows::plain_input(*v);
                 }
             }
             Some(Tensor::from_vec(data, (x.rows, width), &Device::Cpu).map_err(candle)?)
@@ -209,19 +209,10 @@ impl Inputs {
         let codes = embedded
             .iter()
             .map(|e| {
-                let last = e.codes.saturating_sub(1);
-                // Codes come from the pipeline; anything else (a damaged input) reads as the
-                // last code (missing) rather than indexing out of the table.
                 let v: Vec<u32> = x
                     .column(e.feature)
                     .iter()
-                    .map(|&c| {
-                        if c.is_finite() && c >= 0.0 {
-                            (c as usize).min(last) as u32
-                        } else {
-                            last as u32
-                        }
-                    })
+                    .map(|&c| mlp_rows::code_input(c, *e) as u32)
                     .collect();
                 Tensor::from_vec(v, x.rows, &Device::Cpu).map_err(candle)
             })

@@ -60,18 +60,11 @@ impl RowNetwork {
             input.clear();
             for c in 0..x.cols {
                 if !self.tables.iter().any(|(e, ..)| e.feature == c) {
-                    let v = x.get(r, c);
-                    input.push(if v.is_finite() { v as f32 } else { 0.0 });
+                    input.push(plain_input(x.get(r, c)));
                 }
             }
             for (e, dim, table) in &self.tables {
-                let last = e.codes.saturating_sub(1);
-                let c = x.get(r, e.feature);
-                let code = if c.is_finite() && c >= 0.0 {
-                    (c as usize).min(last)
-                } else {
-                    last
-                };
+                let code = code_input(x.get(r, e.feature), *e);
                 input.extend_from_slice(&table[code * dim..(code + 1) * dim]);
             }
             let last = self.layers.len().saturating_sub(1);
@@ -91,6 +84,26 @@ impl RowNetwork {
             out.extend_from_slice(&input);
         }
         out
+    }
+}
+
+/// A plain feature as the network reads it: a missing (non-finite) value is 0.
+pub fn plain_input(v: f64) -> f32 {
+    if v.is_finite() {
+        v as f32
+    } else {
+        0.0
+    }
+}
+
+/// The embedding row of code feature `e` for value `c`. Codes come from the pipeline; anything
+/// else (a damaged input) reads as the last code (missing) rather than indexing out of the table.
+pub fn code_input(c: f64, e: EmbeddedFeature) -> usize {
+    let last = e.codes.saturating_sub(1);
+    if c.is_finite() && c >= 0.0 {
+        (c as usize).min(last)
+    } else {
+        last
     }
 }
 
