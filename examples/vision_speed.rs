@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example vision_speed -- [RESOLUTION] [BATCH] [--device cuda:0] [--latency-only]
-//!     [--backbone mobilenet_v2|efficientnet_lite0|resnet18|resnet34|resnet50]
+//!     [--backbone mobilenet_v2|efficientnet_lite0|resnet18|resnet34|resnet50|convnext_atto|…]
 //! cargo run --release --example vision_speed -- --model MODEL_DIR
 //! ```
 //!
@@ -109,28 +109,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// `kind`'s installed weights, or for a ResNet not in the hub cache a randomly initialised one
-/// (speed does not depend on the values).
+/// `kind`'s installed weights, or for a hub backbone (ResNet, ConvNeXt) not in the hub cache a
+/// randomly initialised one (speed does not depend on the values).
 fn load(
     kind: BackboneKind,
     device: &candle_core::Device,
 ) -> Result<Backbone, Box<dyn std::error::Error>> {
     match Backbone::load(kind, None, device) {
-        Ok(backbone) => Ok(backbone),
-        Err(exeml::Error::NotFound { .. })
-            if matches!(
-                kind,
-                BackboneKind::Resnet18 | BackboneKind::Resnet34 | BackboneKind::Resnet50
-            ) =>
-        {
+        Err(missing @ exeml::Error::NotFound { .. }) => {
+            let Ok(tensors) = exeml::vision::initial_tensors(kind, 0) else {
+                return Err(missing.into());
+            };
             let file = std::env::temp_dir().join(format!("exeml-speed-{kind}.safetensors"));
-            let tensors = exeml::vision::initial_resnet_tensors(kind, 0)?;
             candle_core::safetensors::save(&tensors, &file)?;
             let backbone = Backbone::load(kind, Some(&file), device)?;
             std::fs::remove_file(&file)?;
             Ok(backbone)
         }
-        Err(e) => Err(e.into()),
+        loaded => Ok(loaded?),
     }
 }
 

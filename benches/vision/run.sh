@@ -8,8 +8,10 @@ cd "$(dirname "$0")/../.."
 venv=benches/vision/.venv
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q torch torchvision scikit-learn pillow numpy
+  "$venv/bin/pip" install -q torch torchvision scikit-learn pillow numpy timm
 fi
+# timm: PyTorch's ConvNeXt and ViT for the backbone speed table (older venvs lack it).
+"$venv/bin/python" -c "import timm" 2>/dev/null || "$venv/bin/pip" install -q timm
 if [ ! -d /usr/share/datasets/fashion-mnist ]; then
   sudo_=$([ "$(id -u)" = 0 ] || echo sudo)
   $sudo_ apt-get install -y -q dataset-fashion-mnist
@@ -26,3 +28,6 @@ budgets=("$@")
 [ ${#budgets[@]} -gt 0 ] || budgets=(2m 10m 30m)
 "$venv/bin/python" benches/vision/compare.py target/release/exeml target/release/examples/vision_speed \
   "$data" "$weights" --budgets "${budgets[@]}" --out benches/vision/last-results.md
+# Backbones: training throughput and latency against PyTorch (timm/torchvision), same run.
+"$venv/bin/python" benches/vision/backbone_speed.py target/release/examples/vision_speed \
+  --backbones mobilenet_v2 convnext_atto vit_tiny_patch16_224 | tee benches/vision/last-backbone-speed.md

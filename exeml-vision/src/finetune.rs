@@ -402,9 +402,8 @@ impl<'a> FineTuner<'a> {
     fn copy_blocks(&self) -> candle_core::Result<Vec<Block>> {
         let mut out = self.blocks.clone();
         for block in &mut out {
-            for (_, conv) in block.convs_mut() {
-                conv.weight = conv.weight.copy()?;
-                conv.bias = conv.bias.copy()?;
+            for (_, tensor) in block.tensors_mut() {
+                *tensor = tensor.copy()?;
             }
         }
         Ok(out)
@@ -417,12 +416,10 @@ pub fn trainable_copy(blocks: &[Block]) -> Result<(Vec<Block>, Vec<Var>)> {
     let mut vars = Vec::new();
     let mut out = blocks.to_vec();
     for block in &mut out {
-        for (_, conv) in block.convs_mut() {
-            for t in [&mut conv.weight, &mut conv.bias] {
-                let var = Var::from_tensor(t).map_err(candle_error)?;
-                *t = var.as_tensor().clone();
-                vars.push(var);
-            }
+        for (_, t) in block.tensors_mut() {
+            let var = Var::from_tensor(t).map_err(candle_error)?;
+            *t = var.as_tensor().clone();
+            vars.push(var);
         }
     }
     Ok((out, vars))

@@ -58,8 +58,8 @@ pub fn model_megabytes(backbone: &Backbone, classes: usize, tuned_blocks: usize)
         .iter()
         .rev()
         .take(tuned_blocks.max(already))
-        .flat_map(|b| b.convs())
-        .map(|(_, conv)| (conv.weight.elem_count() + conv.bias.elem_count()) * 4)
+        .flat_map(|b| b.tensors())
+        .map(|(_, tensor)| tensor.elem_count() * 4)
         .sum();
     Ok((weights + head + tuned) as f64 / 1e6)
 }

@@ -1,7 +1,8 @@
 //! Image classification for exeml: import labelled image folders (class folders, side-by-side
 //! `.txt` label files, JSON-lines manifests), check them, and train a classifier by transfer
 //! learning from pretrained backbones in candle: MobileNetV2 and EfficientNet-Lite0 (installable
-//! weights) or ResNet-18/34/50 (Hugging Face hub cache or a local checkpoint).
+//! weights), ResNet-18/34/50, ConvNeXt atto…tiny or ViT tiny/small/base (Hugging Face hub cache
+//! or a local checkpoint).
 //!
 //! ```no_run
 //! use exeml_vision::ImagePredictor;
@@ -32,7 +33,7 @@ pub mod serving;
 pub mod tuning;
 pub mod weights;
 
-pub use backbone::{initial_resnet_tensors, Backbone, BackboneKind};
+pub use backbone::{initial_tensors, Backbone, BackboneKind};
 pub use batch::{predict_folder, ImageBatchOptions, ImageBatchReport};
 pub use data::{ImageDataset, ImportFormat};
 pub use evaluate::ImageEvaluation;

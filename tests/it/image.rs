@@ -678,8 +678,7 @@ fn a_budget_too_short_for_the_plan_makes_the_first_configuration_cheaper() {
 /// access here), what a user's hub cache or `--weights` file provides, minus the training.
 fn resnet18_checkpoint(dir: &Path, seed: u64) -> PathBuf {
     let weights = dir.join("resnet18.safetensors");
-    let tensors =
-        exeml::vision::initial_resnet_tensors(BackboneKind::Resnet18, seed).expect("init");
+    let tensors = exeml::vision::initial_tensors(BackboneKind::Resnet18, seed).expect("init");
     candle_core::safetensors::save(&tensors, &weights).expect("save checkpoint");
     weights
 }
@@ -720,6 +719,133 @@ fn a_resnet_from_a_local_checkpoint_trains_fine_tunes_and_reloads() {
     let reloaded = ImageModel::load(&out).expect("reload");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     let image = picture("stripes", &mut rng);
+    let (a, b) = (
+        model.predict_image(&image).expect("predict"),
+        reloaded.predict_image(&image).expect("predict reloaded"),
+    );
+    assert_eq!(a.len(), 3);
+    assert!(
+        a.iter().zip(&b).all(|(p, q)| (p - q).abs() < 1e-6),
+        "{a:?} vs {b:?}"
+    );
+}
+
+/// A Hugging Face hub cache (`models--timm--convnext_atto.d2_in1k`, a snapshot and `refs/main`)
+/// holding a randomly initialised ConvNeXt-Atto in timm's names, with layer scales of 1 instead
+/// of timm's 10⁻⁶ so that the untrained blocks are not the identity.
+fn convnext_hub_cache(root: &Path) -> PathBuf {
+    let repo = root.join("models--timm--convnext_atto.d2_in1k");
+    let snapshot = repo.join("snapshots/5a1b2c3");
+    std::fs::create_dir_all(&snapshot).expect("mkdir");
+    std::fs::create_dir_all(repo.join("refs")).expect("mkdir");
+    std::fs::write(repo.join("refs/main"), "5a1b2c3").expect("ref");
+    let mut tensors = exeml::vision::initial_tensors(BackboneKind::ConvnextAtto, 5).expect("init");
+    for (name, tensor) in tensors.iter_mut() {
+        if name.ends_with(".gamma") {
+            *tensor = tensor.ones_like().expect("ones");
+        }
+    }
+    candle_core::safetensors::save(&tensors, snapshot.join("model.safetensors"))
+        .expect("save checkpoint");
+    root.to_path_buf()
+}
+
+#[test]
+fn cli_trains_a_convnext_from_the_hub_cache_fine_tunes_it_and_predicts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = convnext_hub_cache(&dir.path().join("hub"));
+    class_folders(&dir.path().join("data"), 8, 6);
+    let model = dir.path().join("model");
+    let train = Command::new(env!("CARGO_BIN_EXE_exeml"))
+        .env("HF_HUB_CACHE", &cache)
+        .args(["train", "--task", "image", "--backbone", "convnext_atto"])
+        .args(["--resolution", "64", "--preference", "performance_first"])
+        .args(["--time-limit", "60s", "--seed", "1"])
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .arg("--out")
+        .arg(&model)
+        .output()
+        .expect("run exeml");
+    assert!(
+        train.status.success(),
+        "{}",
+        String::from_utf8_lossy(&train.stderr)
+    );
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(model.join("manifest.json")).expect("manifest"),
+    )
+    .expect("json");
+    assert_eq!(manifest["backbone"], "convnext_atto");
+    let board = manifest["leaderboard"].as_array().expect("leaderboard");
+    // Performance-first fine-tunes the last blocks too: those rows ran on ConvNeXt blocks.
+    assert!(
+        board
+            .iter()
+            .any(|t| t.get("fine_tune").is_some() && t["score"].is_number()),
+        "{board:#?}"
+    );
+    let csv = dir.path().join("preds.csv");
+    let predict = exeml_bin(&[
+        "predict",
+        "--model",
+        model.to_str().expect("utf-8"),
+        "--data",
+        dir.path().join("data").to_str().expect("utf-8"),
+        "--output",
+        csv.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        predict.status.success(),
+        "{}",
+        String::from_utf8_lossy(&predict.stderr)
+    );
+    let text = std::fs::read_to_string(&csv).expect("csv");
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(rows.len(), 24, "{text}");
+    let right = rows
+        .iter()
+        .filter(|row| {
+            let mut cells = row.split(',');
+            let (id, predicted) = (cells.next().unwrap_or(""), cells.next().unwrap_or("-"));
+            id.starts_with(&format!("{predicted}/"))
+        })
+        .count();
+    assert!(right >= 16, "{right} of 24 training images right:\n{text}");
+}
+
+#[test]
+fn a_vit_from_a_local_checkpoint_trains_at_another_resolution_and_reloads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let weights = dir.path().join("vit_tiny.safetensors");
+    let tensors = exeml::vision::initial_tensors(BackboneKind::VitTiny, 4).expect("init");
+    candle_core::safetensors::save(&tensors, &weights).expect("save checkpoint");
+    class_folders(&dir.path().join("data"), 8, 7);
+    // 64 px: a 4×4 patch grid, so the checkpoint's 14×14 position embeddings are resampled.
+    let model = ImagePredictor::new()
+        .time_limit(Duration::from_secs(60))
+        .preference(Preference::PerformanceFirst)
+        .backbones(vec![BackboneKind::VitTiny])
+        .weights(BackboneKind::VitTiny, &weights)
+        .resolution(64)
+        .fit_folder(&dir.path().join("data"))
+        .expect("fit");
+    assert_eq!(model.manifest.backbone, BackboneKind::VitTiny);
+    assert_eq!(model.head().weight.dims()[1], 192, "ViT-Tiny features");
+    assert!(
+        model
+            .manifest
+            .leaderboard
+            .iter()
+            .any(|t| t.fine_tune.is_some() && t.score.is_some()),
+        "{:#?}",
+        model.manifest.leaderboard
+    );
+    let out = dir.path().join("model");
+    model.save(&out).expect("save");
+    let reloaded = ImageModel::load(&out).expect("reload");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+    let image = picture("checks", &mut rng);
     let (a, b) = (
         model.predict_image(&image).expect("predict"),
         reloaded.predict_image(&image).expect("predict reloaded"),

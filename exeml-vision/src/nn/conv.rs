@@ -70,12 +70,18 @@ pub enum ConvKind {
     },
     /// A `1×1` convolution: a matrix product over channels.
     Pointwise,
+    /// A dense convolution whose stride is its kernel side, without padding: it cuts the input
+    /// into non-overlapping patches (ConvNeXt's stem and downsampling).
+    Patchify,
+    /// A per-channel scale (the weight holds one value per channel), as after a layer norm.
+    Scale,
 }
 
 /// Convolution with batch norm folded in (`w·γ/σ`, `β − μ·γ/σ`), then an activation.
 #[derive(Debug, Clone)]
 pub struct ConvBn {
-    /// `out×in×k×k` (full), `c×1×k×k` (depthwise) or `out×in` (pointwise).
+    /// `out×in×k×k` (full, patchify), `c×1×k×k` (depthwise), `out×in` (pointwise) or `c`
+    /// (scale).
     pub weight: Tensor,
     /// Per output channel.
     pub bias: Tensor,
@@ -162,7 +168,76 @@ impl ConvBn {
                 let pad = self.weight.dim(2)? / 2;
                 depthwise_conv2d(x, &self.weight, stride, pad)?
             }
+            ConvKind::Patchify => patchify(x, &self.weight)?,
+            ConvKind::Scale => x.broadcast_mul(&self.weight.reshape((1, out, 1, 1))?)?,
         };
         bias_activation(&y, &self.bias, self.activation)
+    }
+}
+
+/// A convolution whose stride is its kernel side `k`, without padding, as one matrix product:
+/// the non-overlapping `k×k` patches are gathered by a single permuting copy (an exact im2col,
+/// where candle's general convolution took three times as long). Like PyTorch, rows and columns
+/// beyond the last whole patch are ignored.
+fn patchify(x: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
+    let (out, inputs, k, _) = weight.dims4()?;
+    let (n, c, h, w) = x.dims4()?;
+    let (ho, wo) = (h / k, w / k);
+    if c != inputs || ho == 0 || wo == 0 {
+        candle_core::bail!(
+            "patchify: kernel {:?} does not fit input {:?}",
+            weight.dims(),
+            x.dims()
+        )
+    }
+    let whole = x.narrow(2, 0, ho * k)?.narrow(3, 0, wo * k)?.contiguous()?;
+    let patches = whole
+        .reshape((n, c, ho, k, wo, k))?
+        .permute((0, 1, 3, 5, 2, 4))?
+        .contiguous()?
+        .reshape((n, c * k * k, ho * wo))?;
+    weight
+        .reshape((out, c * k * k))?
+        .broadcast_left(n)?
+        .matmul(&patches)?
+        .reshape((n, out, ho, wo))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::max_diff;
+    use super::*;
+    use candle_core::{Device, Var};
+
+    #[test]
+    fn patchify_matches_candles_strided_convolution_and_its_gradients() {
+        let w = Var::randn(0f32, 1.0, (5, 3, 4, 4), &Device::Cpu).expect("w");
+        // 13×18: the last row and two columns fall outside whole 4×4 patches. (candle's own
+        // backward fails on such shapes, so gradients are compared on whole patches only.)
+        for (h, wide, gradients) in [(13, 18, false), (12, 16, true)] {
+            let x = Var::randn(0f32, 1.0, (2, 3, h, wide), &Device::Cpu).expect("x");
+            let ours = patchify(x.as_tensor(), w.as_tensor()).expect("patchify");
+            let theirs = x
+                .as_tensor()
+                .conv2d(w.as_tensor(), 0, 4, 1, 1)
+                .expect("conv");
+            assert_eq!(ours.dims(), theirs.dims());
+            assert!(max_diff(&ours, &theirs) < 1e-4);
+            if gradients {
+                let grads = |y: &Tensor| {
+                    let g = y.sqr().and_then(|s| s.sum_all()).and_then(|l| l.backward());
+                    let g = g.expect("backward");
+                    (
+                        g.get(x.as_tensor()).expect("grad x").clone(),
+                        g.get(w.as_tensor()).expect("grad w").clone(),
+                    )
+                };
+                let ((ours_x, ours_w), (theirs_x, theirs_w)) = (grads(&ours), grads(&theirs));
+                assert!(max_diff(&ours_x, &theirs_x) < 1e-3);
+                assert!(max_diff(&ours_w, &theirs_w) < 1e-3);
+            }
+        }
+        let narrow = Tensor::zeros((1, 4, 8, 8), candle_core::DType::F32, &Device::Cpu).expect("x");
+        assert!(patchify(&narrow, w.as_tensor()).is_err());
     }
 }

@@ -1,4 +1,6 @@
 //! Depthwise 2-D convolution (one filter per channel) as candle custom ops, with backward.
+//! Stride 1 (and the input gradient of stride 1, itself a stride-1 convolution) runs on a padded
+//! copy of each plane as long vectorised loops; other strides row by row.
 //!
 //! candle runs a grouped convolution as one small convolution per group and concatenates them,
 //! which for MobileNet-style depthwise layers (hundreds of groups of one channel) spends most of
@@ -10,10 +12,11 @@
 
 use super::contiguous_f32;
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
+use multiversion::multiversion;
+use rayon::prelude::*;
 
 /// How errors of these kernels name them.
 const OP: &str = "depthwise conv";
-use rayon::prelude::*;
 
 /// Sizes of one depthwise convolution: input `n×c×h×w`, square `k×k` kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +103,8 @@ impl Geometry {
 }
 
 /// `out[oh, ow] += Σ w[ki, kj] · x[oh·s + ki − p, ow·s + kj − p]` for one channel plane.
+#[allow(unsafe_code)] // The dispatch to the CPU's widest vector unit calls it unsafely.
+#[multiversion(targets = "simd")]
 fn forward_plane(g: &Geometry, x: &[f32], kernel: &[f32], out: &mut [f32]) {
     for ki in 0..g.k {
         for kj in 0..g.k {
@@ -130,6 +135,96 @@ fn forward_plane(g: &Geometry, x: &[f32], kernel: &[f32], out: &mut [f32]) {
             }
         }
     }
+}
+
+/// Stride 1, one channel plane: the plane is zero-padded into `padded` (`h + 2p` rows of
+/// `w + 2p`, plus `k` slack values), and each tap is one long multiply-add over `wide`, an output
+/// as wide as the padded rows whose extra `2p` columns are dropped when copied to `out`. Row by
+/// row, a small map (7×7 in ConvNeXt's last stage) is mostly loop overhead; these long
+/// contiguous loops vectorise.
+#[allow(unsafe_code)] // The dispatch to the CPU's widest vector unit calls it unsafely.
+#[multiversion(targets = "simd")]
+fn forward_plane_padded(
+    g: &Geometry,
+    x: &[f32],
+    kernel: &[f32],
+    out: &mut [f32],
+    (padded, wide): (&mut Vec<f32>, &mut Vec<f32>),
+) {
+    let width = pad_plane(g, x, padded);
+    wide.clear();
+    wide.resize(g.ho * width, 0.0);
+    for ki in 0..g.k {
+        for kj in 0..g.k {
+            let weight = kernel[ki * g.k + kj];
+            let shifted = &padded[ki * width + kj..][..wide.len()];
+            for (o, &v) in wide.iter_mut().zip(shifted) {
+                *o += weight * v;
+            }
+        }
+    }
+    for (out_row, wide_row) in out.chunks_mut(g.wo).zip(wide.chunks(width)) {
+        out_row.copy_from_slice(&wide_row[..g.wo]);
+    }
+}
+
+/// `x` (one `h×w` plane) zero-padded by `p` on every side into `padded`, plus `k` slack values so
+/// that every tap's shifted window of `ho` padded rows stays inside; returns the padded width.
+fn pad_plane(g: &Geometry, x: &[f32], padded: &mut Vec<f32>) -> usize {
+    let width = g.w + 2 * g.pad;
+    padded.clear();
+    padded.resize((g.h + 2 * g.pad) * width + g.k, 0.0);
+    for (row, input) in x.chunks(g.w).enumerate() {
+        let start = (row + g.pad) * width + g.pad;
+        padded[start..start + g.w].copy_from_slice(input);
+    }
+    width
+}
+
+/// Stride 1, the gradient of one channel's kernel: with the input padded as in
+/// [`forward_plane_padded`] and the output gradient laid out as wide as its rows (zeros in the
+/// extra columns), each tap is one long dot product.
+#[allow(unsafe_code)] // The dispatch to the CPU's widest vector unit calls it unsafely.
+#[multiversion(targets = "simd")]
+fn grad_kernel_plane_padded(
+    g: &Geometry,
+    x: &[f32],
+    grad_out: &[f32],
+    grad_kernel: &mut [f32],
+    (padded, wide): (&mut Vec<f32>, &mut Vec<f32>),
+) {
+    let width = pad_plane(g, x, padded);
+    wide.clear();
+    wide.resize(g.ho * width, 0.0);
+    for (wide_row, grad_row) in wide.chunks_mut(width).zip(grad_out.chunks(g.wo)) {
+        wide_row[..g.wo].copy_from_slice(grad_row);
+    }
+    for ki in 0..g.k {
+        for kj in 0..g.k {
+            let shifted = &padded[ki * width + kj..][..wide.len()];
+            grad_kernel[ki * g.k + kj] += lane_dot(wide, shifted);
+        }
+    }
+}
+
+/// `Σ a·b` in 16 independent lanes, so that the compiler vectorises the sum (a single running
+/// f32 sum must be added in order).
+#[inline]
+fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 16];
+    let (a_blocks, b_blocks) = (a.chunks_exact(16), b.chunks_exact(16));
+    let tail: f32 = a_blocks
+        .remainder()
+        .iter()
+        .zip(b_blocks.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a_blocks.zip(b_blocks) {
+        for i in 0..16 {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 /// The gradient of one input plane: the forward pass with the roles of input and output swapped.
@@ -209,11 +304,19 @@ impl CustomOp2 for Depthwise {
         out.par_chunks_mut(plane_out)
             .enumerate()
             .with_min_len(super::planes_per_task(plane_out))
-            .for_each(|(plane, out)| {
-                let channel = plane % g.c;
-                let x = &x[plane * plane_in..(plane + 1) * plane_in];
-                forward_plane(&g, x, &kernel[channel * kk..(channel + 1) * kk], out);
-            });
+            .for_each_init(
+                || (Vec::new(), Vec::new()),
+                |(padded, wide), (plane, out)| {
+                    let channel = plane % g.c;
+                    let x = &x[plane * plane_in..(plane + 1) * plane_in];
+                    let kernel = &kernel[channel * kk..(channel + 1) * kk];
+                    if g.stride == 1 {
+                        forward_plane_padded(&g, x, kernel, out, (padded, wide));
+                    } else {
+                        forward_plane(&g, x, kernel, out);
+                    }
+                },
+            );
         Ok((CpuStorage::F32(out), Shape::from((g.n, g.c, g.ho, g.wo))))
     }
 
@@ -302,21 +405,36 @@ impl CustomOp2 for DepthwiseGradInput {
         let (g, input) = self.geometry(gl.dims(), kl.dims())?;
         let (grad_out, kernel) = (contiguous_f32(OP, gs, gl)?, contiguous_f32(OP, ks, kl)?);
         let (plane_in, plane_out, kk) = (g.h * g.w, g.ho * g.wo, g.k * g.k);
+        // Stride 1 (pad < k): the gradient is the forward convolution of the output gradient
+        // with the flipped kernel and padding k − 1 − p, which the padded kernel runs fast.
+        let transposed = (g.stride == 1 && g.pad < g.k)
+            .then(|| {
+                let dims = [g.n, g.c, g.ho, g.wo];
+                Geometry::new(&dims, &[g.c, 1, g.k, g.k], 1, g.k - 1 - g.pad)
+            })
+            .transpose()?
+            .filter(|t| (t.ho, t.wo) == (g.h, g.w));
         let mut grad_in = vec![0f32; g.n * g.c * plane_in];
         grad_in
             .par_chunks_mut(plane_in)
             .enumerate()
             .with_min_len(super::planes_per_task(plane_in))
-            .for_each(|(plane, grad_in)| {
-                let channel = plane % g.c;
-                let grad_out = &grad_out[plane * plane_out..(plane + 1) * plane_out];
-                grad_input_plane(
-                    &g,
-                    grad_out,
-                    &kernel[channel * kk..(channel + 1) * kk],
-                    grad_in,
-                );
-            });
+            .for_each_init(
+                || (Vec::new(), Vec::new(), Vec::new()),
+                |(padded, wide, flipped), (plane, grad_in)| {
+                    let channel = plane % g.c;
+                    let grad_out = &grad_out[plane * plane_out..(plane + 1) * plane_out];
+                    let kernel = &kernel[channel * kk..(channel + 1) * kk];
+                    match &transposed {
+                        Some(t) => {
+                            flipped.clear();
+                            flipped.extend(kernel.iter().rev());
+                            forward_plane_padded(t, grad_out, flipped, grad_in, (padded, wide));
+                        }
+                        None => grad_input_plane(&g, grad_out, kernel, grad_in),
+                    }
+                },
+            );
         Ok((CpuStorage::F32(grad_in), Shape::from(input.to_vec())))
     }
 
@@ -365,17 +483,22 @@ impl CustomOp2 for DepthwiseGradKernel {
             .par_chunks_mut(kk)
             .enumerate()
             .with_min_len(super::planes_per_task(g.n * plane_in))
-            .for_each(|(channel, grad_kernel)| {
-                for sample in 0..g.n {
-                    let plane = sample * g.c + channel;
-                    grad_kernel_plane(
-                        &g,
-                        &x[plane * plane_in..(plane + 1) * plane_in],
-                        &grad_out[plane * plane_out..(plane + 1) * plane_out],
-                        grad_kernel,
-                    );
-                }
-            });
+            .for_each_init(
+                || (Vec::new(), Vec::new()),
+                |scratch, (channel, grad_kernel)| {
+                    for sample in 0..g.n {
+                        let plane = sample * g.c + channel;
+                        let x = &x[plane * plane_in..(plane + 1) * plane_in];
+                        let grad_out = &grad_out[plane * plane_out..(plane + 1) * plane_out];
+                        if g.stride == 1 {
+                            let (padded, wide) = (&mut scratch.0, &mut scratch.1);
+                            grad_kernel_plane_padded(&g, x, grad_out, grad_kernel, (padded, wide));
+                        } else {
+                            grad_kernel_plane(&g, x, grad_out, grad_kernel);
+                        }
+                    }
+                },
+            );
         Ok((CpuStorage::F32(grad_kernel), Shape::from(kernel.to_vec())))
     }
 
@@ -489,6 +612,8 @@ mod tests {
             (9, 7, 5, 2, 2),
             (6, 6, 5, 1, 2),
             (3, 3, 3, 2, 1),
+            (7, 7, 7, 1, 3),
+            (5, 11, 7, 1, 3),
         ] {
             let x = Tensor::randn(0f32, 1., (2, 3, h, w), &dev).expect("x");
             let kernel = Tensor::randn(0f32, 1., (3, 1, k, k), &dev).expect("k");
@@ -522,6 +647,9 @@ mod tests {
             (9, 8, 3, 2, 1),
             (8, 8, 5, 2, 2),
             (7, 9, 3, 2, 1),
+            (7, 9, 7, 1, 3),
+            (6, 6, 5, 1, 1),
+            (4, 4, 3, 1, 0),
         ] {
             let x = Var::randn(0f32, 1., (2, 4, h, w), &dev).expect("x");
             let kernel = Var::randn(0f32, 1., (4, 1, k, k), &dev).expect("k");

@@ -95,7 +95,9 @@ pub struct FitOptions {
     #[arg(long = "family", value_name = "NAME")]
     pub families: Vec<String>,
     /// Images: restrict the search to these backbones (mobilenet_v2, efficientnet_lite0, resnet18,
-    /// resnet34, resnet50; the ResNets come from the Hugging Face hub cache or --weights).
+    /// resnet34, resnet50, convnext_atto, convnext_femto, convnext_pico, convnext_nano,
+    /// convnext_tiny, vit_tiny_patch16_224, vit_small_patch16_224, vit_base_patch16_224; all but
+    /// the first two come from the Hugging Face hub cache or --weights).
     #[arg(long = "backbone")]
     pub backbones: Vec<String>,
     /// Images: fix the square input size in pixels (default: chosen by the search).

@@ -1,0 +1,100 @@
+"""Training throughput and single-image latency of each backbone in exeml and PyTorch, same CPU,
+same run, alternating (docs/benchmarks.md, "Backbones: exeml vs PyTorch").
+
+    benches/vision/.venv/bin/python benches/vision/backbone_speed.py target/release/examples/vision_speed \
+        [--backbones mobilenet_v2 convnext_atto vit_tiny_patch16_224 …] [--runs 3] [--res 224] [--batch 32]
+
+PyTorch's side is torchvision's MobileNetV2 and timm's ConvNeXt and ResNet with random weights
+(speed does not depend on the values; exeml's side loads installed weights or random ones the
+same way): a whole-network training step (forward, backward, AdamW) on a batch with a 10-class
+head, and the median of 50 single-image eval forwards. Threads = cores on both sides. Prints a
+markdown table with the medians of the runs and the ratios exeml / PyTorch.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import time
+
+import timm
+import torch
+import torchvision
+
+torch.set_num_threads(os.cpu_count() or 1)
+
+
+def torch_model(name: str) -> torch.nn.Module:
+    if name == "mobilenet_v2":
+        return torchvision.models.mobilenet_v2(num_classes=10)
+    return timm.create_model(name, pretrained=False, num_classes=10)
+
+
+def torch_speed(name: str, res: int, batch: int) -> dict:
+    model = torch_model(name)
+    opt = torch.optim.AdamW(model.parameters())
+    x = torch.randn(batch, 3, res, res)
+    y = torch.arange(batch) % 10
+    loss_fn = torch.nn.CrossEntropyLoss()
+    model.train()
+
+    def step():
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        opt.step()
+
+    step()
+    steps = 5
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    train = steps * batch / (time.perf_counter() - t0)
+    model.eval()
+    one = torch.randn(1, 3, res, res)
+    times = []
+    with torch.inference_mode():
+        for i in range(60):
+            t = time.perf_counter()
+            model(one)
+            if i >= 10:
+                times.append((time.perf_counter() - t) * 1e3)
+    return {"train_images_per_s": train, "latency_ms": statistics.median(times)}
+
+
+def exeml_speed(binary: str, name: str, res: int, batch: int) -> dict:
+    out = subprocess.run(
+        [binary, str(res), str(batch), "--backbone", name],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("vision_speed")
+    parser.add_argument("--backbones", nargs="+",
+                        default=["mobilenet_v2", "convnext_atto", "vit_tiny_patch16_224"])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--res", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=32)
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, timm {timm.__version__}, {os.cpu_count()} threads, "
+          f"{args.res} px, training batch {args.batch}, medians of {args.runs} alternating runs\n")
+    print("| backbone | exeml train img/s | PyTorch train img/s | ratio | exeml latency ms "
+          "| PyTorch latency ms | ratio |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for name in args.backbones:
+        ours, theirs = [], []
+        for _ in range(args.runs):
+            ours.append(exeml_speed(args.vision_speed, name, args.res, args.batch))
+            theirs.append(torch_speed(name, args.res, args.batch))
+        med = lambda rows, key: statistics.median(r[key] for r in rows)  # noqa: E731
+        tr_o, tr_t = med(ours, "train_images_per_s"), med(theirs, "train_images_per_s")
+        la_o, la_t = med(ours, "latency_ms"), med(theirs, "latency_ms")
+        print(f"| {name} | {tr_o:.2f} | {tr_t:.2f} | {tr_o / tr_t:.2f}× | {la_o:.1f} | {la_t:.1f} "
+              f"| {la_o / la_t:.2f}× |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
