@@ -688,17 +688,35 @@ fn a_resnet_from_a_local_checkpoint_trains_fine_tunes_and_reloads() {
     let dir = tempfile::tempdir().expect("tempdir");
     let weights = resnet18_checkpoint(dir.path(), 3);
     class_folders(&dir.path().join("data"), 10, 5);
+    let model = fit_fine_tuned(
+        BackboneKind::Resnet18,
+        &weights,
+        48,
+        &dir.path().join("data"),
+    );
+    assert_eq!(model.head().weight.dims()[1], 512, "ResNet-18 features");
+    let v = model.manifest.validation.accuracy();
+    assert!(
+        v > 0.5,
+        "random conv features still separate the patterns: {v}"
+    );
+
+    assert_reloaded_predicts_alike(&model, &dir.path().join("model"), "stripes");
+}
+
+/// A performance-first model on `kind` alone, its weights from the file `weights`, at
+/// `resolution` px; checked to have fine-tuned the last blocks (a leaderboard row with a score),
+/// so that the training code ran on this backbone's blocks.
+fn fit_fine_tuned(kind: BackboneKind, weights: &Path, resolution: u32, data: &Path) -> ImageModel {
     let model = ImagePredictor::new()
         .time_limit(Duration::from_secs(60))
         .preference(Preference::PerformanceFirst)
-        .backbones(vec![BackboneKind::Resnet18])
-        .weights(BackboneKind::Resnet18, &weights)
-        .resolution(48)
-        .fit_folder(&dir.path().join("data"))
+        .backbones(vec![kind])
+        .weights(kind, weights)
+        .resolution(resolution)
+        .fit_folder(data)
         .expect("fit");
-    assert_eq!(model.manifest.backbone, BackboneKind::Resnet18);
-    assert_eq!(model.head().weight.dims()[1], 512, "ResNet-18 features");
-    // Performance-first also fine-tunes the last blocks: those rows ran on residual blocks.
+    assert_eq!(model.manifest.backbone, kind);
     assert!(
         model
             .manifest
@@ -708,17 +726,15 @@ fn a_resnet_from_a_local_checkpoint_trains_fine_tunes_and_reloads() {
         "{:#?}",
         model.manifest.leaderboard
     );
-    let v = model.manifest.validation.accuracy();
-    assert!(
-        v > 0.5,
-        "random conv features still separate the patterns: {v}"
-    );
+    model
+}
 
-    let out = dir.path().join("model");
-    model.save(&out).expect("save");
-    let reloaded = ImageModel::load(&out).expect("reload");
+/// `model` saved to `out` and loaded back scores a fresh `class` picture as it does itself.
+fn assert_reloaded_predicts_alike(model: &ImageModel, out: &Path, class: &str) {
+    model.save(out).expect("save");
+    let reloaded = ImageModel::load(out).expect("reload");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-    let image = picture("stripes", &mut rng);
+    let image = picture(class, &mut rng);
     let (a, b) = (
         model.predict_image(&image).expect("predict"),
         reloaded.predict_image(&image).expect("predict reloaded"),
@@ -822,39 +838,14 @@ fn a_vit_from_a_local_checkpoint_trains_at_another_resolution_and_reloads() {
     candle_core::safetensors::save(&tensors, &weights).expect("save checkpoint");
     class_folders(&dir.path().join("data"), 8, 7);
     // 64 px: a 4×4 patch grid, so the checkpoint's 14×14 position embeddings are resampled.
-    let model = ImagePredictor::new()
-        .time_limit(Duration::from_secs(60))
-        .preference(Preference::PerformanceFirst)
-        .backbones(vec![BackboneKind::VitTiny])
-        .weights(BackboneKind::VitTiny, &weights)
-        .resolution(64)
-        .fit_folder(&dir.path().join("data"))
-        .expect("fit");
-    assert_eq!(model.manifest.backbone, BackboneKind::VitTiny);
+    let model = fit_fine_tuned(
+        BackboneKind::VitTiny,
+        &weights,
+        64,
+        &dir.path().join("data"),
+    );
     assert_eq!(model.head().weight.dims()[1], 192, "ViT-Tiny features");
-    assert!(
-        model
-            .manifest
-            .leaderboard
-            .iter()
-            .any(|t| t.fine_tune.is_some() && t.score.is_some()),
-        "{:#?}",
-        model.manifest.leaderboard
-    );
-    let out = dir.path().join("model");
-    model.save(&out).expect("save");
-    let reloaded = ImageModel::load(&out).expect("reload");
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
-    let image = picture("checks", &mut rng);
-    let (a, b) = (
-        model.predict_image(&image).expect("predict"),
-        reloaded.predict_image(&image).expect("predict reloaded"),
-    );
-    assert_eq!(a.len(), 3);
-    assert!(
-        a.iter().zip(&b).all(|(p, q)| (p - q).abs() < 1e-6),
-        "{a:?} vs {b:?}"
-    );
+    assert_reloaded_predicts_alike(&model, &dir.path().join("model"), "checks");
 }
 
 #[test]

@@ -7,11 +7,10 @@
 
 use super::block::{Block, ConvNextBlock, Pool};
 use super::fold::{fold_norm, linear, norm, scale};
+use super::init::Checkpoint;
 use crate::nn::{candle_error, Activation, ConvBn, ConvKind, Tensors};
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use exeml_core::Result;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;
 
 /// Which ConvNeXt.
@@ -144,58 +143,43 @@ fn block(t: &Tensors, p: &str, dim: usize) -> Result<ConvNextBlock> {
 /// (weights ≈ N(0, 0.02²) as a seeded uniform of that spread, biases 0, norms the identity,
 /// layer scales 10⁻⁶).
 pub fn initial_tensors(size: Size, seed: u64) -> Result<HashMap<String, Tensor>> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut out = HashMap::new();
-    let bound = 0.02 * 3f32.sqrt();
-    let mut random = |name: String, dims: Vec<usize>| -> Result<()> {
-        let n: usize = dims.iter().product();
-        let values: Vec<f32> = (0..n).map(|_| rng.random_range(-bound..bound)).collect();
-        let tensor = Tensor::from_vec(values, dims, &Device::Cpu).map_err(candle_error)?;
-        out.insert(name, tensor);
-        Ok(())
-    };
-    let mut constants: Vec<(String, usize, f32)> = Vec::new();
+    let mut c = Checkpoint::new(seed);
     let (depths, dims) = size.plan();
-    random("stem.0.weight".into(), vec![dims[0], 3, 4, 4])?;
-    constants.push(("stem.0.bias".into(), dims[0], 0.0));
-    let mut norms = vec![("stem.1".to_string(), dims[0])];
+    c.random("stem.0.weight", vec![dims[0], 3, 4, 4], 0.02)?;
+    c.constant("stem.0.bias", dims[0], 0.0)?;
+    c.identity_norm("stem.1", dims[0])?;
     for (stage, (&depth, &dim)) in depths.iter().zip(&dims).enumerate() {
         if stage > 0 {
             let p = format!("stages.{stage}.downsample");
-            norms.push((format!("{p}.0"), dims[stage - 1]));
-            random(format!("{p}.1.weight"), vec![dim, dims[stage - 1], 2, 2])?;
-            constants.push((format!("{p}.1.bias"), dim, 0.0));
+            c.identity_norm(&format!("{p}.0"), dims[stage - 1])?;
+            c.random(
+                format!("{p}.1.weight"),
+                vec![dim, dims[stage - 1], 2, 2],
+                0.02,
+            )?;
+            c.constant(format!("{p}.1.bias"), dim, 0.0)?;
         }
         for index in 0..depth {
             let p = format!("stages.{stage}.blocks.{index}");
-            random(format!("{p}.conv_dw.weight"), vec![dim, 1, 7, 7])?;
-            random(format!("{p}.mlp.fc1.weight"), vec![4 * dim, dim])?;
-            random(format!("{p}.mlp.fc2.weight"), vec![dim, 4 * dim])?;
-            constants.push((format!("{p}.conv_dw.bias"), dim, 0.0));
-            constants.push((format!("{p}.mlp.fc1.bias"), 4 * dim, 0.0));
-            constants.push((format!("{p}.mlp.fc2.bias"), dim, 0.0));
-            constants.push((format!("{p}.gamma"), dim, 1e-6));
-            norms.push((format!("{p}.norm"), dim));
+            c.random(format!("{p}.conv_dw.weight"), vec![dim, 1, 7, 7], 0.02)?;
+            c.constant(format!("{p}.conv_dw.bias"), dim, 0.0)?;
+            c.identity_norm(&format!("{p}.norm"), dim)?;
+            c.linear(&format!("{p}.mlp.fc1"), 4 * dim, dim)?;
+            c.linear(&format!("{p}.mlp.fc2"), dim, 4 * dim)?;
+            c.constant(format!("{p}.gamma"), dim, 1e-6)?;
         }
     }
-    norms.push(("head.norm".into(), dims[3]));
-    random(CLASSIFIER.0.into(), vec![1000, dims[3]])?;
-    constants.push((CLASSIFIER.1.into(), 1000, 0.0));
-    for (name, n) in norms {
-        constants.push((format!("{name}.weight"), n, 1.0));
-        constants.push((format!("{name}.bias"), n, 0.0));
-    }
-    for (name, n, value) in constants {
-        let tensor = Tensor::from_vec(vec![value; n], n, &Device::Cpu).map_err(candle_error)?;
-        out.insert(name, tensor);
-    }
-    Ok(out)
+    c.identity_norm("head.norm", dims[3])?;
+    c.linear("head.fc", 1000, dims[3])?;
+    Ok(c.into_tensors())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::backbone::block::LAYER_NORM_EPS;
+    use crate::backbone::testing::{assert_close, features_of};
+    use candle_core::Device;
     use candle_core::D;
 
     /// The checkpoint with every norm, bias and layer scale drawn at random (so that folding
@@ -308,33 +292,14 @@ mod tests {
             .expect("flat")
     }
 
-    fn max_abs(t: &Tensor) -> f32 {
-        t.abs()
-            .and_then(|a| a.flatten_all())
-            .and_then(|a| a.max(0))
-            .and_then(|m| m.to_scalar::<f32>())
-            .expect("max")
-    }
-
     #[test]
     fn folded_blocks_match_timms_convnext_forward() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        for (size, kernel_mlp) in [(Size::Atto, true), (Size::Atto, false)] {
-            let tensors = checkpoint(size, kernel_mlp);
-            let path = dir.path().join("model.safetensors");
-            candle_core::safetensors::save(&tensors, &path).expect("save");
-            let loaded = Tensors::load(&path, &Device::Cpu).expect("load");
-            let blocks = layers(&loaded, size).expect("layers");
+        for kernel_mlp in [true, false] {
+            let tensors = checkpoint(Size::Atto, kernel_mlp);
             let x = Tensor::randn(0f32, 1.0, (2, 3, 64, 96), &Device::Cpu).expect("x");
-            let mut y = x.clone();
-            for block in &blocks {
-                y = block.forward(&y).expect("forward");
-            }
-            let ours = y.mean((2, 3)).expect("pool");
-            let theirs = reference(&tensors, size, &x);
-            assert_eq!(ours.dims(), &[2, size.feature_dim()]);
-            let (diff, scale) = (max_abs(&(&ours - &theirs).expect("diff")), max_abs(&theirs));
-            assert!(scale > 0.1 && diff <= 1e-4 * scale, "{diff} of {scale}");
+            let ours = features_of(&tensors, |t| layers(t, Size::Atto), &x);
+            assert_eq!(ours.dims(), &[2, Size::Atto.feature_dim()]);
+            assert_close(&ours, &reference(&tensors, Size::Atto, &x));
         }
     }
 

@@ -7,6 +7,7 @@ mod block;
 mod convnext;
 mod efficientnet_lite;
 mod fold;
+mod init;
 mod mobilenet_v2;
 mod resnet;
 mod vit;
@@ -458,6 +459,45 @@ impl Backbone {
             .and_then(|l| l.broadcast_add(b))
             .map_err(candle_error)?;
         Ok(Some(logits))
+    }
+}
+
+/// Helpers for the backbone modules' tests: run a checkpoint through its blocks, compare.
+#[cfg(test)]
+mod testing {
+    use super::*;
+
+    /// Save `tensors` as a safetensors checkpoint, build the blocks with `layers` from the file,
+    /// and return the pooled features of `x`.
+    pub fn features_of(
+        tensors: &std::collections::HashMap<String, Tensor>,
+        layers: impl Fn(&Tensors) -> Result<Vec<Block>>,
+        x: &Tensor,
+    ) -> Tensor {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("model.safetensors");
+        candle_core::safetensors::save(tensors, &path).expect("save");
+        let loaded = Tensors::load(&path, &candle_core::Device::Cpu).expect("load");
+        let mut y = x.clone();
+        for block in &layers(&loaded).expect("layers") {
+            y = block.forward(&y).expect("forward");
+        }
+        y.mean((2, 3)).expect("pool")
+    }
+
+    /// `ours` equals `theirs` within 10⁻⁴ of the largest magnitude of `theirs` (above 0.1, so
+    /// that the comparison is not between near-zero tensors).
+    pub fn assert_close(ours: &Tensor, theirs: &Tensor) {
+        let max_abs = |t: &Tensor| {
+            t.abs()
+                .and_then(|a| a.flatten_all())
+                .and_then(|a| a.max(0))
+                .and_then(|m| m.to_scalar::<f32>())
+                .expect("max")
+        };
+        assert_eq!(ours.dims(), theirs.dims());
+        let (diff, scale) = (max_abs(&(ours - theirs).expect("diff")), max_abs(theirs));
+        assert!(scale > 0.1 && diff <= 1e-4 * scale, "{diff} of {scale}");
     }
 }
 

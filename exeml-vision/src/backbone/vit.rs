@@ -7,11 +7,10 @@
 
 use super::block::{Block, Pool, TokenEmbed, TransformerBlock};
 use super::fold::{linear, norm, scale};
+use super::init::Checkpoint;
 use crate::nn::{candle_error, Activation, ConvBn, ConvKind, Tensors};
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use exeml_core::{Error, Result};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;
 
 /// Side of the square patches.
@@ -143,53 +142,32 @@ fn embedding(t: &Tensors, dim: usize) -> Result<TokenEmbed> {
 /// that spread, class token ≈ 10⁻⁶, biases 0, norms the identity).
 pub fn initial_tensors(size: Size, seed: u64) -> Result<HashMap<String, Tensor>> {
     let (dim, depth, _) = size.plan();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut out = HashMap::new();
-    let mut random = |name: &str, dims: Vec<usize>, spread: f32| -> Result<()> {
-        let bound = spread * 3f32.sqrt();
-        let n: usize = dims.iter().product();
-        let values: Vec<f32> = (0..n).map(|_| rng.random_range(-bound..bound)).collect();
-        let tensor = Tensor::from_vec(values, dims, &Device::Cpu).map_err(candle_error)?;
-        out.insert(name.to_string(), tensor);
-        Ok(())
-    };
     let grid = 224 / PATCH;
-    random("patch_embed.proj.weight", vec![dim, 3, PATCH, PATCH], 0.02)?;
-    random("cls_token", vec![1, 1, dim], 1e-6)?;
-    random("pos_embed", vec![1, 1 + grid * grid, dim], 0.02)?;
-    let mut constants: Vec<(String, usize, f32)> = vec![("patch_embed.proj.bias".into(), dim, 0.0)];
-    let mut norms = vec!["norm".to_string()];
+    let mut c = Checkpoint::new(seed);
+    c.random("patch_embed.proj.weight", vec![dim, 3, PATCH, PATCH], 0.02)?;
+    c.constant("patch_embed.proj.bias", dim, 0.0)?;
+    c.random("cls_token", vec![1, 1, dim], 1e-6)?;
+    c.random("pos_embed", vec![1, 1 + grid * grid, dim], 0.02)?;
     for i in 0..depth {
         let p = format!("blocks.{i}");
-        for (layer, rows, cols) in [
-            ("attn.qkv", 3 * dim, dim),
-            ("attn.proj", dim, dim),
-            ("mlp.fc1", 4 * dim, dim),
-            ("mlp.fc2", dim, 4 * dim),
-        ] {
-            random(&format!("{p}.{layer}.weight"), vec![rows, cols], 0.02)?;
-            constants.push((format!("{p}.{layer}.bias"), rows, 0.0));
-        }
-        norms.push(format!("{p}.norm1"));
-        norms.push(format!("{p}.norm2"));
+        c.identity_norm(&format!("{p}.norm1"), dim)?;
+        c.linear(&format!("{p}.attn.qkv"), 3 * dim, dim)?;
+        c.linear(&format!("{p}.attn.proj"), dim, dim)?;
+        c.identity_norm(&format!("{p}.norm2"), dim)?;
+        c.linear(&format!("{p}.mlp.fc1"), 4 * dim, dim)?;
+        c.linear(&format!("{p}.mlp.fc2"), dim, 4 * dim)?;
     }
-    random(CLASSIFIER.0, vec![1000, dim], 0.02)?;
-    constants.push((CLASSIFIER.1.into(), 1000, 0.0));
-    for name in norms {
-        constants.push((format!("{name}.weight"), dim, 1.0));
-        constants.push((format!("{name}.bias"), dim, 0.0));
-    }
-    for (name, n, value) in constants {
-        let tensor = Tensor::from_vec(vec![value; n], n, &Device::Cpu).map_err(candle_error)?;
-        out.insert(name, tensor);
-    }
-    Ok(out)
+    c.identity_norm("norm", dim)?;
+    c.linear("head", 1000, dim)?;
+    Ok(c.into_tensors())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::backbone::block::LAYER_NORM_EPS;
+    use crate::backbone::testing::{assert_close, features_of};
+    use candle_core::Device;
     use candle_core::D;
 
     /// A ViT-Tiny checkpoint with norms, biases and the class token drawn at random too.
@@ -304,33 +282,14 @@ mod tests {
             .expect("class token")
     }
 
-    fn max_abs(t: &Tensor) -> f32 {
-        t.abs()
-            .and_then(|a| a.flatten_all())
-            .and_then(|a| a.max(0))
-            .and_then(|m| m.to_scalar::<f32>())
-            .expect("max")
-    }
-
     #[test]
     fn folded_blocks_match_timms_vit_forward_at_another_resolution() {
-        let dir = tempfile::tempdir().expect("tempdir");
         let tensors = checkpoint();
-        let path = dir.path().join("model.safetensors");
-        candle_core::safetensors::save(&tensors, &path).expect("save");
-        let loaded = Tensors::load(&path, &Device::Cpu).expect("load");
-        let blocks = layers(&loaded, Size::Tiny).expect("layers");
         // 96×160 px: a 6×10 grid, so the 14×14 position embeddings are resampled.
         let x = Tensor::randn(0f32, 1.0, (2, 3, 96, 160), &Device::Cpu).expect("x");
-        let mut y = x.clone();
-        for block in &blocks {
-            y = block.forward(&y).expect("forward");
-        }
-        let ours = y.mean((2, 3)).expect("pool");
-        let theirs = reference(&tensors, &x);
+        let ours = features_of(&tensors, |t| layers(t, Size::Tiny), &x);
         assert_eq!(ours.dims(), &[2, 192]);
-        let (diff, scale) = (max_abs(&(&ours - &theirs).expect("diff")), max_abs(&theirs));
-        assert!(scale > 0.1 && diff <= 1e-4 * scale, "{diff} of {scale}");
+        assert_close(&ours, &reference(&tensors, &x));
     }
 
     #[test]
