@@ -16,13 +16,11 @@ import json
 import os
 import statistics
 import subprocess
-import time
 
 import timm
 import torch
 import torchvision
-
-torch.set_num_threads(os.cpu_count() or 1)
+from torch_baselines import model_speed  # the same training step and timing as the MobileNetV2 runs
 
 
 def torch_model(name: str) -> torch.nn.Module:
@@ -32,34 +30,7 @@ def torch_model(name: str) -> torch.nn.Module:
 
 
 def torch_speed(name: str, res: int, batch: int) -> dict:
-    model = torch_model(name)
-    opt = torch.optim.AdamW(model.parameters())
-    x = torch.randn(batch, 3, res, res)
-    y = torch.arange(batch) % 10
-    loss_fn = torch.nn.CrossEntropyLoss()
-    model.train()
-
-    def step():
-        opt.zero_grad()
-        loss_fn(model(x), y).backward()
-        opt.step()
-
-    step()
-    steps = 5
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    train = steps * batch / (time.perf_counter() - t0)
-    model.eval()
-    one = torch.randn(1, 3, res, res)
-    times = []
-    with torch.inference_mode():
-        for i in range(60):
-            t = time.perf_counter()
-            model(one)
-            if i >= 10:
-                times.append((time.perf_counter() - t) * 1e3)
-    return {"train_images_per_s": train, "latency_ms": statistics.median(times)}
+    return model_speed(torch_model(name), res, batch)
 
 
 def exeml_speed(binary: str, name: str, res: int, batch: int) -> dict:

@@ -130,7 +130,12 @@ def finetune(data, weights, seconds, res=224):
 
 
 def speed(weights, res=224, batch=32):
-    model = mobilenet(weights, 10)
+    return model_speed(mobilenet(weights, 10), res, batch)
+
+
+def model_speed(model, res=224, batch=32):
+    """Training images/s (whole network, AdamW, a 10-class head) and median single-image latency."""
+    model = model.to(DEVICE)
     opt = torch.optim.AdamW(model.parameters())
     x = torch.randn(batch, 3, res, res, device=DEVICE)
     y = (torch.arange(batch) % 10).to(DEVICE)
