@@ -206,7 +206,7 @@ fn newer_model_format_is_rejected_clearly() {
     let text = std::fs::read_to_string(&manifest).expect("read");
     std::fs::write(
         &manifest,
-        text.replace("\"format_version\": 2", "\"format_version\": 99"),
+        text.replace("\"format_version\": 3", "\"format_version\": 99"),
     )
     .expect("write");
     let err = TabularModel::load(&path).expect_err("newer format");
@@ -665,6 +665,55 @@ fn a_model_saved_before_ensembles_still_loads() {
         model.predict(&table).expect("predict"),
         loaded.predict(&table).expect("predict")
     );
+}
+
+#[test]
+fn tree_and_row_files_are_compressed_and_an_uncompressed_format_2_folder_still_loads() {
+    let table = Table::read(&data("iris.csv"), ReadOptions::default()).expect("read");
+    for family in ["forest", "gbdt", "hist_gbdt", "knn"] {
+        let model = TabularPredictor::new("species")
+            .time_limit(Duration::from_secs(5))
+            .families([family])
+            .bag_folds(0)
+            .fit(&table)
+            .expect("fit");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("m");
+        model.save(&path).expect("save");
+        let manifest_path = path.join("manifest.json");
+        let mut manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&manifest_path).expect("read"))
+                .expect("json");
+        let files: Vec<String> = serde_json::from_value(manifest["files"].clone()).expect("files");
+        let packed: Vec<&String> = files.iter().filter(|f| f.ends_with(".zst")).collect();
+        assert!(!packed.is_empty(), "{family}: {files:?}");
+
+        // Rewrite the folder as format 2 wrote it: the same files, uncompressed.
+        for file in packed {
+            let bytes = zstd::decode_all(
+                std::fs::File::open(path.join(file)).expect("open compressed file"),
+            )
+            .expect("zstd");
+            let plain = file.trim_end_matches(".zst");
+            assert!(
+                std::fs::metadata(path.join(file)).expect("meta").len() < bytes.len() as u64,
+                "{family}: {file} is not smaller compressed"
+            );
+            std::fs::write(path.join(plain), bytes).expect("write plain");
+            std::fs::remove_file(path.join(file)).expect("remove");
+        }
+        let object = manifest.as_object_mut().expect("object");
+        object.insert("format_version".into(), serde_json::json!(2));
+        let plain: Vec<&str> = files.iter().map(|f| f.trim_end_matches(".zst")).collect();
+        object.insert("files".into(), serde_json::json!(plain));
+        std::fs::write(&manifest_path, manifest.to_string()).expect("write");
+        let loaded = TabularModel::load(&path).expect("format 2 loads");
+        assert_eq!(
+            model.predict(&table).expect("predict"),
+            loaded.predict(&table).expect("predict"),
+            "{family}"
+        );
+    }
 }
 
 #[test]

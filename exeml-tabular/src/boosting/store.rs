@@ -21,8 +21,8 @@ fn view(
 const NODE_COLUMNS: usize = 6;
 
 impl Booster {
-    /// Write the booster to `path` (atomically).
-    pub fn save(&self, path: &Path) -> Result<()> {
+    /// Write the booster to `path` + `.zst` (compressed, atomically); returns that file's name.
+    pub fn save(&self, path: &Path) -> Result<String> {
         let mut nodes: Vec<f64> = Vec::new();
         let mut leaves: Vec<f64> = Vec::new();
         let mut starts: Vec<f64> = Vec::new();
@@ -78,7 +78,7 @@ impl Booster {
             ("features".to_string(), self.n_features.to_string()),
         ]);
         let serialized = safetensors::serialize(tensors, Some(metadata)).map_err(err)?;
-        exeml_core::fsio::write_atomic(path, &serialized)
+        crate::family::compressed::write(path, &serialized)
     }
 
     /// Read a booster written by [`Booster::save`].
@@ -219,15 +219,15 @@ mod tests {
         .expect("fit");
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("booster.safetensors");
-        booster.save(&path).expect("save");
+        let written = dir.path().join(booster.save(&path).expect("save"));
         let loaded = Booster::load(&path).expect("load");
         assert_eq!(loaded, booster);
         assert_eq!(loaded.predict(&x), booster.predict(&x));
 
-        let mut bytes = std::fs::read(&path).expect("read");
+        let mut bytes = std::fs::read(&written).expect("read");
         let n = bytes.len();
         bytes.truncate(n / 2);
-        std::fs::write(&path, &bytes).expect("write");
+        std::fs::write(&written, &bytes).expect("write");
         let err = Booster::load(&path).expect_err("truncated");
         assert!(err.to_string().contains("booster.safetensors"), "{err}");
     }

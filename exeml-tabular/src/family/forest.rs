@@ -628,7 +628,7 @@ impl ForestModel {
         self.trees.len()
     }
 
-    /// Write the trees as safetensors: per node (feature, threshold, left, right, missing
+    /// Write the trees as (compressed) safetensors: per node (feature, threshold, left, right, missing
     /// side, value offset), the leaf values, and where each tree starts.
     pub fn save(&self, dir: &Path) -> Result<Vec<String>> {
         let path = dir.join(FOREST_FILE);
@@ -678,8 +678,7 @@ impl ForestModel {
         ];
         let metadata = HashMap::from([("features".to_string(), self.n_features.to_string())]);
         let serialized = safetensors::serialize(tensors, Some(metadata)).map_err(tensor_err)?;
-        exeml_core::fsio::write_atomic(&path, &serialized)?;
-        Ok(vec![FOREST_FILE.to_string()])
+        Ok(vec![super::compressed::write(&path, &serialized)?])
     }
 
     /// Read a forest written by [`ForestModel::save`], checking every index so that a damaged

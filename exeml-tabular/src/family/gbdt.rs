@@ -445,14 +445,13 @@ impl GbdtModel {
             .collect()
     }
 
-    /// Write one JSON file per booster.
+    /// Write one (compressed) JSON file per booster.
     pub fn save(&self, dir: &Path) -> Result<Vec<String>> {
         let mut files = Vec::new();
         for (i, b) in self.boosters.iter().enumerate() {
-            let name = format!("gbdt_{i}.json");
             let json = b.json_dump().map_err(backend)?;
-            exeml_core::fsio::write_atomic(&dir.join(&name), json.as_bytes())?;
-            files.push(name);
+            let path = dir.join(format!("gbdt_{i}.json"));
+            files.push(super::compressed::write(&path, json.as_bytes())?);
         }
         Ok(files)
     }
@@ -466,8 +465,9 @@ impl GbdtModel {
         };
         let mut boosters = Vec::with_capacity(outputs);
         for i in 0..outputs {
-            let path = dir.join(format!("gbdt_{i}.json"));
-            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+            let (path, bytes) = super::compressed::read(&dir.join(format!("gbdt_{i}.json")))?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| Error::data(&path, "the booster is not UTF-8 text"))?;
             let b = GradientBooster::from_json(&text)
                 .map_err(|e| Error::data(&path, format!("invalid booster: {e}")))?;
             check_tree_links(&b, &path)?;
@@ -511,15 +511,16 @@ mod tests {
 
         let dir = tempfile::tempdir().expect("tempdir");
         let files = model.save(dir.path()).expect("save");
+        assert_eq!(files, ["gbdt_0.json.zst"]);
         let loaded = GbdtModel::load(dir.path(), problem).expect("load");
         assert_eq!(model.predict(&data.x), loaded.predict(&data.x));
 
         // A root that links back to itself would loop forever at prediction time.
-        let path = dir.path().join(&files[0]);
-        let mut json: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+        let path = dir.path().join("gbdt_0.json");
+        let (_, bytes) = super::super::compressed::read(&path).expect("read");
+        let mut json: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
         json["trees"][0]["nodes"][0]["left_child"] = serde_json::json!(0);
-        std::fs::write(&path, json.to_string()).expect("write");
+        super::super::compressed::write(&path, json.to_string().as_bytes()).expect("write");
         let err = GbdtModel::load(dir.path(), problem).expect_err("damaged tree");
         assert!(
             err.to_string()

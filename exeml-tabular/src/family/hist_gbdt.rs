@@ -322,8 +322,7 @@ impl HistGbdtModel {
 
     /// Write the booster into `dir`.
     pub fn save(&self, dir: &Path) -> Result<Vec<String>> {
-        self.booster.save(&dir.join(MODEL_FILE))?;
-        Ok(vec![MODEL_FILE.to_string()])
+        Ok(vec![self.booster.save(&dir.join(MODEL_FILE))?])
     }
 
     /// Read the booster written by [`HistGbdtModel::save`], checking it fits `problem`.
@@ -397,7 +396,10 @@ mod tests {
         assert!(right >= 95, "{right} of 100");
 
         let dir = tempfile::tempdir().expect("temp dir");
-        assert_eq!(model.save(dir.path()).expect("save"), vec![MODEL_FILE]);
+        assert_eq!(
+            model.save(dir.path()).expect("save"),
+            vec![format!("{MODEL_FILE}.zst")]
+        );
         let loaded = HistGbdtModel::load(dir.path(), problem).expect("load");
         assert_eq!(loaded.predict(&valid.x), probs);
         let binary = Problem {

@@ -210,7 +210,7 @@ impl KnnModel {
         rows.concat()
     }
 
-    /// Write the stored rows and targets as safetensors, `k` and the weighting as metadata.
+    /// Write the stored rows and targets as (compressed) safetensors, `k` and the weighting as metadata.
     pub fn save(&self, dir: &Path) -> Result<Vec<String>> {
         let path = dir.join(POINTS_FILE);
         let tensor_err = |e: safetensors::SafeTensorError| Error::data(&path, e.to_string());
@@ -235,8 +235,7 @@ impl KnnModel {
         let bytes =
             safetensors::serialize([("points", points), ("targets", targets)], Some(metadata))
                 .map_err(tensor_err)?;
-        exeml_core::fsio::write_atomic(&path, &bytes)?;
-        Ok(vec![POINTS_FILE.to_string()])
+        Ok(vec![super::compressed::write(&path, &bytes)?])
     }
 
     /// Read a model written by [`KnnModel::save`].

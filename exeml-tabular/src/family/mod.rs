@@ -2,6 +2,7 @@
 //! implements [`exeml_core::Trainer`] on a feature matrix; adding a family touches one file here
 //! plus one line in [`Estimator`] and [`spaces`].
 
+pub mod compressed;
 pub mod forest;
 pub mod gbdt;
 pub mod hist_gbdt;
@@ -207,14 +208,15 @@ pub(crate) struct TensorFile {
 }
 
 impl TensorFile {
-    /// Read and check the header of the safetensors file at `path`.
+    /// Read and check the header of the safetensors file at `path` (or its compressed copy,
+    /// see [`compressed`]).
     pub fn read(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let (path, bytes) = compressed::read(path)?;
         let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
-            .map_err(|e| Error::data(path, format!("invalid safetensors: {e}")))?;
+            .map_err(|e| Error::data(&path, format!("invalid safetensors: {e}")))?;
         let metadata = header.metadata().clone().unwrap_or_default();
         Ok(TensorFile {
-            path: path.to_path_buf(),
+            path,
             bytes,
             metadata,
         })
