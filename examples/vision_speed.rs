@@ -20,8 +20,11 @@
 use candle_core::{DType, Tensor, D};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use exeml::vision::finetune::trainable_copy;
-use exeml::vision::{Backbone, BackboneKind};
+use exeml::vision::BackboneKind;
 use std::time::Instant;
+
+#[path = "shared/backbones.rs"]
+mod backbones;
 
 // The allocator the `exeml` binary uses, so the numbers are the CLI's.
 #[global_allocator]
@@ -49,7 +52,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let side: usize = args.get(1).map_or(Ok(224), |a| a.parse())?;
     let batch: usize = args.get(2).map_or(Ok(32), |a| a.parse())?;
     let device = target.to_candle()?;
-    let backbone = load(kind, &device)?;
+    let backbone = backbones::installed_or_random(kind, &device)?;
     let dim = kind.feature_dim();
 
     // Training: every block trainable, a 10-class linear head, cross-entropy, AdamW.
@@ -107,27 +110,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
          \"latency_ms\": {latency_ms:.3}}}"
     );
     Ok(())
-}
-
-/// `kind`'s installed weights, or for a hub backbone (ResNet, ConvNeXt) not in the hub cache a
-/// randomly initialised one (speed does not depend on the values).
-fn load(
-    kind: BackboneKind,
-    device: &candle_core::Device,
-) -> Result<Backbone, Box<dyn std::error::Error>> {
-    match Backbone::load(kind, None, device) {
-        Err(missing @ exeml::Error::NotFound { .. }) => {
-            let Ok(tensors) = exeml::vision::initial_tensors(kind, 0) else {
-                return Err(missing.into());
-            };
-            let file = std::env::temp_dir().join(format!("exeml-speed-{kind}.safetensors"));
-            candle_core::safetensors::save(&tensors, &file)?;
-            let backbone = Backbone::load(kind, Some(&file), device)?;
-            std::fs::remove_file(&file)?;
-            Ok(backbone)
-        }
-        loaded => Ok(loaded?),
-    }
 }
 
 /// Median latency of one prediction of a trained model, and the model folder's size.

@@ -2,12 +2,13 @@
 # The GPU half of the vision benchmark, run on the GPU machine from the repository root over the
 # bundle that benches/vision/gpu-bundle.sh made on the build machine (`.gpu/`: the CUDA build of
 # exeml and its two examples, the weights, a Fashion-MNIST subset). That machine needs the NVIDIA
-# driver, python3 with torch + torchvision, and CUDA 13's cuBLAS/cuRAND/NVRTC/runtime libraries
+# driver, python3 with torch + torchvision + timm, and CUDA 13's cuBLAS/cuRAND/NVRTC/runtime libraries
 # (PyTorch's wheels bring them; they are found wherever they are installed).
 #
-# usage: [SKIP_TORCH=1] benches/vision/gpu.sh [OUT_DIR] [BUDGET_SECONDS]
+# usage: [SKIP_TORCH=1] [SKIP_TORCH_FINETUNE=1] benches/vision/gpu.sh [OUT_DIR] [BUDGET_SECONDS]
 # Writes OUT_DIR/log (everything) and OUT_DIR/results.jsonl (one JSON object per measurement).
-# SKIP_TORCH=1 runs exeml's side only (when PyTorch's numbers from an earlier run suffice).
+# SKIP_TORCH=1 runs exeml's side only (when PyTorch's numbers from an earlier run suffice);
+# SKIP_TORCH_FINETUNE=1 skips only PyTorch's fine-tuning run (the longest of its steps).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-${OUT:-/tmp/exeml-gpu}}
@@ -55,17 +56,23 @@ record() { # NAME COMMAND...: run, echo, and append JSON lines it prints (tagged
   return $rc
 }
 
-record device_check "$bin/device_check" cuda:0 || { echo "device_check failed: stopping"; exit 1; }
+# A failed check is reported and the measurements still run (they say where it matters).
+record device_check "$bin/device_check" cuda:0 || echo "device_check: some checks failed"
 for b in 32 128; do
   record "exeml_speed_b$b" "$bin/vision_speed" 224 "$b" --device cuda:0
   [ -n "${SKIP_TORCH:-}" ] || record "torch_speed_b$b" python3 benches/vision/torch_baselines.py \
     speed "$weights" 224 "$b" --device cuda
 done
+# ConvNeXt and ViT (random weights: speed does not depend on them) against timm's, same GPU.
+if [ -z "${SKIP_TORCH:-}" ]; then
+  record backbone_speed python3 benches/vision/backbone_speed.py "$bin/vision_speed" --runs 1 \
+    --backbones convnext_atto vit_tiny_patch16_224 convnext_tiny --device cuda
+fi
 record exeml_train "$bin/exeml" train --task image --data "$data/train" --time-limit "${budget}s" \
   --device cuda:0 --seed 0 --out "$work/model"
 cp "$work/model/manifest.json" "$out/model-manifest.json" 2>/dev/null
 record exeml_evaluate "$bin/exeml" evaluate --model "$work/model" --data "$data/test" --json
 record exeml_model_latency "$bin/vision_speed" --model "$work/model"
-[ -n "${SKIP_TORCH:-}" ] || record torch_finetune python3 benches/vision/torch_baselines.py \
+[ -n "${SKIP_TORCH:-}${SKIP_TORCH_FINETUNE:-}" ] || record torch_finetune python3 benches/vision/torch_baselines.py \
   finetune "$data" "$weights" "$budget" --device cuda
 echo "== done"
