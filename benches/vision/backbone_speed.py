@@ -22,7 +22,9 @@ import subprocess
 import timm
 import torch
 import torchvision
-from torch_baselines import model_speed  # the same training step and timing as the MobileNetV2 runs
+# The same training step and timing as the MobileNetV2 runs. torch_baselines takes `--device`
+# off the command line when it is imported (DEVICE): both sides run there.
+from torch_baselines import DEVICE, model_speed
 
 
 def torch_model(name: str) -> torch.nn.Module:
@@ -52,11 +54,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--res", type=int, default=224)
     parser.add_argument("--batch", type=int, default=32)
-    # torch_baselines reads `--device` from the command line itself when it is imported.
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
     print(f"torch {torch.__version__}, timm {timm.__version__}, {os.cpu_count()} threads, "
-          f"device {args.device}, "
+          f"device {DEVICE}, "
           f"{args.res} px, training batch {args.batch}, medians of {args.runs} alternating runs\n")
     print("| backbone | exeml train img/s | PyTorch train img/s | ratio | exeml latency ms "
           "| PyTorch latency ms | ratio |")
@@ -64,7 +64,7 @@ def main() -> None:
     for name in args.backbones:
         ours, theirs = [], []
         for _ in range(args.runs):
-            ours.append(exeml_speed(args.vision_speed, name, args.res, args.batch, args.device))
+            ours.append(exeml_speed(args.vision_speed, name, args.res, args.batch, DEVICE))
             theirs.append(torch_speed(name, args.res, args.batch))
         med = lambda rows, key: statistics.median(r[key] for r in rows)  # noqa: E731
         tr_o, tr_t = med(ours, "train_images_per_s"), med(theirs, "train_images_per_s")
