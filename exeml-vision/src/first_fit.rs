@@ -31,9 +31,6 @@ pub struct FirstFit {
     pub subset: Option<Vec<usize>>,
     /// Estimated seconds of the extraction as chosen.
     pub estimated_secs: f64,
-    /// Measured seconds to extract one view at the chosen resolution (`None` when nothing was
-    /// measured: an unlimited budget).
-    pub seconds_per_view: Option<f64>,
     /// What was changed and why, when something was.
     pub note: Option<String>,
 }
@@ -71,7 +68,6 @@ pub fn plan_first(
         candidate: planned,
         subset: None,
         estimated_secs: 0.0,
-        seconds_per_view: None,
         note: None,
     };
     // An unlimited budget (tests, refits) needs no plan.
@@ -80,17 +76,14 @@ pub fn plan_first(
     }
     let per_view = seconds_per_view(backbone, train, planned.resolution, seed)?;
     let target = budget.remaining().as_secs_f64() * FIRST_EXTRACTION_SHARE;
-    let view_at = |resolution: u32| {
-        per_view * (f64::from(resolution) / f64::from(planned.resolution)).powi(2)
-    };
     let cost = |resolution: u32, views: usize, images: usize| {
-        view_at(resolution) * (images * (1 + views) + validation_images) as f64
+        let scale = (f64::from(resolution) / f64::from(planned.resolution)).powi(2);
+        per_view * scale * (images * (1 + views) + validation_images) as f64
     };
     let planned_cost = cost(planned.resolution, planned.augmented_views, train.len());
     if planned_cost <= target {
         return Ok(FirstFit {
             estimated_secs: planned_cost,
-            seconds_per_view: Some(per_view),
             ..unchanged
         });
     }
@@ -119,7 +112,6 @@ pub fn plan_first(
                 candidate,
                 subset: None,
                 estimated_secs: secs,
-                seconds_per_view: Some(view_at(resolution)),
                 note: Some(format!(
                     "{why}: {resolution} px without augmented views instead"
                 )),
@@ -141,7 +133,6 @@ pub fn plan_first(
         candidate,
         subset: (keep.len() < train.len()).then_some(keep),
         estimated_secs: secs,
-        seconds_per_view: Some(view_at(candidate.resolution)),
         note: Some(note),
     })
 }

@@ -13,10 +13,7 @@ use crate::footprint::{measure, model_megabytes, smaller_resolutions, Footprint}
 use crate::head::{fit_head_counted, HeadData, LinearHead};
 use crate::model::{ImageLineage, ImageManifest, ImageModel, FORMAT, FORMAT_VERSION};
 use crate::nn::candle_error;
-use crate::search::{
-    candidates, cpu_affords_whole_network, fine_tune_arms, head_grid, whole_network_arms,
-    Candidate, ImageTrial,
-};
+use crate::search::{candidates, fine_tune_arms, head_grid, Candidate, ImageTrial};
 use crate::tuning::successive_halving;
 use exeml_core::checks::at;
 use exeml_core::split::stratified_split;
@@ -242,7 +239,7 @@ impl ImagePredictor {
                 arms.insert(0, p);
             }
         }
-        let mut most_unfrozen = arms.iter().map(|a| a.unfrozen_blocks).max().unwrap_or(0);
+        let most_unfrozen = arms.iter().map(|a| a.unfrozen_blocks).max().unwrap_or(0);
         let mut leaderboard = Vec::new();
         let mut best: Option<Fitted> = None;
         // The first backbone whose weights could not be loaded (reported if none could).
@@ -322,24 +319,6 @@ impl ImagePredictor {
                     footprint = measure(&backbone, fit.candidate.resolution, k)?;
                 }
                 candidate = fit.candidate;
-                // On the CPU the whole network is tried only when the budget left affords
-                // several of its epochs, estimated from the extraction just timed.
-                let rows = fit.subset.as_ref().map_or(train_paths.len(), Vec::len)
-                    * (1 + candidate.augmented_views);
-                let affords = fit
-                    .seconds_per_view
-                    .is_some_and(|secs| cpu_affords_whole_network(secs, rows, budget.remaining()));
-                if self.fine_tune && device.is_cpu() && affords {
-                    let whole = whole_network_arms(self.preference);
-                    progress.phase(&format!(
-                        "the budget affords fine-tuning the whole network: {} more arm(s)",
-                        whole.len()
-                    ));
-                    // After the parent's arm, which a warm start tries first.
-                    let at = usize::from(parent.is_some_and(|p| p.manifest.fine_tune.is_some()));
-                    arms.splice(at.min(arms.len())..at.min(arms.len()), whole);
-                    most_unfrozen = arms.iter().map(|a| a.unfrozen_blocks).max().unwrap_or(0);
-                }
                 match fit.subset {
                     Some(keep) => (
                         keep.iter().map(|&i| train_paths[i].clone()).collect(),

@@ -7,7 +7,6 @@ use crate::finetune::{FineTuneParams, Mixing};
 use crate::head::HeadParams;
 use exeml_core::Preference;
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
 
 /// A backbone configuration to try: features are extracted once per candidate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,85 +113,48 @@ pub fn head_grid(preference: Preference) -> Vec<HeadParams> {
 /// block count before training).
 pub const WHOLE_NETWORK: usize = usize::MAX;
 
-/// Epochs of the whole network that the budget left must afford before a CPU search tries it:
-/// with fewer, successive halving would cut it after one or two epochs, spent for nothing.
-const WHOLE_NETWORK_CPU_EPOCHS: f64 = 4.0;
-
-/// A whole-network training step (forward, backward, AdamW) per image, in extraction passes of
-/// one view (decoding and preprocessing included). Measured on MobileNetV2 at 224 px on the
-/// 2-core development machine: 96 ms per trained image against about 19 ms per extracted view.
-const TRAINING_STEP_IN_VIEWS: f64 = 5.0;
-
-/// Whether a CPU budget affords fine-tuning the whole network: `seconds_per_view` is the
-/// measured extraction cost of one view, `rows` the training rows (images × views) and
-/// `remaining` the budget left. Large budgets (about 30 minutes for 2,000 images at 224 px) buy
-/// it; small ones keep to the top blocks.
-pub fn cpu_affords_whole_network(seconds_per_view: f64, rows: usize, remaining: Duration) -> bool {
-    let epoch = seconds_per_view * TRAINING_STEP_IN_VIEWS * rows as f64;
-    epoch > 0.0 && remaining.as_secs_f64() >= WHOLE_NETWORK_CPU_EPOCHS * epoch
-}
-
-/// The arms that tune every block, stem included: none for performance-first.
-pub fn whole_network_arms(preference: Preference) -> Vec<FineTuneParams> {
-    match preference {
-        Preference::PerformanceFirst => Vec::new(),
-        Preference::Balance => vec![arm(WHOLE_NETWORK, 3e-4, MIXUP, 12)],
-        Preference::AccuracyFirst => vec![
-            arm(WHOLE_NETWORK, 3e-4, MIXUP, 20),
-            arm(WHOLE_NETWORK, 1e-4, CUTMIX, 20),
-        ],
-    }
-}
-
 /// The fine-tuning configurations successive halving starts from, best guess first. Balance and
 /// accuracy-first unfreeze more blocks and try mixup/cutmix; performance-first only tunes the
-/// last two blocks briefly. With `whole_network` (an accelerator, where a step of the whole
-/// network costs little, or a CPU budget that [affords it](cpu_affords_whole_network)),
-/// balance and accuracy-first also tune the whole network, first.
-pub fn fine_tune_arms(preference: Preference, whole_network: bool) -> Vec<FineTuneParams> {
-    let whole = if whole_network {
-        whole_network_arms(preference)
-    } else {
-        Vec::new()
+/// last two blocks briefly. On an accelerator (`accelerator`: CUDA or Metal), where a step of
+/// the whole network costs little, balance and accuracy-first also tune the whole network, first.
+pub fn fine_tune_arms(preference: Preference, accelerator: bool) -> Vec<FineTuneParams> {
+    let arm = |unfrozen_blocks, learning_rate, mixing, max_epochs| FineTuneParams {
+        unfrozen_blocks,
+        learning_rate,
+        mixing,
+        max_epochs,
+        ..FineTuneParams::default()
+    };
+    let mixup = Mixing::Mixup { alpha: 0.2 };
+    let cutmix = Mixing::Cutmix { alpha: 1.0 };
+    let whole: Vec<FineTuneParams> = match (accelerator, preference) {
+        (false, _) | (true, Preference::PerformanceFirst) => Vec::new(),
+        (true, Preference::Balance) => vec![arm(WHOLE_NETWORK, 3e-4, mixup, 12)],
+        (true, Preference::AccuracyFirst) => vec![
+            arm(WHOLE_NETWORK, 3e-4, mixup, 20),
+            arm(WHOLE_NETWORK, 1e-4, cutmix, 20),
+        ],
     };
     let blocks = match preference {
         Preference::PerformanceFirst => vec![arm(2, 1e-3, Mixing::None, 4)],
         Preference::Balance => vec![
             arm(2, 1e-3, Mixing::None, 8),
             arm(5, 3e-4, Mixing::None, 8),
-            arm(5, 1e-3, MIXUP, 8),
-            arm(5, 3e-4, CUTMIX, 8),
+            arm(5, 1e-3, mixup, 8),
+            arm(5, 3e-4, cutmix, 8),
         ],
         Preference::AccuracyFirst => vec![
             arm(2, 1e-3, Mixing::None, 15),
             arm(5, 3e-4, Mixing::None, 15),
-            arm(5, 1e-3, MIXUP, 15),
-            arm(5, 3e-4, CUTMIX, 15),
+            arm(5, 1e-3, mixup, 15),
+            arm(5, 3e-4, cutmix, 15),
             arm(8, 3e-4, Mixing::None, 15),
-            arm(8, 3e-4, MIXUP, 15),
-            arm(8, 1e-4, CUTMIX, 15),
-            arm(2, 3e-4, MIXUP, 15),
+            arm(8, 3e-4, mixup, 15),
+            arm(8, 1e-4, cutmix, 15),
+            arm(2, 3e-4, mixup, 15),
         ],
     };
     whole.into_iter().chain(blocks).collect()
-}
-
-const MIXUP: Mixing = Mixing::Mixup { alpha: 0.2 };
-const CUTMIX: Mixing = Mixing::Cutmix { alpha: 1.0 };
-
-fn arm(
-    unfrozen_blocks: usize,
-    learning_rate: f64,
-    mixing: Mixing,
-    max_epochs: usize,
-) -> FineTuneParams {
-    FineTuneParams {
-        unfrozen_blocks,
-        learning_rate,
-        mixing,
-        max_epochs,
-        ..FineTuneParams::default()
-    }
 }
 
 #[cfg(test)]
@@ -212,19 +174,6 @@ mod tests {
             fine_tune_arms(Preference::PerformanceFirst, true),
             fine_tune_arms(Preference::PerformanceFirst, false)
         );
-    }
-
-    #[test]
-    fn a_cpu_budget_buys_the_whole_network_only_when_it_affords_several_epochs() {
-        // 3,200 rows at 19 ms a view: an epoch of about 5 minutes.
-        let affords = |minutes: u64| {
-            cpu_affords_whole_network(0.019, 3_200, Duration::from_secs(minutes * 60))
-        };
-        assert!(!affords(10));
-        assert!(affords(28));
-        // Nothing measured (an unlimited budget plans nothing): not tried.
-        assert!(!cpu_affords_whole_network(0.0, 3_200, Duration::MAX));
-        assert!(whole_network_arms(Preference::PerformanceFirst).is_empty());
     }
 
     #[test]
