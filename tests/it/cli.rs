@@ -426,3 +426,22 @@ fn deterministic_is_refused_for_images_with_the_reason() {
     );
     assert!(!dir.path().join("m").exists());
 }
+
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_ends_the_command_quietly_instead_of_panicking() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A pipe whose reader is gone, as after `exeml … | head` has read enough.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_exeml"))
+        .args(["project", "create", "shop", "--task", "tabular"])
+        .env("EXEML_HOME", dir.path())
+        .stdout(writer)
+        .output()
+        .expect("run exeml");
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    // Ended by SIGPIPE (13), as `cat` or `grep` would be.
+    assert_eq!(out.status.signal(), Some(13), "{:?}", out.status);
+}

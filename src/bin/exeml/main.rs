@@ -17,6 +17,10 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
+    // Not for the server: a client that hangs up must cost one connection, not the process.
+    if !matches!(cli.command, args::Command::Serve(_)) {
+        restore_default_sigpipe();
+    }
     match run::dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -27,3 +31,18 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// End quietly, like other Unix tools, when the reader of stdout goes away (`exeml evaluate
+/// --json | head`). Rust ignores SIGPIPE, so `println!` panicked on the broken pipe instead.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn restore_default_sigpipe() {
+    // SAFETY: called at the start of `main`, before any other thread exists; it only resets the
+    // signal's disposition to the system default.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn restore_default_sigpipe() {}
