@@ -641,6 +641,29 @@ fn a_manifest_whose_member_folder_escapes_the_model_is_refused() {
     );
 }
 
+/// Save `model`, let `rewrite` turn the folder (and its parsed manifest) into what an older
+/// format wrote, and check that the rewritten folder loads and predicts `table` alike.
+fn assert_older_format_loads(
+    model: &TabularModel,
+    table: &Table,
+    rewrite: impl FnOnce(&std::path::Path, &mut serde_json::Map<String, serde_json::Value>),
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("m");
+    model.save(&path).expect("save");
+    let manifest_path = path.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).expect("read"))
+            .expect("json");
+    rewrite(&path, manifest.as_object_mut().expect("object"));
+    std::fs::write(&manifest_path, manifest.to_string()).expect("write");
+    let loaded = TabularModel::load(&path).expect("the older format loads");
+    assert_eq!(
+        model.predict(table).expect("predict"),
+        loaded.predict(table).expect("predict")
+    );
+}
+
 #[test]
 fn a_model_saved_before_ensembles_still_loads() {
     let table = Table::read(&data("iris.csv"), ReadOptions::default()).expect("read");
@@ -648,23 +671,11 @@ fn a_model_saved_before_ensembles_still_loads() {
         .preference(exeml::Preference::PerformanceFirst)
         .fit(&table)
         .expect("fit");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("m");
-    model.save(&path).expect("save");
     // The layout of format 1: no `ensemble`, the only model in the folder itself.
-    let manifest_path = path.join("manifest.json");
-    let mut manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&manifest_path).expect("read"))
-            .expect("json");
-    let object = manifest.as_object_mut().expect("object");
-    object.remove("ensemble");
-    object.insert("format_version".into(), serde_json::json!(1));
-    std::fs::write(&manifest_path, manifest.to_string()).expect("write");
-    let loaded = TabularModel::load(&path).expect("format 1 loads");
-    assert_eq!(
-        model.predict(&table).expect("predict"),
-        loaded.predict(&table).expect("predict")
-    );
+    assert_older_format_loads(&model, &table, |_, manifest| {
+        manifest.remove("ensemble");
+        manifest.insert("format_version".into(), serde_json::json!(1));
+    });
 }
 
 #[test]
@@ -677,42 +688,28 @@ fn tree_and_row_files_are_compressed_and_an_uncompressed_format_2_folder_still_l
             .bag_folds(0)
             .fit(&table)
             .expect("fit");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("m");
-        model.save(&path).expect("save");
-        let manifest_path = path.join("manifest.json");
-        let mut manifest: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&manifest_path).expect("read"))
-                .expect("json");
-        let files: Vec<String> = serde_json::from_value(manifest["files"].clone()).expect("files");
-        let packed: Vec<&String> = files.iter().filter(|f| f.ends_with(".zst")).collect();
-        assert!(!packed.is_empty(), "{family}: {files:?}");
-
-        // Rewrite the folder as format 2 wrote it: the same files, uncompressed.
-        for file in packed {
-            let bytes = zstd::decode_all(
-                std::fs::File::open(path.join(file)).expect("open compressed file"),
-            )
-            .expect("zstd");
-            let plain = file.trim_end_matches(".zst");
-            assert!(
-                std::fs::metadata(path.join(file)).expect("meta").len() < bytes.len() as u64,
-                "{family}: {file} is not smaller compressed"
-            );
-            std::fs::write(path.join(plain), bytes).expect("write plain");
-            std::fs::remove_file(path.join(file)).expect("remove");
-        }
-        let object = manifest.as_object_mut().expect("object");
-        object.insert("format_version".into(), serde_json::json!(2));
-        let plain: Vec<&str> = files.iter().map(|f| f.trim_end_matches(".zst")).collect();
-        object.insert("files".into(), serde_json::json!(plain));
-        std::fs::write(&manifest_path, manifest.to_string()).expect("write");
-        let loaded = TabularModel::load(&path).expect("format 2 loads");
-        assert_eq!(
-            model.predict(&table).expect("predict"),
-            loaded.predict(&table).expect("predict"),
-            "{family}"
-        );
+        // Format 2 wrote the same files uncompressed.
+        assert_older_format_loads(&model, &table, |path, manifest| {
+            let files: Vec<String> =
+                serde_json::from_value(manifest["files"].clone()).expect("files");
+            let packed: Vec<&String> = files.iter().filter(|f| f.ends_with(".zst")).collect();
+            assert!(!packed.is_empty(), "{family}: {files:?}");
+            for file in packed {
+                let bytes = zstd::decode_all(
+                    std::fs::File::open(path.join(file)).expect("open compressed file"),
+                )
+                .expect("zstd");
+                assert!(
+                    std::fs::metadata(path.join(file)).expect("meta").len() < bytes.len() as u64,
+                    "{family}: {file} is not smaller compressed"
+                );
+                std::fs::write(path.join(file.trim_end_matches(".zst")), bytes).expect("write");
+                std::fs::remove_file(path.join(file)).expect("remove");
+            }
+            let plain: Vec<&str> = files.iter().map(|f| f.trim_end_matches(".zst")).collect();
+            manifest.insert("files".into(), serde_json::json!(plain));
+            manifest.insert("format_version".into(), serde_json::json!(2));
+        });
     }
 }
 
