@@ -291,6 +291,16 @@ pub(crate) fn validation_score(
     multilabel: bool,
 ) -> Result<(f64, f64)> {
     let proba: Vec<Vec<f32>> = head.proba(x)?.to_vec2().map_err(crate::nn::candle_error)?;
+    Ok(proba_score(&proba, labels, multilabel))
+}
+
+/// [`validation_score`] of class probabilities: accuracy (or macro F1 for multi-label, at
+/// threshold 0.5) and mean log loss.
+pub(crate) fn proba_score(
+    proba: &[Vec<f32>],
+    labels: &[Vec<usize>],
+    multilabel: bool,
+) -> (f64, f64) {
     let n = labels.len().max(1) as f64;
     if multilabel {
         let k = proba.first().map_or(0, Vec::len);
@@ -317,7 +327,7 @@ pub(crate) fn validation_score(
             })
             .sum::<f64>()
             / n;
-        Ok((report.macro_f1, loss))
+        (report.macro_f1, loss)
     } else {
         let mut correct = 0usize;
         let mut loss = 0f64;
@@ -328,7 +338,7 @@ pub(crate) fn validation_score(
             }
             loss -= f64::from(p[truth]).clamp(1e-7, 1.0).ln();
         }
-        Ok((correct as f64 / n, loss / n))
+        (correct as f64 / n, loss / n)
     }
 }
 

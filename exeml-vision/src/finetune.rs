@@ -125,6 +125,8 @@ pub struct Snapshot {
     pub score: f64,
     /// Validation loss.
     pub loss: f64,
+    /// Class probabilities of the validation rows (for ensemble selection).
+    pub valid_proba: Vec<Vec<f32>>,
     /// Epochs trained when it was taken.
     pub epoch: usize,
 }
@@ -368,13 +370,13 @@ impl<'a> FineTuner<'a> {
     /// Validation score and loss of the current weights; keeps a snapshot when the loss improved.
     fn validate(&mut self) -> candle_core::Result<()> {
         let pooled = self.pooled(&self.valid.x)?;
-        let (score, loss) = crate::evaluate::validation_score(
-            &self.head,
-            &pooled,
-            &self.valid.labels,
-            self.multilabel,
-        )
-        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let proba: Vec<Vec<f32>> = self
+            .head
+            .proba(&pooled)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?
+            .to_vec2()?;
+        let (score, loss) =
+            crate::evaluate::proba_score(&proba, &self.valid.labels, self.multilabel);
         let improved = self.best.as_ref().is_none_or(|b| loss < b.loss - 1e-5);
         if improved {
             self.best = Some(Snapshot {
@@ -386,6 +388,7 @@ impl<'a> FineTuner<'a> {
                 },
                 score,
                 loss,
+                valid_proba: proba,
                 epoch: self.epochs,
             });
             self.since_best = 0;

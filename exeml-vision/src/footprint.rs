@@ -64,6 +64,45 @@ pub fn model_megabytes(backbone: &Backbone, classes: usize, tuned_blocks: usize)
     Ok((weights + head + tuned) as f64 / 1e6)
 }
 
+/// The size of the model folder that saves an ensemble of `members` models, each with its own
+/// head and its own top `tuned_blocks` blocks of `backbone`.
+pub fn ensemble_megabytes(
+    backbone: &Backbone,
+    classes: usize,
+    tuned_blocks: usize,
+    members: usize,
+) -> Result<f64> {
+    let one = model_megabytes(backbone, classes, tuned_blocks)?;
+    let path = backbone.weights_path();
+    let shared = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len() as f64
+        / 1e6;
+    Ok(one + members.saturating_sub(1) as f64 * (one - shared))
+}
+
+/// Median milliseconds for one image at `resolution` through an ensemble whose members (each a
+/// backbone with its own tuned blocks from `first` on) share the blocks before `first`.
+pub fn ensemble_latency_ms(members: &[&Backbone], first: usize, resolution: u32) -> Result<f64> {
+    let Some(shared) = members.first() else {
+        return Ok(0.0);
+    };
+    let side = resolution as usize;
+    let x =
+        candle_core::Tensor::zeros((1, 3, side, side), candle_core::DType::F32, shared.device())
+            .map_err(candle_error)?;
+    median_latency_ms(7, 2.0, || {
+        let below = shared.activations_until(first, &x)?;
+        for backbone in members {
+            backbone
+                .features_from(first, &below)?
+                .to_vec2::<f32>()
+                .map_err(candle_error)?;
+        }
+        Ok(())
+    })
+}
+
 /// Lower input sizes to try when a configuration is too slow, largest first.
 pub fn smaller_resolutions(resolution: u32) -> impl Iterator<Item = u32> {
     [224u32, 192, 160, 128, 112, 96, 64]

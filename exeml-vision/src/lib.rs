@@ -19,6 +19,7 @@
 pub mod backbone;
 pub mod batch;
 pub mod data;
+pub mod ensemble;
 pub mod evaluate;
 pub mod features;
 pub mod finetune;

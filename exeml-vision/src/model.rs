@@ -1,5 +1,8 @@
 //! A trained image classifier: backbone + head, saved as a self-contained folder
-//! (`manifest.json`, `backbone.safetensors`, `head.safetensors`) and loaded back.
+//! (`manifest.json`, `backbone.safetensors`, `head.safetensors`, `tuned.safetensors` for
+//! fine-tuned blocks) and loaded back. A fine-tuned ensemble adds, per further member, its own
+//! top blocks and head (`tuned_1.safetensors`, `head_1.safetensors`, …); the members share the
+//! blocks below the tuned ones, so they run once per image.
 
 use crate::backbone::{Backbone, BackboneKind};
 use crate::data::{decode_bytes, decode_file, preprocess};
@@ -18,8 +21,10 @@ use std::path::{Path, PathBuf};
 
 /// The `format` field of an image model's manifest.
 pub const FORMAT: &str = "exeml-image-model";
-/// The layout version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The layout version this build writes (2: fine-tuned ensembles). Version 1 folders still load.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest layout version this build reads.
+const OLDEST_FORMAT_VERSION: u32 = 1;
 const MANIFEST_FILE: &str = "manifest.json";
 const BACKBONE_FILE: &str = "backbone.safetensors";
 const HEAD_FILE: &str = "head.safetensors";
@@ -85,6 +90,10 @@ pub struct ImageManifest {
     /// The first fine-tuned block: the blocks from it on are read from `tuned.safetensors`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tuned_from: Option<usize>,
+    /// The members of a fine-tuned ensemble, the model above (`fine_tune`) first; empty for a
+    /// single model. Their probabilities are averaged with these weights.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ensemble: Vec<EnsembleEntry>,
     /// Steps of the final head refit on training + validation images (after the validation
     /// metrics were taken), when the chosen model is a linear probe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -102,6 +111,27 @@ pub struct ImageManifest {
     pub lineage: ImageLineage,
 }
 
+/// One member of a fine-tuned ensemble, as the manifest describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EnsembleEntry {
+    /// The fine-tuning configuration that trained its top blocks and head.
+    pub fine_tune: FineTuneParams,
+    /// Its weight in the average (the weights sum to 1).
+    pub weight: f64,
+    /// Its row in the leaderboard.
+    pub trial: usize,
+}
+
+/// A further member of a fine-tuned ensemble: the model's backbone with its own tuned top
+/// blocks (from the same first block), and its own head.
+#[derive(Debug, Clone)]
+pub struct EnsembleMember {
+    /// The backbone with this member's tuned blocks.
+    pub backbone: Backbone,
+    /// Its head.
+    pub head: LinearHead,
+}
+
 /// A trained image classifier.
 #[derive(Debug, Clone)]
 pub struct ImageModel {
@@ -109,6 +139,8 @@ pub struct ImageModel {
     pub manifest: ImageManifest,
     backbone: Backbone,
     head: LinearHead,
+    /// Members after the first of a fine-tuned ensemble (`manifest.ensemble[1..]`).
+    members: Vec<EnsembleMember>,
 }
 
 impl ImageModel {
@@ -118,7 +150,25 @@ impl ImageModel {
             manifest,
             backbone,
             head,
+            members: Vec::new(),
         }
+    }
+
+    /// Assemble a fine-tuned ensemble: `members` follow the first member (`backbone`, `head`),
+    /// in the order of `manifest.ensemble[1..]`, and share its first tuned block.
+    pub fn new_ensemble(
+        manifest: ImageManifest,
+        backbone: Backbone,
+        head: LinearHead,
+        members: Vec<EnsembleMember>,
+    ) -> Result<Self> {
+        check_ensemble(&manifest, &backbone, &members)?;
+        Ok(ImageModel {
+            manifest,
+            backbone,
+            head,
+            members,
+        })
     }
 
     /// The class names in model order.
@@ -141,10 +191,19 @@ impl ImageModel {
         &self.head
     }
 
+    /// The members after the first of a fine-tuned ensemble (empty for a single model).
+    pub fn ensemble_members(&self) -> &[EnsembleMember] {
+        &self.members
+    }
+
     /// A one-line description: backbone, resolution, validation accuracy.
     pub fn summary(&self) -> String {
+        let ensemble = match self.manifest.ensemble.len() {
+            0 => String::new(),
+            n => format!(" (ensemble of {n} fine-tuned models)"),
+        };
         format!(
-            "{} image classifier ({} classes): {} at {} px, validation accuracy {:.3}, macro F1 {:.3}",
+            "{} image classifier ({} classes): {} at {} px{ensemble}, validation accuracy {:.3}, macro F1 {:.3}",
             self.manifest.problem,
             self.manifest.classes.len(),
             self.manifest.backbone,
@@ -160,20 +219,23 @@ impl ImageModel {
         let backbone_to = staging.path().join(BACKBONE_FILE);
         std::fs::copy(self.backbone.weights_path(), &backbone_to)
             .map_err(|e| Error::io(self.backbone.weights_path(), e))?;
-        let head_path = staging.path().join(HEAD_FILE);
-        let tensors: std::collections::HashMap<String, Tensor> = self
-            .head
-            .tensors()
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect();
-        candle_core::safetensors::save(&tensors, &head_path)
-            .map_err(|e| Error::data(&head_path, e.to_string()))?;
-        let tuned = self.backbone.tuned_tensors();
-        if !tuned.is_empty() {
-            let tuned_path = staging.path().join(TUNED_FILE);
-            candle_core::safetensors::save(&tuned, &tuned_path)
-                .map_err(|e| Error::data(&tuned_path, e.to_string()))?;
+        let parts = std::iter::once((&self.backbone, &self.head))
+            .chain(self.members.iter().map(|m| (&m.backbone, &m.head)));
+        for (i, (backbone, head)) in parts.enumerate() {
+            let head_path = staging.path().join(member_file(HEAD_FILE, i));
+            let tensors: std::collections::HashMap<String, Tensor> = head
+                .tensors()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect();
+            candle_core::safetensors::save(&tensors, &head_path)
+                .map_err(|e| Error::data(&head_path, e.to_string()))?;
+            let tuned = backbone.tuned_tensors();
+            if !tuned.is_empty() {
+                let tuned_path = staging.path().join(member_file(TUNED_FILE, i));
+                candle_core::safetensors::save(&tuned, &tuned_path)
+                    .map_err(|e| Error::data(&tuned_path, e.to_string()))?;
+            }
         }
         write_json_atomic(&staging.path().join(MANIFEST_FILE), &self.manifest)?;
         staging.commit()
@@ -194,34 +256,45 @@ impl ImageModel {
             });
         }
         let manifest: ImageManifest = read_json(&path)?;
-        if manifest.format != FORMAT || manifest.format_version != FORMAT_VERSION {
+        if manifest.format != FORMAT
+            || !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&manifest.format_version)
+        {
             return Err(Error::Format {
                 path,
                 message: format!(
-                    "{} version {}; this build reads {FORMAT} version {FORMAT_VERSION}",
+                    "{} version {}; this build reads {FORMAT} versions {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION} (a newer exeml wrote it: upgrade exeml)",
                     manifest.format, manifest.format_version
                 ),
             });
         }
         let device = device.to_candle()?;
-        let mut backbone =
-            Backbone::load(manifest.backbone, Some(&dir.join(BACKBONE_FILE)), &device)?;
-        if let Some(first) = manifest.tuned_from {
-            backbone = backbone.load_tuned(&dir.join(TUNED_FILE), first)?;
-        }
-        let t = Tensors::load(&dir.join(HEAD_FILE), &device)?;
-        let (k, d) = (manifest.classes.len(), manifest.backbone.feature_dim());
-        let head = LinearHead {
-            weight: t.get_dims("weight", &[k, d])?,
-            bias: t.get_dims("bias", &[k])?,
-            mean: t.get_dims("mean", &[d])?,
-            inv_std: t.get_dims("inv_std", &[d])?,
-            multilabel: manifest.problem == ProblemType::Multilabel,
+        let original = Backbone::load(manifest.backbone, Some(&dir.join(BACKBONE_FILE)), &device)?;
+        let tuned = |i: usize| -> Result<Backbone> {
+            match manifest.tuned_from {
+                Some(first) => original
+                    .clone()
+                    .load_tuned(&dir.join(member_file(TUNED_FILE, i)), first),
+                None => Ok(original.clone()),
+            }
         };
+        let backbone = tuned(0)?;
+        let head = load_head(&dir.join(HEAD_FILE), &manifest, &device)?;
+        let mut members = Vec::new();
+        for i in 1..manifest.ensemble.len() {
+            members.push(EnsembleMember {
+                backbone: tuned(i)?,
+                head: load_head(&dir.join(member_file(HEAD_FILE, i)), &manifest, &device)?,
+            });
+        }
+        check_ensemble(&manifest, &backbone, &members).map_err(|e| Error::Format {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
         Ok(ImageModel {
             manifest,
             backbone,
             head,
+            members,
         })
     }
 
@@ -230,11 +303,27 @@ impl ImageModel {
         let side = self.manifest.resolution as usize;
         let x = Tensor::from_vec(pixels, (n, 3, side, side), self.backbone.device())
             .map_err(candle_error)?;
-        let features = self.backbone.features(&x)?;
-        self.head
-            .proba(&features)?
-            .to_vec2::<f32>()
-            .map_err(candle_error)
+        let proba = match (self.members.is_empty(), self.backbone.tuned_from()) {
+            (false, Some(first)) => {
+                // The members share the blocks below `first`: run them once.
+                let shared = self.backbone.activations_until(first, &x)?;
+                let weights = self.manifest.ensemble.iter().map(|e| e.weight);
+                let parts = std::iter::once((&self.backbone, &self.head))
+                    .chain(self.members.iter().map(|m| (&m.backbone, &m.head)));
+                let mut sum: Option<Tensor> = None;
+                for ((backbone, head), weight) in parts.zip(weights) {
+                    let p = (head.proba(&backbone.features_from(first, &shared)?)? * weight)
+                        .map_err(candle_error)?;
+                    sum = Some(match sum {
+                        Some(s) => (s + p).map_err(candle_error)?,
+                        None => p,
+                    });
+                }
+                sum.ok_or_else(|| Error::invalid("ensemble", "no member"))?
+            }
+            _ => self.head.proba(&self.backbone.features(&x)?)?,
+        };
+        proba.to_vec2::<f32>().map_err(candle_error)
     }
 
     /// Class scores of one decoded image.
@@ -368,6 +457,63 @@ impl ImageModel {
         }
         body
     }
+}
+
+/// `name` for member `i` of an ensemble: the name itself for the first, `stem_i.ext` after it.
+fn member_file(name: &str, i: usize) -> String {
+    match (i, name.split_once('.')) {
+        (0, _) | (_, None) => name.to_string(),
+        (_, Some((stem, ext))) => format!("{stem}_{i}.{ext}"),
+    }
+}
+
+/// Read a linear head for `manifest`'s classes and backbone from `path`; shapes are checked.
+fn load_head(
+    path: &Path,
+    manifest: &ImageManifest,
+    device: &candle_core::Device,
+) -> Result<LinearHead> {
+    let t = Tensors::load(path, device)?;
+    let (k, d) = (manifest.classes.len(), manifest.backbone.feature_dim());
+    Ok(LinearHead {
+        weight: t.get_dims("weight", &[k, d])?,
+        bias: t.get_dims("bias", &[k])?,
+        mean: t.get_dims("mean", &[d])?,
+        inv_std: t.get_dims("inv_std", &[d])?,
+        multilabel: manifest.problem == ProblemType::Multilabel,
+    })
+}
+
+/// An ensemble's members must match its manifest entries, share the first tuned block and have
+/// weights that sum to 1.
+fn check_ensemble(
+    manifest: &ImageManifest,
+    backbone: &Backbone,
+    members: &[EnsembleMember],
+) -> Result<()> {
+    let entries = &manifest.ensemble;
+    if entries.is_empty() && members.is_empty() {
+        return Ok(());
+    }
+    let invalid = |why: String| -> Result<()> { Err(Error::invalid("ensemble", why)) };
+    if entries.len() != members.len() + 1 {
+        return invalid(format!(
+            "the manifest lists {} members, the model has {}",
+            entries.len(),
+            members.len() + 1
+        ));
+    }
+    let first = backbone.tuned_from();
+    if first.is_none() || members.iter().any(|m| m.backbone.tuned_from() != first) {
+        return invalid("every member must fine-tune the same top blocks".into());
+    }
+    let total: f64 = entries.iter().map(|e| e.weight).sum();
+    if entries.iter().any(|e| e.weight.is_nan() || e.weight <= 0.0) || (total - 1.0).abs() > 1e-6 {
+        return invalid(format!(
+            "member weights must be positive and sum to 1, not {total}"
+        ));
+    }
+    Ok(())
 }
 
 /// The [`exeml_core::Evaluator`] of image models: [`ImageModel::evaluate`].

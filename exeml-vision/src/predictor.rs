@@ -4,16 +4,24 @@
 
 use crate::backbone::{Backbone, BackboneKind};
 use crate::data::{ImageDataset, ImportFormat};
+use crate::ensemble::{select, Selection};
 use crate::evaluate::validation_score;
 use crate::evaluate::{evaluate, tune_thresholds};
 use crate::features::{extract, ExtractOptions, Features};
-use crate::finetune::{pooled_through, Activations, FineTuneParams};
+use crate::finetune::{pooled_through, Activations, FineTuneParams, Snapshot};
 use crate::first_fit::{plan_first, FirstFitData};
-use crate::footprint::{measure, model_megabytes, smaller_resolutions, Footprint};
+use crate::footprint::{
+    ensemble_latency_ms, ensemble_megabytes, measure, model_megabytes, smaller_resolutions,
+    Footprint,
+};
 use crate::head::{fit_head_counted, HeadData, LinearHead};
-use crate::model::{ImageLineage, ImageManifest, ImageModel, FORMAT, FORMAT_VERSION};
+use crate::model::{
+    EnsembleEntry, EnsembleMember, ImageLineage, ImageManifest, ImageModel, FORMAT, FORMAT_VERSION,
+};
 use crate::nn::candle_error;
-use crate::search::{candidates, fine_tune_arms, head_grid, Candidate, ImageTrial};
+use crate::search::{
+    candidates, ensemble_limits, fine_tune_arms, head_grid, Candidate, ImageTrial,
+};
 use crate::tuning::successive_halving;
 use exeml_core::checks::at;
 use exeml_core::split::stratified_split;
@@ -100,6 +108,12 @@ struct Fitted {
     train_rows: Vec<Vec<usize>>,
     /// Seconds the probe head took to fit.
     head_secs: f64,
+    /// A fine-tuned ensemble's members after the first, and every member's entry (empty for a
+    /// single model).
+    members: Vec<EnsembleMember>,
+    ensemble: Vec<EnsembleEntry>,
+    /// The ensemble's validation probabilities (rows of `valid_x`), when it is one.
+    valid_proba: Option<Vec<Vec<f32>>>,
 }
 
 impl ImagePredictor {
@@ -438,6 +452,7 @@ impl ImagePredictor {
                     epochs: None,
                     latency_ms: Some(footprint.latency_ms),
                     size_mb: Some(footprint.size_mb),
+                    members: Vec::new(),
                 });
                 let better = best.as_ref().is_none_or(|b| {
                     score > b.score + 1e-9 || (score > b.score - 1e-9 && loss < b.loss)
@@ -459,6 +474,9 @@ impl ImagePredictor {
                         train_x: train.x.clone(),
                         train_rows: train_rows.clone(),
                         head_secs: t1.elapsed().as_secs_f64(),
+                        members: Vec::new(),
+                        ensemble: Vec::new(),
+                        valid_proba: None,
                     });
                 }
             }
@@ -512,14 +530,25 @@ impl ImagePredictor {
                 0.0
             };
             let tuning = budget.slice(share);
-            self.fine_tune_best(&mut best, &arms, k, &mut leaderboard, &tuning, progress)?;
+            self.fine_tune_best(
+                &mut best,
+                &arms,
+                k,
+                &constraints,
+                &mut leaderboard,
+                &tuning,
+                progress,
+            )?;
         }
         // Validation metrics of the chosen model, per image (not per augmented view).
-        let proba: Vec<Vec<f32>> = best
-            .head
-            .proba(&best.valid_x)?
-            .to_vec2()
-            .map_err(candle_error)?;
+        let proba: Vec<Vec<f32>> = match best.valid_proba.take() {
+            Some(p) => p,
+            None => best
+                .head
+                .proba(&best.valid_x)?
+                .to_vec2()
+                .map_err(candle_error)?,
+        };
         let rows = &best.valid_rows;
         let truth: Vec<Vec<usize>> = rows.iter().map(|&i| valid_labels[i].clone()).collect();
         let ids: Vec<String> = rows.iter().map(|&i| valid_ids[i].clone()).collect();
@@ -577,6 +606,7 @@ impl ImagePredictor {
             head: leaderboard[best.trial].head,
             fine_tune: best.fine_tune,
             tuned_from: best.backbone.tuned_from(),
+            ensemble: best.ensemble,
             refit_steps,
             thresholds,
             validation,
@@ -598,7 +628,11 @@ impl ImagePredictor {
                 constraints,
             },
         };
-        Ok(ImageModel::new(manifest, best.backbone, best.head))
+        if best.members.is_empty() {
+            Ok(ImageModel::new(manifest, best.backbone, best.head))
+        } else {
+            ImageModel::new_ensemble(manifest, best.backbone, best.head, best.members)
+        }
     }
 
     /// Measure `candidate`; when it is too slow and its resolution is not fixed, lower the
@@ -642,12 +676,15 @@ impl ImagePredictor {
     }
 
     /// Fine-tune the chosen backbone's top blocks by successive halving over `arms`; replaces
-    /// `best` when a fine-tuned model validates better than the linear probe.
+    /// `best` when a fine-tuned model validates better than the linear probe, or an ensemble
+    /// of fine-tuned models better still.
+    #[allow(clippy::too_many_arguments)]
     fn fine_tune_best(
         &self,
         best: &mut Fitted,
         arms: &[FineTuneParams],
         classes: usize,
+        constraints: &Constraints,
         leaderboard: &mut Vec<ImageTrial>,
         budget: &Budget,
         progress: &dyn Progress,
@@ -666,6 +703,7 @@ impl ImagePredictor {
             epochs: None,
             latency_ms: Some(latency_ms),
             size_mb: model_megabytes(&base, classes, params.unfrozen_blocks).ok(),
+            members: Vec::new(),
         };
         if budget.exhausted() {
             leaderboard.extend(arms.iter().map(|a| row(*a, "skipped: budget ran out")));
@@ -692,6 +730,8 @@ impl ImagePredictor {
             budget,
             progress,
         )?;
+        // Every arm's best state, with its leaderboard row: candidates for an ensemble.
+        let mut trained: Vec<Trained> = Vec::new();
         for outcome in outcomes {
             let mut trial = row(outcome.params, &outcome.status);
             trial.seconds = outcome.seconds;
@@ -704,6 +744,12 @@ impl ImagePredictor {
             let Some(snapshot) = outcome.best else {
                 continue;
             };
+            trained.push(Trained {
+                trial: leaderboard.len() - 1,
+                params: outcome.params,
+                first_block: outcome.first_block,
+                snapshot: snapshot.clone(),
+            });
             let better = snapshot.score > best.score + 1e-9
                 || (snapshot.score > best.score - 1e-9 && snapshot.loss < best.loss);
             if !better {
@@ -727,6 +773,102 @@ impl ImagePredictor {
             best.trial = leaderboard.len() - 1;
             best.fine_tune = Some(outcome.params);
         }
+        self.ensemble_best(
+            best,
+            &base,
+            &trained,
+            classes,
+            constraints,
+            leaderboard,
+            &valid,
+        )
+    }
+
+    /// When fine-tuning won, average the chosen model with other arms that tuned the same
+    /// blocks (see [`ensemble_members`]), if the ensemble meets the constraints.
+    #[allow(clippy::too_many_arguments)]
+    fn ensemble_best(
+        &self,
+        best: &mut Fitted,
+        base: &Backbone,
+        trained: &[Trained],
+        classes: usize,
+        constraints: &Constraints,
+        leaderboard: &mut Vec<ImageTrial>,
+        valid: &Activations,
+    ) -> Result<()> {
+        let Some(params) = best.fine_tune else {
+            return Ok(());
+        };
+        let Some((picked, selection)) = ensemble_members(
+            best.trial,
+            best.score,
+            trained,
+            &valid.labels,
+            best.head.multilabel,
+            self.preference,
+        ) else {
+            return Ok(());
+        };
+        let first = picked[0].0.first_block;
+        let member_backbones: Vec<Backbone> = picked[1..]
+            .iter()
+            .map(|(t, _)| base.with_tuned_blocks(first, t.snapshot.blocks.clone()))
+            .collect::<Result<_>>()?;
+        let all: Vec<&Backbone> = std::iter::once(&best.backbone)
+            .chain(&member_backbones)
+            .collect();
+        // Blocks a warm-start parent tuned below `first` are shared as well.
+        let shared = best.backbone.tuned_from().unwrap_or(first);
+        let latency_ms = ensemble_latency_ms(&all, shared, best.candidate.resolution)?;
+        let size_mb = ensemble_megabytes(base, classes, params.unfrozen_blocks, picked.len())?;
+        let mut trial = ImageTrial {
+            candidate: best.candidate,
+            head: leaderboard[best.trial].head,
+            score: Some(selection.score),
+            loss: Some(selection.loss),
+            seconds: 0.0,
+            status: "ok".into(),
+            fine_tune: Some(params),
+            epochs: None,
+            latency_ms: Some(latency_ms),
+            size_mb: Some(size_mb),
+            members: picked.iter().map(|(t, _)| t.trial).collect(),
+        };
+        if let Some(why) = constraints.violation(Some(latency_ms), Some(size_mb)) {
+            trial.status = why;
+            leaderboard.push(trial);
+            return Ok(());
+        }
+        leaderboard.push(trial);
+        let mut valid_proba = vec![vec![0f32; classes]; valid.len()];
+        for (t, weight) in &picked {
+            for (sum, row) in valid_proba.iter_mut().zip(&t.snapshot.valid_proba) {
+                for (s, p) in sum.iter_mut().zip(row) {
+                    *s += *weight as f32 * p;
+                }
+            }
+        }
+        best.ensemble = picked
+            .iter()
+            .map(|(t, weight)| EnsembleEntry {
+                fine_tune: t.params,
+                weight: *weight,
+                trial: t.trial,
+            })
+            .collect();
+        best.members = picked[1..]
+            .iter()
+            .zip(member_backbones)
+            .map(|((t, _), backbone)| EnsembleMember {
+                backbone,
+                head: t.snapshot.head.clone(),
+            })
+            .collect();
+        best.valid_proba = Some(valid_proba);
+        best.score = selection.score;
+        best.loss = selection.loss;
+        best.trial = leaderboard.len() - 1;
         Ok(())
     }
 
@@ -751,6 +893,56 @@ impl ImagePredictor {
             }
         }
     }
+}
+
+/// A fine-tuning arm's best state and its leaderboard row.
+struct Trained {
+    trial: usize,
+    params: FineTuneParams,
+    first_block: usize,
+    snapshot: Snapshot,
+}
+
+/// The members, with weights, of an ensemble around the chosen fine-tuned model (leaderboard
+/// row `chosen`, validation score `chosen_score`), chosen first: greedy selection on the
+/// validation rows (`labels`) among the arms that tuned the same blocks, within the preference's
+/// limits. `None` when the preference keeps one model, or when no ensemble of two or more
+/// lowers the validation loss without lowering the score.
+fn ensemble_members<'a>(
+    chosen: usize,
+    chosen_score: f64,
+    trained: &'a [Trained],
+    labels: &[Vec<usize>],
+    multilabel: bool,
+    preference: Preference,
+) -> Option<(Vec<(&'a Trained, f64)>, Selection)> {
+    let (rounds, max_members) = ensemble_limits(preference);
+    let first = trained.iter().find(|t| t.trial == chosen)?;
+    let mut pool = vec![first];
+    pool.extend(
+        trained
+            .iter()
+            .filter(|t| t.trial != chosen && t.first_block == first.first_block),
+    );
+    if max_members < 2 || pool.len() < 2 {
+        return None;
+    }
+    let probas: Vec<Vec<Vec<f32>>> = pool
+        .iter()
+        .map(|t| t.snapshot.valid_proba.clone())
+        .collect();
+    let selection = select(&probas, labels, multilabel, rounds, max_members);
+    if selection.members() < 2 || selection.counts[0] == 0 || selection.score < chosen_score - 1e-9
+    {
+        return None;
+    }
+    let weights = selection.weights();
+    let picked = pool
+        .into_iter()
+        .zip(weights)
+        .filter(|(_, w)| *w > 0.0)
+        .collect();
+    Some((picked, selection))
 }
 
 /// The configuration an earlier model chose.
@@ -785,6 +977,7 @@ fn skipped(candidate: Candidate, head: &crate::head::HeadParams, why: &str) -> I
         epochs: None,
         latency_ms: None,
         size_mb: None,
+        members: Vec::new(),
     }
 }
 
@@ -807,4 +1000,96 @@ fn closest_to_constraints(leaderboard: &[ImageTrial]) -> Option<String> {
         "the fastest configuration ({} at {} px) took {:.1} ms, the smallest is {smallest:.1} MB",
         fastest.1.candidate.backbone, fastest.1.candidate.resolution, fastest.0
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Tensor};
+
+    /// An arm's state with only what ensemble selection reads: its row, first block and
+    /// validation probabilities (two classes, from the probability of class 1).
+    fn arm(trial: usize, first_block: usize, p1: &[f32]) -> Trained {
+        let zeros = |n: usize| Tensor::zeros(n, DType::F32, &candle_core::Device::Cpu).expect("t");
+        let valid_proba: Vec<Vec<f32>> = p1.iter().map(|&p| vec![1.0 - p, p]).collect();
+        let labels = vec![vec![1], vec![1], vec![0], vec![0]];
+        let (score, loss) = crate::evaluate::proba_score(&valid_proba, &labels, false);
+        Trained {
+            trial,
+            params: FineTuneParams::default(),
+            first_block,
+            snapshot: Snapshot {
+                blocks: Vec::new(),
+                head: LinearHead {
+                    weight: zeros(2),
+                    bias: zeros(2),
+                    mean: zeros(1),
+                    inv_std: zeros(1),
+                    multilabel: false,
+                },
+                score,
+                loss,
+                valid_proba,
+                epoch: 1,
+            },
+        }
+    }
+
+    #[test]
+    fn an_ensemble_joins_arms_that_tuned_the_same_blocks_when_it_validates_better() {
+        let labels: Vec<Vec<usize>> = vec![vec![1], vec![1], vec![0], vec![0]];
+        // Row 7 is chosen (right on the first pair); row 8 tuned the same blocks and is right on
+        // the second pair; row 9 would complement it as well but tuned other blocks.
+        let trained = [
+            arm(9, 3, &[0.4, 0.4, 0.1, 0.1]),
+            arm(7, 5, &[0.9, 0.9, 0.6, 0.6]),
+            arm(8, 5, &[0.4, 0.4, 0.1, 0.1]),
+        ];
+        let score = trained[1].snapshot.score;
+        let (picked, selection) =
+            ensemble_members(7, score, &trained, &labels, false, Preference::Balance)
+                .expect("an ensemble");
+        let rows: Vec<usize> = picked.iter().map(|(t, _)| t.trial).collect();
+        assert_eq!(
+            rows,
+            [7, 8],
+            "the chosen model first, the other block's arm left out"
+        );
+        assert_eq!(selection.score, 1.0);
+        let total: f64 = picked.iter().map(|(_, w)| w).sum();
+        assert!((total - 1.0).abs() < 1e-12);
+        // performance_first keeps one model; a chosen row that is not a fine-tuned arm (the
+        // probe won) has no ensemble.
+        assert!(ensemble_members(
+            7,
+            score,
+            &trained,
+            &labels,
+            false,
+            Preference::PerformanceFirst
+        )
+        .is_none());
+        assert!(
+            ensemble_members(3, score, &trained, &labels, false, Preference::Balance).is_none()
+        );
+    }
+
+    #[test]
+    fn no_ensemble_when_the_others_add_nothing() {
+        let labels: Vec<Vec<usize>> = vec![vec![1], vec![1], vec![0], vec![0]];
+        let trained = [
+            arm(1, 5, &[0.9, 0.9, 0.1, 0.1]),
+            arm(2, 5, &[0.6, 0.4, 0.6, 0.4]),
+        ];
+        let score = trained[0].snapshot.score;
+        assert!(ensemble_members(
+            1,
+            score,
+            &trained,
+            &labels,
+            false,
+            Preference::AccuracyFirst
+        )
+        .is_none());
+    }
 }

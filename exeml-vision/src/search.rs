@@ -48,6 +48,10 @@ pub struct ImageTrial {
     /// Megabytes of the model folder this row would save.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size_mb: Option<f64>,
+    /// For a fine-tuned ensemble's row: the leaderboard rows of its members (their weights are
+    /// in the manifest's `ensemble`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<usize>,
 }
 
 /// The backbone configurations for a preference, cheapest first; `backbones` restricts them and
@@ -107,6 +111,16 @@ pub fn head_grid(preference: Preference) -> Vec<HeadParams> {
             ..HeadParams::default()
         })
         .collect()
+}
+
+/// How fine-tuned models are ensembled, by preference: at most this many greedy picks and
+/// distinct members (`performance_first` keeps one model: every member costs latency).
+pub fn ensemble_limits(preference: Preference) -> (usize, usize) {
+    match preference {
+        Preference::PerformanceFirst => (1, 1),
+        Preference::Balance => (10, 3),
+        Preference::AccuracyFirst => (20, 5),
+    }
 }
 
 /// `unfrozen_blocks` of an arm that tunes every block, stem included (trimmed to the backbone's

@@ -87,11 +87,15 @@ pub fn successive_halving(
     for arm in &arms {
         cache.ensure(blocks - arm.unfrozen_blocks)?;
     }
-    let mut runs: Vec<(FineTuner<'_>, f64, String)> = Vec::new();
+    let mut runs: Vec<Run<'_>> = Vec::new();
     for (i, arm) in arms.iter().enumerate() {
         let (t, v) = cache.get(blocks - arm.unfrozen_blocks);
         let tuner = FineTuner::new(backbone, head, *arm, t, v, classes, seed ^ i as u64)?;
-        runs.push((tuner, 0.0, "ok".to_string()));
+        runs.push(Run {
+            tuner,
+            seconds: 0.0,
+            status: "ok".to_string(),
+        });
     }
     let mut alive: Vec<usize> = (0..runs.len()).collect();
     let mut rung_epochs = 1usize;
@@ -99,34 +103,9 @@ pub fn successive_halving(
     while !alive.is_empty() && !out_of_budget {
         let last = alive.len() == 1;
         for &i in &alive {
-            let (tuner, seconds, status) = &mut runs[i];
-            while !tuner.finished() && (last || tuner.epochs() < rung_epochs) {
-                // An epoch costs what the last one did; an arm's first is estimated from its
-                // size relative to the others (or allowed once while nothing else is known).
-                let estimate = tuner.seconds_per_epoch().unwrap_or(0.0);
-                if budget.exhausted() || !budget.allows(Duration::from_secs_f64(estimate)) {
-                    *status = "stopped: budget ran out".into();
-                    out_of_budget = true;
-                    break;
-                }
-                progress.phase(&format!(
-                    "fine-tuning the last {} blocks (lr {}, {:?}): epoch {}",
-                    tuner.params().unfrozen_blocks,
-                    tuner.params().learning_rate,
-                    tuner.params().mixing,
-                    tuner.epochs() + 1
-                ));
-                let t0 = Instant::now();
-                let completed = tuner.epoch(budget)?;
-                *seconds += t0.elapsed().as_secs_f64();
-                progress.fraction(budget.fraction_used());
-                if !completed {
-                    *status = "stopped: budget ran out".into();
-                    out_of_budget = true;
-                    break;
-                }
-            }
-            if out_of_budget {
+            let until = (!last).then_some(rung_epochs);
+            if !runs[i].train(until, budget, progress)? {
+                out_of_budget = true;
                 break;
             }
         }
@@ -134,36 +113,124 @@ pub fn successive_halving(
             break;
         }
         // Keep the better half (by validation score, then loss).
-        alive.sort_by(|&a, &b| rank(runs[b].0.best()).total_cmp(&rank(runs[a].0.best())));
+        alive.sort_by(|&a, &b| rank(runs[b].tuner.best()).total_cmp(&rank(runs[a].tuner.best())));
         let keep = alive.len().div_ceil(2);
         for &i in &alive[keep..] {
-            runs[i].2 = format!("stopped after {rung_epochs} epoch(s): successive halving");
+            runs[i].status = format!("stopped after {rung_epochs} epoch(s): successive halving");
         }
         alive.truncate(keep);
         rung_epochs *= 2;
     }
+    if !out_of_budget {
+        out_of_budget = resume_halted(&mut runs, budget, progress)?;
+    }
     Ok(runs
         .into_iter()
-        .map(|(tuner, seconds, status)| {
-            // Arms the budget did not reach, or stopped between rungs, say so.
-            let status = match (
-                out_of_budget && status == "ok" && !tuner.finished(),
-                tuner.epochs(),
-            ) {
-                (false, _) => status,
-                (true, 0) => "skipped: budget ran out".to_string(),
-                (true, _) => "stopped: budget ran out".to_string(),
-            };
-            ArmOutcome {
-                params: *tuner.params(),
-                best: tuner.best().cloned(),
-                first_block: tuner.first_block(),
-                epochs: tuner.epochs(),
-                seconds,
-                status,
-            }
-        })
+        .map(
+            |Run {
+                 tuner,
+                 seconds,
+                 status,
+             }| {
+                // Arms the budget did not reach, or stopped between rungs, say so.
+                let status = match (
+                    out_of_budget && status == "ok" && !tuner.finished(),
+                    tuner.epochs(),
+                ) {
+                    (false, _) => status,
+                    (true, 0) => "skipped: budget ran out".to_string(),
+                    (true, _) => "stopped: budget ran out".to_string(),
+                };
+                ArmOutcome {
+                    params: *tuner.params(),
+                    best: tuner.best().cloned(),
+                    first_block: tuner.first_block(),
+                    epochs: tuner.epochs(),
+                    seconds,
+                    status,
+                }
+            },
+        )
         .collect())
+}
+
+/// With budget left after the halving (the last arm early-stopped or finished), train the arms
+/// it stopped on to their own end, best first, while the budget affords their next epoch.
+/// Halving judges every arm after one epoch, which favours arms that learn fast over those that
+/// learn better (mixup, cutmix, low learning rates): Hyperband's reason for its later brackets,
+/// here paid for only by time that would otherwise be returned unused. Returns true when the
+/// budget ran out.
+fn resume_halted(runs: &mut [Run<'_>], budget: &Budget, progress: &dyn Progress) -> Result<bool> {
+    let mut halted: Vec<usize> = (0..runs.len())
+        .filter(|&i| !runs[i].tuner.finished() && runs[i].tuner.best().is_some())
+        .collect();
+    halted.sort_by(|&a, &b| rank(runs[b].tuner.best()).total_cmp(&rank(runs[a].tuner.best())));
+    for i in halted {
+        let run = &mut runs[i];
+        let (before, halted_status) = (run.tuner.epochs(), run.status.clone());
+        let completed = run.train(None, budget, progress)?;
+        run.status = if run.tuner.epochs() == before {
+            halted_status
+        } else {
+            format!(
+                "resumed after {before} epoch(s) of successive halving, with the budget left{}",
+                if completed {
+                    ""
+                } else {
+                    "; stopped: budget ran out"
+                }
+            )
+        };
+        if !completed {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// One arm under search: its tuner, the seconds it has taken and its status.
+struct Run<'a> {
+    tuner: FineTuner<'a>,
+    seconds: f64,
+    status: String,
+}
+
+impl Run<'_> {
+    /// Train until the arm finishes or has `until` epochs (`None`: to its end). Returns false
+    /// when the budget stopped it.
+    fn train(
+        &mut self,
+        until: Option<usize>,
+        budget: &Budget,
+        progress: &dyn Progress,
+    ) -> Result<bool> {
+        let tuner = &mut self.tuner;
+        while !tuner.finished() && until.is_none_or(|n| tuner.epochs() < n) {
+            // An epoch costs what the last one did; an arm's first is estimated from its size
+            // relative to the others (or allowed once while nothing else is known).
+            let estimate = tuner.seconds_per_epoch().unwrap_or(0.0);
+            if budget.exhausted() || !budget.allows(Duration::from_secs_f64(estimate)) {
+                self.status = "stopped: budget ran out".into();
+                return Ok(false);
+            }
+            progress.phase(&format!(
+                "fine-tuning the last {} blocks (lr {}, {:?}): epoch {}",
+                tuner.params().unfrozen_blocks,
+                tuner.params().learning_rate,
+                tuner.params().mixing,
+                tuner.epochs() + 1
+            ));
+            let t0 = Instant::now();
+            let completed = tuner.epoch(budget)?;
+            self.seconds += t0.elapsed().as_secs_f64();
+            progress.fraction(budget.fraction_used());
+            if !completed {
+                self.status = "stopped: budget ran out".into();
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
 }
 
 /// A single number ordering snapshots: score first, validation loss breaking ties.
@@ -177,7 +244,7 @@ mod tests {
     use crate::finetune::{toy, Mixing};
 
     #[test]
-    fn halving_keeps_the_better_half_each_rung_and_finishes_one_arm() {
+    fn halving_keeps_the_better_half_each_rung_then_resumes_the_halted_arms_with_the_budget_left() {
         let (backbone, head, train, valid) = toy::problem(3);
         let arm = |unfrozen_blocks, learning_rate, mixing| FineTuneParams {
             unfrozen_blocks,
@@ -210,21 +277,21 @@ mod tests {
         )
         .expect("search");
         assert_eq!(out.len(), 4, "the 3-block arm is left out");
-        let epochs: Vec<usize> = out.iter().map(|o| o.epochs).collect();
-        // Rung 1: four arms train 1 epoch, two go on to 2 epochs, one finishes all 6.
-        let mut sorted = epochs.clone();
-        sorted.sort_unstable();
-        assert_eq!(sorted, [1, 1, 2, 6], "{epochs:?}");
-        let finished = out.iter().find(|o| o.epochs == 6).expect("winner");
-        assert_eq!(finished.status, "ok");
-        assert!(
-            finished.params.learning_rate > 1e-3,
-            "the fast arms win: {out:?}"
-        );
-        assert!(out
+        // Rung 1: four arms train 1 epoch, two go on to 2 epochs, one finishes all 6. With the
+        // budget left, the three arms halving stopped are then resumed to their end.
+        let mut resumed_after: Vec<&str> = out
             .iter()
-            .filter(|o| o.epochs == 1)
-            .all(|o| o.status.contains("successive halving")));
+            .filter_map(|o| o.status.strip_prefix("resumed after "))
+            .map(|rest| &rest[..1])
+            .collect();
+        resumed_after.sort_unstable();
+        assert_eq!(resumed_after, ["1", "1", "2"], "{out:#?}");
+        assert!(out.iter().all(|o| o.epochs == 6), "{out:#?}");
+        let winner = out.iter().find(|o| o.status == "ok").expect("winner");
+        assert!(
+            winner.params.learning_rate > 1e-3,
+            "the fast arms win the halving: {out:?}"
+        );
         // The one-block arm trained on the activations entering the last block.
         assert!(out.iter().any(|o| o.first_block == 1));
     }
