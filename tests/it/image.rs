@@ -390,6 +390,32 @@ fn fine_tuning_is_searched_by_successive_halving() {
     assert!(model.manifest.validation.accuracy() >= 0.8);
 }
 
+/// `backbone` with its blocks from `first` on "tuned": their convolution weights scaled.
+fn with_scaled_blocks(
+    backbone: &exeml::vision::Backbone,
+    first: usize,
+    scale: f64,
+) -> exeml::vision::Backbone {
+    let mut blocks = backbone.blocks()[first..].to_vec();
+    for block in &mut blocks {
+        for (_, conv) in block.convs_mut() {
+            conv.weight = (&conv.weight * scale).expect("scale");
+        }
+    }
+    backbone
+        .clone()
+        .with_tuned_blocks(first, blocks)
+        .expect("tuned")
+}
+
+/// The largest difference between two score rows.
+fn max_abs_diff(x: &[f32], y: &[f32]) -> f32 {
+    x.iter()
+        .zip(y)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0f32, f32::max)
+}
+
 #[test]
 fn fine_tuned_blocks_are_saved_and_reloaded_exactly() {
     let Some(dir) = model_dir() else { return };
@@ -397,16 +423,7 @@ fn fine_tuned_blocks_are_saved_and_reloaded_exactly() {
     // Perturb the last two blocks as training would, and save the result as a tuned model.
     let backbone = model.backbone();
     let first = backbone.blocks().len() - 2;
-    let mut blocks = backbone.blocks()[first..].to_vec();
-    for block in &mut blocks {
-        for (_, conv) in block.convs_mut() {
-            conv.weight = (&conv.weight * 1.05).expect("scale");
-        }
-    }
-    let tuned_backbone = backbone
-        .clone()
-        .with_tuned_blocks(first, blocks)
-        .expect("tuned");
+    let tuned_backbone = with_scaled_blocks(backbone, first, 1.05);
     let mut manifest = model.manifest.clone();
     manifest.tuned_from = tuned_backbone.tuned_from();
     // A damped head keeps the scores off 0 and 1 (a converged probe of this easy data is
@@ -426,14 +443,11 @@ fn fine_tuned_blocks_are_saved_and_reloaded_exactly() {
     let a = tuned.predict_image(&image).expect("tuned");
     let b = reloaded.predict_image(&image).expect("reloaded");
     let c = model.predict_image(&image).expect("original");
-    let diff = |x: &[f32], y: &[f32]| {
-        x.iter()
-            .zip(y)
-            .map(|(p, q)| (p - q).abs())
-            .fold(0f32, f32::max)
-    };
-    assert!(diff(&a, &b) < 1e-6, "{a:?} vs {b:?}");
-    assert!(diff(&a, &c) > 1e-5, "the tuned blocks change the scores");
+    assert!(max_abs_diff(&a, &b) < 1e-6, "{a:?} vs {b:?}");
+    assert!(
+        max_abs_diff(&a, &c) > 1e-5,
+        "the tuned blocks change the scores"
+    );
     // A truncated tuned file is a format error naming it.
     std::fs::write(out.path().join("tuned.safetensors"), b"{}").expect("write");
     let err = ImageModel::load(out.path()).expect_err("corrupt tuned blocks");
@@ -451,19 +465,10 @@ fn a_fine_tuned_ensemble_averages_its_members_and_is_saved_and_reloaded_exactly(
     // Two members that tuned the last two blocks differently (scaled weights), each with a
     // damped head so that their scores differ visibly.
     let member = |scale: f64, head_scale: f64| {
-        let mut blocks = backbone.blocks()[first..].to_vec();
-        for block in &mut blocks {
-            for (_, conv) in block.convs_mut() {
-                conv.weight = (&conv.weight * scale).expect("scale");
-            }
-        }
         let mut head = model.head().clone();
         head.weight = (&head.weight * head_scale).expect("scale");
         EnsembleMember {
-            backbone: backbone
-                .clone()
-                .with_tuned_blocks(first, blocks)
-                .expect("tuned"),
+            backbone: with_scaled_blocks(backbone, first, scale),
             head,
         }
     };
@@ -494,15 +499,15 @@ fn a_fine_tuned_ensemble_averages_its_members_and_is_saved_and_reloaded_exactly(
     let pa = model_a.predict_image(&image).expect("a");
     let pb = model_b.predict_image(&image).expect("b");
     let pe = ensemble.predict_image(&image).expect("ensemble");
-    let diff = |x: &[f32], y: &[f32]| {
-        x.iter()
-            .zip(y)
-            .map(|(p, q)| (p - q).abs())
-            .fold(0f32, f32::max)
-    };
     let averaged: Vec<f32> = pa.iter().zip(&pb).map(|(p, q)| 0.6 * p + 0.4 * q).collect();
-    assert!(diff(&pe, &averaged) < 1e-5, "{pe:?} vs {averaged:?}");
-    assert!(diff(&pa, &pb) > 1e-4, "the members differ: {pa:?} {pb:?}");
+    assert!(
+        max_abs_diff(&pe, &averaged) < 1e-5,
+        "{pe:?} vs {averaged:?}"
+    );
+    assert!(
+        max_abs_diff(&pa, &pb) > 1e-4,
+        "the members differ: {pa:?} {pb:?}"
+    );
     assert!(
         ensemble.summary().contains("ensemble of 2"),
         "{}",
@@ -522,7 +527,7 @@ fn a_fine_tuned_ensemble_averages_its_members_and_is_saved_and_reloaded_exactly(
     let reloaded = ImageModel::load(out.path()).expect("reload");
     assert_eq!(reloaded.ensemble_members().len(), 1);
     let pr = reloaded.predict_image(&image).expect("reloaded");
-    assert!(diff(&pe, &pr) < 1e-6, "{pe:?} vs {pr:?}");
+    assert!(max_abs_diff(&pe, &pr) < 1e-6, "{pe:?} vs {pr:?}");
 
     // Weights that do not sum to 1 are refused, in memory and on disk.
     let mut bad = manifest.clone();
