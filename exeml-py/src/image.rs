@@ -16,7 +16,7 @@ use std::time::Duration;
 #[pyfunction]
 #[pyo3(signature = (
     *, path, time_limit=600.0, preference="balance", seed=0, train_ratio=0.8, backbones=None,
-    resolution=None, fine_tune=true, parent=None, parent_name=None, progress=None,
+    resolution=None, fine_tune=true, ensemble=true, parent=None, parent_name=None, progress=None,
     max_latency_ms=None, max_model_mb=None, device="cpu", weights=None
 ))]
 #[allow(clippy::too_many_arguments)]
@@ -30,6 +30,7 @@ pub fn fit_image(
     backbones: Option<Vec<String>>,
     resolution: Option<u32>,
     fine_tune: bool,
+    ensemble: bool,
     parent: Option<PyRef<'_, ImageModel>>,
     parent_name: Option<String>,
     progress: Option<&Bound<'_, PyAny>>,
@@ -75,6 +76,7 @@ pub fn fit_image(
         resolution,
         weights,
         fine_tune,
+        ensemble,
         constraints,
         ..ImagePredictor::default()
     };

@@ -56,8 +56,13 @@ def _folders(root: Path, per_class: int, seed: int, kinds=("disc", "stripes", "c
 def image_predictor(tmp_path_factory):
     _weights_or_skip()
     data = _folders(tmp_path_factory.mktemp("images"), 10, 1)
+    # ensemble=False reaches the engine (performance_first keeps one model anyway).
     return exeml.ImagePredictor(
-        preference="performance_first", backbones=["mobilenet_v2"], resolution=64, verbosity=0
+        preference="performance_first",
+        backbones=["mobilenet_v2"],
+        resolution=64,
+        ensemble=False,
+        verbosity=0,
     ).fit(data, time_limit=120)
 
 
@@ -82,6 +87,20 @@ def test_fit_predict_evaluate(image_predictor, tmp_path):
     board = p.leaderboard()
     assert any(row["note"] == "chosen" for row in board)
     assert any("fine-tune" in row["model"] for row in board), board
+
+
+def test_leaderboard_and_html_name_an_ensemble(image_predictor, monkeypatch):
+    m = image_predictor.manifest()
+    last = m["leaderboard"][-1]
+    m["leaderboard"].append(
+        dict(last, members=[1, 2], fine_tune={"unfrozen_blocks": 5}, status="chosen")
+    )
+    m["ensemble"] = [{"weight": 0.75}, {"weight": 0.25}]
+    monkeypatch.setattr(image_predictor, "manifest", lambda: m)
+    row = image_predictor.leaderboard()[-1]
+    assert row["model"].endswith("ensemble of 2 fine-tuned models (rows 1, 2)"), row
+    assert row["params"]["members"] == [1, 2]
+    assert "2 fine-tuned models" in image_predictor._repr_html_()
 
 
 def test_save_load_and_warm_start_with_a_new_class(image_predictor, tmp_path):

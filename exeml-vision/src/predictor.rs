@@ -55,6 +55,9 @@ pub struct ImagePredictor {
     pub format: ImportFormat,
     /// Fine-tune the backbone's top blocks after the linear probe (when the budget allows).
     pub fine_tune: bool,
+    /// Average fine-tuned arms into an ensemble when it validates better (the preference
+    /// bounds its size; `performance_first` never does).
+    pub ensemble: bool,
     /// An earlier model to warm-start from, with how to name it in the lineage: its backbone
     /// (fine-tuned blocks included) and configuration are tried first. New classes are allowed.
     pub warm_start: Option<(String, ImageModel)>,
@@ -76,6 +79,7 @@ impl Default for ImagePredictor {
             weights: Vec::new(),
             format: ImportFormat::Auto,
             fine_tune: true,
+            ensemble: true,
             warm_start: None,
             constraints: Constraints::default(),
         }
@@ -170,6 +174,12 @@ impl ImagePredictor {
     /// Fine-tune the backbone's top blocks (`true`, the default) or only train a linear head.
     pub fn fine_tune(mut self, fine_tune: bool) -> Self {
         self.fine_tune = fine_tune;
+        self
+    }
+
+    /// Allow an ensemble of fine-tuned arms (`true`, the default) or keep one model.
+    pub fn ensemble(mut self, ensemble: bool) -> Self {
+        self.ensemble = ensemble;
         self
     }
 
@@ -797,7 +807,7 @@ impl ImagePredictor {
         leaderboard: &mut Vec<ImageTrial>,
         valid: &Activations,
     ) -> Result<()> {
-        let Some(params) = best.fine_tune else {
+        let (Some(params), true) = (best.fine_tune, self.ensemble) else {
             return Ok(());
         };
         let Some((picked, selection)) = ensemble_members(

@@ -1041,6 +1041,7 @@ fn cli_trains_a_resnet_from_a_weights_file_and_predicts_with_it() {
         "--resolution",
         "48",
         "--no-fine-tune",
+        "--no-ensemble",
         "--time-limit",
         "60s",
         "--out",

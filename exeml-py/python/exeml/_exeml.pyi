@@ -54,6 +54,7 @@ def fit_image(
     backbones: Optional[Sequence[str]] = None,
     resolution: Optional[int] = None,
     fine_tune: bool = True,
+    ensemble: bool = True,
     parent: Optional[ImageModel] = None,
     parent_name: Optional[str] = None,
     progress: Optional[_Progress] = None,

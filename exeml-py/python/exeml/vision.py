@@ -50,6 +50,9 @@ class ImagePredictor:
         Fix the square input size in pixels (default: chosen by the search).
     fine_tune:
         Fine-tune the backbone's top blocks after the linear probe (default ``True``).
+    ensemble:
+        Average fine-tuned models into an ensemble when it validates better (default ``True``;
+        ``False`` keeps one model, whose single-image latency is lower).
     device:
         ``"cpu"`` (default), ``"cuda:0"`` or ``"metal"``: where to train (a GPU needs an exeml
         built with the ``cuda``/``metal`` feature; otherwise :class:`~exeml.errors.NotCompiledError`).
@@ -67,6 +70,7 @@ class ImagePredictor:
         backbones: Optional[Sequence[str]] = None,
         resolution: Optional[int] = None,
         fine_tune: bool = True,
+        ensemble: bool = True,
         device: str = "cpu",
         weights: Optional[Mapping[str, PathLike]] = None,
         verbosity: int = 1,
@@ -83,6 +87,7 @@ class ImagePredictor:
         self.backbones = None if backbones is None else list(backbones)
         self.resolution = None if resolution is None else int(resolution)
         self.fine_tune = bool(fine_tune)
+        self.ensemble = bool(ensemble)
         self.device = str(device)
         self.weights = None if weights is None else {str(k): os.fspath(v) for k, v in weights.items()}
         self.verbosity = int(verbosity)
@@ -115,6 +120,7 @@ class ImagePredictor:
                 backbones=self.backbones,
                 resolution=self.resolution,
                 fine_tune=self.fine_tune,
+                ensemble=self.ensemble,
                 parent=parent,
                 parent_name=None if parent is None else "python:" + parent.summary(),
                 progress=progress,
@@ -224,8 +230,16 @@ class ImagePredictor:
         rows = Leaderboard()
         for t in self.manifest()["leaderboard"]:
             tuned = t.get("fine_tune")
-            how = f"fine-tune last {tuned['unfrozen_blocks']} blocks" if tuned else "linear probe"
+            members = t.get("members") or []
+            if members:
+                how = f"ensemble of {len(members)} fine-tuned models (rows {', '.join(map(str, members))})"
+            elif tuned:
+                how = f"fine-tune last {tuned['unfrozen_blocks']} blocks"
+            else:
+                how = "linear probe"
             params: Dict[str, Any] = {"head": t["head"], "augmented_views": t["augmented_views"]}
+            if members:
+                params["members"] = members
             if tuned:
                 params["fine_tune"] = tuned
                 params["epochs"] = t.get("epochs")
@@ -284,6 +298,7 @@ class ImagePredictor:
                 ["classes", ", ".join(m["classes"])],
                 ["backbone", f"{m['backbone']} at {m['resolution']} px"],
                 ["fine-tuned", f"last {tuned['unfrozen_blocks']} blocks" if tuned else "no (linear probe)"],
+                ["ensemble", f"{len(m['ensemble'])} fine-tuned models" if m.get("ensemble") else "no (one model)"],
                 ["configurations tried", len(m["leaderboard"])],
                 ["fit seconds", m["lineage"]["fit_secs"]],
             ],

@@ -111,6 +111,9 @@ pub struct FitOptions {
     /// top blocks).
     #[arg(long)]
     pub no_fine_tune: bool,
+    /// Images: keep one fine-tuned model (no ensemble of fine-tuning arms, which costs latency).
+    #[arg(long)]
+    pub no_ensemble: bool,
     /// Only return a model whose median single prediction (one row, one image) takes at most
     /// this many milliseconds on the training device; slower candidates are excluded.
     #[arg(long, value_name = "MS")]

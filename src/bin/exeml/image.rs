@@ -64,6 +64,7 @@ fn predictor(fit: &FitOptions) -> Result<ImagePredictor> {
         weights,
         format: ImportFormat::Auto,
         fine_tune: !fit.no_fine_tune,
+        ensemble: !fit.no_ensemble,
         warm_start: None,
         constraints: fit.constraints()?,
     })
