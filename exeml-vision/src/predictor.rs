@@ -1017,13 +1017,17 @@ mod tests {
     use super::*;
     use candle_core::{DType, Tensor};
 
+    /// The validation rows' classes of every test here.
+    fn labels() -> Vec<Vec<usize>> {
+        vec![vec![1], vec![1], vec![0], vec![0]]
+    }
+
     /// An arm's state with only what ensemble selection reads: its row, first block and
     /// validation probabilities (two classes, from the probability of class 1).
     fn arm(trial: usize, first_block: usize, p1: &[f32]) -> Trained {
         let zeros = |n: usize| Tensor::zeros(n, DType::F32, &candle_core::Device::Cpu).expect("t");
         let valid_proba: Vec<Vec<f32>> = p1.iter().map(|&p| vec![1.0 - p, p]).collect();
-        let labels = vec![vec![1], vec![1], vec![0], vec![0]];
-        let (score, loss) = crate::evaluate::proba_score(&valid_proba, &labels, false);
+        let (score, loss) = crate::evaluate::proba_score(&valid_proba, &labels(), false);
         Trained {
             trial,
             params: FineTuneParams::default(),
@@ -1047,7 +1051,7 @@ mod tests {
 
     #[test]
     fn an_ensemble_joins_arms_that_tuned_the_same_blocks_when_it_validates_better() {
-        let labels: Vec<Vec<usize>> = vec![vec![1], vec![1], vec![0], vec![0]];
+        let labels = labels();
         // Row 7 is chosen (right on the first pair); row 8 tuned the same blocks and is right on
         // the second pair; row 9 would complement it as well but tuned other blocks.
         let trained = [
@@ -1086,7 +1090,7 @@ mod tests {
 
     #[test]
     fn no_ensemble_when_the_others_add_nothing() {
-        let labels: Vec<Vec<usize>> = vec![vec![1], vec![1], vec![0], vec![0]];
+        let labels = labels();
         let trained = [
             arm(1, 5, &[0.9, 0.9, 0.1, 0.1]),
             arm(2, 5, &[0.6, 0.4, 0.6, 0.4]),
