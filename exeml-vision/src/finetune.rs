@@ -245,6 +245,14 @@ impl<'a> FineTuner<'a> {
         self.seconds_per_epoch
     }
 
+    /// End the run after `max_epochs` (at least the epochs already trained) instead of the
+    /// planned number, when the budget affords no more: the cosine schedule then decays to
+    /// zero by the new end, as a schedule fitted to the budget should, instead of being cut
+    /// off at a high learning rate. Never lengthens the run.
+    pub fn shorten(&mut self, max_epochs: usize) {
+        self.params.max_epochs = self.params.max_epochs.min(max_epochs.max(self.epochs));
+    }
+
     /// True when the run reached its epochs or stopped improving.
     pub fn finished(&self) -> bool {
         self.epochs >= self.params.max_epochs || self.since_best > self.params.patience

@@ -274,12 +274,24 @@ impl ImagePredictor {
         for mut candidate in plan {
             let heads = head_grid(self.preference);
             if let (Some(_), Some((secs, pixels))) = (&best, first_cost) {
-                let scale = cost(&candidate) / pixels;
-                if !budget.allows(secs.mul_f64(scale)) {
+                let needed = secs.mul_f64(cost(&candidate) / pixels);
+                if !budget.allows(needed) {
                     leaderboard.push(skipped(
                         candidate,
                         &heads[0],
                         "skipped: not enough budget left",
+                    ));
+                    continue;
+                }
+                if !arms.is_empty() && !budget.allows(needed * PROBE_SHARE_INVERSE) {
+                    // Fine-tuning the best probe gains more than probing one more backbone.
+                    leaderboard.push(skipped(
+                        candidate,
+                        &heads[0],
+                        &format!(
+                            "skipped: its features would take more than 1/{PROBE_SHARE_INVERSE} \
+                             of the budget left for fine-tuning"
+                        ),
                     ));
                     continue;
                 }
@@ -969,6 +981,11 @@ fn parent_candidate(parent: &ImageModel) -> Candidate {
             augmented_views: 1,
         })
 }
+
+/// A backbone configuration after the first is probed only if its features take at most
+/// 1/this of the budget left, when fine-tuning follows: a short budget is better spent
+/// fine-tuning the first probe than probing more backbones.
+const PROBE_SHARE_INVERSE: u32 = 8;
 
 /// Relative cost of a candidate: pixels × views × the backbone's cost per pixel.
 fn cost(c: &Candidate) -> f64 {

@@ -3,6 +3,13 @@
 //! on to two, then four…, until one is left, which trains to its end (or early stop). Epochs are
 //! the fidelity, so a weak configuration costs one epoch, not a full run; an epoch is only
 //! started when the budget can afford it at the arm's measured speed.
+//!
+//! The schedule is fitted to the budget with the epoch costs it measures: a further arm joins
+//! the first rung only while the whole halving would still leave its winner half of its planned
+//! epochs, fewer arms go on at a rung when the budget cannot afford half of them, and the runs
+//! that go on are shortened to what the budget affords, so that their learning rate decays to
+//! zero by the end instead of being cut off. A long budget runs the whole plan; a short one
+//! fewer arms with complete schedules.
 
 use crate::backbone::Backbone;
 use crate::finetune::{Activations, FineTuneParams, FineTuner, Snapshot};
@@ -97,29 +104,90 @@ pub fn successive_halving(
             status: "ok".to_string(),
         });
     }
-    let mut alive: Vec<usize> = (0..runs.len()).collect();
-    let mut rung_epochs = 1usize;
+    // Rung 1, arm by arm: a further arm joins only while the whole halving, with the epoch
+    // costs measured so far, still leaves its winner half of its planned epochs.
+    let seconds_at_start = budget.remaining().as_secs_f64();
+    let mut alive: Vec<usize> = Vec::new();
     let mut out_of_budget = false;
-    while !alive.is_empty() && !out_of_budget {
-        let last = alive.len() == 1;
+    for i in 0..runs.len() {
+        if !alive.is_empty() {
+            alive.sort_by(|&a, &b| {
+                rank(runs[b].tuner.best()).total_cmp(&rank(runs[a].tuner.best()))
+            });
+            let mut costs: Vec<ArmCost> = alive.iter().map(|&j| runs[j].cost()).collect();
+            let timed: Vec<(usize, f64)> = alive
+                .iter()
+                .filter_map(|&j| {
+                    let seconds = runs[j].tuner.seconds_per_epoch()?;
+                    Some((arms[j].unfrozen_blocks, seconds))
+                })
+                .collect();
+            costs.push(ArmCost {
+                seconds: estimated_epoch_seconds(&timed, arms[i].unfrozen_blocks),
+                max_epochs: runs[i].tuner.params().max_epochs,
+            });
+            let floor = winner_floor(&costs, 0);
+            if halving_seconds(&costs, 0, 1, floor) > seconds_at_start {
+                runs[i].status = format!(
+                    "skipped: the budget affords successive halving over {} arm(s)",
+                    alive.len()
+                );
+                continue;
+            }
+        }
+        alive.push(i);
+        if !runs[i].train(Some(1), budget, progress)? {
+            out_of_budget = true;
+            break;
+        }
+    }
+    let mut rung_epochs = 1usize;
+    while alive.len() > 1 && !out_of_budget {
+        // Keep the better half (by validation score, then loss), fewer if the budget cannot
+        // afford half of them, and shorten their runs to what it affords.
+        alive.sort_by(|&a, &b| rank(runs[b].tuner.best()).total_cmp(&rank(runs[a].tuner.best())));
+        let half = alive.len().div_ceil(2);
+        let costs: Vec<ArmCost> = alive[..half].iter().map(|&i| runs[i].cost()).collect();
+        let (keep, cap) = fit_to_budget(
+            &costs,
+            rung_epochs,
+            rung_epochs * 2,
+            budget.remaining().as_secs_f64(),
+        );
+        for (n, &i) in alive[keep..].iter().enumerate() {
+            runs[i].status = format!(
+                "stopped after {rung_epochs} epoch(s): successive halving{}",
+                if keep + n < half {
+                    ", to fit the budget"
+                } else {
+                    ""
+                }
+            );
+        }
+        alive.truncate(keep);
         for &i in &alive {
-            let until = (!last).then_some(rung_epochs);
-            if !runs[i].train(until, budget, progress)? {
+            runs[i].tuner.shorten(cap);
+        }
+        rung_epochs *= 2;
+        if alive.len() == 1 {
+            break;
+        }
+        for &i in &alive {
+            if !runs[i].train(Some(rung_epochs), budget, progress)? {
                 out_of_budget = true;
                 break;
             }
         }
-        if last || out_of_budget {
-            break;
-        }
-        // Keep the better half (by validation score, then loss).
-        alive.sort_by(|&a, &b| rank(runs[b].tuner.best()).total_cmp(&rank(runs[a].tuner.best())));
-        let keep = alive.len().div_ceil(2);
-        for &i in &alive[keep..] {
-            runs[i].status = format!("stopped after {rung_epochs} epoch(s): successive halving");
-        }
-        alive.truncate(keep);
-        rung_epochs *= 2;
+    }
+    if let ([only], false) = (&alive[..], out_of_budget) {
+        // A single arm (the last, or the only one admitted) trains to its end.
+        let i = *only;
+        let cap = runs[i]
+            .tuner
+            .epochs()
+            .saturating_add(affordable_epochs(&runs[i], budget));
+        runs[i].tuner.shorten(cap);
+        out_of_budget = !runs[i].train(None, budget, progress)?;
     }
     if !out_of_budget {
         out_of_budget = resume_halted(&mut runs, budget, progress)?;
@@ -166,7 +234,12 @@ fn resume_halted(runs: &mut [Run<'_>], budget: &Budget, progress: &dyn Progress)
         .collect();
     halted.sort_by(|&a, &b| rank(runs[b].tuner.best()).total_cmp(&rank(runs[a].tuner.best())));
     for i in halted {
+        let cap = runs[i]
+            .tuner
+            .epochs()
+            .saturating_add(affordable_epochs(&runs[i], budget));
         let run = &mut runs[i];
+        run.tuner.shorten(cap);
         let (before, halted_status) = (run.tuner.epochs(), run.status.clone());
         let completed = run.train(None, budget, progress)?;
         run.status = if run.tuner.epochs() == before {
@@ -233,6 +306,104 @@ impl Run<'_> {
     }
 }
 
+impl Run<'_> {
+    /// The arm's measured cost, as the schedule sees it.
+    fn cost(&self) -> ArmCost {
+        ArmCost {
+            seconds: self.tuner.seconds_per_epoch().unwrap_or(0.0),
+            // An arm that stopped early trains no further.
+            max_epochs: if self.tuner.finished() {
+                self.tuner.epochs()
+            } else {
+                self.tuner.params().max_epochs
+            },
+        }
+    }
+}
+
+/// Epochs of `run` the budget left affords at its measured speed (all of them while its speed
+/// is unknown).
+fn affordable_epochs(run: &Run<'_>, budget: &Budget) -> usize {
+    match run.tuner.seconds_per_epoch() {
+        Some(s) if s > 0.0 => (budget.remaining().as_secs_f64() / s) as usize,
+        _ => usize::MAX,
+    }
+}
+
+/// An epoch of an arm training `blocks` blocks, not yet timed, estimated from the `timed` arms'
+/// (blocks, seconds per epoch): one that trains as many blocks costs the same; otherwise their
+/// mean cost per trained block (the blocks of a backbone's top cost about the same; the head
+/// and validation are cheap beside them). Zero while nothing is timed.
+fn estimated_epoch_seconds(timed: &[(usize, f64)], blocks: usize) -> f64 {
+    if let Some(&(_, s)) = timed.iter().find(|(b, _)| *b == blocks) {
+        return s;
+    }
+    let per_block =
+        timed.iter().map(|&(b, s)| s / b.max(1) as f64).sum::<f64>() / timed.len().max(1) as f64;
+    per_block * blocks.max(1) as f64
+}
+
+/// One arm as the schedule sees it: seconds per epoch and planned epochs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ArmCost {
+    seconds: f64,
+    max_epochs: usize,
+}
+
+/// Seconds the rest of a successive halving takes. `arms` go on, best first, each having trained
+/// `done` epochs and none beyond `cap`: the next rung trains them to `next` epochs, the better
+/// half then goes on to twice that, and so on until the last arm trains to its end. (Which arms
+/// survive is not known in advance: the current order stands in for it.)
+fn halving_seconds(arms: &[ArmCost], done: usize, next: usize, cap: usize) -> f64 {
+    let (mut alive, mut done, mut next) = (arms.len(), done, next);
+    let mut total = 0.0;
+    while alive > 0 {
+        let last = alive == 1;
+        for arm in &arms[..alive] {
+            let end = arm.max_epochs.min(cap);
+            let target = if last { end } else { next.min(end) };
+            total += arm.seconds * target.saturating_sub(done) as f64;
+        }
+        if last {
+            break;
+        }
+        (alive, done, next) = (alive.div_ceil(2), next, next * 2);
+    }
+    total
+}
+
+/// The fewest epochs the halving's winner must be left to train for another arm to be worth
+/// its place: half of the planned epochs, and more than the `done` ones.
+fn winner_floor(arms: &[ArmCost], done: usize) -> usize {
+    let planned = arms.iter().map(|a| a.max_epochs).max().unwrap_or(0);
+    planned.div_ceil(2).max(done + 1)
+}
+
+/// How the rest of a halving fits `seconds`: how many of `arms` (best first, each `done`
+/// epochs in) go on to the next rung, which trains them to `next` epochs, and the epoch cap of
+/// their runs. Arms are kept while the winner can still train at least [`winner_floor`]
+/// epochs; the cap is the largest that fits. When nothing fits, the best arm goes on alone.
+fn fit_to_budget(arms: &[ArmCost], done: usize, next: usize, seconds: f64) -> (usize, usize) {
+    let planned = arms.iter().map(|a| a.max_epochs).max().unwrap_or(0);
+    if planned <= done {
+        // Every arm has finished: the halving only ranks them.
+        return (arms.len(), planned);
+    }
+    for keep in (1..=arms.len()).rev() {
+        let lowest = if keep > 1 {
+            winner_floor(&arms[..keep], done)
+        } else {
+            done + 1
+        };
+        for cap in (lowest..=planned).rev() {
+            if halving_seconds(&arms[..keep], done, next, cap) <= seconds {
+                return (keep, cap);
+            }
+        }
+    }
+    (1, done + 1)
+}
+
 /// A single number ordering snapshots: score first, validation loss breaking ties.
 pub fn rank(best: Option<&Snapshot>) -> f64 {
     best.map_or(f64::NEG_INFINITY, |s| s.score * 1e6 - s.loss.min(1e5))
@@ -242,6 +413,54 @@ pub fn rank(best: Option<&Snapshot>) -> f64 {
 mod tests {
     use super::*;
     use crate::finetune::{toy, Mixing};
+
+    fn arms(seconds: &[f64], max_epochs: usize) -> Vec<ArmCost> {
+        seconds
+            .iter()
+            .map(|&seconds| ArmCost {
+                seconds,
+                max_epochs,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_cost_of_a_halving_counts_every_rung_and_the_winners_run_to_its_end() {
+        // 4 arms × 1 epoch, 2 × 1 more, then the winner 6 more: 12 epochs of 1 s.
+        assert_eq!(halving_seconds(&arms(&[1.0; 4], 8), 0, 1, usize::MAX), 12.0);
+        // Capped at 4 epochs, the winner trains 2 more after the second rung.
+        assert_eq!(halving_seconds(&arms(&[1.0; 4], 8), 0, 1, 4), 8.0);
+        // The order stands for who survives: the first arm pays for the last rung.
+        assert_eq!(
+            halving_seconds(&arms(&[2.0, 1.0], 3), 0, 1, 9),
+            2.0 + 1.0 + 4.0
+        );
+        assert_eq!(halving_seconds(&[], 0, 1, 9), 0.0);
+    }
+
+    #[test]
+    fn the_rest_of_a_halving_is_fitted_to_the_seconds_left() {
+        // Two survivors, one epoch in, 8 planned: the full rest costs 2 + 6 = 8 s.
+        let two = arms(&[1.0, 1.0], 8);
+        assert_eq!(fit_to_budget(&two, 1, 2, 8.0), (2, 8), "everything fits");
+        // Both go on while the winner gets at least half its 8 epochs: a cap of 5 costs 5 s.
+        assert_eq!(fit_to_budget(&two, 1, 2, 5.5), (2, 5));
+        // Below that, the better arm goes on alone with what is left (3 more epochs).
+        assert_eq!(fit_to_budget(&two, 1, 2, 3.0), (1, 4));
+        // Nothing fits: the better arm tries one more epoch (the budget then stops it).
+        assert_eq!(fit_to_budget(&two, 1, 2, 0.5), (1, 2));
+        // Arms that have all finished are only ranked.
+        assert_eq!(fit_to_budget(&arms(&[1.0; 3], 2), 2, 4, 0.0), (3, 2));
+        assert_eq!(winner_floor(&two, 1), 4);
+        assert_eq!(winner_floor(&two, 6), 7);
+    }
+
+    #[test]
+    fn an_untimed_arm_costs_what_timed_arms_cost_per_trained_block() {
+        assert_eq!(estimated_epoch_seconds(&[(5, 60.0)], 5), 60.0);
+        assert_eq!(estimated_epoch_seconds(&[(2, 20.0), (5, 60.0)], 8), 88.0);
+        assert_eq!(estimated_epoch_seconds(&[], 5), 0.0);
+    }
 
     #[test]
     fn halving_keeps_the_better_half_each_rung_then_resumes_the_halted_arms_with_the_budget_left() {
