@@ -182,11 +182,7 @@ pub fn successive_halving(
     if let ([only], false) = (&alive[..], out_of_budget) {
         // A single arm (the last, or the only one admitted) trains to its end.
         let i = *only;
-        let cap = runs[i]
-            .tuner
-            .epochs()
-            .saturating_add(affordable_epochs(&runs[i], budget));
-        runs[i].tuner.shorten(cap);
+        shorten_to_budget(&mut runs[i], budget);
         out_of_budget = !runs[i].train(None, budget, progress)?;
     }
     if !out_of_budget {
@@ -234,12 +230,8 @@ fn resume_halted(runs: &mut [Run<'_>], budget: &Budget, progress: &dyn Progress)
         .collect();
     halted.sort_by(|&a, &b| rank(runs[b].tuner.best()).total_cmp(&rank(runs[a].tuner.best())));
     for i in halted {
-        let cap = runs[i]
-            .tuner
-            .epochs()
-            .saturating_add(affordable_epochs(&runs[i], budget));
         let run = &mut runs[i];
-        run.tuner.shorten(cap);
+        shorten_to_budget(run, budget);
         let (before, halted_status) = (run.tuner.epochs(), run.status.clone());
         let completed = run.train(None, budget, progress)?;
         run.status = if run.tuner.epochs() == before {
@@ -321,12 +313,16 @@ impl Run<'_> {
     }
 }
 
-/// Epochs of `run` the budget left affords at its measured speed (all of them while its speed
-/// is unknown).
-fn affordable_epochs(run: &Run<'_>, budget: &Budget) -> usize {
-    match run.tuner.seconds_per_epoch() {
-        Some(s) if s > 0.0 => (budget.remaining().as_secs_f64() / s) as usize,
-        _ => usize::MAX,
+/// Shorten `run` to the epochs the budget left affords at its measured speed, when it affords
+/// at least one more (otherwise the run is stopped by the budget with its plan unchanged).
+fn shorten_to_budget(run: &mut Run<'_>, budget: &Budget) {
+    let Some(seconds) = run.tuner.seconds_per_epoch().filter(|&s| s > 0.0) else {
+        return;
+    };
+    let affordable = (budget.remaining().as_secs_f64() / seconds) as usize;
+    if affordable > 0 {
+        run.tuner
+            .shorten(run.tuner.epochs().saturating_add(affordable));
     }
 }
 
