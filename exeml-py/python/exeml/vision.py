@@ -22,8 +22,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 class ImagePredictor:
     """Automatic image classification by transfer learning (linear probe, then fine-tuning of
-    the backbone's top blocks searched by successive halving, and an ensemble of the fine-tuned
-    models when it validates better).
+    the backbone's top blocks searched by successive halving fitted to ``time_limit``, and an
+    ensemble of the fine-tuned models when it validates better).
 
     >>> predictor = ImagePredictor().fit("flowers/", time_limit=300)     # doctest: +SKIP
     >>> predictor.predict(["new.jpg"])                                    # doctest: +SKIP
