@@ -283,7 +283,10 @@ impl ImagePredictor {
                     ));
                     continue;
                 }
-                if !arms.is_empty() && !budget.allows(needed * PROBE_SHARE_INVERSE) {
+                if !arms.is_empty()
+                    && device.is_cpu()
+                    && !budget.allows(needed * PROBE_SHARE_INVERSE)
+                {
                     // Fine-tuning the best probe gains more than probing one more backbone.
                     leaderboard.push(skipped(
                         candidate,
@@ -982,9 +985,11 @@ fn parent_candidate(parent: &ImageModel) -> Candidate {
         })
 }
 
-/// A backbone configuration after the first is probed only if its features take at most
-/// 1/this of the budget left, when fine-tuning follows: a short budget is better spent
-/// fine-tuning the first probe than probing more backbones.
+/// On the CPU, a backbone configuration after the first is probed only if its features take
+/// at most 1/this of the budget left, when fine-tuning follows: there an epoch of fine-tuning
+/// takes minutes, and a short budget is better spent fine-tuning the first probe than probing
+/// more backbones. (On a GPU the fine-tuning plan finishes early, and the first extraction's
+/// time, which includes compiling kernels, overstates the next one's.)
 const PROBE_SHARE_INVERSE: u32 = 8;
 
 /// Relative cost of a candidate: pixels × views × the backbone's cost per pixel.
