@@ -111,9 +111,7 @@ pub fn successive_halving(
     let mut out_of_budget = false;
     for i in 0..runs.len() {
         if !alive.is_empty() {
-            alive.sort_by(|&a, &b| {
-                rank(runs[b].tuner.best()).total_cmp(&rank(runs[a].tuner.best()))
-            });
+            best_first(&runs, &mut alive);
             let mut costs: Vec<ArmCost> = alive.iter().map(|&j| runs[j].cost()).collect();
             let timed: Vec<(usize, f64)> = alive
                 .iter()
@@ -145,7 +143,7 @@ pub fn successive_halving(
     while alive.len() > 1 && !out_of_budget {
         // Keep the better half (by validation score, then loss), fewer if the budget cannot
         // afford half of them, and shorten their runs to what it affords.
-        alive.sort_by(|&a, &b| rank(runs[b].tuner.best()).total_cmp(&rank(runs[a].tuner.best())));
+        best_first(&runs, &mut alive);
         let half = alive.len().div_ceil(2);
         let costs: Vec<ArmCost> = alive[..half].iter().map(|&i| runs[i].cost()).collect();
         let (keep, cap) = fit_to_budget(
@@ -228,7 +226,7 @@ fn resume_halted(runs: &mut [Run<'_>], budget: &Budget, progress: &dyn Progress)
     let mut halted: Vec<usize> = (0..runs.len())
         .filter(|&i| !runs[i].tuner.finished() && runs[i].tuner.best().is_some())
         .collect();
-    halted.sort_by(|&a, &b| rank(runs[b].tuner.best()).total_cmp(&rank(runs[a].tuner.best())));
+    best_first(runs, &mut halted);
     for i in halted {
         let run = &mut runs[i];
         shorten_to_budget(run, budget);
@@ -296,9 +294,7 @@ impl Run<'_> {
         }
         Ok(true)
     }
-}
 
-impl Run<'_> {
     /// The arm's measured cost, as the schedule sees it.
     fn cost(&self) -> ArmCost {
         ArmCost {
@@ -398,6 +394,11 @@ fn fit_to_budget(arms: &[ArmCost], done: usize, next: usize, seconds: f64) -> (u
         }
     }
     (1, done + 1)
+}
+
+/// Sort the arms `indices` of `runs` best first (see [`rank`]).
+fn best_first(runs: &[Run<'_>], indices: &mut [usize]) {
+    indices.sort_by(|&a, &b| rank(runs[b].tuner.best()).total_cmp(&rank(runs[a].tuner.best())));
 }
 
 /// A single number ordering snapshots: score first, validation loss breaking ties.
