@@ -324,10 +324,10 @@ def exeml_latency_ms(manifest):
     return float("nan") if chosen is None else float(chosen["outcome"]["latency_ms"])
 
 
-def run_exeml(binary, train, test, label, limit, limit_s, work, regression):
+def run_exeml(binary, train, test, label, limit, limit_s, work, regression, extra_args=()):
     model, preds = work / "exeml_model", work / "exeml_preds.csv"
     rc, wall, rss = run_child([binary, "train", "--task", "tabular", "--data", str(train), "--label", label,
-                               "--time-limit", limit, "--out", str(model)],
+                               "--time-limit", limit, "--out", str(model), *extra_args],
                               work / "exeml_train.log", 10 * limit_s + 600)
     if rc != 0:
         raise RuntimeError(f"exeml train exited with {rc}:\n{log_tail(work / 'exeml_train.log')}")

@@ -95,7 +95,7 @@ pub fn warn_interrupted(py: Python<'_>) -> PyResult<()> {
     *, path=None, columns=None, tuning_path=None, tuning_columns=None, label=None, problem=None,
     time_limit=60.0, preference="balance", seed=0, train_ratio=0.8, header="auto",
     parent=None, parent_name=None, families=None, progress=None, max_latency_ms=None,
-    max_model_mb=None, deterministic=false, search_rows=None, bag_folds=None
+    max_model_mb=None, deterministic=false, search_rows=None, bag_folds=None, refit_full=None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn fit_tabular(
@@ -120,6 +120,7 @@ pub fn fit_tabular(
     deterministic: bool,
     search_rows: Option<usize>,
     bag_folds: Option<usize>,
+    refit_full: Option<bool>,
 ) -> PyResult<TabularModel> {
     let limit = seconds("time_limit", time_limit)?;
     let mut config = predictor(label, problem, preference, seed, train_ratio)?;
@@ -127,6 +128,7 @@ pub fn fit_tabular(
     config.deterministic = deterministic;
     config.search_rows = search_rows;
     config.bag_folds = bag_folds;
+    config.refit_full = refit_full;
     config.constraints = guard(|| {
         Constraints {
             max_latency_ms,

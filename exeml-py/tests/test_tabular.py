@@ -197,7 +197,7 @@ def test_each_family_alone(iris_split, family):
         train, time_limit=20
     )
     # Every trial is of the family; the final model may average several of them.
-    assert {row["model"] for row in predictor.leaderboard()} - {"ensemble", "bagged"} == {family}
+    assert {row["model"] for row in predictor.leaderboard()} - {"ensemble", "bagged", "refit_full"} == {family}
     assert {m["family"] for m in predictor.manifest()["ensemble"]} == {family}
     assert predictor.evaluate(test)["accuracy"] > 0.8
 
@@ -288,12 +288,20 @@ def test_predict_file_refuses_a_missing_input_by_name(iris_model, tmp_path):
 def test_bag_folds_bags_the_chosen_models_or_turns_bagging_off(breast_cancer_path: Path):
     # deterministic: the fold fits are sized by counts, so machine load cannot skip them.
     bagged = exeml.TabularPredictor(label="diagnosis", families=["linear"], verbosity=0).fit(
-        breast_cancer_path, time_limit=10, bag_folds=3, deterministic=True
+        breast_cancer_path, time_limit=10, bag_folds=3, deterministic=True, refit_full=False
     )
     manifest = bagged.manifest()
     assert manifest["lineage"]["bagged_folds"] == 3
     assert sorted({m["fold"] for m in manifest["ensemble"]}) == [0, 1, 2]
     assert bagged.validation()["n"] == 569  # out of fold, every row
+    # By default (balance) the bagged configurations are refitted once each on all rows.
+    refitted = exeml.TabularPredictor(label="diagnosis", families=["linear"], verbosity=0).fit(
+        breast_cancer_path, time_limit=10, bag_folds=3, deterministic=True
+    )
+    lineage = refitted.manifest()["lineage"]
+    assert lineage["refit_of_folds"] == 3 and lineage["refit_rows"] == 569
+    assert {m.get("fold") for m in refitted.manifest()["ensemble"]} == {None}
+    assert refitted.validation()["n"] == 569
     single = exeml.TabularPredictor(label="diagnosis", families=["linear"], verbosity=0).fit(
         breast_cancer_path, time_limit=10, bag_folds=0
     )

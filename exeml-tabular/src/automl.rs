@@ -435,45 +435,90 @@ pub fn fit(
         let shape = (k, all_rows.len(), search_train.len());
         add_family_bests(&mut chosen, pool, shape, allowed);
     }
-    let bag = bag_k
+    let bag_inputs = BagInputs {
+        table,
+        columns: &columns,
+        y: &y,
+        problem,
+        preference: config.preference,
+    };
+    let bag_started = Instant::now();
+    let bagged = bag_k
         .filter(|&k| {
             let fit_secs: Vec<f64> = chosen.iter().map(|(c, _)| c.fit_secs).collect();
             let needed = bagging::estimated_secs(&fit_secs, k, all_rows.len(), search_train.len());
             needed < refit_ctx.budget.remaining().as_secs_f64()
         })
-        .and_then(|k| {
-            let bag = BagInputs {
-                table,
-                columns: &columns,
-                y: &y,
-                problem,
-                preference: config.preference,
-            };
-            bag_all(&chosen, &all_rows, k, &bag, &refit_ctx)
-        })
-        .and_then(|bagged| {
+        .and_then(|k| bag_all(&chosen, &all_rows, k, &bag_inputs, &refit_ctx))
+        .map(|bagged| {
             let id = history.len();
-            let footprint = bagged.footprint(&constraints, &valid_table, id);
+            let footprint = footprint(&bagged.parts(), &constraints, &valid_table, id);
             let violation = constraints.violation(footprint.0, footprint.1);
-            let record = bagged.record(&chosen, problem, id, footprint, violation.clone());
-            history.push(record);
-            violation.is_none().then_some(bagged)
+            let meets = violation.is_none();
+            history.push(bagged.record(&chosen, problem, id, footprint, violation));
+            (bagged, meets)
         });
-    let mut validation = validation;
-    let (members, pipelines, estimators, refit, refit_rows, bagged_folds) = match bag {
-        Some(bagged) => {
-            validation = evaluate_output(problem, &target.classes, &bagged.y, &bagged.oof)?;
-            let members = bagged.members(&chosen);
-            (
-                members,
-                bagged.pipelines,
-                bagged.estimators,
-                false,
-                None,
-                Some(bagged.folds),
-            )
+    let bag_secs = bag_started.elapsed().as_secs_f64();
+    // AutoGluon's `refit_full`: the bagged model's configurations refitted once each on all
+    // rows, when asked for (or by the preference's default) or when the bagged model breaks a
+    // deployment limit.
+    let bag_refit = bagged.as_ref().and_then(|(bagged, meets)| {
+        let asked = config
+            .refit_full
+            .unwrap_or_else(|| bagging::refit_full_by_default(config.preference));
+        if !asked && *meets {
+            return None;
         }
-        None => {
+        let full = refit_bag(
+            bagged,
+            &chosen,
+            &all_rows,
+            &bag_inputs,
+            &refit_ctx,
+            bag_secs,
+        )?;
+        let id = history.len();
+        let footprint = footprint(&full.parts(bagged), &constraints, &valid_table, id);
+        let violation = constraints.violation(footprint.0, footprint.1);
+        let meets = violation.is_none();
+        history.push(full.record(bagged, &chosen, problem, id, footprint, violation));
+        meets.then_some(full)
+    });
+    let mut validation = validation;
+    let shipped = match (bagged, bag_refit) {
+        (Some((bagged, _)), Some(full)) => {
+            // No row is left out of the refit: the bagged model's out-of-fold metrics are
+            // the estimate of the model refitted from it.
+            validation = evaluate_output(problem, &target.classes, &bagged.y, &bagged.oof)?;
+            Shipped {
+                members: full.members(&bagged, &chosen),
+                pipelines: full.pipelines,
+                estimators: full.estimators,
+                refit: true,
+                refit_rows: Some(all_rows.len()),
+                bagged_folds: None,
+                refit_of_folds: Some(bagged.folds),
+                headline: history.last().map(|r| r.trial.clone()),
+            }
+        }
+        (Some((bagged, true)), None) => {
+            validation = evaluate_output(problem, &target.classes, &bagged.y, &bagged.oof)?;
+            Shipped {
+                members: bagged.members(&chosen),
+                refit: false,
+                refit_rows: None,
+                bagged_folds: Some(bagged.folds),
+                refit_of_folds: None,
+                headline: history
+                    .iter()
+                    .rev()
+                    .find(|r| r.trial.family == BAGGED_FAMILY)
+                    .map(|r| r.trial.clone()),
+                pipelines: bagged.pipelines,
+                estimators: bagged.estimators,
+            }
+        }
+        _ => {
             // Without bagging only the search's ensemble is refitted.
             chosen.truncate(chosen_count);
             let refit_on = refit_rows(
@@ -484,11 +529,12 @@ pub fn fit(
                 &refit_ctx,
                 search_train.len(),
             );
+            let refs: Vec<&Candidate> = chosen.iter().map(|(c, _)| c).collect();
             let refitted = refit_on
                 .as_ref()
                 .and_then(|rows| {
                     refit_all(
-                        &chosen,
+                        &refs,
                         rows,
                         table,
                         &columns,
@@ -519,14 +565,36 @@ pub fn fit(
                 Some(parts) => parts,
                 None => searched_parts(chosen),
             };
-            (members, pipelines, estimators, refit, refit_rows, None)
+            Shipped {
+                members,
+                pipelines,
+                estimators,
+                refit,
+                refit_rows,
+                bagged_folds: None,
+                refit_of_folds: None,
+                headline: None,
+            }
         }
     };
-    let (family, params) = match (members.as_slice(), bagged_folds, history.last()) {
-        (_, Some(_), Some(bagged)) => (BAGGED_FAMILY.to_string(), bagged.trial.params.clone()),
-        ([only], ..) => (only.family.clone(), only.params.clone()),
-        _ => (ENSEMBLE_FAMILY.to_string(), ensemble_params(&members)),
+    let (family, params) = match (shipped.members.as_slice(), &shipped.headline) {
+        (_, Some(headline)) => (headline.family.clone(), headline.params.clone()),
+        ([only], None) => (only.family.clone(), only.params.clone()),
+        _ => (
+            ENSEMBLE_FAMILY.to_string(),
+            ensemble_params(&shipped.members),
+        ),
     };
+    let Shipped {
+        members,
+        pipelines,
+        estimators,
+        refit,
+        refit_rows,
+        bagged_folds,
+        refit_of_folds,
+        headline: _,
+    } = shipped;
     let manifest = Manifest {
         format: FORMAT.into(),
         format_version: FORMAT_VERSION,
@@ -562,6 +630,7 @@ pub fn fit(
             search_rows: sampled.then_some(searched_rows),
             refit_rows,
             bagged_folds,
+            refit_of_folds,
         },
     };
     TabularModel::new(manifest, pipelines, estimators)
@@ -989,14 +1058,6 @@ impl Bagged {
         (latency_ms, size_mb): (Option<f64>, Option<f64>),
         note: Option<String>,
     ) -> TrialRecord {
-        let members: Vec<String> = self
-            .configs
-            .iter()
-            .map(|&(i, w)| {
-                let trial = &chosen[i].0.trial;
-                format!("{}#{} {w:.2}", trial.family, trial.id + 1)
-            })
-            .collect();
         let considered: Vec<String> = self
             .scores
             .iter()
@@ -1010,7 +1071,10 @@ impl Bagged {
                 id,
                 family: BAGGED_FAMILY.into(),
                 params: ParamPoint::from([
-                    ("members".to_string(), ParamValue::Text(members.join(" + "))),
+                    (
+                        "members".to_string(),
+                        ParamValue::Text(self.member_names(chosen)),
+                    ),
                     ("folds".to_string(), ParamValue::Int(self.folds as i64)),
                     (
                         "out_of_fold".to_string(),
@@ -1029,30 +1093,183 @@ impl Bagged {
         }
     }
 
-    /// Single-row latency of the whole bagged model (always) and its saved size (when a size
-    /// limit is set).
-    fn footprint(
-        &self,
-        constraints: &Constraints,
-        valid_table: &Table,
-        scratch_id: usize,
-    ) -> (Option<f64>, Option<f64>) {
+    /// Every fit with its weight: the configuration's weight shared by its k fits.
+    fn parts(&self) -> Vec<(&FeaturePipeline, &Estimator, f64)> {
         let per_fold = self.configs.len().max(1);
-        let parts: Vec<(&FeaturePipeline, &Estimator, f64)> = self
-            .estimators
+        self.estimators
             .iter()
             .enumerate()
             .map(|(i, (p, e))| {
                 let w = self.configs[i % per_fold].1 / self.folds as f64;
                 (&self.pipelines[*p], e, w)
             })
-            .collect();
-        let latency = single_row_latency_ms(&parts, valid_table).ok();
-        let size = constraints
-            .max_model_mb
-            .and_then(|_| saved_megabytes(&parts, scratch_id).ok());
-        (latency, size)
+            .collect()
     }
+
+    /// The kept configurations as `family#trial weight`, heaviest first.
+    fn member_names(&self, chosen: &[(Candidate, f64)]) -> String {
+        let names: Vec<String> = self
+            .configs
+            .iter()
+            .map(|&(i, w)| {
+                let trial = &chosen[i].0.trial;
+                format!("{}#{} {w:.2}", trial.family, trial.id + 1)
+            })
+            .collect();
+        names.join(" + ")
+    }
+}
+
+/// Single-row latency of a model made of `parts` (always) and its saved size (when a size
+/// limit is set).
+fn footprint(
+    parts: &[(&FeaturePipeline, &Estimator, f64)],
+    constraints: &Constraints,
+    valid_table: &Table,
+    scratch_id: usize,
+) -> (Option<f64>, Option<f64>) {
+    let latency = single_row_latency_ms(parts, valid_table).ok();
+    let size = constraints
+        .max_model_mb
+        .and_then(|_| saved_megabytes(parts, scratch_id).ok());
+    (latency, size)
+}
+
+/// The configurations a bagged model kept, each refitted once on all rows with the weights
+/// chosen out of fold, as AutoGluon's `refit_full`: one fit per configuration instead of k,
+/// so k times faster to predict and about k times smaller, trained on a quarter more rows
+/// than each fold's fit.
+struct BagRefit {
+    pipelines: Vec<FeaturePipeline>,
+    /// One fit per kept configuration of the bagged model, in its order.
+    estimators: Vec<(usize, Estimator)>,
+    rows: usize,
+}
+
+impl BagRefit {
+    /// One manifest member per configuration, with its out-of-fold weight.
+    fn members(&self, bagged: &Bagged, chosen: &[(Candidate, f64)]) -> Vec<MemberManifest> {
+        bagged
+            .configs
+            .iter()
+            .map(|&(i, w)| MemberManifest {
+                family: chosen[i].0.trial.family.clone(),
+                params: chosen[i].0.trial.params.clone(),
+                weight: w,
+                trial: Some(chosen[i].0.trial.id),
+                folder: String::new(),
+                pipeline: crate::manifest::default_pipeline_file(),
+                fold: None,
+            })
+            .collect()
+    }
+
+    fn parts(&self, bagged: &Bagged) -> Vec<(&FeaturePipeline, &Estimator, f64)> {
+        self.estimators
+            .iter()
+            .zip(&bagged.configs)
+            .map(|((p, e), &(_, w))| (&self.pipelines[*p], e, w))
+            .collect()
+    }
+
+    /// The leaderboard row of the refitted model. No row is held out of its fits, so its score
+    /// is the out-of-fold score of the bagged model it comes from (the params say so).
+    fn record(
+        &self,
+        bagged: &Bagged,
+        chosen: &[(Candidate, f64)],
+        problem: Problem,
+        id: usize,
+        (latency_ms, size_mb): (Option<f64>, Option<f64>),
+        note: Option<String>,
+    ) -> TrialRecord {
+        TrialRecord {
+            trial: Trial {
+                id,
+                family: REFIT_FULL_FAMILY.into(),
+                params: ParamPoint::from([
+                    (
+                        "members".to_string(),
+                        ParamValue::Text(bagged.member_names(chosen)),
+                    ),
+                    ("rows".to_string(), ParamValue::Int(self.rows as i64)),
+                    (
+                        "score".to_string(),
+                        ParamValue::Text(format!(
+                            "out of fold, of the {}-fold bagged model",
+                            bagged.folds
+                        )),
+                    ),
+                ]),
+            },
+            outcome: TrialOutcome {
+                score: Some(validation_score(problem, &bagged.y, &bagged.oof)),
+                metric: score_name(problem).into(),
+                note,
+                latency_ms,
+                size_mb,
+                ..Default::default()
+            },
+        }
+    }
+}
+
+/// The family name of a bagged model refitted on all rows in leaderboards.
+pub const REFIT_FULL_FAMILY: &str = "refit_full";
+
+/// Refit the configurations `bagged` kept once each on all `rows` (see [`BagRefit`]), when the
+/// time left covers it: bagging took `bag_secs` for k fits of every bagged configuration on
+/// (k − 1)/k of the rows, so one fit of the kept ones on all rows takes about the kept
+/// configurations' share of it over (k − 1). `None` when a fit fails or the time runs out
+/// (a booster cut short by the clock would be worse than the bagged model it replaces).
+fn refit_bag(
+    bagged: &Bagged,
+    chosen: &[(Candidate, f64)],
+    rows: &[usize],
+    inputs: &BagInputs<'_>,
+    ctx: &FitContext<'_>,
+    bag_secs: f64,
+) -> Option<BagRefit> {
+    let kept: Vec<&Candidate> = bagged.configs.iter().map(|&(i, _)| &chosen[i].0).collect();
+    let all_secs: f64 = chosen.iter().map(|(c, _)| c.fit_secs).sum();
+    let kept_secs: f64 = kept.iter().map(|c| c.fit_secs).sum();
+    let share = if all_secs > 0.0 {
+        kept_secs / all_secs
+    } else {
+        1.0
+    };
+    let needed = bag_secs * share / (bagged.folds - 1).max(1) as f64 * 1.25;
+    if needed >= ctx.budget.remaining().as_secs_f64() {
+        return None;
+    }
+    let (pipelines, estimators) = refit_all(
+        &kept,
+        rows,
+        inputs.table,
+        inputs.columns,
+        inputs.y,
+        inputs.problem,
+        ctx,
+        "refitting the bagged models",
+    )?;
+    (!ctx.budget.exhausted()).then_some(BagRefit {
+        pipelines,
+        estimators,
+        rows: rows.len(),
+    })
+}
+
+/// What the search hands to the manifest: the final model's parts and how it was made.
+struct Shipped {
+    members: Vec<MemberManifest>,
+    pipelines: Vec<FeaturePipeline>,
+    estimators: Vec<(usize, Estimator)>,
+    refit: bool,
+    refit_rows: Option<usize>,
+    bagged_folds: Option<usize>,
+    refit_of_folds: Option<usize>,
+    /// The leaderboard row that names the model (a bagged model or its refit), if any.
+    headline: Option<Trial>,
 }
 
 /// The family name of a bagged model in leaderboards.
@@ -1073,6 +1290,7 @@ fn bag_all(
     let width = problem.output_width();
     let y: Vec<f64> = rows.iter().map(|&r| inputs.y[r]).collect();
     let fold_of = bagging::fold_ids(&y, problem, folds, ctx.seed);
+    let candidates: Vec<&Candidate> = chosen.iter().map(|(c, _)| c).collect();
     let mut oof: Vec<Vec<f64>> = vec![vec![0.0; rows.len() * width]; chosen.len()];
     let mut pipelines: Vec<FeaturePipeline> = Vec::new();
     // Per fold, each chosen configuration's fit (pipeline index, model).
@@ -1083,7 +1301,7 @@ fn bag_all(
         let fit_rows: Vec<usize> = fit_on.iter().map(|&i| rows[i]).collect();
         let label = format!("bagging: fold {}/{folds}", fold + 1);
         let (fold_pipelines, fold_estimators) = refit_all(
-            chosen,
+            &candidates,
             &fit_rows,
             inputs.table,
             inputs.columns,
@@ -1212,7 +1430,7 @@ fn refit_rows(
 /// search are kept then.
 #[allow(clippy::too_many_arguments)]
 fn refit_all(
-    chosen: &[(Candidate, f64)],
+    chosen: &[&Candidate],
     rows: &[usize],
     table: &Table,
     columns: &[crate::schema::ColumnSchema],
@@ -1234,7 +1452,7 @@ fn refit_all(
         problem,
         seed: ctx.seed,
     };
-    for (c, _) in chosen {
+    for c in chosen {
         let index = match keys.iter().position(|k| *k == c.key) {
             Some(i) => i,
             None => {

@@ -32,6 +32,13 @@ pub fn folds(preference: Preference, rows: usize, asked: Option<usize>) -> Optio
     .filter(|&k| rows >= 10 * k)
 }
 
+/// Whether a bagged model is refitted on all rows by default (see `refit_full` in
+/// `TabularPredictor`): under `performance_first`, whose bagging the user asked for, and
+/// under `balance`; `accuracy_first` keeps the k fits of each configuration.
+pub fn refit_full_by_default(preference: Preference) -> bool {
+    preference != Preference::AccuracyFirst
+}
+
 /// The fold (`0..folds`) of each row, seeded: each class's rows (regression: rows in order of
 /// their value) are shuffled and dealt round-robin, so every fold has the class mix (or the
 /// spread of values) of the whole.

@@ -67,6 +67,11 @@ pub struct Lineage {
     /// all rows but one fold, and the validation metrics are out of fold over every row.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bagged_folds: Option<usize>,
+    /// Folds of the bagged model this one was refitted from (`refit_full`): its configurations
+    /// and weights were chosen on k-fold out-of-fold predictions, which also give the
+    /// validation metrics; each configuration was then fitted once on all rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refit_of_folds: Option<usize>,
 }
 
 /// One model of the final ensemble (a single model is an ensemble of one).

@@ -409,7 +409,13 @@ impl TabularModel {
             .iter()
             .map(|m| format!("{} {:.2}", m.family, m.weight))
             .collect();
-        format!("ensemble of {}", parts.join(" + "))
+        match self.manifest.lineage.refit_of_folds {
+            Some(folds) => format!(
+                "{} (chosen by {folds}-fold bagging, refitted on all rows)",
+                parts.join(" + ")
+            ),
+            None => format!("ensemble of {}", parts.join(" + ")),
+        }
     }
 
     /// A one-line description: family, validation score, problem.

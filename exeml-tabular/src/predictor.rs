@@ -68,6 +68,12 @@ pub struct TabularPredictor {
     /// never when the data comes with its own validation split), `Some(0)` or `Some(1)` never
     /// bags, `Some(k)` bags with k folds when the time allows.
     pub bag_folds: Option<usize>,
+    /// Refit a bagged model's configurations once each on all rows, as AutoGluon's
+    /// `refit_full`: k times faster to predict and about k times smaller, its weights and
+    /// validation metrics still those chosen out of fold. `None` decides by preference (yes
+    /// under `balance` and `performance_first`, no under `accuracy_first`). A bagged model that
+    /// breaks `max_latency_ms` or `max_model_mb` is refitted whatever this says.
+    pub refit_full: Option<bool>,
 }
 
 /// The parent of an incremental run: its name in the lineage, its manifest and its boosters.
@@ -120,6 +126,7 @@ impl Default for TabularPredictor {
             deterministic: false,
             search_rows: None,
             bag_folds: None,
+            refit_full: None,
         }
     }
 }
@@ -136,6 +143,13 @@ impl TabularPredictor {
     /// Bag the chosen models over `k` folds (0 or 1: never; see [`TabularPredictor::bag_folds`]).
     pub fn bag_folds(mut self, k: usize) -> Self {
         self.bag_folds = Some(k);
+        self
+    }
+
+    /// Refit a bagged model on all rows, or keep its k fits (see
+    /// [`TabularPredictor::refit_full`]).
+    pub fn refit_full(mut self, refit: bool) -> Self {
+        self.refit_full = Some(refit);
         self
     }
 

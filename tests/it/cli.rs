@@ -205,8 +205,9 @@ fn regression_evaluate_json_has_error_metrics() {
     )
     .expect("json");
     assert_eq!(manifest["lineage"]["deterministic"], true, "{manifest}");
-    assert_eq!(manifest["lineage"]["bagged_folds"], 3, "{manifest}");
-    assert_eq!(manifest["family"], "bagged", "{manifest}");
+    // Bagged over 3 folds, then refitted on all rows (balance's default).
+    assert_eq!(manifest["lineage"]["refit_of_folds"], 3, "{manifest}");
+    assert_eq!(manifest["family"], "refit_full", "{manifest}");
     let out = exeml(
         &[
             "evaluate",
@@ -228,6 +229,8 @@ fn regression_evaluate_json_has_error_metrics() {
 fn bag_folds_is_for_tables_only() {
     let err = train_task_refused("image", &["--bag-folds", "3"]);
     assert!(err.contains("--bag-folds"), "{err}");
+    let err = train_task_refused("image", &["--refit-full", "true"]);
+    assert!(err.contains("--refit-full"), "{err}");
     let err = train_task_refused("image", &["--family", "hist_gbdt"]);
     assert!(err.contains("--family"), "{err}");
 }

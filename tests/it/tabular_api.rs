@@ -294,10 +294,9 @@ fn every_family_trains_saves_and_predicts_on_its_own() {
             .expect("fit");
         let members = model.manifest.members();
         assert!(members.iter().all(|m| m.family == family), "{members:?}");
-        assert!(model
-            .leaderboard()
-            .iter()
-            .all(|r| [family, "ensemble", "bagged"].contains(&r.trial.family.as_str())));
+        assert!(model.leaderboard().iter().all(
+            |r| [family, "ensemble", "bagged", "refit_full"].contains(&r.trial.family.as_str())
+        ));
         let Metrics::Classification(report) = &model.validation().metrics else {
             panic!("classification metrics expected");
         };
@@ -378,7 +377,7 @@ fn the_search_explores_features_and_hyper_parameters_and_keeps_the_best() {
     );
     let best = board[0].outcome.score.expect("best scored");
     let chosen = chosen_row(&model).outcome.score.expect("chosen scored");
-    if model.manifest.family == "bagged" {
+    if ["bagged", "refit_full"].contains(&model.manifest.family.as_str()) {
         // Scored out of fold on every row, not on the search's validation rows.
         assert!(chosen > 0.9, "{chosen}");
     } else if model.manifest.family == "ensemble" {
@@ -953,6 +952,7 @@ fn small_tables_are_bagged_and_scored_out_of_fold_on_every_row() {
     let model = quick("diagnosis")
         .families(["linear", "gbdt"])
         .deterministic(true)
+        .refit_full(false)
         .fit(&table)
         .expect("fit");
     let lineage = &model.manifest.lineage;
@@ -1016,4 +1016,60 @@ fn small_tables_are_bagged_and_scored_out_of_fold_on_every_row() {
         !tried_twice,
         "the k fits of one configuration are one configuration"
     );
+}
+
+#[test]
+fn a_bagged_model_is_refitted_on_all_rows_by_default() {
+    let table = Table::read(&data("breast_cancer.csv"), ReadOptions::default()).expect("read");
+    let model = quick("diagnosis")
+        .families(["linear", "gbdt"])
+        .deterministic(true)
+        .fit(&table)
+        .expect("fit");
+    let lineage = &model.manifest.lineage;
+    assert_eq!(model.manifest.family, "refit_full");
+    assert_eq!(lineage.refit_of_folds, Some(5));
+    assert_eq!(lineage.bagged_folds, None);
+    assert!(lineage.refit);
+    assert_eq!(lineage.refit_rows, Some(table.n_rows()));
+    // The out-of-fold metrics of the bagged model it comes from, over every row.
+    assert_eq!(model.validation().n(), table.n_rows());
+    let row = chosen_row(&model);
+    assert_eq!(row.trial.family, "refit_full");
+    let bagged = model
+        .manifest
+        .leaderboard
+        .iter()
+        .find(|r| r.trial.family == "bagged")
+        .expect("the bagged model's row");
+    // The same configurations and weights as the bagged model, one fit each.
+    assert_eq!(row.trial.params["members"], bagged.trial.params["members"]);
+    assert_eq!(row.outcome.score, bagged.outcome.score);
+    let members = model.manifest.members();
+    let configs = bagged.trial.params["members"]
+        .as_str()
+        .unwrap_or_default()
+        .split(" + ")
+        .count();
+    assert_eq!(members.len(), configs, "{members:?}");
+    assert!(members.iter().all(|m| m.fold.is_none()), "{members:?}");
+    let total: f64 = members.iter().map(|m| m.weight).sum();
+    assert!((total - 1.0).abs() < 1e-9, "{members:?}");
+    assert!(
+        model.summary().contains("refitted on all rows"),
+        "{}",
+        model.summary()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    model.save(&dir.path().join("refit")).expect("save");
+    let loaded = TabularModel::load(&dir.path().join("refit")).expect("load");
+    assert_eq!(
+        model.predict(&table).expect("predict"),
+        loaded.predict(&table).expect("predict")
+    );
+    let Metrics::Classification(report) = &loaded.evaluate(&table).expect("evaluate").metrics
+    else {
+        panic!("classification metrics expected");
+    };
+    assert!(report.accuracy > 0.95, "{}", report.accuracy);
 }

@@ -42,6 +42,7 @@ def fit_tabular(
     deterministic: bool = False,
     search_rows: Optional[int] = None,
     bag_folds: Optional[int] = None,
+    refit_full: Optional[bool] = None,
 ) -> TabularModel: ...
 def list_projects(home: Optional[_Path] = None) -> str: ...
 def fit_image(

@@ -30,6 +30,12 @@ fn predictor(fit: &FitOptions) -> Result<ImagePredictor> {
             "is supported for tables only: image models are chosen on their validation part",
         ));
     }
+    if fit.refit_full.is_some() {
+        return Err(Error::invalid(
+            "--refit-full",
+            "is supported for tables only: image models are not bagged",
+        ));
+    }
     if !fit.families.is_empty() {
         return Err(Error::invalid(
             "--family",

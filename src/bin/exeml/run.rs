@@ -106,6 +106,7 @@ pub fn predictor(fit: &FitOptions) -> Result<(TabularPredictor, Budget)> {
             .search_rows
             .map(|r| usize::try_from(r).unwrap_or(usize::MAX)),
         bag_folds: fit.bag_folds.map(|k| usize::try_from(k).unwrap_or(0)),
+        refit_full: fit.refit_full,
     };
     exeml::core::SplitSpec {
         train_ratio: fit.train_ratio,
