@@ -10,9 +10,10 @@ use std::path::Path;
 
 /// Marks a folder as an exeml model.
 pub const FORMAT: &str = "exeml-model";
-/// The newest manifest layout this version writes and reads. 3: tree and row files are
-/// zstd-compressed (`forest.safetensors.zst`); 2: weighted ensembles; 1: a single model.
-pub const FORMAT_VERSION: u32 = 3;
+/// The newest manifest layout this version writes and reads. 4: network weights in f16;
+/// 3: tree and row files are zstd-compressed (`forest.safetensors.zst`); 2: weighted
+/// ensembles; 1: a single model.
+pub const FORMAT_VERSION: u32 = 4;
 /// The manifest's file name inside a model folder.
 pub const MANIFEST_FILE: &str = "manifest.json";
 

@@ -204,11 +204,9 @@ fn newer_model_format_is_rejected_clearly() {
     model.save(&path).expect("save");
     let manifest = path.join("manifest.json");
     let text = std::fs::read_to_string(&manifest).expect("read");
-    std::fs::write(
-        &manifest,
-        text.replace("\"format_version\": 3", "\"format_version\": 99"),
-    )
-    .expect("write");
+    let mut json: serde_json::Value = serde_json::from_str(&text).expect("json");
+    json["format_version"] = 99.into();
+    std::fs::write(&manifest, json.to_string()).expect("write");
     let err = TabularModel::load(&path).expect_err("newer format");
     assert!(matches!(err, Error::Format { .. }), "{err}");
     assert!(err.to_string().contains("format_version 99"), "{err}");

@@ -468,6 +468,18 @@ impl Trainer for MlpTrainer {
             Some((_, epoch, snapshot, table_snapshot)) => (snapshot, table_snapshot, epoch),
             None => (layers(&vars), tables(&table_vars), epochs),
         };
+        // The weights are kept at the precision they are saved with, so that the model the
+        // search scores is the one that is shipped (and reloads to identical predictions).
+        let layers: Layers = layers
+            .iter()
+            .map(|(w, b)| Ok((half_precision(w)?, b.clone())))
+            .collect::<candle_core::Result<_>>()
+            .map_err(candle)?;
+        let table_values: Vec<Tensor> = table_values
+            .iter()
+            .map(half_precision)
+            .collect::<candle_core::Result<_>>()
+            .map_err(candle)?;
         let embeddings: Vec<(EmbeddedFeature, Tensor)> =
             embedded.into_iter().zip(table_values).collect();
         Ok(MlpModel {
@@ -480,6 +492,13 @@ impl Trainer for MlpTrainer {
             epochs,
         })
     }
+}
+
+/// `t` rounded to the nearest f16 value, kept as f32: the precision the weights are saved with
+/// (half the bytes of f32; the networks' predictions move by about 1e-4).
+fn half_precision(t: &Tensor) -> candle_core::Result<Tensor> {
+    t.to_dtype(candle_core::DType::F16)?
+        .to_dtype(candle_core::DType::F32)
 }
 
 impl MlpModel {
@@ -546,28 +565,33 @@ impl MlpModel {
         point
     }
 
-    /// Write the weights as f32 safetensors (`w0`, `b0`, …), the target scale and epochs as
-    /// metadata.
+    /// Write the network as safetensors: weights (`w0`, …) and embedding tables (`emb0`, …)
+    /// in f16, which holds them exactly (they are rounded to it when fitted), biases (`b0`, …)
+    /// in f32; the target scale and epochs as metadata.
     pub fn save(&self, dir: &Path) -> Result<Vec<String>> {
         let path = dir.join(WEIGHTS_FILE);
-        let mut named: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-        for (i, (w, b)) in self.layers.iter().enumerate() {
-            for (name, t) in [(format!("w{i}"), w), (format!("b{i}"), b)] {
-                let values = t
-                    .flatten_all()
-                    .and_then(|t| t.to_vec1::<f32>())
-                    .map_err(candle)?;
-                let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-                named.push((name, t.dims().to_vec(), bytes));
-            }
-        }
-        for (k, (_, table)) in self.embeddings.iter().enumerate() {
-            let values = table
+        let mut named: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+        let mut add = |name: String, t: &Tensor, dtype: Dtype| -> Result<()> {
+            let values = t
                 .flatten_all()
                 .and_then(|t| t.to_vec1::<f32>())
                 .map_err(candle)?;
-            let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-            named.push((format!("emb{k}"), table.dims().to_vec(), bytes));
+            let bytes = match dtype {
+                Dtype::F16 => values
+                    .iter()
+                    .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                    .collect(),
+                _ => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            };
+            named.push((name, dtype, t.dims().to_vec(), bytes));
+            Ok(())
+        };
+        for (i, (w, b)) in self.layers.iter().enumerate() {
+            add(format!("w{i}"), w, Dtype::F16)?;
+            add(format!("b{i}"), b, Dtype::F32)?;
+        }
+        for (k, (_, table)) in self.embeddings.iter().enumerate() {
+            add(format!("emb{k}"), table, Dtype::F16)?;
         }
         let embedded: Vec<String> = self
             .embeddings
@@ -577,8 +601,8 @@ impl MlpModel {
         let tensor_err = |e: safetensors::SafeTensorError| Error::data(&path, e.to_string());
         let views = named
             .iter()
-            .map(|(name, shape, bytes)| {
-                TensorView::new(Dtype::F32, shape.clone(), bytes).map(|v| (name.clone(), v))
+            .map(|(name, dtype, shape, bytes)| {
+                TensorView::new(*dtype, shape.clone(), bytes).map(|v| (name.clone(), v))
             })
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(tensor_err)?;
@@ -615,14 +639,20 @@ impl MlpModel {
             let t = tensors
                 .tensor(&name)
                 .map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
-            if t.dtype() != Dtype::F32 {
-                return Err(bad(format!("tensor `{name}` is not f32")));
-            }
-            let values = t
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
+            // f16 since model format 4, f32 before.
+            let values = match t.dtype() {
+                Dtype::F32 => t
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+                Dtype::F16 => t
+                    .data()
+                    .chunks_exact(2)
+                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect(),
+                other => return Err(bad(format!("tensor `{name}` is {other:?}, not f16 or f32"))),
+            };
             Ok((values, t.shape().to_vec()))
         };
         // Embeddings (absent in networks saved before they existed).
@@ -748,6 +778,50 @@ mod tests {
         let loaded = MlpModel::load(dir.path(), BINARY).expect("load");
         assert_eq!(loaded, model);
         assert_eq!(loaded.n_features(), 2);
+
+        // Weights are saved in f16 (exactly: they were rounded to it when fitted), biases in f32.
+        let path = dir.path().join(WEIGHTS_FILE);
+        let file = TensorFile::read(&path).expect("read");
+        let tensors = file.tensors().expect("tensors");
+        for (name, view) in tensors.tensors() {
+            let expected = if name.starts_with('b') {
+                Dtype::F32
+            } else {
+                Dtype::F16
+            };
+            assert_eq!(view.dtype(), expected, "{name}");
+        }
+        // A network saved with f32 weights (model format 3 and before) still loads, the same.
+        let views: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+            .tensors()
+            .into_iter()
+            .map(|(name, view)| {
+                let bytes = match view.dtype() {
+                    Dtype::F16 => view
+                        .data()
+                        .chunks_exact(2)
+                        .flat_map(|c| {
+                            half::f16::from_le_bytes([c[0], c[1]])
+                                .to_f32()
+                                .to_le_bytes()
+                        })
+                        .collect(),
+                    _ => view.data().to_vec(),
+                };
+                (name, view.shape().to_vec(), bytes)
+            })
+            .collect();
+        let f32_views: Vec<(String, TensorView<'_>)> = views
+            .iter()
+            .map(|(name, shape, bytes)| {
+                let view = TensorView::new(Dtype::F32, shape.clone(), bytes).expect("view");
+                (name.clone(), view)
+            })
+            .collect();
+        let bytes = safetensors::serialize(f32_views, Some(file.metadata.clone())).expect("f32");
+        assert!(bytes.len() > std::fs::metadata(&path).expect("size").len() as usize * 3 / 2);
+        std::fs::write(&path, bytes).expect("write");
+        assert_eq!(MlpModel::load(dir.path(), BINARY).expect("load f32"), model);
     }
 
     #[test]
