@@ -3,7 +3,11 @@
 //! stopping), for
 //! `benches/tabular/booster.py`, which runs LightGBM on the same split in the same run.
 //!
-//! usage: booster_fit TRAIN.csv TEST.csv LABEL regression|binary|multiclass
+//! usage: booster_fit TRAIN.csv TEST.csv LABEL regression|binary|multiclass [CATEGORICAL]
+//!
+//! CATEGORICAL lists the columns (0-based, counting the label's) that hold category codes,
+//! comma-separated, e.g. `2,5,7`: they are split into sets of categories, as LightGBM's
+//! `categorical_feature`.
 //!
 //! The CSVs are all-numeric apart from the label (the benchmark's exports); classes are
 //! numbered in sorted order of their names. Prints one JSON object: fit and predict seconds
@@ -57,12 +61,33 @@ fn read(path: &str, label: &str) -> Result<(Matrix, Vec<String>), Box<dyn std::e
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [train, test, label, problem] = args.as_slice() else {
-        return Err(
-            "usage: booster_fit TRAIN.csv TEST.csv LABEL regression|binary|multiclass".into(),
-        );
+    let (train, test, label, problem, categorical) = match args.as_slice() {
+        [a, b, c, d] => (a, b, c, d, None),
+        [a, b, c, d, e] => (a, b, c, d, Some(e)),
+        _ => {
+            return Err("usage: booster_fit TRAIN.csv TEST.csv LABEL \
+                        regression|binary|multiclass [CATEGORICAL]"
+                .into())
+        }
     };
     let (x, labels) = read(train, label)?;
+    // Column numbers count the label's column; the matrix leaves it out.
+    let target = csv::Reader::from_path(train)?
+        .headers()?
+        .iter()
+        .position(|h| h == label)
+        .unwrap_or(usize::MAX);
+    let categories: Vec<usize> = match categorical {
+        None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(|c| c.trim().parse::<usize>())
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .filter(|&c| c != target)
+            .map(|c| if c > target { c - 1 } else { c })
+            .collect(),
+    };
     let (xt, _) = read(test, label)?;
     let classes: Vec<&String> = labels.iter().collect::<BTreeSet<_>>().into_iter().collect();
     let (objective, y): (Objective, Vec<f64>) = match problem.as_str() {
@@ -102,7 +127,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         seed: 0,
     };
     let started = Instant::now();
-    let booster = Booster::fit(&x, &y, None, objective, &params, &mut |_, _| true)?;
+    let booster = Booster::fit(
+        (&x, &categories),
+        &y,
+        None,
+        objective,
+        &params,
+        &mut |_, _| true,
+    )?;
     let fit_s = started.elapsed().as_secs_f64();
     let started = Instant::now();
     let predictions = booster.predict(&xt);

@@ -700,10 +700,12 @@ impl PreparedFeatures {
                     )?,
                 };
                 let embedded = pipeline.embedded_features();
+                let categorical = pipeline.category_code_features();
                 let valid = Labelled {
                     x: pipeline.transform(valid_table)?,
                     y: y_valid.to_vec(),
                     embedded: embedded.clone(),
+                    categorical: categorical.clone(),
                 };
                 let prepared = Prepared {
                     key,
@@ -712,6 +714,7 @@ impl PreparedFeatures {
                         x,
                         y: targets.y.to_vec(),
                         embedded,
+                        categorical,
                     },
                     valid,
                     last_used: 0,
@@ -1476,6 +1479,7 @@ fn refit_all(
                     x,
                     y: y_all.clone(),
                     embedded: pipeline.embedded_features(),
+                    categorical: pipeline.category_code_features(),
                 });
                 pipelines.push(pipeline);
                 keys.push(c.key);
@@ -1505,6 +1509,7 @@ fn refit_all(
                     },
                     y: Vec::new(),
                     embedded: all.embedded.clone(),
+                    categorical: all.categorical.clone(),
                 };
                 fit_family(&c.trial, problem, (all, &none), None, ctx)
             }

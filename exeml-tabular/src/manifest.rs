@@ -10,7 +10,8 @@ use std::path::Path;
 
 /// Marks a folder as an exeml model.
 pub const FORMAT: &str = "exeml-model";
-/// The newest manifest layout this version writes and reads. 4: network weights in f16;
+/// The newest manifest layout this version writes and reads. 4: network weights in f16,
+/// boosters' categorical splits (a `categories` table);
 /// 3: tree and row files are zstd-compressed (`forest.safetensors.zst`); 2: weighted
 /// ensembles; 1: a single model.
 pub const FORMAT_VERSION: u32 = 4;

@@ -173,13 +173,17 @@ fn a_child_continues_the_parents_boosted_trees_on_new_rows() {
         note.starts_with("continues the parent's booster ("),
         "{note}"
     );
-    // Later trials start from scratch.
-    assert!(child.manifest.leaderboard[1..].iter().all(|r| !r
-        .outcome
-        .note
-        .as_deref()
-        .unwrap_or("")
-        .starts_with("continues")));
+    // Each of the parent's boosters is continued once, first; later trials start from scratch.
+    let parents = parent.manifest.members().len();
+    let continues = |r: &exeml::core::TrialRecord| {
+        r.outcome
+            .note
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("continues")
+    };
+    assert!(child.manifest.leaderboard[..parents].iter().all(continues));
+    assert!(!child.manifest.leaderboard[parents..].iter().any(continues));
     let Metrics::Classification(report) = &child.validation().metrics else {
         panic!("classification metrics expected");
     };
@@ -754,6 +758,35 @@ fn generated_table(dir: &std::path::Path, name: &str, csv: &str) -> Table {
     let path = dir.join(name);
     std::fs::write(&path, csv).expect("write");
     Table::read(&path, ReadOptions::default()).expect("read")
+}
+
+#[test]
+fn the_booster_splits_categories_into_sets() {
+    // Thirty cities, a third of them (scattered through the alphabet and the level order)
+    // with a positive label; 5 % of labels flipped.
+    let mut csv = String::from("city,amount,label\n");
+    for i in 0..3000usize {
+        let city = (i * 7) % 30;
+        let positive = city % 3 == 1;
+        let flipped = (i * 7919) % 100 < 5;
+        let label = if positive != flipped { "yes" } else { "no" };
+        csv.push_str(&format!("city{city},{},{label}\n", (i * 104_729) % 1000));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let table = generated_table(dir.path(), "cities.csv", &csv);
+    let model = quick("label")
+        .time_limit(Duration::from_secs(10))
+        .families(["hist_gbdt"])
+        .bag_folds(0)
+        .fit(&table)
+        .expect("fit");
+    let sets = best_score_with(&model, "category_splits", "sets");
+    assert!(sets > 0.93, "accuracy of set splits {sets}");
+    let Metrics::Classification(report) = &model.validation().metrics else {
+        panic!("classification metrics expected");
+    };
+    assert!(report.accuracy > 0.93, "{}", report.accuracy);
+    assert_round_trips(&model, &table, dir.path());
 }
 
 /// The best validation score among the trials whose parameter `param` is `value`.

@@ -19,7 +19,14 @@ const CUT_SAMPLE_ROWS: usize = 200_000;
 pub struct BinCuts {
     /// Per feature, ascending thresholds: a value belongs to bin `1 + #{cuts < value}`.
     pub cuts: Vec<Vec<f64>>,
+    /// Per feature, whether it holds category codes binned one code per bin, so that trees
+    /// split it into sets of categories (see [`BinCuts::fit_with_categories`]).
+    pub categorical: Vec<bool>,
 }
+
+/// Category codes a set split can name: `0..MAX_CODES` (the tree encoding keeps at most 254
+/// levels, another level and missing values).
+pub const MAX_CODES: usize = 256;
 
 /// A matrix of bin indices in column-major order.
 #[derive(Debug, Clone)]
@@ -45,12 +52,56 @@ impl BinCuts {
     /// `min_data_in_bin`: fewer, fuller bins on small data, where a bin per distinct value
     /// would make small leaves search mostly empty bins).
     pub fn fit(x: &Matrix, max_value_bins: usize, min_rows_in_bin: usize) -> Self {
+        Self::fit_with_categories(x, max_value_bins, min_rows_in_bin, &[])
+    }
+
+    /// As [`BinCuts::fit`], but the features marked in `categories` (category codes: whole
+    /// numbers in `0..MAX_CODES`) get one bin per code, however few rows it has, so that a
+    /// split can send any set of them left. A marked feature whose values are not such codes
+    /// is binned as a number.
+    pub fn fit_with_categories(
+        x: &Matrix,
+        max_value_bins: usize,
+        min_rows_in_bin: usize,
+        categories: &[bool],
+    ) -> Self {
         let max_value_bins = max_value_bins.clamp(2, MAX_VALUE_BINS);
-        let cuts = (0..x.cols)
+        let (cuts, categorical) = (0..x.cols)
             .into_par_iter()
-            .map(|c| column_cuts(x.column(c), max_value_bins, min_rows_in_bin))
-            .collect();
-        BinCuts { cuts }
+            .map(|c| {
+                let column = x.column(c);
+                if categories.get(c).copied().unwrap_or(false) {
+                    if let Some(cuts) = code_cuts(column) {
+                        return (cuts, true);
+                    }
+                }
+                (column_cuts(column, max_value_bins, min_rows_in_bin), false)
+            })
+            .unzip();
+        BinCuts { cuts, categorical }
+    }
+
+    /// Whether feature `f` is split into sets of categories.
+    pub fn is_categorical(&self, f: usize) -> bool {
+        self.categorical.get(f).copied().unwrap_or(false)
+    }
+
+    /// The category codes in value bin `bin` of a categorical feature `f`: the whole numbers
+    /// in `(cuts[bin - 2], cuts[bin - 1]]`, within `0..MAX_CODES` (one code for a code seen in
+    /// training; codes never seen fall in the bin of a neighbour, as the raw values would).
+    pub fn codes_of_bin(&self, f: usize, bin: usize) -> std::ops::Range<usize> {
+        let cuts = &self.cuts[f];
+        // Bin b holds v with cuts[b - 2] < v <= cuts[b - 1]; for whole numbers v that is
+        // floor(cuts[b - 2]) + 1 ..= floor(cuts[b - 1]).
+        let low = match bin {
+            0 | 1 => 0,
+            b => (cuts[b - 2].floor() + 1.0).max(0.0) as usize,
+        };
+        let high = match bin.checked_sub(1).and_then(|i| cuts.get(i)) {
+            Some(&c) => (c.floor() + 1.0).max(0.0) as usize,
+            None => MAX_CODES,
+        };
+        low.min(MAX_CODES)..high.min(MAX_CODES)
     }
 
     /// Bins for present values of feature `f` (a feature with one bin cannot be split).
@@ -153,6 +204,27 @@ fn column_cuts(column: &[f64], max_value_bins: usize, min_rows_in_bin: usize) ->
     cuts
 }
 
+/// Cuts of a column of category codes: one bin per distinct code (a cut halfway between
+/// neighbouring codes); `None` when the values are not whole numbers in `0..MAX_CODES` or there
+/// are more distinct codes than value bins.
+fn code_cuts(column: &[f64]) -> Option<Vec<f64>> {
+    let mut seen = [false; MAX_CODES];
+    for &v in column {
+        if v.is_nan() {
+            continue;
+        }
+        if !(v >= 0.0 && v < MAX_CODES as f64 && v.fract() == 0.0) {
+            return None;
+        }
+        seen[v as usize] = true;
+    }
+    let codes: Vec<usize> = (0..MAX_CODES).filter(|&c| seen[c]).collect();
+    if codes.len() > MAX_VALUE_BINS {
+        return None;
+    }
+    Some(codes.windows(2).map(|w| w[0] as f64 + 0.5).collect())
+}
+
 /// A threshold between two neighbouring values `low < high` (the midpoint when it is finite
 /// and strictly between them, else `low`).
 fn between(low: f64, high: f64) -> f64 {
@@ -188,6 +260,22 @@ mod tests {
         assert_eq!(cuts.value_bins(0), 4);
         // With at least three rows per bin, 1, 1 and 2 share the first bin.
         assert_eq!(BinCuts::fit(&x, 255, 3).cuts[0], vec![2.5]);
+    }
+
+    #[test]
+    fn category_codes_get_a_bin_each_whatever_their_counts() {
+        let codes = [0.0, 0.0, 0.0, 0.0, 3.0, 7.0, f64::NAN, 3.0];
+        let x = matrix(&[&codes, &codes, &[0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]]);
+        // Ten rows per bin merge numbers, never codes; a column that is not codes stays numeric.
+        let cuts = BinCuts::fit_with_categories(&x, 255, 10, &[true, false, true]);
+        assert_eq!(cuts.categorical, [true, false, false]);
+        assert_eq!(cuts.cuts[0], vec![0.5, 3.5]);
+        assert_eq!(cuts.apply(&x).column(0), &[1, 1, 1, 1, 2, 3, 0, 2]);
+        // The codes each bin holds: unseen codes 1..=3 with 3, 4.. with 7.
+        assert_eq!(cuts.codes_of_bin(0, 1), 0..1);
+        assert_eq!(cuts.codes_of_bin(0, 2), 1..4);
+        assert_eq!(cuts.codes_of_bin(0, 3), 4..MAX_CODES);
+        assert!(cuts.is_categorical(0) && !cuts.is_categorical(1));
     }
 
     #[test]

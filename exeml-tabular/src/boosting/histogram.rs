@@ -66,6 +66,8 @@ impl Sums {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Layout {
     offsets: Vec<usize>,
+    /// Per feature, whether its bins are categories (split into sets, not at a threshold).
+    categorical: Vec<bool>,
 }
 
 impl Layout {
@@ -75,7 +77,13 @@ impl Layout {
         for f in 0..cuts.cuts.len() {
             offsets.push(offsets[f] + cuts.value_bins(f) + 1);
         }
-        Layout { offsets }
+        let categorical = (0..cuts.cuts.len())
+            .map(|f| cuts.is_categorical(f))
+            .collect();
+        Layout {
+            offsets,
+            categorical,
+        }
     }
 
     /// Slots of a histogram.
@@ -199,13 +207,24 @@ impl SplitRules {
     }
 }
 
+/// A set of value bins (bit `b` of word `b / 64`): the bins a categorical split sends left.
+pub type BinSet = [u64; 4];
+
+/// Whether `set` holds bin `b`.
+pub fn holds(set: &BinSet, b: usize) -> bool {
+    b < 256 && set[b / 64] >> (b % 64) & 1 == 1
+}
+
 /// The best split of a leaf.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Split {
     /// The feature tested.
     pub feature: usize,
-    /// Value bins `1..=bin` go left.
+    /// Value bins `1..=bin` go left (a threshold split).
     pub bin: usize,
+    /// For a split of a categorical feature: the value bins that go left (the others and
+    /// missing values go right); `bin` is unused then.
+    pub left_bins: Option<BinSet>,
     /// Where missing values go.
     pub missing_left: bool,
     /// Loss reduction.
@@ -229,7 +248,13 @@ pub fn best_split(
     parallel: bool,
 ) -> Option<Split> {
     let features = (0..active.len()).filter(|&f| active[f]);
-    let of_feature = |f: usize| best_of_feature(f, layout.slots(hist, f), parent, rules);
+    let of_feature = |f: usize| {
+        if layout.categorical[f] {
+            best_category_set(f, layout.slots(hist, f), parent, rules)
+        } else {
+            best_of_feature(f, layout.slots(hist, f), parent, rules)
+        }
+    };
     let better = |a: Option<Split>, b: Option<Split>| match (a, b) {
         (Some(x), Some(y)) => Some(
             if y.gain > x.gain || (y.gain == x.gain && y.feature < x.feature) {
@@ -333,6 +358,7 @@ fn best_of_feature(
             best = Some(Split {
                 feature: f,
                 bin: i + 1,
+                left_bins: None,
                 missing_left: if has_missing {
                     missing_left
                 } else {
@@ -345,6 +371,123 @@ fn best_of_feature(
         }
     }
     best
+}
+
+/// LightGBM's defaults for categorical splits: a category needs this many rows (estimated
+/// from its hessian) to be ordered among the many-category candidates, and its G / (H + this)
+/// orders them (`cat_smooth`); …
+const CATEGORY_SMOOTHING: f64 = 10.0;
+/// … each candidate set adds at least this many rows to the previous one, and the right side
+/// keeps as many (`min_data_per_group`); …
+const MIN_ROWS_PER_GROUP: f64 = 100.0;
+/// … the gain of a many-category split adds this to the L2 penalty (`cat_l2`); …
+const CATEGORY_L2: f64 = 10.0;
+/// … at most this many categories go left (`max_cat_threshold`); …
+const MAX_CATEGORIES_LEFT: usize = 32;
+/// … and with at most this many categories each is tried alone against the rest
+/// (`max_cat_to_onehot`).
+const ONE_VS_REST_CATEGORIES: usize = 4;
+
+/// The best split of a categorical feature `f` into a set of categories (value bins) that go
+/// left and the rest (with missing values) that go right, as LightGBM finds it: with few
+/// categories each one against the rest; else the categories with enough rows sorted by their
+/// smoothed mean gradient G / (H + smoothing), and prefixes of that order, from either end,
+/// tried as the left set. The sort makes the best of the 2^k sets for squared error one of k
+/// prefixes (Fisher's grouping); the smoothing, the group size and the extra L2 keep small
+/// categories from winning on noise.
+fn best_category_set(
+    f: usize,
+    slots: &[GradPair],
+    parent: Sums,
+    rules: &SplitRules,
+) -> Option<Split> {
+    let rows_per_hessian = if parent.h > 0.0 {
+        parent.n / parent.h
+    } else {
+        0.0
+    };
+    // Rounded, as LightGBM rounds them: 100 rows must not count as 99.999….
+    let rows = |p: GradPair| (p.h * rows_per_hessian).round();
+    let present: Vec<usize> = (1..slots.len()).filter(|&b| slots[b].h > 0.0).collect();
+    if present.len() < 2 {
+        return None;
+    }
+    let one_vs_rest = present.len() <= ONE_VS_REST_CATEGORIES;
+    let lambda = rules.lambda + if one_vs_rest { 0.0 } else { CATEGORY_L2 };
+    let score = |s: GradPair| s.g * s.g / (s.h + lambda);
+    let parent_score = score(GradPair {
+        g: parent.g,
+        h: parent.h,
+    });
+    let mut best: Option<(f64, Vec<usize>, GradPair)> = None;
+    // The gain of sending `left_bins` (sums `left`) left, kept when it is the best so far.
+    let mut consider = |left_bins: &[usize], left: GradPair| {
+        let right = GradPair {
+            g: parent.g - left.g,
+            h: parent.h - left.h,
+        };
+        let valid = rows(left) >= rules.min_rows
+            && parent.n - rows(left) >= rules.min_rows
+            && left.h >= rules.min_hessian
+            && right.h >= rules.min_hessian;
+        let gain = score(left) + score(right) - parent_score;
+        if valid && gain > rules.min_gain && best.as_ref().is_none_or(|(g, ..)| gain > *g) {
+            best = Some((gain, left_bins.to_vec(), left));
+        }
+    };
+    if one_vs_rest {
+        for &b in &present {
+            consider(&[b], slots[b]);
+        }
+    } else {
+        let mut ordered: Vec<usize> = present
+            .into_iter()
+            .filter(|&b| rows(slots[b]) >= CATEGORY_SMOOTHING)
+            .collect();
+        let mean = |b: usize| slots[b].g / (slots[b].h + CATEGORY_SMOOTHING);
+        ordered.sort_by(|&a, &b| mean(a).total_cmp(&mean(b)).then(a.cmp(&b)));
+        let most = MAX_CATEGORIES_LEFT.min(ordered.len().div_ceil(2));
+        let reversed: Vec<usize> = ordered.iter().rev().copied().collect();
+        for order in [&ordered, &reversed] {
+            let (mut left, mut group) = (GradPair::default(), 0.0);
+            for taken in 1..=most {
+                let slot = slots[order[taken - 1]];
+                left.add(slot);
+                group += rows(slot);
+                if rows(left) < rules.min_rows {
+                    continue;
+                }
+                let right_rows = parent.n - rows(left);
+                if right_rows < rules.min_rows || right_rows < MIN_ROWS_PER_GROUP {
+                    break;
+                }
+                if group < MIN_ROWS_PER_GROUP {
+                    continue;
+                }
+                group = 0.0;
+                consider(&order[..taken], left);
+            }
+        }
+    }
+    let (gain, bins, left) = best?;
+    let mut set: BinSet = [0; 4];
+    for b in bins {
+        set[b / 64] |= 1 << (b % 64);
+    }
+    let left = Sums {
+        g: left.g,
+        h: left.h,
+        n: rows(left).min(parent.n),
+    };
+    Some(Split {
+        feature: f,
+        bin: 0,
+        left_bins: Some(set),
+        missing_left: false,
+        gain,
+        left,
+        right: parent.minus(left),
+    })
 }
 
 #[cfg(test)]
@@ -414,6 +557,63 @@ mod tests {
         );
         subtract(&mut hist, &left);
         assert_eq!(hist, right);
+    }
+
+    #[test]
+    fn categories_are_split_into_the_set_that_separates_their_gradients() {
+        // Codes 0..6, 200 rows each; codes 1, 3 and 4 have negative gradients, the others
+        // positive: no threshold on the codes separates them, one set does.
+        let codes: Vec<f64> = (0..1200).map(|r| (r % 6) as f64).collect();
+        let x = Matrix {
+            data: codes.clone(),
+            rows: 1200,
+            cols: 1,
+        };
+        let cuts = BinCuts::fit_with_categories(&x, 255, 1, &[true]);
+        let binned = cuts.apply(&x);
+        let layout = Layout::new(&cuts);
+        let grads: Vec<GradPair> = codes
+            .iter()
+            .map(|&c| GradPair {
+                g: if [1.0, 3.0, 4.0].contains(&c) {
+                    -1.0
+                } else {
+                    1.0
+                },
+                h: 1.0,
+            })
+            .collect();
+        let rows: Vec<u32> = (0..1200).collect();
+        let mut hist = layout.empty();
+        build(&mut hist, &layout, &binned, (&rows, &grads), &[true], false);
+        let parent = Sums::of(&rows, &grads);
+        let split = best_split(&hist, &layout, parent, (&[true], &RULES), false).expect("a split");
+        let set = split.left_bins.expect("a set split");
+        let left: Vec<usize> = (1..=6).filter(|&b| holds(&set, b)).collect();
+        // Bins are codes + 1; either side of the partition may be the left one.
+        assert!(left == [2, 4, 5] || left == [1, 3, 6], "{left:?}");
+        assert_eq!(split.left.n, 600.0);
+        // 600²/(600 + 10) twice: both sides pure, with LightGBM's extra L2 of 10.
+        assert!(
+            (split.gain - 2.0 * 360_000.0 / 610.0).abs() < 1e-9,
+            "{}",
+            split.gain
+        );
+        // As numbers, the best threshold leaves both sides mixed.
+        let numeric = BinCuts::fit(&x, 255, 1);
+        let layout = Layout::new(&numeric);
+        let mut hist = layout.empty();
+        build(
+            &mut hist,
+            &layout,
+            &numeric.apply(&x),
+            (&rows, &grads),
+            &[true],
+            false,
+        );
+        let threshold =
+            best_split(&hist, &layout, parent, (&[true], &RULES), false).expect("split");
+        assert!(threshold.left_bins.is_none() && threshold.gain < split.gain / 2.0);
     }
 
     #[test]

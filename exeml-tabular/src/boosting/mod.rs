@@ -17,7 +17,7 @@ mod tree;
 pub use bins::{BinCuts, MAX_VALUE_BINS};
 pub use histogram::SplitRules;
 pub use objective::Objective;
-pub use tree::{GrowRules, Tree};
+pub use tree::{CategorySet, GrowRules, Tree};
 
 use crate::features::Matrix;
 use exeml_core::seed::rng;
@@ -78,16 +78,18 @@ pub struct Validation<'a> {
 impl Booster {
     /// Boost on `x`, `y` (targets: values, 0/1, or class indices for softmax). After every
     /// round `go_on(round, validation loss)` is asked whether to continue; with validation
-    /// rows the booster keeps the rounds up to the best validation loss.
+    /// rows the booster keeps the rounds up to the best validation loss. The features listed
+    /// in `categories` hold category codes: trees split them into sets of categories, as
+    /// LightGBM does with `categorical_feature`.
     pub fn fit(
-        x: &Matrix,
+        (x, categories): (&Matrix, &[usize]),
         y: &[f64],
         valid: Option<Validation<'_>>,
         objective: Objective,
         params: &BoostParams,
         go_on: &mut dyn FnMut(usize, Option<f64>) -> bool,
     ) -> Result<Booster> {
-        boost(x, y, valid, objective, params, None, go_on)
+        boost((x, categories), y, valid, objective, params, None, go_on)
     }
 
     /// Continue boosting `earlier` on `x`, `y` (incremental training on new data): its trees
@@ -96,7 +98,7 @@ impl Booster {
     /// validation loss. `x` must have `earlier`'s features in the same order.
     pub fn fit_from(
         earlier: &Booster,
-        x: &Matrix,
+        (x, categories): (&Matrix, &[usize]),
         y: &[f64],
         valid: Option<Validation<'_>>,
         params: &BoostParams,
@@ -111,7 +113,15 @@ impl Booster {
                 ),
             ));
         }
-        boost(x, y, valid, earlier.objective, params, Some(earlier), go_on)
+        boost(
+            (x, categories),
+            y,
+            valid,
+            earlier.objective,
+            params,
+            Some(earlier),
+            go_on,
+        )
     }
 
     /// Rounds kept.
@@ -150,7 +160,7 @@ impl Booster {
 
 /// The boosting loop of [`Booster::fit`] and [`Booster::fit_from`].
 fn boost(
-    x: &Matrix,
+    (x, categories): (&Matrix, &[usize]),
     y: &[f64],
     valid: Option<Validation<'_>>,
     objective: Objective,
@@ -173,7 +183,16 @@ fn boost(
         }
     }
     let (rows, outputs) = (x.rows, objective.outputs());
-    let cuts = BinCuts::fit(x, params.max_value_bins, params.min_rows_in_bin);
+    let mut categorical = vec![false; x.cols];
+    for &f in categories.iter().filter(|&&f| f < x.cols) {
+        categorical[f] = true;
+    }
+    let cuts = BinCuts::fit_with_categories(
+        x,
+        params.max_value_bins,
+        params.min_rows_in_bin,
+        &categorical,
+    );
     let binned = cuts.apply(x);
     let valid_binned = valid.map(|v| cuts.apply(v.x));
     // A continued booster starts from the earlier one's predictions, a new one from the best
@@ -433,6 +452,83 @@ mod tests {
         )
     }
 
+    /// A binary label set by which of twelve categories (codes, feature 0) a row is in,
+    /// interleaved so that no threshold on the codes separates them; a missing code is
+    /// negative. Feature 1 is noise.
+    pub(super) fn coded(n: usize) -> (Matrix, Vec<f64>) {
+        let positive = [1, 4, 6, 7, 10];
+        let mut data = vec![0.0; 2 * n];
+        let mut y = vec![0.0; n];
+        for r in 0..n {
+            let code = r % 13;
+            data[r] = if code == 12 { f64::NAN } else { code as f64 };
+            data[n + r] = ((r * 7919) % 1000) as f64;
+            y[r] = f64::from(u8::from(positive.contains(&code)));
+        }
+        (
+            Matrix {
+                data,
+                rows: n,
+                cols: 2,
+            },
+            y,
+        )
+    }
+
+    #[test]
+    fn category_codes_are_split_into_sets_in_one_tree() {
+        let (x, y) = coded(1300);
+        let one_round = BoostParams {
+            max_rounds: 1,
+            grow: GrowRules {
+                max_leaves: 2,
+                learning_rate: 1.0,
+                ..params().grow
+            },
+            ..params()
+        };
+        let fit = |categories: &[usize]| {
+            Booster::fit(
+                (&x, categories),
+                &y,
+                None,
+                Objective::Logistic,
+                &one_round,
+                &mut |_, _| true,
+            )
+            .expect("fit")
+        };
+        let sets = fit(&[0]);
+        let tree = &sets.trees[0];
+        assert_eq!(tree.category_sets.len(), 1, "{tree:?}");
+        assert_eq!(tree.category_set, [Some(0)]);
+        let probs = sets.predict(&x);
+        let right = probs
+            .chunks(2)
+            .zip(&y)
+            .filter(|(p, &t)| (p[1] > 0.5) == (t == 1.0))
+            .count();
+        assert_eq!(right, 1300, "one set split separates the classes");
+        // Codes never seen in training and values that are not codes go with missing ones.
+        let unseen = Matrix {
+            data: vec![200.0, 2.5, 5.0, 5.0],
+            rows: 2,
+            cols: 2,
+        };
+        let p = sets.predict(&unseen);
+        assert!(p[1] < 0.5 && p[3] < 0.5, "{p:?}");
+        // On thresholds one split cannot.
+        let thresholds = fit(&[]);
+        assert!(thresholds.trees[0].category_sets.is_empty());
+        let right = thresholds
+            .predict(&x)
+            .chunks(2)
+            .zip(&y)
+            .filter(|(p, &t)| (p[1] > 0.5) == (t == 1.0))
+            .count();
+        assert!(right < 1200, "{right}");
+    }
+
     fn accuracy(probs: &[f64], y: &[f64], k: usize) -> f64 {
         let right = probs
             .chunks(k)
@@ -456,7 +552,7 @@ mod tests {
         let valid = Validation { x: &vx, y: &vy };
         let mut seen = Vec::new();
         let booster = Booster::fit(
-            &x,
+            (&x, &[]),
             &y,
             Some(valid),
             Objective::Softmax(3),
@@ -503,9 +599,14 @@ mod tests {
             feature_fraction: 0.67,
             ..params()
         };
-        let binary = Booster::fit(&x, &y, None, Objective::Logistic, &sampled, &mut |_, _| {
-            true
-        })
+        let binary = Booster::fit(
+            (&x, &[]),
+            &y,
+            None,
+            Objective::Logistic,
+            &sampled,
+            &mut |_, _| true,
+        )
         .expect("binary fit");
         assert_eq!(
             binary.rounds(),
@@ -519,7 +620,7 @@ mod tests {
             .map(|r| x.get(r, 0) * 3.0 - x.get(r, 1).powi(2))
             .collect();
         let regression = Booster::fit(
-            &x,
+            (&x, &[]),
             &target,
             None,
             Objective::Squared,
@@ -552,7 +653,7 @@ mod tests {
         };
         let fit = || {
             Booster::fit(
-                &x,
+                (&x, &[]),
                 &y,
                 None,
                 Objective::Softmax(3),
@@ -563,7 +664,7 @@ mod tests {
         };
         assert_eq!(fit(), fit());
         let stopped = Booster::fit(
-            &x,
+            (&x, &[]),
             &y,
             None,
             Objective::Softmax(3),
@@ -584,9 +685,14 @@ mod tests {
             max_rounds: 15,
             ..params()
         };
-        let earlier = Booster::fit(&x, &y, None, Objective::Softmax(3), &short, &mut |_, _| {
-            true
-        })
+        let earlier = Booster::fit(
+            (&x, &[]),
+            &y,
+            None,
+            Objective::Softmax(3),
+            &short,
+            &mut |_, _| true,
+        )
         .expect("earlier fit");
         let loss_of = |b: &Booster| {
             let raw = b.raw_scores(&vx);
@@ -594,7 +700,7 @@ mod tests {
         };
         let continued = Booster::fit_from(
             &earlier,
-            &more,
+            (&more, &[]),
             &more_y,
             Some(valid),
             &params(),
@@ -611,9 +717,14 @@ mod tests {
             rows: more.rows,
             cols: 2,
         };
-        let err = Booster::fit_from(&earlier, &narrow, &more_y, None, &params(), &mut |_, _| {
-            true
-        })
+        let err = Booster::fit_from(
+            &earlier,
+            (&narrow, &[]),
+            &more_y,
+            None,
+            &params(),
+            &mut |_, _| true,
+        )
         .expect_err("fewer features");
         assert!(err.to_string().contains("3 features"), "{err}");
     }
@@ -622,7 +733,7 @@ mod tests {
     fn bad_targets_are_refused() {
         let (x, _) = rings(10, 0);
         let p = params();
-        let fit = |y: &[f64], o| Booster::fit(&x, y, None, o, &p, &mut |_, _| true);
+        let fit = |y: &[f64], o| Booster::fit((&x, &[]), y, None, o, &p, &mut |_, _| true);
         assert!(fit(&[0.0; 9], Objective::Squared).is_err());
         assert!(fit(&[2.0; 10], Objective::Logistic).is_err());
         assert!(fit(&[3.0; 10], Objective::Softmax(3)).is_err());

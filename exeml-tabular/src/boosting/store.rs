@@ -19,6 +19,28 @@ fn view(
 
 /// Columns of the node table: feature, threshold, bin threshold, missing-left, left, right.
 const NODE_COLUMNS: usize = 6;
+/// Columns of the category table, one row per categorical split: its node (row of the node
+/// table), then the codes and the bins that go left, each as eight 32-bit words (f64 holds
+/// them exactly).
+const CATEGORY_COLUMNS: usize = 17;
+
+/// A 256-bit set as eight 32-bit words.
+fn set_words(set: &[u64; 4]) -> impl Iterator<Item = f64> + '_ {
+    set.iter()
+        .flat_map(|&w| [f64::from(w as u32), f64::from((w >> 32) as u32)])
+}
+
+/// The 256-bit set of eight 32-bit words, `None` when one is not such a word.
+fn words_set(words: &[f64]) -> Option<[u64; 4]> {
+    let mut set = [0u64; 4];
+    for (i, &w) in words.iter().enumerate() {
+        if !(w >= 0.0 && w <= f64::from(u32::MAX) && w.fract() == 0.0) {
+            return None;
+        }
+        set[i / 2] |= (w as u64) << (32 * (i % 2));
+    }
+    Some(set)
+}
 
 impl Booster {
     /// Write the booster to `path` + `.zst` (compressed, atomically); returns that file's name.
@@ -26,10 +48,17 @@ impl Booster {
         let mut nodes: Vec<f64> = Vec::new();
         let mut leaves: Vec<f64> = Vec::new();
         let mut starts: Vec<f64> = Vec::new();
+        let mut categories: Vec<f64> = Vec::new();
         for tree in &self.trees {
             starts.push((nodes.len() / NODE_COLUMNS) as f64);
             starts.push(leaves.len() as f64);
             for i in 0..tree.feature.len() {
+                if let Some(set) = tree.category_set[i] {
+                    let set = &tree.category_sets[set as usize];
+                    categories.push((nodes.len() / NODE_COLUMNS) as f64);
+                    categories.extend(set_words(&set.codes));
+                    categories.extend(set_words(&set.bins));
+                }
                 nodes.extend([
                     f64::from(tree.feature[i]),
                     tree.threshold[i],
@@ -49,7 +78,8 @@ impl Booster {
             bytes(&self.initial),
         );
         let err = |e: safetensors::SafeTensorError| Error::data(path, e.to_string());
-        let tensors = [
+        let category_bytes = bytes(&categories);
+        let mut tensors = vec![
             (
                 "nodes",
                 view(vec![nodes.len() / NODE_COLUMNS, NODE_COLUMNS], &node_bytes).map_err(err)?,
@@ -67,6 +97,14 @@ impl Booster {
                 view(vec![self.initial.len()], &initial_bytes).map_err(err)?,
             ),
         ];
+        // Only boosters with categorical splits have the table (older readers read the rest).
+        if !categories.is_empty() {
+            let rows = categories.len() / CATEGORY_COLUMNS;
+            tensors.push((
+                "categories",
+                view(vec![rows, CATEGORY_COLUMNS], &category_bytes).map_err(err)?,
+            ));
+        }
         let (objective, classes) = match self.objective {
             Objective::Squared => ("squared", 1),
             Objective::Logistic => ("logistic", 2),
@@ -103,6 +141,14 @@ impl Booster {
         let (leaves, _) = read_f64_tensor(&tensors, "leaves", path)?;
         let (starts, _) = read_f64_tensor(&tensors, "starts", path)?;
         let (initial, _) = read_f64_tensor(&tensors, "initial", path)?;
+        let categories = match tensors.tensor("categories") {
+            Ok(_) => read_f64_tensor(&tensors, "categories", path)?.0,
+            Err(_) => Vec::new(),
+        };
+        if categories.len() % CATEGORY_COLUMNS != 0 {
+            return Err(bad("the category table has the wrong shape".into()));
+        }
+        let mut category_rows = categories.chunks(CATEGORY_COLUMNS).peekable();
         let outputs = objective.outputs();
         if nodes.len() % NODE_COLUMNS != 0
             || starts.len() % 2 != 0
@@ -128,13 +174,31 @@ impl Booster {
             else {
                 return Err(bad(format!("tree {t}: invalid start")));
             };
-            let tree = read_tree(
+            let mut tree = read_tree(
                 &nodes[nb * NODE_COLUMNS..ne * NODE_COLUMNS],
                 &leaves[lb..le],
                 n_features,
             )
             .map_err(|m| bad(format!("tree {t}: {m}")))?;
+            // The category table lists nodes in order: this tree's rows come next.
+            while let Some(row) = category_rows.next_if(|row| index(row[0]).is_some_and(|n| n < ne))
+            {
+                let node = index(row[0]).filter(|&n| n >= nb).map(|n| n - nb);
+                let sets = (words_set(&row[1..9]), words_set(&row[9..17]));
+                let (Some(node), (Some(codes), Some(bins))) = (node, sets) else {
+                    return Err(bad(format!("tree {t}: invalid category set")));
+                };
+                if tree.category_set[node].is_some() {
+                    return Err(bad(format!("tree {t}: node {node} has two category sets")));
+                }
+                tree.category_set[node] = Some(tree.category_sets.len() as u32);
+                tree.category_sets
+                    .push(super::tree::CategorySet { codes, bins });
+            }
             trees.push(tree);
+        }
+        if category_rows.next().is_some() {
+            return Err(bad("the category table names a node of no tree".into()));
         }
         Ok(Booster {
             objective,
@@ -192,13 +256,14 @@ fn read_tree(
         tree.missing_left.push(row[3] != 0.0);
         tree.left.push(left);
         tree.right.push(right);
+        tree.category_set.push(None);
     }
     Ok(tree)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{params, rings};
+    use super::super::tests::{coded, params, rings};
     use super::*;
     use crate::boosting::BoostParams;
 
@@ -206,7 +271,7 @@ mod tests {
     fn a_booster_round_trips_and_a_damaged_file_is_an_error() {
         let (x, y) = rings(300, 0);
         let booster = Booster::fit(
-            &x,
+            (&x, &[]),
             &y,
             None,
             Objective::Softmax(3),
@@ -230,6 +295,57 @@ mod tests {
         std::fs::write(&written, &bytes).expect("write");
         let err = Booster::load(&path).expect_err("truncated");
         assert!(err.to_string().contains("booster.safetensors"), "{err}");
+    }
+
+    #[test]
+    fn category_sets_round_trip_and_a_stray_one_is_an_error() {
+        let (x, y) = coded(1300);
+        let booster = Booster::fit(
+            (&x, &[0]),
+            &y,
+            None,
+            Objective::Logistic,
+            &BoostParams {
+                max_rounds: 3,
+                ..params()
+            },
+            &mut |_, _| true,
+        )
+        .expect("fit");
+        assert!(booster.trees.iter().any(|t| !t.category_sets.is_empty()));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("booster.safetensors");
+        booster.save(&path).expect("save");
+        let loaded = Booster::load(&path).expect("load");
+        assert_eq!(loaded, booster);
+        assert_eq!(loaded.predict(&x), booster.predict(&x));
+
+        // A category set naming a node past the last tree is refused.
+        let file = TensorFile::read(&path).expect("read");
+        let tensors = file.tensors().expect("tensors");
+        let mut categories = read_f64_tensor(&tensors, "categories", &path)
+            .expect("table")
+            .0;
+        categories[0] = 1e6;
+        let bytes: Vec<u8> = categories.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut views: Vec<(String, TensorView<'_>)> = tensors
+            .tensors()
+            .into_iter()
+            .filter(|(name, _)| name != "categories")
+            .map(|(name, v)| {
+                (
+                    name,
+                    TensorView::new(v.dtype(), v.shape().to_vec(), v.data()).expect("view"),
+                )
+            })
+            .collect();
+        let shape = vec![categories.len() / CATEGORY_COLUMNS, CATEGORY_COLUMNS];
+        views.push(("categories".into(), view(shape, &bytes).expect("view")));
+        let damaged =
+            safetensors::serialize(views, Some(file.metadata.clone())).expect("serialize");
+        crate::family::compressed::write(&path, &damaged).expect("write");
+        let err = Booster::load(&path).expect_err("stray set");
+        assert!(err.to_string().contains("category"), "{err}");
     }
 
     #[test]

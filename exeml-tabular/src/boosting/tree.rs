@@ -4,7 +4,7 @@
 //! the larger one's is the parent's minus it.
 
 use super::bins::{BinCuts, Binned, MISSING_BIN};
-use super::histogram::{self, GradPair, Histogram, Layout, Split, SplitRules, Sums};
+use super::histogram::{self, holds, BinSet, GradPair, Histogram, Layout, Split, SplitRules, Sums};
 use crate::features::Matrix;
 
 /// Histograms kept at once are capped at this many bytes; leaves beyond it drop theirs and
@@ -29,6 +29,28 @@ pub struct Tree {
     pub right: Vec<i32>,
     /// Output per leaf (shrinkage included).
     pub leaf_value: Vec<f64>,
+    /// Per internal node, the index into `category_sets` of a categorical split (whose
+    /// threshold fields are unused); `None` for a threshold split.
+    pub category_set: Vec<Option<u32>>,
+    /// The sets of the tree's categorical splits.
+    pub category_sets: Vec<CategorySet>,
+}
+
+/// What a categorical split sends left: category codes (raw values) and the value bins that
+/// hold them (binned rows). Other codes, values that are not codes and missing values go right.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CategorySet {
+    /// Codes `0..256` that go left.
+    pub codes: BinSet,
+    /// Value bins that go left.
+    pub bins: BinSet,
+}
+
+impl CategorySet {
+    /// Whether raw value `v` goes left.
+    pub fn takes_value(&self, v: f64) -> bool {
+        (0.0..256.0).contains(&v) && v.fract() == 0.0 && holds(&self.codes, v as usize)
+    }
 }
 
 impl Tree {
@@ -42,6 +64,8 @@ impl Tree {
             left: Vec::new(),
             right: Vec::new(),
             leaf_value: vec![value],
+            category_set: Vec::new(),
+            category_sets: Vec::new(),
         }
     }
 
@@ -49,10 +73,10 @@ impl Tree {
     pub fn predict(&self, x: &Matrix, r: usize) -> f64 {
         self.walk(|node| {
             let v = x.get(r, self.feature[node] as usize);
-            if v.is_nan() {
-                self.missing_left[node]
-            } else {
-                v <= self.threshold[node]
+            match self.category_set[node] {
+                Some(set) => self.category_sets[set as usize].takes_value(v),
+                None if v.is_nan() => self.missing_left[node],
+                None => v <= self.threshold[node],
             }
         })
     }
@@ -61,10 +85,10 @@ impl Tree {
     pub fn predict_binned(&self, x: &Binned, r: usize) -> f64 {
         self.walk(|node| {
             let b = x.bins[self.feature[node] as usize * x.rows + r];
-            if b == MISSING_BIN {
-                self.missing_left[node]
-            } else {
-                b <= self.threshold_bin[node]
+            match self.category_set[node] {
+                Some(set) => holds(&self.category_sets[set as usize].bins, usize::from(b)),
+                None if b == MISSING_BIN => self.missing_left[node],
+                None => b <= self.threshold_bin[node],
             }
         })
     }
@@ -275,9 +299,27 @@ impl<'a> Grower<'a> {
 
         let node = tree.feature.len();
         tree.feature.push(split.feature as u32);
-        tree.threshold
-            .push(self.cuts.threshold(split.feature, split.bin));
-        tree.threshold_bin.push(split.bin as u8);
+        match split.left_bins {
+            Some(bins) => {
+                tree.threshold.push(0.0);
+                tree.threshold_bin.push(0);
+                let mut codes: BinSet = [0; 4];
+                for b in (1..256).filter(|&b| holds(&bins, b)) {
+                    for code in self.cuts.codes_of_bin(split.feature, b) {
+                        codes[code / 64] |= 1 << (code % 64);
+                    }
+                }
+                tree.category_set
+                    .push(Some(tree.category_sets.len() as u32));
+                tree.category_sets.push(CategorySet { codes, bins });
+            }
+            None => {
+                tree.threshold
+                    .push(self.cuts.threshold(split.feature, split.bin));
+                tree.threshold_bin.push(split.bin as u8);
+                tree.category_set.push(None);
+            }
+        }
         tree.missing_left.push(split.missing_left);
         let left_leaf = index;
         let right_leaf = leaves.len();
@@ -421,6 +463,15 @@ impl<'a> Grower<'a> {
     fn partition(&mut self, begin: usize, end: usize, split: &Split) -> usize {
         let column = self.binned.column(split.feature);
         let (bin, missing_left) = (split.bin as u8, split.missing_left);
+        // Per bin, whether it goes left: a threshold split or a set of categories alike.
+        let mut to_left = [false; 256];
+        for (b, left) in to_left.iter_mut().enumerate() {
+            *left = match &split.left_bins {
+                Some(set) => holds(set, b),
+                None if b == usize::from(MISSING_BIN) => missing_left,
+                None => b <= usize::from(bin),
+            };
+        }
         let rows = &mut self.order[begin..end];
         self.scratch.resize(rows.len(), 0);
         // Branch-free: every row is written to both sides and only the matching cursor moves
@@ -429,8 +480,7 @@ impl<'a> Grower<'a> {
         let (mut left, mut right) = (0, 0);
         for read in 0..rows.len() {
             let r = rows[read];
-            let b = column[r as usize];
-            let goes_left = (b == MISSING_BIN && missing_left) | (b != MISSING_BIN && b <= bin);
+            let goes_left = to_left[usize::from(column[r as usize])];
             rows[left] = r;
             self.scratch[right] = r;
             left += usize::from(goes_left);

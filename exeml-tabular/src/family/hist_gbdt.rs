@@ -46,7 +46,13 @@ pub struct HistGbdtParams {
     pub max_rounds: usize,
     /// Rounds without validation improvement before stopping.
     pub early_stopping: usize,
+    /// Split category codes into sets of categories (LightGBM's `categorical_feature`);
+    /// `false` splits them at thresholds, as numbers.
+    pub category_sets: bool,
 }
+
+/// The values of the `category_splits` parameter: sets of categories, or thresholds on codes.
+const CATEGORY_SPLITS: [&str; 2] = ["sets", "thresholds"];
 
 impl Default for HistGbdtParams {
     /// LightGBM's defaults, with more rounds and early stopping.
@@ -61,6 +67,7 @@ impl Default for HistGbdtParams {
             row_fraction: 1.0,
             max_rounds: 1000,
             early_stopping: 50,
+            category_sets: true,
         }
     }
 }
@@ -71,7 +78,19 @@ impl HistGbdtParams {
         let d = HistGbdtParams::default();
         let f = |k: &str, v: f64| super::float_param(point, k, v);
         let i = |k: &str, v: usize| super::count_param(point, k, v);
+        // Points saved before the parameter existed split codes at thresholds.
+        let category_sets = match point.get("category_splits").and_then(ParamValue::as_str) {
+            Some("sets") => true,
+            None | Some("thresholds") => false,
+            Some(other) => {
+                return Err(Error::invalid(
+                    format!("{FAMILY}.category_splits"),
+                    format!("`{other}`: expected sets or thresholds"),
+                ))
+            }
+        };
         let p = HistGbdtParams {
+            category_sets,
             learning_rate: f("learning_rate", d.learning_rate),
             max_leaves: i("max_leaves", d.max_leaves),
             max_depth: i("max_depth", d.max_depth),
@@ -114,6 +133,8 @@ impl HistGbdtParams {
         float("l2", self.l2);
         float("feature_fraction", self.feature_fraction);
         float("row_fraction", self.row_fraction);
+        let splits = CATEGORY_SPLITS[usize::from(!self.category_sets)];
+        p.insert("category_splits".into(), ParamValue::Text(splits.into()));
         for (k, v) in [
             ("max_leaves", self.max_leaves),
             ("max_depth", self.max_depth),
@@ -170,6 +191,12 @@ pub fn search_space(problem: Problem) -> SearchSpace {
         ("l2".to_string(), float(1e-3, 10.0, true)),
         ("feature_fraction".to_string(), float(0.4, 1.0, false)),
         ("row_fraction".to_string(), float(0.5, 1.0, false)),
+        (
+            "category_splits".to_string(),
+            ParamRange::Choice {
+                options: CATEGORY_SPLITS.iter().map(|s| s.to_string()).collect(),
+            },
+        ),
     ]);
     // A round costs one tree per class, like the `gbdt` family's one booster per class, but
     // the classes' trees grow side by side on the threads: its default point goes just before
@@ -239,7 +266,7 @@ impl Trainer for HistGbdtTrainer {
             self.parent.as_deref(),
             self.problem,
             (train, validation),
-            &boost,
+            (&boost, params.category_sets),
             &mut go_on,
         )?;
         Ok(HistGbdtModel {
@@ -270,7 +297,10 @@ pub fn refit(
         fitted.parent.as_deref(),
         fitted.problem,
         (data, None),
-        &params.boost_params(rounds, 0, ctx.seed),
+        (
+            &params.boost_params(rounds, 0, ctx.seed),
+            params.category_sets,
+        ),
         &mut go_on,
     )?;
     Ok(HistGbdtModel {
@@ -280,17 +310,24 @@ pub fn refit(
     })
 }
 
-/// Boost on `train`, continuing `parent` when there is one, else from scratch.
+/// Boost on `train`, continuing `parent` when there is one, else from scratch; its category
+/// code features are split into sets when `category_sets`.
 fn boost_from(
     parent: Option<&Booster>,
     problem: Problem,
     (train, valid): (&Labelled, Option<Validation<'_>>),
-    boost: &BoostParams,
+    (boost, category_sets): (&BoostParams, bool),
     go_on: &mut dyn FnMut(usize, Option<f64>) -> bool,
 ) -> Result<Booster> {
+    let categories: &[usize] = if category_sets {
+        &train.categorical
+    } else {
+        &[]
+    };
+    let x = (&train.x, categories);
     match parent {
-        Some(p) => Booster::fit_from(p, &train.x, &train.y, valid, boost, go_on),
-        None => Booster::fit(&train.x, &train.y, valid, objective(problem), boost, go_on),
+        Some(p) => Booster::fit_from(p, x, &train.y, valid, boost, go_on),
+        None => Booster::fit(x, &train.y, valid, objective(problem), boost, go_on),
     }
 }
 

@@ -860,6 +860,7 @@ mod tests {
                 feature: 1,
                 codes: 42,
             }],
+            categorical: Vec::new(),
         }
     }
 

@@ -26,6 +26,9 @@ pub struct Labelled {
     pub y: Vec<f64>,
     /// Features that hold category codes for an embedding (read by the MLP; others ignore it).
     pub embedded: Vec<crate::features::EmbeddedFeature>,
+    /// Features that hold category codes in the tree encoding (split into sets of categories
+    /// by `hist_gbdt`; others read them as numbers).
+    pub categorical: Vec<usize>,
 }
 
 impl Labelled {
@@ -35,6 +38,7 @@ impl Labelled {
             x,
             y,
             embedded: Vec::new(),
+            categorical: Vec::new(),
         }
     }
 }

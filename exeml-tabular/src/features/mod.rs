@@ -677,6 +677,30 @@ impl FeaturePipeline {
         }
     }
 
+    /// The features that hold category codes in the tree encoding (indices into the output):
+    /// a categorical column's level index, another level one more, missing `NaN`. Target-
+    /// encoded columns emit statistics instead, and other encodings none.
+    pub fn category_code_features(&self) -> Vec<usize> {
+        if self.encoding != Encoding::Trees {
+            return Vec::new();
+        }
+        let mut found = Vec::new();
+        let mut offset = 0;
+        for t in &self.transforms {
+            if let ColumnTransform::Categorical { target: None, .. } = t {
+                found.push(offset);
+            }
+            offset += self.transform_width(t);
+        }
+        match &self.selected {
+            None => found,
+            Some(kept) => found
+                .into_iter()
+                .filter_map(|f| kept.binary_search(&f).ok())
+                .collect(),
+        }
+    }
+
     /// How many features one transform emits before scaling (what
     /// [`FeaturePipeline::transform_feature_names`] names, without building the names: this is
     /// on the prediction path).
@@ -1384,6 +1408,14 @@ mod tests {
         let (trees, _) = fit_with(Encoding::Trees, options);
         assert!(trees.embedded_features().is_empty());
         assert_eq!(trees.feature_names, vec!["x", "c"]);
+        // …whose codes the booster may split into sets of categories.
+        assert_eq!(trees.category_code_features(), [1]);
+        assert!(p.category_code_features().is_empty());
+        let mut selected = trees.clone();
+        selected.selected = Some(vec![1]);
+        assert_eq!(selected.category_code_features(), [0]);
+        selected.selected = Some(vec![0]);
+        assert!(selected.category_code_features().is_empty());
     }
 
     #[test]
