@@ -1069,22 +1069,36 @@ impl Bagged {
                 format!("{}#{} {}", trial.family, trial.id + 1, round4(score))
             })
             .collect();
+        let params = ParamPoint::from([
+            (
+                "members".to_string(),
+                ParamValue::Text(self.member_names(chosen)),
+            ),
+            ("folds".to_string(), ParamValue::Int(self.folds as i64)),
+            (
+                "out_of_fold".to_string(),
+                ParamValue::Text(considered.join(", ")),
+            ),
+        ]);
+        let trial = Trial {
+            id,
+            family: BAGGED_FAMILY.into(),
+            params,
+        };
+        self.scored_record(trial, problem, (latency_ms, size_mb), note)
+    }
+
+    /// The leaderboard row of `trial`, a model scored by this bagged model's out-of-fold
+    /// predictions, with its footprint and the note that excludes it, if any.
+    fn scored_record(
+        &self,
+        trial: Trial,
+        problem: Problem,
+        (latency_ms, size_mb): (Option<f64>, Option<f64>),
+        note: Option<String>,
+    ) -> TrialRecord {
         TrialRecord {
-            trial: Trial {
-                id,
-                family: BAGGED_FAMILY.into(),
-                params: ParamPoint::from([
-                    (
-                        "members".to_string(),
-                        ParamValue::Text(self.member_names(chosen)),
-                    ),
-                    ("folds".to_string(), ParamValue::Int(self.folds as i64)),
-                    (
-                        "out_of_fold".to_string(),
-                        ParamValue::Text(considered.join(", ")),
-                    ),
-                ]),
-            },
+            trial,
             outcome: TrialOutcome {
                 score: Some(validation_score(problem, &self.y, &self.oof)),
                 metric: score_name(problem).into(),
@@ -1183,37 +1197,29 @@ impl BagRefit {
         chosen: &[(Candidate, f64)],
         problem: Problem,
         id: usize,
-        (latency_ms, size_mb): (Option<f64>, Option<f64>),
+        footprint: (Option<f64>, Option<f64>),
         note: Option<String>,
     ) -> TrialRecord {
-        TrialRecord {
-            trial: Trial {
-                id,
-                family: REFIT_FULL_FAMILY.into(),
-                params: ParamPoint::from([
-                    (
-                        "members".to_string(),
-                        ParamValue::Text(bagged.member_names(chosen)),
-                    ),
-                    ("rows".to_string(), ParamValue::Int(self.rows as i64)),
-                    (
-                        "score".to_string(),
-                        ParamValue::Text(format!(
-                            "out of fold, of the {}-fold bagged model",
-                            bagged.folds
-                        )),
-                    ),
-                ]),
-            },
-            outcome: TrialOutcome {
-                score: Some(validation_score(problem, &bagged.y, &bagged.oof)),
-                metric: score_name(problem).into(),
-                note,
-                latency_ms,
-                size_mb,
-                ..Default::default()
-            },
-        }
+        let params = ParamPoint::from([
+            (
+                "members".to_string(),
+                ParamValue::Text(bagged.member_names(chosen)),
+            ),
+            ("rows".to_string(), ParamValue::Int(self.rows as i64)),
+            (
+                "score".to_string(),
+                ParamValue::Text(format!(
+                    "out of fold, of the {}-fold bagged model",
+                    bagged.folds
+                )),
+            ),
+        ]);
+        let trial = Trial {
+            id,
+            family: REFIT_FULL_FAMILY.into(),
+            params,
+        };
+        bagged.scored_record(trial, problem, footprint, note)
     }
 }
 
