@@ -1547,12 +1547,7 @@ fn refit_meets(
         .zip(chosen)
         .map(|((p, e), (_, w))| (&pipelines[*p], e, *w))
         .collect();
-    let latency = constraints
-        .max_latency_ms
-        .and_then(|_| single_row_latency_ms(&parts, valid_table).ok());
-    let size = constraints
-        .max_model_mb
-        .and_then(|_| saved_megabytes(&parts, scratch_id).ok());
+    let (latency, size) = footprint(&parts, constraints, valid_table, scratch_id);
     constraints.violation(latency, size).is_none()
 }
 
