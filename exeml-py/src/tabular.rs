@@ -95,7 +95,8 @@ pub fn warn_interrupted(py: Python<'_>) -> PyResult<()> {
     *, path=None, columns=None, tuning_path=None, tuning_columns=None, label=None, problem=None,
     time_limit=60.0, preference="balance", seed=0, train_ratio=0.8, header="auto",
     parent=None, parent_name=None, families=None, progress=None, max_latency_ms=None,
-    max_model_mb=None, deterministic=false, search_rows=None, bag_folds=None, refit_full=None
+    max_model_mb=None, deterministic=false, search_rows=None, bag_folds=None, refit_full=None,
+    stack=None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn fit_tabular(
@@ -121,6 +122,7 @@ pub fn fit_tabular(
     search_rows: Option<usize>,
     bag_folds: Option<usize>,
     refit_full: Option<bool>,
+    stack: Option<bool>,
 ) -> PyResult<TabularModel> {
     let limit = seconds("time_limit", time_limit)?;
     let mut config = predictor(label, problem, preference, seed, train_ratio)?;
@@ -129,6 +131,7 @@ pub fn fit_tabular(
     config.search_rows = search_rows;
     config.bag_folds = bag_folds;
     config.refit_full = refit_full;
+    config.stack = stack;
     config.constraints = guard(|| {
         Constraints {
             max_latency_ms,

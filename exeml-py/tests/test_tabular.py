@@ -306,3 +306,20 @@ def test_bag_folds_bags_the_chosen_models_or_turns_bagging_off(breast_cancer_pat
         breast_cancer_path, time_limit=10, bag_folds=0
     )
     assert "bagged_folds" not in single.manifest()["lineage"]
+
+
+def test_stack_adds_a_stacking_layer_over_the_bagged_models(iris_path: Path):
+    wine = iris_path.parent / "wine.csv"
+    # On wine the stacker's cross-validated log loss is about half the weighted average's.
+    stacked = exeml.TabularPredictor(
+        label="cultivar", preference="accuracy_first", verbosity=0
+    ).fit(wine, time_limit=20, deterministic=True, stack=True)
+    manifest = stacked.manifest()
+    stacker = manifest["stacker"]
+    assert stacker["cv_loss"] < stacker["blend_cv_loss"]
+    assert {m["input"] for m in manifest["ensemble"]} == set(range(stacker["inputs"]))
+    assert "stacked by" in stacked.summary()
+    plain = exeml.TabularPredictor(
+        label="cultivar", preference="accuracy_first", verbosity=0
+    ).fit(wine, time_limit=20, deterministic=True, stack=False)
+    assert "stacker" not in plain.manifest()

@@ -16,6 +16,7 @@ use crate::model::TabularModel;
 use crate::predictor::{ParentBooster, TabularPredictor};
 use crate::sample;
 use crate::schema::{label_numbers, label_texts, Target};
+use crate::stacking::{self, Stacking};
 use crate::table::Table;
 use exeml_core::constraints::{folder_megabytes, median_latency_ms};
 use exeml_core::search::{MedianStopping, NeverStop, ParamRange, TrialMonitor};
@@ -441,6 +442,9 @@ pub fn fit(
         y: &y,
         problem,
         preference: config.preference,
+        stack: config
+            .stack
+            .unwrap_or_else(|| bagging::stack_by_default(config.preference)),
     };
     let bag_started = Instant::now();
     let bagged = bag_k
@@ -492,6 +496,7 @@ pub fn fit(
             validation = evaluate_output(problem, &target.classes, &bagged.y, &bagged.oof)?;
             Shipped {
                 members: full.members(&bagged, &chosen),
+                stacking: bagged.stacking,
                 pipelines: full.pipelines,
                 estimators: full.estimators,
                 refit: true,
@@ -505,6 +510,7 @@ pub fn fit(
             validation = evaluate_output(problem, &target.classes, &bagged.y, &bagged.oof)?;
             Shipped {
                 members: bagged.members(&chosen),
+                stacking: bagged.stacking,
                 refit: false,
                 refit_rows: None,
                 bagged_folds: Some(bagged.folds),
@@ -559,6 +565,7 @@ pub fn fit(
                     folder: String::new(),
                     pipeline: crate::manifest::default_pipeline_file(),
                     fold: None,
+                    input: None,
                 })
                 .collect();
             let (pipelines, estimators) = match refitted {
@@ -567,6 +574,7 @@ pub fn fit(
             };
             Shipped {
                 members,
+                stacking: None,
                 pipelines,
                 estimators,
                 refit,
@@ -587,6 +595,7 @@ pub fn fit(
     };
     let Shipped {
         members,
+        stacking,
         pipelines,
         estimators,
         refit,
@@ -606,6 +615,7 @@ pub fn fit(
         family,
         params,
         ensemble: members,
+        stacker: stacking.as_ref().map(|s| s.manifest.clone()),
         files: Vec::new(),
         validation,
         leaderboard: history,
@@ -633,7 +643,7 @@ pub fn fit(
             refit_of_folds,
         },
     };
-    TabularModel::new(manifest, pipelines, estimators)
+    TabularModel::new(manifest, pipelines, estimators, stacking.map(|s| s.stacker))
 }
 
 /// What a trial's features depend on: the family's encoding and the searched options, or the
@@ -1014,6 +1024,8 @@ struct BagInputs<'a> {
     y: &'a [f64],
     problem: Problem,
     preference: Preference,
+    /// Whether a stacking layer is tried over the bagged configurations.
+    stack: bool,
 }
 
 /// The chosen configurations bagged over k folds (see [`bagging`]).
@@ -1028,25 +1040,36 @@ struct Bagged {
     /// Every bagged configuration (index into the chosen ones) with its own out-of-fold score,
     /// best first: what the selection chose from.
     scores: Vec<(usize, f64)>,
-    /// The blended out-of-fold predictions of every row, and their targets.
+    /// The blended (or stacked) out-of-fold predictions of every row, and their targets.
     oof: Vec<f64>,
     y: Vec<f64>,
+    /// The stacking layer that combines the kept configurations (all bagged ones, in
+    /// `configs` order) when it beat the weighted average.
+    stacking: Option<Stacking>,
+    /// What the tried stacking layer scored, used or not (for the leaderboard).
+    stacking_summary: Option<String>,
 }
 
 impl Bagged {
     /// One manifest member per fit: the configuration's weight shared by its k fits.
+    /// With a stacker the k fits of a configuration are averaged into its stacker input.
     fn members(&self, chosen: &[(Candidate, f64)]) -> Vec<MemberManifest> {
+        let stacked = self.stacking.is_some();
         (0..self.folds)
             .flat_map(|fold| {
-                self.configs.iter().map(move |&(i, w)| MemberManifest {
-                    family: chosen[i].0.trial.family.clone(),
-                    params: chosen[i].0.trial.params.clone(),
-                    weight: w / self.folds as f64,
-                    trial: Some(chosen[i].0.trial.id),
-                    folder: String::new(),
-                    pipeline: crate::manifest::default_pipeline_file(),
-                    fold: Some(fold),
-                })
+                self.configs
+                    .iter()
+                    .enumerate()
+                    .map(move |(input, &(i, w))| MemberManifest {
+                        family: chosen[i].0.trial.family.clone(),
+                        params: chosen[i].0.trial.params.clone(),
+                        weight: if stacked { 1.0 } else { w } / self.folds as f64,
+                        trial: Some(chosen[i].0.trial.id),
+                        folder: String::new(),
+                        pipeline: crate::manifest::default_pipeline_file(),
+                        fold: Some(fold),
+                        input: stacked.then_some(input),
+                    })
             })
             .collect()
     }
@@ -1069,7 +1092,7 @@ impl Bagged {
                 format!("{}#{} {}", trial.family, trial.id + 1, round4(score))
             })
             .collect();
-        let params = ParamPoint::from([
+        let mut params = ParamPoint::from([
             (
                 "members".to_string(),
                 ParamValue::Text(self.member_names(chosen)),
@@ -1080,6 +1103,9 @@ impl Bagged {
                 ParamValue::Text(considered.join(", ")),
             ),
         ]);
+        if let Some(summary) = &self.stacking_summary {
+            params.insert("stacking".into(), ParamValue::Text(summary.clone()));
+        }
         let trial = Trial {
             id,
             family: BAGGED_FAMILY.into(),
@@ -1165,18 +1191,22 @@ struct BagRefit {
 
 impl BagRefit {
     /// One manifest member per configuration, with its out-of-fold weight.
+    /// With a stacker each refitted configuration is its own stacker input.
     fn members(&self, bagged: &Bagged, chosen: &[(Candidate, f64)]) -> Vec<MemberManifest> {
+        let stacked = bagged.stacking.is_some();
         bagged
             .configs
             .iter()
-            .map(|&(i, w)| MemberManifest {
+            .enumerate()
+            .map(|(input, &(i, w))| MemberManifest {
                 family: chosen[i].0.trial.family.clone(),
                 params: chosen[i].0.trial.params.clone(),
-                weight: w,
+                weight: if stacked { 1.0 } else { w },
                 trial: Some(chosen[i].0.trial.id),
                 folder: String::new(),
                 pipeline: crate::manifest::default_pipeline_file(),
                 fold: None,
+                input: stacked.then_some(input),
             })
             .collect()
     }
@@ -1271,6 +1301,8 @@ fn refit_bag(
 /// What the search hands to the manifest: the final model's parts and how it was made.
 struct Shipped {
     members: Vec<MemberManifest>,
+    /// The stacking layer over the members, if the bagged model has one.
+    stacking: Option<Stacking>,
     pipelines: Vec<FeaturePipeline>,
     estimators: Vec<(usize, Estimator)>,
     refit: bool,
@@ -1363,10 +1395,31 @@ fn bag_all(
         }
     }
     let pairs: Vec<(usize, f64)> = weights.iter().copied().enumerate().collect();
-    let blended = ensemble::blend(problem, &refs, &pairs);
+    let mut blended = ensemble::blend(problem, &refs, &pairs);
     // Configurations the out-of-fold selection dropped leave the model; the heaviest first.
     let mut configs: Vec<(usize, f64)> = pairs.into_iter().filter(|&(_, w)| w > 0.0).collect();
     configs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    // One stacking layer over every bagged configuration (best first), kept when it beats the
+    // weighted average in cross-validation on the out-of-fold predictions.
+    let tried = (inputs.stack && chosen.len() > 1)
+        .then(|| {
+            ctx.progress.phase("stacking");
+            stacking::fit(
+                problem,
+                &y,
+                &ranked,
+                ensemble_limits(inputs.preference),
+                ctx,
+            )
+        })
+        .flatten();
+    let stacking_summary = tried.as_ref().map(Stacking::summary);
+    let stacking = tried.filter(Stacking::beats_blend);
+    if let Some(stacking) = &stacking {
+        let share = 1.0 / by_score.len() as f64;
+        configs = by_score.iter().map(|&(i, _)| (i, share)).collect();
+        blended = stacking.out.clone();
+    }
     let mut estimators = Vec::with_capacity(folds * configs.len());
     for fold in &mut fits {
         for &(config, _) in &configs {
@@ -1392,6 +1445,8 @@ fn bag_all(
         scores: by_score,
         oof: blended,
         y,
+        stacking,
+        stacking_summary,
     })
 }
 

@@ -39,6 +39,12 @@ pub fn refit_full_by_default(preference: Preference) -> bool {
     preference != Preference::AccuracyFirst
 }
 
+/// Whether a stacking layer is tried over a bagged model by default (see `stack` in
+/// `TabularPredictor`): under `accuracy_first`, which prefers the larger model.
+pub fn stack_by_default(preference: Preference) -> bool {
+    preference == Preference::AccuracyFirst
+}
+
 /// The fold (`0..folds`) of each row, seeded: each class's rows (regression: rows in order of
 /// their value) are shuffled and dealt round-robin, so every fold has the class mix (or the
 /// spread of values) of the whole.

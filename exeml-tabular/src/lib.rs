@@ -34,6 +34,7 @@ pub mod sample;
 pub mod schema;
 pub mod serving;
 pub mod sniff;
+pub mod stacking;
 pub mod table;
 
 pub use automl::split_rows;

@@ -3,6 +3,7 @@
 
 use crate::evaluate::Evaluation;
 use crate::schema::{ColumnSchema, Target};
+use crate::stacking::StackerManifest;
 use exeml_core::search::{ParamPoint, TrialRecord};
 use exeml_core::{CheckReport, Constraints, Error, Preference, ProblemType, Result, TaskKind};
 use serde::{Deserialize, Serialize};
@@ -10,11 +11,12 @@ use std::path::Path;
 
 /// Marks a folder as an exeml model.
 pub const FORMAT: &str = "exeml-model";
-/// The newest manifest layout this version writes and reads. 4: network weights in f16,
+/// The newest manifest layout this version writes and reads. 5: a stacking layer (`stacker`,
+/// members' `input`); 4: network weights in f16,
 /// boosters' categorical splits (a `categories` table);
 /// 3: tree and row files are zstd-compressed (`forest.safetensors.zst`); 2: weighted
 /// ensembles; 1: a single model.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 /// The manifest's file name inside a model folder.
 pub const MANIFEST_FILE: &str = "manifest.json";
 
@@ -97,6 +99,10 @@ pub struct MemberManifest {
     /// For a bagged model: the fold this fit left out (it was trained on all other rows).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fold: Option<usize>,
+    /// For a stacked model: the stacker input this fit's predictions go to (averaged, with
+    /// `weight`, with the other fits of the same input). `None` without a stacker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<usize>,
 }
 
 /// A file or folder name that stays inside the model folder: letters, digits, `.`, `_`, `-`,
@@ -139,6 +145,10 @@ pub struct Manifest {
     /// then `family` and `params` describe the only model, stored in the folder itself.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ensemble: Vec<MemberManifest>,
+    /// The stacking layer, when the members' predictions are combined by a fitted model
+    /// instead of averaged (see [`crate::stacking`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stacker: Option<StackerManifest>,
     /// Files of the model besides this manifest.
     pub files: Vec<String>,
     /// Evaluation on the validation part.
@@ -216,7 +226,49 @@ impl Manifest {
                 });
             }
         }
+        if let Some(problem) = manifest.stacking_problem() {
+            return Err(Error::Format {
+                path,
+                message: problem,
+            });
+        }
         Ok(manifest)
+    }
+
+    /// What is wrong with the stacking layer's description, if anything: every member must feed
+    /// an existing input, and every input be fed, exactly when there is a stacker.
+    fn stacking_problem(&self) -> Option<String> {
+        let Some(stacker) = &self.stacker else {
+            return self
+                .ensemble
+                .iter()
+                .position(|m| m.input.is_some())
+                .map(|i| {
+                    format!("ensemble member {i} names a stacker input, but there is no stacker")
+                });
+        };
+        if !is_plain_name(&stacker.folder) {
+            return Some(format!(
+                "stacker folder `{}` is not a plain sub-folder name",
+                stacker.folder
+            ));
+        }
+        let mut fed = vec![false; stacker.inputs];
+        for (i, member) in self.ensemble.iter().enumerate() {
+            match member.input {
+                Some(input) if input < stacker.inputs => fed[input] = true,
+                Some(input) => {
+                    return Some(format!(
+                        "ensemble member {i} feeds stacker input {input}, but the stacker reads {}",
+                        stacker.inputs
+                    ))
+                }
+                None => return Some(format!("ensemble member {i} feeds no stacker input")),
+            }
+        }
+        fed.iter()
+            .position(|f| !f)
+            .map(|input| format!("no ensemble member feeds stacker input {input}"))
     }
 
     /// The models of the ensemble; for a model written before ensembles, its only model.
@@ -232,6 +284,7 @@ impl Manifest {
             folder: String::new(),
             pipeline: default_pipeline_file(),
             fold: None,
+            input: None,
         }]
     }
 }

@@ -6,6 +6,7 @@ use crate::family::{Estimator, Problem};
 use crate::features::FeaturePipeline;
 use crate::manifest::{Manifest, MANIFEST_FILE};
 use crate::schema::{label_numbers, label_texts};
+use crate::stacking::Stacker;
 use crate::table::{format_number, Table};
 use exeml_core::fsio::{read_json, write_json_atomic, StagingDir};
 use exeml_core::search::TrialRecord;
@@ -64,13 +65,15 @@ impl Predictions {
 }
 
 /// A trained tabular model: one or more fitted estimators whose predictions are averaged with
-/// the weights of the manifest's `ensemble`, each reading the features of one pipeline.
+/// the weights of the manifest's `ensemble` (or, for a stacked model, averaged per stacker
+/// input and combined by the stacker), each reading the features of one pipeline.
 #[derive(Debug)]
 pub struct TabularModel {
     /// Schema, metrics, leaderboard and lineage.
     pub manifest: Manifest,
     pipelines: Vec<FeaturePipeline>,
     members: Vec<Member>,
+    stacker: Option<Stacker>,
 }
 
 /// A fitted estimator of the ensemble and the pipeline it reads.
@@ -80,19 +83,30 @@ pub struct Member {
     pub pipeline: usize,
     /// The fitted estimator.
     pub estimator: Estimator,
-    /// Its weight in the average.
+    /// Its weight in the average (of its stacker input, for a stacked model).
     pub weight: f64,
+    /// The stacker input it feeds, for a stacked model.
+    pub input: Option<usize>,
 }
 
 impl TabularModel {
     /// Assemble a model from its parts (used by the search). `members` are in the order of
-    /// `manifest.members()`, whose weights they take.
+    /// `manifest.members()`, whose weights and stacker inputs they take; `stacker` is the
+    /// fitted stacker the manifest's `stacker` describes, if any.
     pub fn new(
         manifest: Manifest,
         pipelines: Vec<FeaturePipeline>,
         members: Vec<(usize, Estimator)>,
+        stacker: Option<Stacker>,
     ) -> Result<Self> {
         let described = manifest.members();
+        let stacker_inputs = manifest.stacker.as_ref().map(|s| s.inputs);
+        if stacker_inputs != stacker.as_ref().map(Stacker::inputs) {
+            return Err(Error::invalid(
+                "model",
+                "the fitted stacker does not match the stacker the manifest describes",
+            ));
+        }
         if members.is_empty()
             || described.len() != members.len()
             || members.iter().any(|(p, _)| *p >= pipelines.len())
@@ -114,12 +128,14 @@ impl TabularModel {
                 pipeline,
                 estimator,
                 weight: d.weight,
+                input: d.input,
             })
             .collect();
         Ok(TabularModel {
             manifest,
             pipelines,
             members,
+            stacker,
         })
     }
 
@@ -127,6 +143,11 @@ impl TabularModel {
     /// ensemble).
     pub fn members(&self) -> &[Member] {
         &self.members
+    }
+
+    /// The stacking layer that combines the members' predictions, if the model has one.
+    pub fn stacker(&self) -> Option<&Stacker> {
+        self.stacker.as_ref()
     }
 
     /// The problem it solves.
@@ -201,7 +222,8 @@ impl TabularModel {
         })
     }
 
-    /// The weighted average of the members' predictions (row-major, as [`Estimator::predict`]).
+    /// The weighted average of the members' predictions, or the stacker's combination of the
+    /// per-input averages (row-major, as [`Estimator::predict`]).
     fn raw_predictions(&self, table: &Table) -> Result<Vec<f64>> {
         let mut features: Vec<Option<crate::features::Matrix>> = vec![None; self.pipelines.len()];
         for member in &self.members {
@@ -209,22 +231,32 @@ impl TabularModel {
                 features[member.pipeline] = Some(self.pipelines[member.pipeline].transform(table)?);
             }
         }
-        let mut out: Vec<f64> = Vec::new();
+        // One weighted sum per stacker input; a single sum without a stacker.
+        let sums = self.stacker.as_ref().map_or(1, Stacker::inputs);
+        let mut outs: Vec<Vec<f64>> = vec![Vec::new(); sums];
         for member in &self.members {
             let Some(x) = &features[member.pipeline] else {
                 continue;
             };
             let predicted = member.estimator.predict(x);
-            if self.members.len() == 1 {
+            if self.members.len() == 1 && self.stacker.is_none() {
                 return Ok(predicted);
             }
+            let out = &mut outs[member.input.unwrap_or(0).min(sums - 1)];
             if out.is_empty() {
-                out = vec![0.0; predicted.len()];
+                *out = vec![0.0; predicted.len()];
             }
             for (o, p) in out.iter_mut().zip(&predicted) {
                 *o += member.weight * p;
             }
         }
+        let mut out = match &self.stacker {
+            Some(stacker) => {
+                let refs: Vec<&[f64]> = outs.iter().map(Vec::as_slice).collect();
+                stacker.predict(&refs)
+            }
+            None => outs.swap_remove(0),
+        };
         let problem = Problem {
             kind: self.problem(),
             n_classes: self.classes().len().max(1),
@@ -327,6 +359,12 @@ impl TabularModel {
             }
         }
         manifest.ensemble = described;
+        if let (Some(stacker), Some(described)) = (&self.stacker, &mut manifest.stacker) {
+            described.folder = crate::stacking::STACKER_FOLDER.into();
+            for file in stacker.save(&dir.join(&described.folder))? {
+                manifest.files.push(format!("{}/{file}", described.folder));
+            }
+        }
         write_json_atomic(&dir.join(MANIFEST_FILE), &manifest)
     }
 
@@ -367,7 +405,15 @@ impl TabularModel {
             }
             members.push((pipeline, estimator));
         }
-        TabularModel::new(manifest, pipelines, members)
+        let stacker = match &manifest.stacker {
+            Some(described) => Some(Stacker::load(
+                &dir.join(&described.folder),
+                problem,
+                described,
+            )?),
+            None => None,
+        };
+        TabularModel::new(manifest, pipelines, members, stacker)
     }
 
     /// Permutation importance of each used column on labelled `table`, most important first
@@ -384,6 +430,25 @@ impl TabularModel {
     /// What was chosen: the family, or the ensemble's members and weights.
     pub fn description(&self) -> String {
         let members = self.manifest.members();
+        if let Some(stacker) = &self.manifest.stacker {
+            let inputs: Vec<String> = (0..stacker.inputs)
+                .map(|input| {
+                    members
+                        .iter()
+                        .find(|m| m.input == Some(input))
+                        .map_or_else(|| "?".into(), |m| m.family.clone())
+                })
+                .collect();
+            let stacked = format!("{}, stacked by {}", inputs.join(" + "), stacker.final_model);
+            let lineage = &self.manifest.lineage;
+            return match (lineage.bagged_folds, lineage.refit_of_folds) {
+                (Some(folds), _) => format!("{folds}-fold bagged {stacked}"),
+                (None, Some(folds)) => {
+                    format!("{stacked} (chosen by {folds}-fold bagging, refitted on all rows)")
+                }
+                _ => stacked,
+            };
+        }
         if members.len() == 1 {
             return self.manifest.family.clone();
         }

@@ -74,6 +74,11 @@ pub struct TabularPredictor {
     /// under `balance` and `performance_first`, no under `accuracy_first`). A bagged model that
     /// breaks `max_latency_ms` or `max_model_mb` is refitted whatever this says.
     pub refit_full: Option<bool>,
+    /// One stacking layer over a bagged model (see [`crate::stacking`]): a regularised linear
+    /// model on every bagged configuration's out-of-fold predictions replaces the weighted
+    /// average when it scores better in cross-validation. `None` decides by preference (yes
+    /// under `accuracy_first`). Needs bagging: without it nothing is stacked.
+    pub stack: Option<bool>,
 }
 
 /// The parent of an incremental run: its name in the lineage, its manifest and its boosters.
@@ -127,6 +132,7 @@ impl Default for TabularPredictor {
             search_rows: None,
             bag_folds: None,
             refit_full: None,
+            stack: None,
         }
     }
 }
@@ -150,6 +156,12 @@ impl TabularPredictor {
     /// [`TabularPredictor::refit_full`]).
     pub fn refit_full(mut self, refit: bool) -> Self {
         self.refit_full = Some(refit);
+        self
+    }
+
+    /// Try a stacking layer over the bagged models, or never (see [`TabularPredictor::stack`]).
+    pub fn stack(mut self, stack: bool) -> Self {
+        self.stack = Some(stack);
         self
     }
 

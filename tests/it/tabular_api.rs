@@ -1104,3 +1104,116 @@ fn a_bagged_model_is_refitted_on_all_rows_by_default() {
     };
     assert!(report.accuracy > 0.95, "{}", report.accuracy);
 }
+
+/// The bagged model's leaderboard row.
+fn bagged_row(model: &TabularModel) -> exeml::core::TrialRecord {
+    model
+        .manifest
+        .leaderboard
+        .iter()
+        .find(|r| r.trial.family == "bagged")
+        .cloned()
+        .expect("the bagged model's row")
+}
+
+#[test]
+fn a_stacking_layer_is_kept_when_it_beats_the_weighted_average_out_of_fold() {
+    let table = Table::read(&data("wine.csv"), ReadOptions::default()).expect("read");
+    let stacked = |refit: bool| {
+        quick("cultivar")
+            .preference(exeml::Preference::AccuracyFirst)
+            .deterministic(true)
+            .refit_full(refit)
+            .fit(&table)
+            .expect("fit")
+    };
+    let model = stacked(false);
+    let described = model.manifest.stacker.clone().expect("a stacker on wine");
+    // On wine its cross-validated log loss is about half the weighted average's.
+    assert!(
+        described.cv_loss < 0.8 * described.blend_cv_loss,
+        "{described:?}"
+    );
+    let stacker = model.stacker().expect("the fitted stacker");
+    assert_eq!(stacker.inputs(), described.inputs);
+    let members = model.manifest.members();
+    for input in 0..described.inputs {
+        let fits = members.iter().filter(|m| m.input == Some(input)).count();
+        assert_eq!(fits, 5, "each input averages its 5 fold fits: {members:?}");
+    }
+    // The validation metrics are the stacker's cross-validated predictions of every row.
+    assert_eq!(model.validation().n(), table.n_rows());
+    let Metrics::Classification(report) = &model.validation().metrics else {
+        panic!("classification metrics expected");
+    };
+    assert!(report.accuracy > 0.95, "{}", report.accuracy);
+    assert!(
+        model.summary().contains("5-fold bagged"),
+        "{}",
+        model.summary()
+    );
+    assert!(
+        model.summary().contains("stacked by"),
+        "{}",
+        model.summary()
+    );
+    let row = bagged_row(&model);
+    let account = row.trial.params["stacking"].as_str().unwrap_or_default();
+    assert!(account.contains("cross-validated loss"), "{account}");
+    assert!(!account.contains("not used"), "{account}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("stacked");
+    model.save(&path).expect("save");
+    assert!(path.join("stacker").join("stacker.safetensors").is_file());
+    let loaded = TabularModel::load(&path).expect("load");
+    assert_eq!(loaded.manifest.stacker, model.manifest.stacker);
+    assert_eq!(
+        model.predict(&table).expect("predict"),
+        loaded.predict(&table).expect("predict")
+    );
+
+    // A member that feeds an input the stacker does not have is refused by name.
+    let manifest_path = path.join("manifest.json");
+    let text = std::fs::read_to_string(&manifest_path).expect("manifest");
+    let mut value: serde_json::Value = serde_json::from_str(&text).expect("json");
+    value["ensemble"][0]["input"] = serde_json::json!(99);
+    std::fs::write(&manifest_path, value.to_string()).expect("write");
+    let err = TabularModel::load(&path).expect_err("a stray input");
+    assert!(err.to_string().contains("stacker input 99"), "{err}");
+
+    // Refitted on all rows, each configuration is one fit feeding its own input.
+    let refit = stacked(true);
+    assert_eq!(refit.manifest.family, "refit_full");
+    let described = refit.manifest.stacker.clone().expect("a stacker");
+    let members = refit.manifest.members();
+    assert_eq!(members.len(), described.inputs, "{members:?}");
+    assert!(members
+        .iter()
+        .all(|m| m.fold.is_none() && m.input.is_some()));
+    assert!(
+        refit.summary().contains("refitted on all rows"),
+        "{}",
+        refit.summary()
+    );
+    let path = dir.path().join("stacked-refit");
+    refit.save(&path).expect("save");
+    assert_eq!(
+        refit.predict(&table).expect("predict"),
+        TabularModel::load(&path)
+            .expect("load")
+            .predict(&table)
+            .expect("predict")
+    );
+
+    // Turned off, the weighted average ships and nothing is tried.
+    let plain = quick("cultivar")
+        .preference(exeml::Preference::AccuracyFirst)
+        .deterministic(true)
+        .stack(false)
+        .fit(&table)
+        .expect("fit");
+    assert!(plain.manifest.stacker.is_none());
+    assert!(plain.members().iter().all(|m| m.input.is_none()));
+    assert!(!bagged_row(&plain).trial.params.contains_key("stacking"));
+}

@@ -43,6 +43,7 @@ def fit_tabular(
     search_rows: Optional[int] = None,
     bag_folds: Optional[int] = None,
     refit_full: Optional[bool] = None,
+    stack: Optional[bool] = None,
 ) -> TabularModel: ...
 def list_projects(home: Optional[_Path] = None) -> str: ...
 def fit_image(

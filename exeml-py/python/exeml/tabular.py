@@ -94,6 +94,7 @@ class TabularPredictor:
         search_rows: Optional[int] = None,
         bag_folds: Optional[int] = None,
         refit_full: Optional[bool] = None,
+        stack: Optional[bool] = None,
     ) -> "TabularPredictor":
         """Train within ``time_limit`` seconds and keep the best model; returns ``self``.
 
@@ -117,6 +118,10 @@ class TabularPredictor:
         kept once on all rows (AutoGluon's ``refit_full``: k times faster to predict and about
         k times smaller; weights and validation metrics stay those chosen out of fold);
         ``False`` keeps the k fits; by default ``True`` except under ``accuracy_first``.
+        ``stack=True`` tries one stacking layer over the bagged models (scikit-learn's
+        ``StackingClassifier``: a regularised linear model on their out-of-fold
+        predictions), kept only when it beats the weighted average in cross-validation; it
+        needs bagging; by default ``True`` under ``accuracy_first``.
         Ctrl-C stops training early and keeps the best model so far (with a
         :class:`~exeml.errors.TrainingInterruptedWarning`).
         """
@@ -151,6 +156,7 @@ class TabularPredictor:
                 search_rows=None if search_rows is None else int(search_rows),
                 bag_folds=None if bag_folds is None else int(bag_folds),
                 refit_full=None if refit_full is None else bool(refit_full),
+                stack=None if stack is None else bool(stack),
             )
         finally:
             if progress is not None:

@@ -141,6 +141,11 @@ pub struct FitOptions {
     /// balance and performance_first, false under accuracy_first.
     #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
     pub refit_full: Option<bool>,
+    /// Tables: try one stacking layer over a bagged model (a regularised linear model on every
+    /// bagged model's out-of-fold predictions, kept when it beats the weighted average in
+    /// cross-validation). Needs bagging. Default: true under accuracy_first, else false.
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+    pub stack: Option<bool>,
 }
 
 impl FitOptions {

@@ -36,6 +36,12 @@ fn predictor(fit: &FitOptions) -> Result<ImagePredictor> {
             "is supported for tables only: image models are not bagged",
         ));
     }
+    if fit.stack.is_some() {
+        return Err(Error::invalid(
+            "--stack",
+            "is supported for tables only: image models are not bagged",
+        ));
+    }
     if !fit.families.is_empty() {
         return Err(Error::invalid(
             "--family",

@@ -107,6 +107,7 @@ pub fn predictor(fit: &FitOptions) -> Result<(TabularPredictor, Budget)> {
             .map(|r| usize::try_from(r).unwrap_or(usize::MAX)),
         bag_folds: fit.bag_folds.map(|k| usize::try_from(k).unwrap_or(0)),
         refit_full: fit.refit_full,
+        stack: fit.stack,
     };
     exeml::core::SplitSpec {
         train_ratio: fit.train_ratio,
