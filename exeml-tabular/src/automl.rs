@@ -206,6 +206,14 @@ pub fn fit(
     }
     add_feature_search(&mut spaces, &columns, problem)?;
     let mut searcher = TpeSearcher::new(&spaces, search_config(config.preference, config.seed));
+    // The booster's default point goes first, as LightGBM leads AutoGluon's model order: on a
+    // table large enough for the clock to end the search it is the strongest first model, and
+    // the cheap families' defaults (queued by cost) would otherwise take its time.
+    if let Some(booster) = spaces.iter().find(|s| s.family == hist_gbdt::FAMILY) {
+        if let Some(point) = booster.defaults.first() {
+            searcher.prepend(&booster.family, point.clone());
+        }
+    }
     if let Some(parent) = &config.warm_start {
         check_parent(&parent.manifest, &target, &table.source)?;
         // Every model of the parent's ensemble is tried first, the heaviest first (a bagged
@@ -1612,7 +1620,10 @@ type RefitParts = (Vec<FeaturePipeline>, Vec<(usize, Estimator)>);
 /// The share of the remaining search time a trial may use: a family's first trial gets an
 /// equal share with the other families not tried yet, so that one slow default point (a
 /// full-batch softmax regression on a large table, say) cannot take the time every other
-/// family needs for its first model; later trials may use all of it.
+/// family needs for its first model; later trials may use all of it. The run's very first
+/// trial (the booster's default point) may take up to [`FIRST_MODEL_SHARE`]: a booster cut
+/// short after a sixth of the time is a poor model on a large table, and the other families
+/// are rarely better there.
 fn first_trial_share(
     spaces: &[exeml_core::search::SearchSpace],
     history: &[TrialRecord],
@@ -1623,8 +1634,16 @@ fn first_trial_share(
         return 1.0;
     }
     let untried = spaces.iter().filter(|s| !tried(&s.family)).count();
-    1.0 / untried.max(1) as f64
+    let equal = 1.0 / untried.max(1) as f64;
+    if history.is_empty() {
+        equal.max(FIRST_MODEL_SHARE)
+    } else {
+        equal
+    }
 }
+
+/// The most of the search time the run's first trial may take (see [`first_trial_share`]).
+const FIRST_MODEL_SHARE: f64 = 0.5;
 
 /// The leaderboard note of a fit that continued an earlier booster.
 fn continued_note(estimator: &Estimator) -> Option<String> {
@@ -1870,7 +1889,9 @@ mod tests {
             },
             outcome: TrialOutcome::default(),
         };
-        assert_eq!(first_trial_share(&spaces, &[], "linear"), 0.25);
+        // The run's first trial may take half the time; an equal share would be a quarter.
+        assert_eq!(first_trial_share(&spaces, &[], "hist_gbdt"), 0.5);
+        assert_eq!(first_trial_share(&spaces[..1], &[], "linear"), 1.0);
         let history = [record("linear")];
         assert_eq!(first_trial_share(&spaces, &history, "hist_gbdt"), 1.0 / 3.0);
         assert_eq!(first_trial_share(&spaces, &history, "linear"), 1.0);
