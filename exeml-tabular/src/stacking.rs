@@ -22,10 +22,10 @@
 
 use crate::bagging;
 use crate::ensemble::{self, EnsembleLimits};
-use crate::family::{read_f64_tensor, sigmoid, softmax_in_place, Problem};
+use crate::family::{load_weight_and_bias, save_weight_and_bias};
+use crate::family::{sigmoid, softmax_in_place, Problem};
 use exeml_core::{Error, FitContext, ProblemType, Result};
 use rand::seq::SliceRandom;
-use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -181,28 +181,14 @@ impl Stacker {
     /// Write its weights into `dir` (created if missing); returns the written file names.
     pub fn save(&self, dir: &Path) -> Result<Vec<String>> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let path = dir.join(WEIGHTS_FILE);
-        let tensor_err = |e: safetensors::SafeTensorError| Error::data(&path, e.to_string());
-        let width = pooled_width(self.problem);
-        let weight_bytes: Vec<u8> = self.weights.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let bias_bytes: Vec<u8> = self.bias.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let weight = TensorView::new(Dtype::F64, vec![self.inputs, width], &weight_bytes)
-            .map_err(tensor_err)?;
-        let bias = TensorView::new(Dtype::F64, vec![width], &bias_bytes).map_err(tensor_err)?;
-        let bytes = safetensors::serialize([("weight", weight), ("bias", bias)], None)
-            .map_err(tensor_err)?;
-        exeml_core::fsio::write_atomic(&path, &bytes)?;
+        save_weight_and_bias(&dir.join(WEIGHTS_FILE), &self.weights, &self.bias)?;
         Ok(vec![WEIGHTS_FILE.to_string()])
     }
 
     /// Read the stacker `manifest` describes from `dir`, checking its shape.
     pub fn load(dir: &Path, problem: Problem, manifest: &StackerManifest) -> Result<Self> {
         let path = dir.join(WEIGHTS_FILE);
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let tensors = safetensors::SafeTensors::deserialize(&bytes)
-            .map_err(|e| Error::data(&path, format!("invalid safetensors: {e}")))?;
-        let (weights, _) = read_f64_tensor(&tensors, "weight", &path)?;
-        let (bias, _) = read_f64_tensor(&tensors, "bias", &path)?;
+        let (weights, bias) = load_weight_and_bias(&path)?;
         let width = pooled_width(problem);
         if manifest.inputs == 0 || weights.len() != manifest.inputs * width || bias.len() != width {
             return Err(Error::Format {

@@ -4,11 +4,11 @@
 //! Written here rather than taken from linfa: linfa pins an ndarray version that conflicts with
 //! the rest of the workspace (see ASSETS.md), and both solvers are short.
 
-use super::{read_f64_tensor, sigmoid, softmax_in_place, Labelled, Problem};
+use super::{load_weight_and_bias, save_weight_and_bias, sigmoid, softmax_in_place};
+use super::{Labelled, Problem};
 use crate::features::Matrix;
 use exeml_core::search::{ParamPoint, ParamRange, ParamValue, SearchSpace};
 use exeml_core::{Error, FitContext, ProblemType, Result, Trainer};
-use safetensors::tensor::{Dtype, TensorView};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -292,32 +292,14 @@ impl LinearModel {
 
     /// Write the weights as safetensors (`weight`: features × outputs, `bias`: outputs).
     pub fn save(&self, dir: &Path) -> Result<Vec<String>> {
-        let width = self.width();
-        let weight_bytes: Vec<u8> = self.weights.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let bias_bytes: Vec<u8> = self.bias.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let path = dir.join(WEIGHTS_FILE);
-        let tensor_err = |e: safetensors::SafeTensorError| Error::data(&path, e.to_string());
-        let weight = TensorView::new(
-            Dtype::F64,
-            vec![self.weights.len() / width.max(1), width],
-            &weight_bytes,
-        )
-        .map_err(tensor_err)?;
-        let bias = TensorView::new(Dtype::F64, vec![width], &bias_bytes).map_err(tensor_err)?;
-        let bytes = safetensors::serialize([("weight", weight), ("bias", bias)], None)
-            .map_err(tensor_err)?;
-        exeml_core::fsio::write_atomic(&path, &bytes)?;
+        save_weight_and_bias(&dir.join(WEIGHTS_FILE), &self.weights, &self.bias)?;
         Ok(vec![WEIGHTS_FILE.to_string()])
     }
 
     /// Read the weights written by [`LinearModel::save`].
     pub fn load(dir: &Path, problem: Problem) -> Result<Self> {
         let path = dir.join(WEIGHTS_FILE);
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let tensors = safetensors::SafeTensors::deserialize(&bytes)
-            .map_err(|e| Error::data(&path, format!("invalid safetensors: {e}")))?;
-        let (weights, _) = read_f64_tensor(&tensors, "weight", &path)?;
-        let (bias, _) = read_f64_tensor(&tensors, "bias", &path)?;
+        let (weights, bias) = load_weight_and_bias(&path)?;
         if bias.is_empty() || weights.len() % bias.len() != 0 {
             return Err(Error::data(&path, "weight and bias shapes do not match"));
         }

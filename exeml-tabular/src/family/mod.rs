@@ -233,6 +233,37 @@ impl TensorFile {
     }
 }
 
+/// Write `weights` (`rows × width`, row-major) and `bias` (`width`) as the f64 tensors `weight`
+/// and `bias` of the safetensors file `path`, atomically; shared by the linear models and the
+/// stacker.
+pub(crate) fn save_weight_and_bias(path: &Path, weights: &[f64], bias: &[f64]) -> Result<()> {
+    use safetensors::tensor::{Dtype, TensorView};
+    let tensor_err = |e: safetensors::SafeTensorError| Error::data(path, e.to_string());
+    let width = bias.len();
+    let weight_bytes: Vec<u8> = weights.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let bias_bytes: Vec<u8> = bias.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let weight = TensorView::new(
+        Dtype::F64,
+        vec![weights.len() / width.max(1), width],
+        &weight_bytes,
+    )
+    .map_err(tensor_err)?;
+    let bias = TensorView::new(Dtype::F64, vec![width], &bias_bytes).map_err(tensor_err)?;
+    let bytes =
+        safetensors::serialize([("weight", weight), ("bias", bias)], None).map_err(tensor_err)?;
+    exeml_core::fsio::write_atomic(path, &bytes)
+}
+
+/// Read the `weight` and `bias` tensors written by [`save_weight_and_bias`].
+pub(crate) fn load_weight_and_bias(path: &Path) -> Result<(Vec<f64>, Vec<f64>)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let tensors = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| Error::data(path, format!("invalid safetensors: {e}")))?;
+    let (weights, _) = read_f64_tensor(&tensors, "weight", path)?;
+    let (bias, _) = read_f64_tensor(&tensors, "bias", path)?;
+    Ok((weights, bias))
+}
+
 /// The values and shape of the f64 tensor `name` of a safetensors file (`path` names it in
 /// errors); shared by the families that store weights in safetensors.
 pub(crate) fn read_f64_tensor(
