@@ -23,7 +23,7 @@
 use crate::bagging;
 use crate::ensemble::{self, EnsembleLimits};
 use crate::family::{load_weight_and_bias, save_weight_and_bias};
-use crate::family::{sigmoid, softmax_in_place, Problem};
+use crate::family::{sigmoid, softmax_in_place, Adam, Problem};
 use exeml_core::{Error, FitContext, ProblemType, Result};
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
@@ -313,10 +313,9 @@ impl StackProblem<'_> {
         let prior_of = |p: usize| prior[p / pooled];
         let n = rows.len().max(1) as f64;
         let params = stacker.weights.len() + pooled;
-        let (mut m1, mut m2) = (vec![0.0; params], vec![0.0; params]);
-        let (lr, beta1, beta2, eps) = (0.05, 0.9, 0.999, 1e-8);
+        let mut adam = Adam::new(params, 0.05);
         let mut last = f64::INFINITY;
-        for step in 1..=MAX_STEPS {
+        for _ in 0..MAX_STEPS {
             if ctx.budget.exhausted() {
                 return None;
             }
@@ -371,12 +370,7 @@ impl StackProblem<'_> {
                     *g += l2 * (stacker.weights[p] - prior_of(p));
                 }
             }
-            let t = step as i32;
-            for (p, g) in grad.iter().enumerate() {
-                m1[p] = beta1 * m1[p] + (1.0 - beta1) * g;
-                m2[p] = beta2 * m2[p] + (1.0 - beta2) * g * g;
-                let update = lr * (m1[p] / (1.0 - beta1.powi(t)))
-                    / ((m2[p] / (1.0 - beta2.powi(t))).sqrt() + eps);
+            for (p, update) in adam.steps(&grad).into_iter().enumerate() {
                 match p.checked_sub(stacker.weights.len()) {
                     None => stacker.weights[p] -= update,
                     Some(b) => stacker.bias[b] -= update,

@@ -4,7 +4,7 @@
 //! Written here rather than taken from linfa: linfa pins an ndarray version that conflicts with
 //! the rest of the workspace (see ASSETS.md), and both solvers are short.
 
-use super::{load_weight_and_bias, save_weight_and_bias, sigmoid, softmax_in_place};
+use super::{load_weight_and_bias, save_weight_and_bias, sigmoid, softmax_in_place, Adam};
 use super::{Labelled, Problem};
 use crate::features::Matrix;
 use exeml_core::search::{ParamPoint, ParamRange, ParamValue, SearchSpace};
@@ -171,10 +171,9 @@ fn fit_logistic(train: &Labelled, c: f64, problem: Problem, ctx: &FitContext<'_>
         problem,
     };
     let params = d * width + width;
-    let (mut m1, mut m2) = (vec![0.0; params], vec![0.0; params]);
-    let (lr, beta1, beta2, eps) = (0.05, 0.9, 0.999, 1e-8);
+    let mut adam = Adam::new(params, 0.05);
     let mut last_loss = f64::INFINITY;
-    for epoch in 1..=MAX_EPOCHS {
+    for _ in 0..MAX_EPOCHS {
         if ctx.budget.exhausted() {
             break;
         }
@@ -221,12 +220,7 @@ fn fit_logistic(train: &Labelled, c: f64, problem: Problem, ctx: &FitContext<'_>
         for j in 0..width {
             grad[d * width + j] = (0..n).map(|r| residual[r * width + j]).sum::<f64>() / n as f64;
         }
-        let t = epoch as i32;
-        for (p, g) in grad.iter().enumerate() {
-            m1[p] = beta1 * m1[p] + (1.0 - beta1) * g;
-            m2[p] = beta2 * m2[p] + (1.0 - beta2) * g * g;
-            let step = lr * (m1[p] / (1.0 - beta1.powi(t)))
-                / ((m2[p] / (1.0 - beta2.powi(t))).sqrt() + eps);
+        for (p, step) in adam.steps(&grad).into_iter().enumerate() {
             if p < d * width {
                 model.weights[p] -= step;
             } else {

@@ -233,6 +233,46 @@ impl TensorFile {
     }
 }
 
+/// Full-batch Adam (Kingma & Ba) over a flat parameter vector, with the usual betas: the
+/// optimiser of the linear models and the stacker.
+pub(crate) struct Adam {
+    lr: f64,
+    m1: Vec<f64>,
+    m2: Vec<f64>,
+    t: i32,
+}
+
+impl Adam {
+    const BETA1: f64 = 0.9;
+    const BETA2: f64 = 0.999;
+    const EPS: f64 = 1e-8;
+
+    /// An optimiser of `params` parameters with learning rate `lr`.
+    pub(crate) fn new(params: usize, lr: f64) -> Self {
+        Adam {
+            lr,
+            m1: vec![0.0; params],
+            m2: vec![0.0; params],
+            t: 0,
+        }
+    }
+
+    /// The next step, to subtract from each parameter, for the gradient `grad`.
+    pub(crate) fn steps(&mut self, grad: &[f64]) -> Vec<f64> {
+        self.t += 1;
+        let (b1, b2) = (Self::BETA1, Self::BETA2);
+        grad.iter()
+            .enumerate()
+            .map(|(p, g)| {
+                self.m1[p] = b1 * self.m1[p] + (1.0 - b1) * g;
+                self.m2[p] = b2 * self.m2[p] + (1.0 - b2) * g * g;
+                self.lr * (self.m1[p] / (1.0 - b1.powi(self.t)))
+                    / ((self.m2[p] / (1.0 - b2.powi(self.t))).sqrt() + Self::EPS)
+            })
+            .collect()
+    }
+}
+
 /// Write `weights` (`rows × width`, row-major) and `bias` (`width`) as the f64 tensors `weight`
 /// and `bias` of the safetensors file `path`, atomically; shared by the linear models and the
 /// stacker.
