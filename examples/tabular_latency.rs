@@ -48,9 +48,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let transform = median_micros(calls, |i| {
             std::hint::black_box(pipeline.transform(&rows[i % n]).expect("transform"));
         });
-        let x = pipeline.transform(&rows[0])?;
-        let predict = median_micros(calls, |_| {
-            std::hint::black_box(member.estimator.predict(&x));
+        // Each call predicts another row (one row again and again would flatter tree walks:
+        // the branch predictor learns its path).
+        let xs = rows
+            .iter()
+            .map(|row| pipeline.transform(row))
+            .collect::<Result<Vec<_>, _>>()?;
+        let x = &xs[0];
+        let predict = median_micros(calls, |i| {
+            std::hint::black_box(member.estimator.predict(&xs[i % n]));
         });
         println!(
             "member {m} {}: transform {transform:.1} µs, predict {predict:.1} µs ({} features)",

@@ -10,7 +10,7 @@ usage:
   e.g. --variant bagged="--refit-full false" --variant refit_full="--refit-full true"
 
 Per data set and variant: the test metrics (accuracy + log loss, or rmse + r2), the chosen
-model, fit s, the one-row latency exeml measured for it (manifest leaderboard), the model folder
+model, fit s, the one-row latency (`exeml speed`: median of 200 calls), the model folder
 size and peak RSS, measured as compare_automl.py measures exeml. The variants of a set run one
 after the other on the same split; the report ends with each variant's mean rank on the primary
 metric (accuracy, rmse) and the median latency and size ratios to the first variant.

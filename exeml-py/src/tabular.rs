@@ -96,7 +96,7 @@ pub fn warn_interrupted(py: Python<'_>) -> PyResult<()> {
     time_limit=60.0, preference="balance", seed=0, train_ratio=0.8, header="auto",
     parent=None, parent_name=None, families=None, progress=None, max_latency_ms=None,
     max_model_mb=None, deterministic=false, search_rows=None, bag_folds=None, refit_full=None,
-    stack=None
+    stack=None, parallel_trials=None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn fit_tabular(
@@ -123,6 +123,7 @@ pub fn fit_tabular(
     bag_folds: Option<usize>,
     refit_full: Option<bool>,
     stack: Option<bool>,
+    parallel_trials: Option<usize>,
 ) -> PyResult<TabularModel> {
     let limit = seconds("time_limit", time_limit)?;
     let mut config = predictor(label, problem, preference, seed, train_ratio)?;
@@ -132,6 +133,7 @@ pub fn fit_tabular(
     config.bag_folds = bag_folds;
     config.refit_full = refit_full;
     config.stack = stack;
+    config.parallel_trials = parallel_trials;
     config.constraints = guard(|| {
         Constraints {
             max_latency_ms,
@@ -277,6 +279,31 @@ impl TabularModel {
         let model = Arc::clone(&self.inner);
         let evaluation = guard_detached(py, move || model.evaluate(&table))?;
         to_json(&evaluation)
+    }
+
+    /// Single-row latency and batch throughput on these rows, as JSON
+    /// (`exeml::core::SpeedReport`).
+    #[pyo3(signature = (*, path=None, columns=None, runs=200, batch_size=10_000, batch_runs=3))]
+    #[allow(clippy::too_many_arguments)]
+    fn speed(
+        &self,
+        py: Python<'_>,
+        path: Option<PathBuf>,
+        columns: Option<Vec<ColumnPayload<'_>>>,
+        runs: usize,
+        batch_size: usize,
+        batch_runs: usize,
+    ) -> PyResult<String> {
+        let table = read_data(path, columns, "<data>")?;
+        let model = Arc::clone(&self.inner);
+        let options = exeml_core::SpeedOptions {
+            single_runs: runs,
+            batch_size,
+            batch_runs,
+            ..exeml_core::SpeedOptions::default()
+        };
+        let report = guard_detached(py, move || model.speed(&table, options))?;
+        to_json(&report)
     }
 
     /// Permutation importance on labelled rows, as JSON (most important first).

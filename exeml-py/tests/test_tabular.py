@@ -76,6 +76,17 @@ def test_feature_importance_ranks_petals_first(iris_model, iris_split):
     assert importance.to_pandas().index.name == "column"
 
 
+def test_speed_times_single_rows_and_a_batch(iris_model, iris_split):
+    _, test = iris_split
+    report = iris_model.speed(test, runs=30, batch_size=20, batch_runs=2)
+    assert report["single_runs"] == 30 and report["inputs"] == 30
+    assert report["batch_size"] == 20 and report["batch_runs"] == 2
+    assert 0 < report["single_ms_median"] <= report["single_ms_p90"]
+    assert report["batch_per_second"] > 0
+    with pytest.raises(exeml.InvalidParameterError, match="single_runs"):
+        iris_model.speed(test, runs=0)
+
+
 def test_save_and_load_round_trip(iris_model, iris_split, tmp_path: Path):
     _, test = iris_split
     target = tmp_path / "iris-model"
@@ -223,6 +234,16 @@ def test_deployment_limits_exclude_models_and_are_recorded(breast_cancer_path: P
         exeml.TabularPredictor(label="diagnosis", families=["linear"], verbosity=0).fit(
             breast_cancer_path, time_limit=5, max_latency_ms=1e-6
         )
+
+
+def test_parallel_trials_fit_several_trials_at_a_time(iris_split):
+    train, test = iris_split
+    predictor = exeml.TabularPredictor(label="species", families=["linear", "knn"], verbosity=0)
+    predictor.fit(train, time_limit=10, parallel_trials=2)
+    assert predictor.manifest()["lineage"]["parallel_trials"] == 2
+    assert (predictor.predict(test) == test["species"]).mean() > 0.8
+    with pytest.raises(exeml.InvalidParameterError, match="parallel_trials"):
+        predictor.fit(train, time_limit=5, parallel_trials=0)
 
 
 def test_deterministic_fits_repeat_their_predictions(iris_split):

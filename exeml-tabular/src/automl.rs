@@ -19,7 +19,7 @@ use crate::schema::{label_numbers, label_texts, Target};
 use crate::stacking::{self, Stacking};
 use crate::table::Table;
 use exeml_core::constraints::{folder_megabytes, median_latency_ms};
-use exeml_core::search::{MedianStopping, NeverStop, ParamRange, TrialMonitor};
+use exeml_core::search::{MedianStopping, NeverStop, ParamRange, StoppingTrial, TrialMonitor};
 use exeml_core::search::{
     ParamPoint, ParamValue, Searcher, TpeConfig, TpeSearcher, Trial, TrialOutcome, TrialRecord,
 };
@@ -29,7 +29,6 @@ use exeml_core::{
     SplitSpec, TaskKind, Trainer, Usage,
 };
 use std::collections::HashMap;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -243,10 +242,16 @@ pub fn fit(
         .warm_start
         .as_ref()
         .map_or(&[], |w| w.boosters.as_slice());
+    let concurrency = trial_concurrency(
+        config.parallel_trials,
+        config.deterministic,
+        rayon::current_num_threads(),
+        search_train.len() * used_columns.max(1),
+    )?;
     let mut candidates: Vec<Candidate> = Vec::new();
     let mut history = Vec::new();
     let mut stopped_by_budget = false;
-    while let Some(trial) = searcher.suggest() {
+    while let Some(first) = searcher.suggest() {
         if budget.is_cancelled() && candidates.is_empty() {
             return Err(Error::Interrupted(
                 "training was cancelled before any model was trained".into(),
@@ -259,129 +264,137 @@ pub fn fit(
             stopped_by_budget = true;
             break;
         }
-        progress.phase(&format!("trial {}: {}", trial.id + 1, trial.family));
-        progress.fraction(search_budget.fraction_used());
-        // A `hist_gbdt` trial at the parameters of one of the parent's boosters continues it
-        // on the parent's features (incremental training).
-        let parent = (trial.family == hist_gbdt::FAMILY)
-            .then(|| ParentBooster::find(parent_boosters, &trial.params))
-            .flatten();
-        let key = FeatureKey {
-            encoding: family::encoding_of(&trial.family)?,
-            options: FeatureOptions::from_params(&trial.params)?,
-            from_parent: parent.is_some(),
-        };
-        let targets = Targets {
-            y: &y_train,
-            problem,
-            seed: config.seed,
-        };
-        let prepared = prepared.get(
-            key,
-            &train_table,
-            &valid_table,
-            &columns,
-            targets,
-            &y_valid,
-            parent.map(|p| p.pipeline.as_ref()),
-        )?;
-        let Prepared {
-            pipeline,
-            train,
-            valid,
-            ..
-        } = prepared;
-        let pipeline = Rc::clone(pipeline);
-        let fit_started = Instant::now();
-        let rule = stopping.get(&trial.family);
-        if let Some(rule) = rule {
-            rule.begin();
+        // A batch: this trial and, when trials run at once, the next proposals, all made
+        // before any of them is observed (the searcher keeps them apart).
+        let mut batch = vec![first];
+        while batch.len() < concurrency {
+            match searcher.suggest() {
+                Some(trial) => batch.push(trial),
+                None => break,
+            }
         }
-        let trial_ctx = FitContext {
-            monitor: rule.map_or(&NeverStop as &dyn TrialMonitor, |r| r as &dyn TrialMonitor),
-            budget: ctx
-                .budget
-                .slice(first_trial_share(&spaces, &history, &trial.family)),
-            ..ctx.clone()
-        };
-        let fitted = fit_family(
-            &trial,
-            problem,
-            (train, valid),
-            parent.map(|p| &p.booster),
-            &trial_ctx,
-        );
-        let stopped_at = rule.and_then(MedianStopping::end);
-        let fit_secs = fit_started.elapsed().as_secs_f64();
-        let mut excluded_by_constraint = false;
-        let record = match fitted {
-            Ok(estimator) => {
-                let predict_started = Instant::now();
-                let out = estimator.predict(&valid.x);
-                let predict_secs = predict_started.elapsed().as_secs_f64();
-                let score = validation_score(problem, &valid.y, &out);
-                let latency_ms =
-                    single_row_latency_ms(&[(&pipeline, &estimator, 1.0)], &valid_table).ok();
-                let size_mb = constraints
-                    .max_model_mb
-                    .and_then(|_| saved_megabytes(&[(&pipeline, &estimator, 1.0)], trial.id).ok());
-                let excluded = constraints.violation(latency_ms, size_mb);
-                let record = TrialRecord {
-                    trial: trial.clone(),
+        progress.fraction(search_budget.fraction_used());
+        let mut jobs = Vec::with_capacity(batch.len());
+        for trial in batch {
+            progress.phase(&format!("trial {}: {}", trial.id + 1, trial.family));
+            // A `hist_gbdt` trial at the parameters of one of the parent's boosters continues
+            // it on the parent's features (incremental training).
+            let parent = (trial.family == hist_gbdt::FAMILY)
+                .then(|| ParentBooster::find(parent_boosters, &trial.params))
+                .flatten();
+            let key = FeatureKey {
+                encoding: family::encoding_of(&trial.family)?,
+                options: FeatureOptions::from_params(&trial.params)?,
+                from_parent: parent.is_some(),
+            };
+            let targets = Targets {
+                y: &y_train,
+                problem,
+                seed: config.seed,
+            };
+            let features = prepared.get(
+                key,
+                &train_table,
+                &valid_table,
+                &columns,
+                targets,
+                &y_valid,
+                parent.map(|p| p.pipeline.as_ref()),
+            )?;
+            jobs.push(TrialJob {
+                share: first_trial_share(&spaces, &history, &trial.family),
+                pipeline: Arc::clone(&features.pipeline),
+                train: Arc::clone(&features.train),
+                valid: Arc::clone(&features.valid),
+                trial,
+                key,
+                parent,
+            });
+        }
+        let fits = fit_trials(&jobs, problem, &ctx, &stopping);
+        for (job, fit) in jobs.into_iter().zip(fits) {
+            let TrialJob {
+                trial,
+                key,
+                pipeline,
+                valid,
+                ..
+            } = job;
+            let TrialFit {
+                fitted,
+                fit_secs,
+                stopped_at,
+            } = fit;
+            let mut excluded_by_constraint = false;
+            let record = match fitted {
+                Ok(estimator) => {
+                    let predict_started = Instant::now();
+                    let out = estimator.predict(&valid.x);
+                    let predict_secs = predict_started.elapsed().as_secs_f64();
+                    let score = validation_score(problem, &valid.y, &out);
+                    let latency_ms =
+                        single_row_latency_ms(&[(&pipeline, &estimator, 1.0)], &valid_table).ok();
+                    let size_mb = constraints.max_model_mb.and_then(|_| {
+                        saved_megabytes(&[(&pipeline, &estimator, 1.0)], trial.id).ok()
+                    });
+                    let excluded = constraints.violation(latency_ms, size_mb);
+                    let record = TrialRecord {
+                        trial: trial.clone(),
+                        outcome: TrialOutcome {
+                            score: Some(score),
+                            metric: score_name(problem).into(),
+                            fit_secs,
+                            predict_secs,
+                            note: excluded.clone().or_else(|| continued_note(&estimator)).or_else(|| {
+                                stopped_at.map(|step| {
+                                    format!(
+                                        "stopped early at step {step}: worse than the median of earlier {} trials",
+                                        trial.family
+                                    )
+                                })
+                            }),
+                            latency_ms,
+                            size_mb,
+                        },
+                    };
+                    if excluded.is_none() {
+                        keep_candidate(
+                            &mut candidates,
+                            Candidate {
+                                trial,
+                                key,
+                                pipeline,
+                                estimator,
+                                out,
+                                score,
+                                fit_secs,
+                            },
+                        );
+                    } else {
+                        excluded_by_constraint = true;
+                    }
+                    record
+                }
+                Err(e) => TrialRecord {
+                    trial,
                     outcome: TrialOutcome {
-                        score: Some(score),
+                        score: None,
                         metric: score_name(problem).into(),
                         fit_secs,
-                        predict_secs,
-                        note: excluded.clone().or_else(|| continued_note(&estimator)).or_else(|| {
-                            stopped_at.map(|step| {
-                                format!(
-                                    "stopped early at step {step}: worse than the median of earlier {} trials",
-                                    trial.family
-                                )
-                            })
-                        }),
-                        latency_ms,
-                        size_mb,
+                        predict_secs: 0.0,
+                        note: Some(e.to_string()),
+                        ..Default::default()
                     },
-                };
-                if excluded.is_none() {
-                    keep_candidate(
-                        &mut candidates,
-                        Candidate {
-                            trial,
-                            key,
-                            pipeline,
-                            estimator,
-                            out,
-                            score,
-                            fit_secs,
-                        },
-                    );
-                } else {
-                    excluded_by_constraint = true;
-                }
-                record
-            }
-            Err(e) => TrialRecord {
-                trial,
-                outcome: TrialOutcome {
-                    score: None,
-                    metric: score_name(problem).into(),
-                    fit_secs,
-                    predict_secs: 0.0,
-                    note: Some(e.to_string()),
-                    ..Default::default()
                 },
-            },
-        };
-        history.push(record.clone());
-        let mut observed = record;
-        if excluded_by_constraint {
-            // Excluded by a constraint: the searcher should not look for more like it.
-            observed.outcome.score = None;
+            };
+            history.push(record.clone());
+            let mut observed = record;
+            if excluded_by_constraint {
+                // Excluded by a constraint: the searcher should not look for more like it.
+                observed.outcome.score = None;
+            }
+            searcher.observe(observed);
         }
-        searcher.observe(observed);
     }
     if candidates.is_empty() {
         if let Some(closest) = closest_to_constraints(&history) {
@@ -649,6 +662,7 @@ pub fn fit(
             refit_rows,
             bagged_folds,
             refit_of_folds,
+            parallel_trials: (concurrency > 1).then_some(concurrency),
         },
     };
     TabularModel::new(manifest, pipelines, estimators, stacking.map(|s| s.stacker))
@@ -667,9 +681,9 @@ struct FeatureKey {
 /// A fitted pipeline with the training and validation features it produced.
 struct Prepared {
     key: FeatureKey,
-    pipeline: Rc<FeaturePipeline>,
-    train: Labelled,
-    valid: Labelled,
+    pipeline: Arc<FeaturePipeline>,
+    train: Arc<Labelled>,
+    valid: Arc<Labelled>,
     last_used: usize,
 }
 
@@ -727,14 +741,14 @@ impl PreparedFeatures {
                 };
                 let prepared = Prepared {
                     key,
-                    pipeline: Rc::new(pipeline),
-                    train: Labelled {
+                    pipeline: Arc::new(pipeline),
+                    train: Arc::new(Labelled {
                         x,
                         y: targets.y.to_vec(),
                         embedded,
                         categorical,
-                    },
-                    valid,
+                    }),
+                    valid: Arc::new(valid),
                     last_used: 0,
                 };
                 self.evict_beyond(PREPARED_BYTES.saturating_sub(prepared.bytes()));
@@ -826,7 +840,7 @@ const KEPT_CANDIDATES: usize = 12;
 struct Candidate {
     trial: Trial,
     key: FeatureKey,
-    pipeline: Rc<FeaturePipeline>,
+    pipeline: Arc<FeaturePipeline>,
     estimator: Estimator,
     out: Vec<f64>,
     score: f64,
@@ -1658,6 +1672,147 @@ fn continued_note(estimator: &Estimator) -> Option<String> {
     }
 }
 
+/// Most trials [`trial_concurrency`] runs at once by itself.
+const MAX_AUTO_CONCURRENCY: usize = 4;
+
+/// Search samples with more feature cells than this fit one trial at a time by default: their
+/// fits spread over every core by themselves, and concurrent trials would multiply the memory
+/// of their features and models.
+const MAX_CONCURRENT_CELLS: usize = 2_000_000;
+
+/// How many trials the search fits at once: `asked` when given (at least 1), else one per
+/// thread rayon may use (at most [`MAX_AUTO_CONCURRENCY`], each trial then getting an equal
+/// share of the threads) when the search sample has at most [`MAX_CONCURRENT_CELLS`] feature
+/// cells, else 1. A
+/// `deterministic` run decides without the machine: 1 unless asked, since which trials are
+/// proposed depends on how many are proposed before any is observed. On a small
+/// table a fit cannot keep many cores busy (a few thousand rows split into few chunks, a
+/// network's small matrix products), so running trials side by side is what uses the machine,
+/// as FLAML's `n_concurrent_trials` and AutoGluon's parallel fold fits do. Measured on 2 cores
+/// (docs/benchmarks.md): two at a time scored as well as one on 12 small tables over two seeds.
+pub fn trial_concurrency(
+    asked: Option<usize>,
+    deterministic: bool,
+    threads: usize,
+    cells: usize,
+) -> Result<usize> {
+    match asked {
+        Some(0) => Err(Error::invalid("parallel_trials", "must be at least 1")),
+        Some(n) => Ok(n),
+        None if !deterministic && cells <= MAX_CONCURRENT_CELLS => {
+            Ok(threads.clamp(1, MAX_AUTO_CONCURRENCY))
+        }
+        None => Ok(1),
+    }
+}
+
+/// A proposed trial with the features it is fitted on.
+struct TrialJob<'p> {
+    trial: Trial,
+    key: FeatureKey,
+    parent: Option<&'p ParentBooster>,
+    pipeline: Arc<FeaturePipeline>,
+    train: Arc<Labelled>,
+    valid: Arc<Labelled>,
+    /// Its share of the search budget ([`first_trial_share`]).
+    share: f64,
+}
+
+/// What fitting a [`TrialJob`] gave.
+struct TrialFit {
+    fitted: Result<Estimator>,
+    fit_secs: f64,
+    /// The step early stopping stopped it at, if it did.
+    stopped_at: Option<usize>,
+}
+
+/// Fit one trial under its family's early-stopping rule and its share of the budget.
+fn fit_trial(
+    job: &TrialJob<'_>,
+    problem: Problem,
+    ctx: &FitContext<'_>,
+    stopping: &HashMap<String, MedianStopping>,
+) -> TrialFit {
+    let started = Instant::now();
+    let monitor = stopping.get(&job.trial.family).map(MedianStopping::trial);
+    let trial_ctx = FitContext {
+        monitor: monitor
+            .as_ref()
+            .map_or(&NeverStop as &dyn TrialMonitor, |m| m as &dyn TrialMonitor),
+        budget: ctx.budget.slice(job.share),
+        ..ctx.clone()
+    };
+    let fitted = fit_family(
+        &job.trial,
+        problem,
+        (&job.train, &job.valid),
+        job.parent.map(|p| &p.booster),
+        &trial_ctx,
+    );
+    TrialFit {
+        fitted,
+        fit_secs: started.elapsed().as_secs_f64(),
+        stopped_at: monitor.and_then(StoppingTrial::end),
+    }
+}
+
+/// Fit the trials of a batch: here when there is one, else each on its own thread with its own
+/// rayon pool of an equal share of the cores (so that the fits' parallel loops do not all
+/// crowd the one global pool). Results come back in the batch's order.
+fn fit_trials(
+    jobs: &[TrialJob<'_>],
+    problem: Problem,
+    ctx: &FitContext<'_>,
+    stopping: &HashMap<String, MedianStopping>,
+) -> Vec<TrialFit> {
+    if jobs.len() <= 1 {
+        return jobs
+            .iter()
+            .map(|job| fit_trial(job, problem, ctx, stopping))
+            .collect();
+    }
+    let threads = (rayon::current_num_threads() / jobs.len()).max(1);
+    std::thread::scope(|scope| {
+        let running: Vec<_> = jobs
+            .iter()
+            .map(|job| {
+                scope.spawn(move || {
+                    let fit = || fit_trial(job, problem, ctx, stopping);
+                    match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
+                        Ok(pool) => pool.install(fit),
+                        Err(_) => fit(),
+                    }
+                })
+            })
+            .collect();
+        running
+            .into_iter()
+            .map(|handle| {
+                handle.join().unwrap_or_else(|panic| TrialFit {
+                    fitted: Err(Error::invalid(
+                        "trial",
+                        format!(
+                            "the fit stopped with an internal error: {}",
+                            panic_text(&*panic)
+                        ),
+                    )),
+                    fit_secs: 0.0,
+                    stopped_at: None,
+                })
+            })
+            .collect()
+    })
+}
+
+/// The message of a caught panic.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// Fit `trial`'s family; `parent` is an earlier booster a `hist_gbdt` trial continues.
 fn fit_family(
     trial: &Trial,
@@ -1866,6 +2021,40 @@ pub fn split_rows(table: &Table, target: &Target, spec: SplitSpec) -> Result<Vec
 mod tests {
     use super::*;
     use exeml_core::search::{SearchSpace, TrialOutcome};
+
+    #[test]
+    fn trials_run_at_once_on_many_cores_and_small_samples_only() {
+        assert_eq!(
+            trial_concurrency(None, false, 1, 1_000).expect("concurrency"),
+            1
+        );
+        assert_eq!(
+            trial_concurrency(None, false, 2, 1_000).expect("concurrency"),
+            2
+        );
+        assert_eq!(
+            trial_concurrency(None, false, 8, 1_000).expect("concurrency"),
+            4
+        );
+        assert_eq!(
+            trial_concurrency(None, false, 64, 1_000).expect("concurrency"),
+            4
+        );
+        assert_eq!(
+            trial_concurrency(None, false, 64, 50_000_000).expect("concurrency"),
+            1
+        );
+        assert_eq!(
+            trial_concurrency(None, true, 64, 1_000).expect("concurrency"),
+            1
+        );
+        assert_eq!(
+            trial_concurrency(Some(3), true, 2, 50_000_000).expect("concurrency"),
+            3
+        );
+        let err = trial_concurrency(Some(0), false, 8, 1).expect_err("zero");
+        assert!(err.to_string().contains("parallel_trials"), "{err}");
+    }
 
     #[test]
     fn a_familys_first_trial_shares_the_time_with_the_untried_families() {

@@ -76,6 +76,9 @@ pub struct Lineage {
     /// validation metrics; each configuration was then fitted once on all rows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refit_of_folds: Option<usize>,
+    /// Trials the search fitted at the same time (absent: one at a time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel_trials: Option<usize>,
 }
 
 /// One model of the final ensemble (a single model is an ensemble of one).

@@ -10,7 +10,7 @@ use crate::stacking::Stacker;
 use crate::table::{format_number, Table};
 use exeml_core::fsio::{read_json, write_json_atomic, StagingDir};
 use exeml_core::search::TrialRecord;
-use exeml_core::{Error, ProblemType, Result};
+use exeml_core::{measure_speed, Error, ProblemType, Result, SpeedOptions, SpeedReport};
 use std::path::Path;
 
 const PIPELINE_FILE: &str = "pipeline.json";
@@ -263,6 +263,24 @@ impl TabularModel {
         };
         crate::family::clamp_probabilities(problem, &mut out);
         Ok(out)
+    }
+
+    /// How fast this model predicts rows of `table`: single-row latency (each call predicts a
+    /// one-row table prepared beforehand, through the whole feature pipeline) and the
+    /// throughput of one call on the first `options.batch_size` rows.
+    pub fn speed(&self, table: &Table, options: SpeedOptions) -> Result<SpeedReport> {
+        let n = table.n_rows();
+        let distinct = n.min(options.single_runs.max(1));
+        let singles: Vec<Table> = (0..distinct).map(|r| table.take(&[r])).collect();
+        let batch_size = n.min(options.batch_size);
+        let batch = table.take(&(0..batch_size).collect::<Vec<_>>());
+        measure_speed(
+            distinct,
+            batch_size,
+            options,
+            |i| self.predict(&singles[i]).map(drop),
+            || self.predict(&batch).map(drop),
+        )
     }
 
     /// Evaluate on a table that has the label column.

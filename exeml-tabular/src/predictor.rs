@@ -79,6 +79,13 @@ pub struct TabularPredictor {
     /// average when it scores better in cross-validation. `None` decides by preference (yes
     /// under `accuracy_first`). Needs bagging: without it nothing is stacked.
     pub stack: Option<bool>,
+    /// Trials fitted at the same time, each on its share of the cores (its own rayon pool of
+    /// `cores / n` threads). `None` decides by the machine and the data (see
+    /// [`crate::automl::trial_concurrency`]): one per core, at most 4, on a small search sample;
+    /// one at a time on a large one (where a single fit already keeps every core busy) and in
+    /// a `deterministic` run. Latency, size and scores are measured after each batch of fits,
+    /// one trial at a time.
+    pub parallel_trials: Option<usize>,
 }
 
 /// The parent of an incremental run: its name in the lineage, its manifest and its boosters.
@@ -133,6 +140,7 @@ impl Default for TabularPredictor {
             bag_folds: None,
             refit_full: None,
             stack: None,
+            parallel_trials: None,
         }
     }
 }
@@ -162,6 +170,12 @@ impl TabularPredictor {
     /// Try a stacking layer over the bagged models, or never (see [`TabularPredictor::stack`]).
     pub fn stack(mut self, stack: bool) -> Self {
         self.stack = Some(stack);
+        self
+    }
+
+    /// Fit `n` trials at a time (see [`TabularPredictor::parallel_trials`]).
+    pub fn parallel_trials(mut self, n: usize) -> Self {
+        self.parallel_trials = Some(n);
         self
     }
 

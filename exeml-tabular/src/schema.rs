@@ -3,6 +3,7 @@
 use crate::table::{clean_text, format_number, Table, Values};
 use exeml_core::{Error, ProblemType, Result};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// What a column holds, as far as modelling is concerned.
@@ -153,9 +154,14 @@ pub fn infer_kind(values: &Values) -> ColumnKind {
 
 /// Convert `values` to the representation `kind` needs: numbers for numeric, times for dates,
 /// text for the rest. Values that do not convert become missing; returns how many did so.
-pub fn coerce(values: &Values, kind: ColumnKind) -> (Values, usize) {
-    match (kind, values) {
-        (ColumnKind::Numeric, Values::Number(v)) => (Values::Number(v.clone()), 0),
+/// Values already in that representation are borrowed, not copied.
+pub fn coerce(values: &Values, kind: ColumnKind) -> (Cow<'_, Values>, usize) {
+    let (converted, lost) = match (kind, values) {
+        (ColumnKind::Numeric, Values::Number(_))
+        | (ColumnKind::Datetime, Values::Time(_))
+        | (ColumnKind::Categorical | ColumnKind::Text, Values::Text(_)) => {
+            return (Cow::Borrowed(values), 0)
+        }
         (ColumnKind::Numeric, Values::Text(t)) => {
             let mut lost = 0;
             let v = t
@@ -171,7 +177,6 @@ pub fn coerce(values: &Values, kind: ColumnKind) -> (Values, usize) {
                 .collect();
             (Values::Number(v), lost)
         }
-        (ColumnKind::Datetime, Values::Time(v)) => (Values::Time(v.clone()), 0),
         (ColumnKind::Datetime, Values::Text(t)) => {
             let mut lost = 0;
             let v = t
@@ -194,14 +199,12 @@ pub fn coerce(values: &Values, kind: ColumnKind) -> (Values, usize) {
         (ColumnKind::Datetime, Values::Number(v)) => {
             (Values::Time(v.iter().map(|_| None).collect()), v.len())
         }
-        (ColumnKind::Categorical | ColumnKind::Text, Values::Text(t)) => {
-            (Values::Text(t.clone()), 0)
-        }
         (ColumnKind::Categorical | ColumnKind::Text, other) => (
             Values::Text((0..other.len()).map(|i| other.text_at(i)).collect()),
             0,
         ),
-    }
+    };
+    (Cow::Owned(converted), lost)
 }
 
 /// Describe every column except the label: kind, missing ratio, distinct count, and whether it
@@ -259,7 +262,7 @@ pub fn infer_target(table: &Table, label: &str, forced: Option<ProblemType>) -> 
     let numeric = match &column.values {
         Values::Number(v) => Some(v.clone()),
         Values::Text(_) if infer_kind(&column.values) == ColumnKind::Numeric => {
-            match coerce(&column.values, ColumnKind::Numeric).0 {
+            match coerce(&column.values, ColumnKind::Numeric).0.into_owned() {
                 Values::Number(v) => Some(v),
                 _ => None,
             }
@@ -344,7 +347,7 @@ pub fn label_texts(values: &Values) -> Vec<Option<String>> {
 
 /// The label of every row as a number (`NaN` where missing or not a number).
 pub fn label_numbers(values: &Values) -> Vec<f64> {
-    match coerce(values, ColumnKind::Numeric).0 {
+    match coerce(values, ColumnKind::Numeric).0.into_owned() {
         Values::Number(v) => v,
         _ => vec![f64::NAN; values.len()],
     }

@@ -14,7 +14,10 @@ use crate::search::ImageTrial;
 use candle_core::Tensor;
 use exeml_core::checks::CheckReport;
 use exeml_core::fsio::{read_json, write_json_atomic, StagingDir};
-use exeml_core::{Constraints, Device, Error, Preference, ProblemType, Result, TaskKind};
+use exeml_core::{
+    measure_speed, Constraints, Device, Error, Preference, ProblemType, Result, SpeedOptions,
+    SpeedReport, TaskKind,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -415,6 +418,35 @@ impl ImageModel {
             &ids,
             &kept_truth,
             &proba,
+        )
+    }
+
+    /// How fast this model predicts the images at `paths`: single-image latency (each call
+    /// decodes, resizes and classifies one file's bytes read beforehand, as the HTTP service
+    /// does) and the throughput of one batched call on the first `options.batch_size` files
+    /// (reading included). The single calls cycle over at most 50 files.
+    pub fn speed(&self, paths: &[PathBuf], options: SpeedOptions) -> Result<SpeedReport> {
+        let singles: Vec<(String, Vec<u8>)> = paths
+            .iter()
+            .take(options.single_runs.clamp(1, 50))
+            .map(|p| {
+                std::fs::read(p)
+                    .map(|bytes| (p.display().to_string(), bytes))
+                    .map_err(|e| Error::io(p, e))
+            })
+            .collect::<Result<_>>()?;
+        let batch = &paths[..paths.len().min(options.batch_size)];
+        measure_speed(
+            singles.len(),
+            batch.len(),
+            options,
+            |i| self.predict_bytes(&singles[i].0, &singles[i].1).map(drop),
+            || {
+                for scores in self.predict_files(batch)? {
+                    scores?;
+                }
+                Ok(())
+            },
         )
     }
 

@@ -223,6 +223,46 @@ fn regression_evaluate_json_has_error_metrics() {
     for key in ["rmse", "mae", "mse", "r2"] {
         assert!(report[key].is_number(), "{key}: {report}");
     }
+
+    // `exeml speed` times the saved model: one-row calls cycle over the first rows, the batch
+    // is the first --batch-size rows.
+    let out = exeml(
+        &[
+            "speed",
+            "--model",
+            &s(&model),
+            "--data",
+            &s(&diabetes),
+            "--runs",
+            "40",
+            "--batch-size",
+            "100",
+            "--json",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let speed: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    assert_eq!(speed["single_runs"], 40, "{speed}");
+    assert_eq!(speed["inputs"], 40, "{speed}");
+    assert_eq!(speed["batch_size"], 100, "{speed}");
+    let median = speed["single_ms_median"].as_f64().expect("median");
+    assert!(median > 0.0 && median <= speed["single_ms_p90"].as_f64().expect("p90"));
+    assert!(speed["batch_per_second"].as_f64().expect("rows/s") > 0.0);
+    let out = exeml(
+        &[
+            "speed",
+            "--model",
+            &s(&model),
+            "--data",
+            &s(&diabetes),
+            "--runs",
+            "0",
+        ],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("single_runs"), "{}", stderr(&out));
 }
 
 #[test]

@@ -312,6 +312,28 @@ fn cli_trains_and_evaluates_an_image_folder() {
     );
     assert!(e["per_class"]["disc"]["f1"].is_number());
     assert!(e["bad_cases"].is_array());
+
+    let out = exeml_bin(&[
+        "speed",
+        "--model",
+        model.to_str().expect("utf-8"),
+        "--data",
+        data.to_str().expect("utf-8"),
+        "--runs",
+        "10",
+        "--batch-runs",
+        "1",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let speed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(speed["single_runs"], 10, "{speed}");
+    assert_eq!(speed["batch_size"], 24, "{speed}");
+    assert!(speed["single_ms_median"].as_f64().expect("median") > 0.0);
 }
 
 #[test]

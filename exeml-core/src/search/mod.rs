@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 pub mod stopping;
 pub mod tpe;
-pub use stopping::{MedianStopping, NeverStop, TrialMonitor};
+pub use stopping::{MedianStopping, NeverStop, StoppingTrial, TrialMonitor};
 pub use tpe::{TpeConfig, TpeSearcher};
 
 /// One hyper-parameter's range.

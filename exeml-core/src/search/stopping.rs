@@ -29,25 +29,40 @@ impl TrialMonitor for NeverStop {
 
 /// The median stopping rule over the trials of one family (see the module docs).
 ///
-/// Call [`MedianStopping::begin`] before a trial and [`MedianStopping::end`] after it; the
-/// trainer calls [`TrialMonitor::report`] in between.
+/// Each trial gets its own monitor from [`MedianStopping::trial`], which the trainer reports
+/// to and [`StoppingTrial::end`] closes; trials of a family may run at the same time (each is
+/// compared with the curves of the trials that finished before it reported).
 #[derive(Debug)]
 pub struct MedianStopping {
     /// Steps always allowed before a trial can be stopped.
     grace_steps: usize,
     /// Finished trials needed before any trial is stopped.
     min_trials: usize,
-    state: Mutex<State>,
+    /// Running best loss per step of each finished trial.
+    finished: Mutex<Vec<Vec<f64>>>,
+}
+
+/// One trial's monitor under a [`MedianStopping`] rule.
+#[derive(Debug)]
+pub struct StoppingTrial<'a> {
+    rule: &'a MedianStopping,
+    state: Mutex<Curve>,
 }
 
 #[derive(Debug, Default)]
-struct State {
-    /// Running best loss per step of each finished trial.
-    finished: Vec<Vec<f64>>,
-    /// Running best loss per step of the trial in progress.
-    current: Vec<f64>,
-    /// The step at which the current trial was stopped, if it was.
+struct Curve {
+    /// Running best loss per step of this trial.
+    best: Vec<f64>,
+    /// The step at which this trial was stopped, if it was.
     stopped_at: Option<usize>,
+}
+
+/// A lock that a panic elsewhere cannot make unusable: every update under these locks is one
+/// push or store, so a poisoned lock still holds consistent data.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl MedianStopping {
@@ -57,64 +72,29 @@ impl MedianStopping {
         MedianStopping {
             grace_steps,
             min_trials,
-            state: Mutex::new(State::default()),
+            finished: Mutex::new(Vec::new()),
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave the curves half-written (each update is
-        // one push), so a poisoned lock is still usable.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// The monitor of a new trial.
+    pub fn trial(&self) -> StoppingTrial<'_> {
+        StoppingTrial {
+            rule: self,
+            state: Mutex::new(Curve::default()),
+        }
     }
 
-    /// A new trial starts.
-    pub fn begin(&self) {
-        let mut state = self.state();
-        state.current.clear();
-        state.stopped_at = None;
-    }
-
-    /// The trial ended: its curve joins the comparison (a trial that reported nothing, e.g. one
-    /// that failed, does not). Returns the step it was stopped at, if it was.
-    pub fn end(&self) -> Option<usize> {
-        let mut state = self.state();
-        let curve = std::mem::take(&mut state.current);
-        if !curve.is_empty() {
-            state.finished.push(curve);
-        }
-        state.stopped_at.take()
-    }
-}
-
-impl TrialMonitor for MedianStopping {
-    fn report(&self, step: usize, loss: f64) -> bool {
-        let mut state = self.state();
-        let best = state
-            .current
-            .last()
-            .map_or(loss, |&b| if loss < b { loss } else { b });
-        // Steps are 1, 2, …: a gap (never expected) repeats the last best.
-        while state.current.len() < step {
-            state.current.push(best);
-        }
-        if let Some(slot) = state.current.get_mut(step.saturating_sub(1)) {
-            *slot = best;
-        }
+    /// Whether a trial whose best loss after `step` is `best` goes on.
+    fn goes_on(&self, step: usize, best: f64) -> bool {
         if !best.is_finite() {
             // A loss that never became a number: nothing to gain from more steps.
-            let go_on = step <= self.grace_steps;
-            if !go_on {
-                state.stopped_at = Some(step);
-            }
-            return go_on;
+            return step <= self.grace_steps;
         }
-        if step <= self.grace_steps || state.finished.len() < self.min_trials {
+        let finished = lock(&self.finished);
+        if step <= self.grace_steps || finished.len() < self.min_trials {
             return true;
         }
-        let mut at_step: Vec<f64> = state
-            .finished
+        let mut at_step: Vec<f64> = finished
             .iter()
             .filter_map(|curve| curve.get(step - 1).or(curve.last()).copied())
             .filter(|v| v.is_finite())
@@ -128,7 +108,40 @@ impl TrialMonitor for MedianStopping {
         } else {
             (at_step[at_step.len() / 2 - 1] + at_step[at_step.len() / 2]) / 2.0
         };
-        let go_on = best <= median;
+        best <= median
+    }
+}
+
+impl StoppingTrial<'_> {
+    /// The trial ended: its curve joins the comparison (a trial that reported nothing, e.g. one
+    /// that failed, does not). Returns the step it was stopped at, if it was.
+    pub fn end(self) -> Option<usize> {
+        let curve = self
+            .state
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !curve.best.is_empty() {
+            lock(&self.rule.finished).push(curve.best);
+        }
+        curve.stopped_at
+    }
+}
+
+impl TrialMonitor for StoppingTrial<'_> {
+    fn report(&self, step: usize, loss: f64) -> bool {
+        let mut state = lock(&self.state);
+        let best = state
+            .best
+            .last()
+            .map_or(loss, |&b| if loss < b { loss } else { b });
+        // Steps are 1, 2, …: a gap (never expected) repeats the last best.
+        while state.best.len() < step {
+            state.best.push(best);
+        }
+        if let Some(slot) = state.best.get_mut(step.saturating_sub(1)) {
+            *slot = best;
+        }
+        let go_on = self.rule.goes_on(step, best);
         if !go_on {
             state.stopped_at = Some(step);
         }
@@ -142,13 +155,13 @@ mod tests {
 
     /// Run a trial whose loss after step `s` is `curve(s)`; returns where it was stopped.
     fn run(rule: &MedianStopping, steps: usize, curve: impl Fn(usize) -> f64) -> Option<usize> {
-        rule.begin();
+        let trial = rule.trial();
         for step in 1..=steps {
-            if !rule.report(step, curve(step)) {
+            if !trial.report(step, curve(step)) {
                 break;
             }
         }
-        rule.end()
+        trial.end()
     }
 
     #[test]
@@ -188,8 +201,26 @@ mod tests {
     #[test]
     fn a_non_finite_loss_stops_the_trial_after_the_grace_steps() {
         let rule = MedianStopping::new(1, 5);
-        rule.begin();
-        assert!(rule.report(1, f64::NAN), "within the grace steps");
-        assert!(!rule.report(2, f64::NAN));
+        let trial = rule.trial();
+        assert!(trial.report(1, f64::NAN), "within the grace steps");
+        assert!(!trial.report(2, f64::NAN));
+        assert_eq!(trial.end(), Some(2));
+    }
+
+    #[test]
+    fn trials_running_at_once_keep_their_own_curves() {
+        let rule = MedianStopping::new(0, 2);
+        assert_eq!(run(&rule, 4, |_| 1.0), None);
+        assert_eq!(run(&rule, 4, |_| 2.0), None);
+        // Two trials at once: a bad one and a good one report in turn.
+        let (bad, good) = (rule.trial(), rule.trial());
+        assert!(good.report(1, 0.5));
+        assert!(!bad.report(1, 9.0), "9 is worse than the median 1.5");
+        assert!(good.report(2, 0.4));
+        assert_eq!(bad.end(), Some(1));
+        assert_eq!(good.end(), None);
+        // Both curves joined the comparison: the median at step 1 is now 1.5 of (0.5, 1, 2, 9).
+        assert_eq!(run(&rule, 2, |_| 1.6), Some(1));
+        assert_eq!(run(&rule, 2, |_| 1.4), None);
     }
 }

@@ -55,6 +55,8 @@ pub struct TpeSearcher {
     config: TpeConfig,
     rng: Rng,
     history: Vec<TrialRecord>,
+    /// Trials proposed and not observed yet (fitted at the same time as others).
+    pending: Vec<Trial>,
     issued: usize,
     best: Option<f64>,
     since_improvement: usize,
@@ -72,6 +74,7 @@ impl TpeSearcher {
             rng: rng(config.seed, 0x7e5),
             config,
             history: Vec::new(),
+            pending: Vec::new(),
             issued: 0,
             best: None,
             since_improvement: 0,
@@ -251,13 +254,16 @@ impl Searcher for TpeSearcher {
                 }
                 let index = self.choose_family()?;
                 let family = self.spaces[index].family.clone();
-                // A repeated point teaches nothing: redraw a few times.
+                // A repeated point teaches nothing: redraw a few times (a point proposed and
+                // not observed yet counts as seen).
                 let mut params = self.sample(index);
                 for _ in 0..8 {
                     let seen = self
                         .history
                         .iter()
-                        .any(|r| r.trial.family == family && r.trial.params == params);
+                        .map(|r| &r.trial)
+                        .chain(&self.pending)
+                        .any(|t| t.family == family && t.params == params);
                     if !seen {
                         break;
                     }
@@ -268,10 +274,13 @@ impl Searcher for TpeSearcher {
         };
         let id = self.issued;
         self.issued += 1;
-        Some(Trial { id, family, params })
+        let trial = Trial { id, family, params };
+        self.pending.push(trial.clone());
+        Some(trial)
     }
 
     fn observe(&mut self, record: TrialRecord) {
+        self.pending.retain(|t| t.id != record.trial.id);
         match (record.outcome.score, self.best) {
             (Some(score), Some(best)) if score <= best + 1e-12 => self.since_improvement += 1,
             (Some(score), _) => {
@@ -498,6 +507,35 @@ mod tests {
             }
         }
         assert!(tpe_wins >= 7, "TPE won {tpe_wins} of {runs}");
+    }
+
+    #[test]
+    fn trials_proposed_before_any_is_observed_differ_and_are_observed_in_any_order() {
+        let mut searcher = TpeSearcher::new(&[space()], config(3));
+        run(&mut searcher, 12);
+        // A batch of four proposals made at once (trials fitted side by side).
+        let batch: Vec<Trial> = (0..4)
+            .map(|_| searcher.suggest().expect("a trial"))
+            .collect();
+        for (i, a) in batch.iter().enumerate() {
+            for b in &batch[i + 1..] {
+                assert_ne!(a.params, b.params, "{batch:#?}");
+                assert_ne!(a.id, b.id);
+            }
+        }
+        for trial in batch.into_iter().rev() {
+            let score = objective(&trial.params);
+            searcher.observe(TrialRecord {
+                trial,
+                outcome: TrialOutcome {
+                    score: Some(score),
+                    metric: "m".into(),
+                    ..Default::default()
+                },
+            });
+        }
+        assert!(searcher.pending.is_empty());
+        assert_eq!(searcher.history().len(), 16);
     }
 
     #[test]

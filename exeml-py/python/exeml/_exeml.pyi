@@ -44,6 +44,7 @@ def fit_tabular(
     bag_folds: Optional[int] = None,
     refit_full: Optional[bool] = None,
     stack: Optional[bool] = None,
+    parallel_trials: Optional[int] = None,
 ) -> TabularModel: ...
 def list_projects(home: Optional[_Path] = None) -> str: ...
 def fit_image(
@@ -94,6 +95,15 @@ class TabularModel:
         columns: Optional[Sequence[_Column]] = None,
         shuffles: int = 3,
         seed: int = 0,
+    ) -> str: ...
+    def speed(
+        self,
+        *,
+        path: Optional[_Path] = None,
+        columns: Optional[Sequence[_Column]] = None,
+        runs: int = 200,
+        batch_size: int = 10000,
+        batch_runs: int = 3,
     ) -> str: ...
     def manifest(self) -> str: ...
     def leaderboard(self) -> str: ...

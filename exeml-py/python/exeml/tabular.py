@@ -95,6 +95,7 @@ class TabularPredictor:
         bag_folds: Optional[int] = None,
         refit_full: Optional[bool] = None,
         stack: Optional[bool] = None,
+        parallel_trials: Optional[int] = None,
     ) -> "TabularPredictor":
         """Train within ``time_limit`` seconds and keep the best model; returns ``self``.
 
@@ -122,6 +123,9 @@ class TabularPredictor:
         ``StackingClassifier``: a regularised linear model on their out-of-fold
         predictions), kept only when it beats the weighted average in cross-validation; it
         needs bagging; by default ``True`` under ``accuracy_first``.
+        ``parallel_trials=n`` fits n trials of the search at a time, each on an equal share
+        of the cores; by default one per core (at most 4) on a small table, else one (and one
+        when ``deterministic``).
         Ctrl-C stops training early and keeps the best model so far (with a
         :class:`~exeml.errors.TrainingInterruptedWarning`).
         """
@@ -157,6 +161,7 @@ class TabularPredictor:
                 bag_folds=None if bag_folds is None else int(bag_folds),
                 refit_full=None if refit_full is None else bool(refit_full),
                 stack=None if stack is None else bool(stack),
+                parallel_trials=None if parallel_trials is None else int(parallel_trials),
             )
         finally:
             if progress is not None:
@@ -266,6 +271,25 @@ class TabularPredictor:
             self.model.feature_importance(**frame.call_args(), shuffles=shuffles, seed=seed)
         )
         return FeatureImportance(rows)
+
+    def speed(
+        self, data: Any, *, runs: int = 200, batch_size: int = 10_000, batch_runs: int = 3
+    ) -> Dict[str, Any]:
+        """How fast the model predicts rows of ``data``, timed in Rust (no Python per call).
+
+        Returns ``single_ms_median`` and ``single_ms_p90`` (one-row predictions, ``runs`` calls
+        after 5 warm-up calls, cycling over the first rows), ``batch_ms_median`` and
+        ``batch_per_second`` (one call on the first ``batch_size`` rows, ``batch_runs`` times),
+        and the counts behind them; as ``exeml speed --json``.
+        """
+        frame = to_frame(data)
+        return dict(
+            json.loads(
+                self.model.speed(
+                    **frame.call_args(), runs=runs, batch_size=batch_size, batch_runs=batch_runs
+                )
+            )
+        )
 
     def manifest(self) -> Dict[str, Any]:
         """The model's manifest: schema, classes, configuration, leaderboard, lineage."""

@@ -11,6 +11,7 @@
 mod bins;
 mod histogram;
 mod objective;
+mod packed;
 mod store;
 mod tree;
 
@@ -61,7 +62,9 @@ pub struct Booster {
     /// Starting score per output.
     pub initial: Vec<f64>,
     /// Trees, round-major: tree `round * outputs + output`.
-    pub trees: Vec<Tree>,
+    trees: Vec<Tree>,
+    /// The same trees packed for prediction.
+    packed: packed::PackedTrees,
     /// Features of the rows it predicts.
     pub n_features: usize,
 }
@@ -124,6 +127,11 @@ impl Booster {
         )
     }
 
+    /// Its trees, round-major: tree `round * outputs + output`.
+    pub fn trees(&self) -> &[Tree] {
+        &self.trees
+    }
+
     /// Rounds kept.
     pub fn rounds(&self) -> usize {
         self.trees.len() / self.objective.outputs()
@@ -135,8 +143,8 @@ impl Booster {
         let mut out = vec![0.0; x.rows * outputs];
         let fill = |(r, row): (usize, &mut [f64])| {
             row.copy_from_slice(&self.initial);
-            for (i, tree) in self.trees.iter().enumerate() {
-                row[i % outputs] += tree.predict(x, r);
+            for t in 0..self.packed.tree_count() {
+                row[t % outputs] += self.packed.predict(t, x, r);
             }
         };
         // Fanning a few rows out to the thread pool costs more than predicting them here (a
@@ -334,6 +342,7 @@ fn boost(
     Ok(Booster {
         objective,
         initial,
+        packed: packed::PackedTrees::new(&trees),
         trees,
         n_features: x.cols,
     })

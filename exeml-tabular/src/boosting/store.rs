@@ -203,6 +203,7 @@ impl Booster {
         Ok(Booster {
             objective,
             initial,
+            packed: super::packed::PackedTrees::new(&trees),
             trees,
             n_features,
         })

@@ -464,8 +464,8 @@ mod tests {
         let child_refit = refit(&point, &child, &train, &test_context(1)).expect("refit");
         assert_eq!(child_refit.rounds(), child.rounds());
         assert_eq!(
-            child_refit.booster().trees[..parent.trees.len()],
-            parent.trees[..]
+            child_refit.booster().trees()[..parent.trees().len()],
+            parent.trees()[..]
         );
     }
 

@@ -450,7 +450,7 @@ impl FeaturePipeline {
         let mut kinds = Vec::new();
         for column in schema.iter().filter(|c| c.dropped.is_none()) {
             let (values, _) = coerce(&table.column(&column.name)?.values, column.kind);
-            let transform = match (column.kind, &values) {
+            let transform = match (column.kind, &*values) {
                 (ColumnKind::Numeric, Values::Number(v)) => ColumnTransform::Numeric {
                     column: column.name.clone(),
                     quantiles: if encoding == Encoding::Linear
@@ -466,7 +466,7 @@ impl FeaturePipeline {
                 }
                 (ColumnKind::Datetime, _) => ColumnTransform::Datetime {
                     column: column.name.clone(),
-                    with_hour: match &values {
+                    with_hour: match &*values {
                         Values::Time(v) => v.iter().flatten().any(|ms| ms % 86_400_000 != 0),
                         _ => false,
                     },
@@ -805,18 +805,25 @@ impl FeaturePipeline {
         let rows = table.n_rows();
         let n_raw = self.raw_width();
         let mut data = Vec::with_capacity(rows * n_raw);
+        // The columns are usually in the order the model was trained with: each search starts
+        // after the column found last, which makes a wide one-row request linear, not
+        // quadratic, in its columns.
+        let mut next = 0;
         for (transform, &kind) in self.transforms.iter().zip(&self.kinds) {
             let name = transform.column();
-            let column = table
-                .columns
-                .iter()
-                .find(|c| c.name == name)
-                .ok_or_else(|| {
-                    Error::data(
-                        &table.source,
-                        format!("missing column `{name}` that the model was trained with"),
-                    )
-                })?;
+            let n = table.columns.len();
+            let found = (0..n)
+                .map(|k| (next + k) % n.max(1))
+                .find(|&i| table.columns[i].name == name);
+            if let Some(i) = found {
+                next = i + 1;
+            }
+            let column = found.map(|i| &table.columns[i]).ok_or_else(|| {
+                Error::data(
+                    &table.source,
+                    format!("missing column `{name}` that the model was trained with"),
+                )
+            })?;
             let (values, _) = coerce(&column.values, kind);
             append_features(&mut data, transform, &values, self.encoding, training);
         }

@@ -22,6 +22,8 @@ pub enum Command {
     Predict(PredictArgs),
     /// Evaluate a saved model on labelled data.
     Evaluate(EvaluateArgs),
+    /// Time a saved model: one-input latency and batch throughput on inputs from a file/folder.
+    Speed(SpeedArgs),
     /// Serve model versions over HTTP (real-time predictions, metrics, a test page).
     Serve(ServeArgs),
     /// Run the whole workflow on a built-in data set: project → data → version → model → predict.
@@ -146,6 +148,10 @@ pub struct FitOptions {
     /// cross-validation). Needs bagging. Default: true under accuracy_first, else false.
     #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
     pub stack: Option<bool>,
+    /// Tables: trials fitted at the same time, each on an equal share of the cores. Default:
+    /// one per core (at most 4) on a small table, else 1; 1 with --deterministic.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub parallel_trials: Option<u64>,
 }
 
 impl FitOptions {
@@ -207,6 +213,32 @@ pub struct EvaluateArgs {
     /// Labelled data.
     #[arg(long)]
     pub data: PathBuf,
+    /// Print one JSON object instead of a report.
+    #[arg(long)]
+    pub json: bool,
+    /// Whether the CSV has a header row.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub header: HeaderArg,
+}
+
+#[derive(Debug, Args)]
+pub struct SpeedArgs {
+    /// A model folder.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Inputs to predict: a CSV for tables (the label column may be present), a folder of
+    /// images for image models.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Single-input predictions timed (after 5 warm-up calls).
+    #[arg(long, default_value_t = 200)]
+    pub runs: usize,
+    /// Inputs in the batch whose throughput is timed (the first ones of --data).
+    #[arg(long, default_value_t = 10_000)]
+    pub batch_size: usize,
+    /// Batch predictions timed (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub batch_runs: usize,
     /// Print one JSON object instead of a report.
     #[arg(long)]
     pub json: bool,

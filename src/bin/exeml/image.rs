@@ -36,6 +36,12 @@ fn predictor(fit: &FitOptions) -> Result<ImagePredictor> {
             "is supported for tables only: image models are not bagged",
         ));
     }
+    if fit.parallel_trials.is_some() {
+        return Err(Error::invalid(
+            "--parallel-trials",
+            "is supported for tables only: image trials share the backbone's cached features",
+        ));
+    }
     if fit.stack.is_some() {
         return Err(Error::invalid(
             "--stack",
@@ -149,4 +155,20 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<()> {
         print!("{}", exeml::report::image_evaluation_text(&evaluation));
     }
     Ok(())
+}
+
+/// `exeml speed` with an image model: the images under `--data`.
+pub fn speed(
+    args: &crate::args::SpeedArgs,
+    options: exeml::core::SpeedOptions,
+) -> Result<exeml::core::SpeedReport> {
+    let model = ImageModel::load(&args.model)?;
+    let paths: Vec<std::path::PathBuf> = exeml::vision::data::list_images(&args.data)?
+        .into_iter()
+        .map(|(_, path)| path)
+        .collect();
+    if paths.is_empty() {
+        return Err(Error::data(&args.data, "no JPG, PNG or BMP image found"));
+    }
+    model.speed(&paths, options)
 }

@@ -1,7 +1,7 @@
 //! Dispatch of the subcommands that work on files: train, predict, evaluate.
 
 use crate::args::{
-    Cli, Command, EvaluateArgs, FitOptions, HeaderArg, PredictArgs, TaskArg, TrainArgs,
+    Cli, Command, EvaluateArgs, FitOptions, HeaderArg, PredictArgs, SpeedArgs, TaskArg, TrainArgs,
 };
 use crate::progress::Reporter;
 use exeml::core::budget::parse_duration;
@@ -18,6 +18,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Train(args) => train(args),
         Command::Predict(args) => predict(args),
         Command::Evaluate(args) => evaluate(args),
+        Command::Speed(args) => speed(args),
         Command::Serve(args) => crate::serve::run(workspace, args),
         Command::Demo(args) => crate::demo::run(workspace, args),
         Command::Project(cmd) => crate::registry::project(workspace, cmd),
@@ -108,6 +109,7 @@ pub fn predictor(fit: &FitOptions) -> Result<(TabularPredictor, Budget)> {
         bag_folds: fit.bag_folds.map(|k| usize::try_from(k).unwrap_or(0)),
         refit_full: fit.refit_full,
         stack: fit.stack,
+        parallel_trials: fit.parallel_trials.map(|n| usize::try_from(n).unwrap_or(1)),
     };
     exeml::core::SplitSpec {
         train_ratio: fit.train_ratio,
@@ -206,6 +208,32 @@ fn evaluate(args: EvaluateArgs) -> Result<()> {
         println!("{text}");
     } else {
         print!("{}", exeml::report::evaluation_text(&evaluation));
+    }
+    Ok(())
+}
+
+fn speed(args: SpeedArgs) -> Result<()> {
+    let options = exeml::core::SpeedOptions {
+        single_runs: args.runs,
+        batch_size: args.batch_size,
+        batch_runs: args.batch_runs,
+        ..exeml::core::SpeedOptions::default()
+    };
+    let (report, unit) = if model_task(&args.model)? == TaskKind::Image {
+        (crate::image::speed(&args, options)?, "image")
+    } else {
+        let model = TabularModel::load(&args.model)?;
+        (
+            model.speed(&read_table(&args.data, args.header)?, options)?,
+            "row",
+        )
+    };
+    if args.json {
+        let text =
+            serde_json::to_string(&report).map_err(|e| Error::data(&args.model, e.to_string()))?;
+        println!("{text}");
+    } else {
+        println!("{}", report.describe(unit));
     }
     Ok(())
 }
