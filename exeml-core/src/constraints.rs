@@ -89,9 +89,9 @@ impl Constraints {
     }
 }
 
-/// The median wall time of `runs` calls of `predict_one`, in milliseconds, after one warm-up
-/// call. Stops early (keeping at least three calls) once `max_total_secs` is spent, so a slow
-/// candidate costs little to measure.
+/// The median (nearest rank, as [`crate::speed::quantile`] takes it) wall time of `runs` calls
+/// of `predict_one`, in milliseconds, after one warm-up call. Stops early (keeping at least
+/// three calls) once `max_total_secs` is spent, so a slow candidate costs little to measure.
 pub fn median_latency_ms(
     runs: usize,
     max_total_secs: f64,
@@ -108,8 +108,7 @@ pub fn median_latency_ms(
             break;
         }
     }
-    times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
+    Ok(crate::speed::quantile(&mut times, 0.5))
 }
 
 /// The total size of the files under `dir`, in megabytes (10^6 bytes).

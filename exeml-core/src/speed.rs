@@ -128,8 +128,10 @@ pub fn measure_speed(
     })
 }
 
-/// The `q` quantile of `values` (nearest rank); `values` must not be empty.
-fn quantile(values: &mut [f64], q: f64) -> f64 {
+/// The `q` quantile of `values` (nearest rank: the median of an even count is the lower middle
+/// value), sorting them; `values` must not be empty. Every latency exeml reports or compares
+/// with a constraint is taken this way.
+pub fn quantile(values: &mut [f64], q: f64) -> f64 {
     values.sort_by(f64::total_cmp);
     let rank = ((values.len() as f64 * q).ceil() as usize).clamp(1, values.len());
     values[rank - 1]

@@ -10,6 +10,7 @@
 //! over the column-major matrix the other families read, trees grown in parallel with rayon,
 //! each from its own seeded generator (so a seed gives the same forest on any thread count).
 
+use super::packed_forest::{self, Link, PackedForest};
 use super::{read_f64_tensor, Labelled, Problem, TensorFile};
 use crate::features::Matrix;
 use exeml_core::search::{ParamPoint, ParamRange, ParamValue, SearchSpace};
@@ -201,22 +202,37 @@ struct Tree {
 }
 
 impl Tree {
-    fn leaf_of(&self, x: &Matrix, r: usize) -> usize {
-        let mut i = 0;
-        loop {
-            let node = &self.nodes[i];
-            if node.feature == LEAF {
-                return node.value as usize;
+    /// Add this tree to `packed`: its split nodes in order, leaves as links to their values.
+    fn pack_into(&self, packed: &mut PackedForest) {
+        let mut split_index = vec![0; self.nodes.len()];
+        let mut splits = 0;
+        for (i, node) in self.nodes.iter().enumerate() {
+            if node.feature != LEAF {
+                split_index[i] = splits;
+                splits += 1;
             }
-            let f = node.feature as usize;
-            let v = if f < x.cols { x.get(r, f) } else { f64::NAN };
-            let left = if v.is_nan() {
-                node.missing_left
-            } else {
-                v <= node.threshold
-            };
-            i = if left { node.left } else { node.right } as usize;
         }
+        let link = |i: usize| match self.nodes[i] {
+            Node {
+                feature: LEAF,
+                value,
+                ..
+            } => Link::Leaf(value as usize),
+            _ => Link::Split(split_index[i]),
+        };
+        let splits: Vec<packed_forest::Split> = self
+            .nodes
+            .iter()
+            .filter(|n| n.feature != LEAF)
+            .map(|n| packed_forest::Split {
+                feature: n.feature,
+                threshold: n.threshold,
+                missing_left: n.missing_left,
+                left: link(n.left as usize),
+                right: link(n.right as usize),
+            })
+            .collect();
+        packed.push_tree(link(0), &splits, &self.values);
     }
 }
 
@@ -224,6 +240,8 @@ impl Tree {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ForestModel {
     trees: Vec<Tree>,
+    /// The same trees packed for prediction.
+    packed: PackedForest,
     n_features: usize,
     problem: Problem,
 }
@@ -271,11 +289,7 @@ impl Trainer for ForestTrainer {
                 ctx.budget.remaining().as_secs_f64() * BUDGET_SHARE / per_tree.max(1e-9);
             planned = planned.min(trees.len().saturating_add(affordable as usize));
         }
-        Ok(ForestModel {
-            trees,
-            n_features: train.x.cols,
-            problem: self.problem,
-        })
+        Ok(ForestModel::new(trees, train.x.cols, self.problem))
     }
 }
 
@@ -589,6 +603,20 @@ fn bin_column(column: &[f64]) -> (Vec<f64>, Vec<u8>) {
 }
 
 impl ForestModel {
+    /// A forest of `trees` over `n_features` inputs, packed for prediction.
+    fn new(trees: Vec<Tree>, n_features: usize, problem: Problem) -> Self {
+        let mut packed = PackedForest::default();
+        for tree in &trees {
+            tree.pack_into(&mut packed);
+        }
+        ForestModel {
+            trees,
+            packed,
+            n_features,
+            problem,
+        }
+    }
+
     /// Number of input features.
     pub fn n_features(&self) -> usize {
         self.n_features
@@ -597,16 +625,11 @@ impl ForestModel {
     /// Predictions, row-major: the trees' averaged class shares, or their mean for regression.
     pub fn predict(&self, x: &Matrix) -> Vec<f64> {
         let width = self.problem.output_width();
-        let trees = self.trees.len().max(1) as f64;
+        let trees = self.packed.tree_count().max(1) as f64;
         let classification = self.problem.kind != ProblemType::Regression;
         let row = |r: usize| {
             let mut out = vec![0.0; width];
-            for tree in &self.trees {
-                let at = tree.leaf_of(x, r);
-                for (o, v) in out.iter_mut().zip(&tree.values[at..at + width]) {
-                    *o += v / trees;
-                }
-            }
+            self.packed.accumulate(x, r, trees, &mut out);
             if classification {
                 for o in out.iter_mut() {
                     *o = (1.0 - UNIFORM_SHARE) * *o + UNIFORM_SHARE / width as f64;
@@ -763,11 +786,7 @@ impl ForestModel {
                 values: tree_values,
             });
         }
-        Ok(ForestModel {
-            trees,
-            n_features,
-            problem,
-        })
+        Ok(ForestModel::new(trees, n_features, problem))
     }
 }
 
@@ -843,6 +862,51 @@ mod tests {
             model.save(dir.path()).expect("save");
             let loaded = ForestModel::load(dir.path(), BINARY).expect("load");
             assert_eq!(loaded, model, "{splitter}");
+        }
+    }
+
+    /// Where row `r` ends in `tree`, walked node by node as grown (the reference for the
+    /// packed walk).
+    fn walk(tree: &Tree, x: &Matrix, r: usize) -> usize {
+        let mut i = 0;
+        loop {
+            let node = &tree.nodes[i];
+            if node.feature == LEAF {
+                return node.value as usize;
+            }
+            let v = x.get(r, node.feature as usize);
+            let left = if v.is_nan() {
+                node.missing_left
+            } else {
+                v <= node.threshold
+            };
+            i = if left { node.left } else { node.right } as usize;
+        }
+    }
+
+    #[test]
+    fn the_packed_trees_predict_what_the_grown_trees_do() {
+        let (train, test) = (diagonal(500), diagonal(200));
+        for splitter in ["best", "random"] {
+            let model = ForestTrainer { problem: BINARY }
+                .fit(&point(splitter), &train, &train, &ctx())
+                .expect("fit");
+            let proba = model.predict(&test.x);
+            let trees = model.trees.len() as f64;
+            for r in 0..test.x.rows {
+                let mut want = [0.0; 2];
+                for tree in &model.trees {
+                    let at = walk(tree, &test.x, r);
+                    for (w, v) in want.iter_mut().zip(&tree.values[at..at + 2]) {
+                        *w += v / trees;
+                    }
+                }
+                for (c, w) in want.iter().enumerate() {
+                    let expected =
+                        ((1.0 - UNIFORM_SHARE) * w + UNIFORM_SHARE / 2.0).clamp(0.0, 1.0);
+                    assert_eq!(proba[2 * r + c], expected, "{splitter} row {r}");
+                }
+            }
         }
     }
 

@@ -10,6 +10,7 @@ pub mod knn;
 pub mod linear;
 pub mod mlp;
 mod mlp_rows;
+mod packed_forest;
 
 use crate::features::{Encoding, Matrix};
 use exeml_core::search::{ParamPoint, ParamValue, SearchSpace};

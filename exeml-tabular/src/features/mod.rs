@@ -806,15 +806,11 @@ impl FeaturePipeline {
         let n_raw = self.raw_width();
         let mut data = Vec::with_capacity(rows * n_raw);
         // The columns are usually in the order the model was trained with: each search starts
-        // after the column found last, which makes a wide one-row request linear, not
-        // quadratic, in its columns.
+        // after the column found last.
         let mut next = 0;
         for (transform, &kind) in self.transforms.iter().zip(&self.kinds) {
             let name = transform.column();
-            let n = table.columns.len();
-            let found = (0..n)
-                .map(|k| (next + k) % n.max(1))
-                .find(|&i| table.columns[i].name == name);
+            let found = table.position_from(name, next);
             if let Some(i) = found {
                 next = i + 1;
             }
