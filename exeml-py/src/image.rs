@@ -4,6 +4,7 @@ use crate::batch::{run_batch, BatchSummary};
 use crate::errors::{guard, guard_detached, to_json, to_py};
 use crate::tabular::warn_interrupted;
 use crate::training::run_job;
+use exeml::vision::finetune::FineTuneParams;
 use exeml::vision::{BackboneKind, ImageDataset, ImagePredictor, ImportFormat};
 use exeml_core::{Budget, Constraints, Error, Preference};
 use pyo3::prelude::*;
@@ -17,7 +18,7 @@ use std::time::Duration;
 #[pyo3(signature = (
     *, path, time_limit=600.0, preference="balance", seed=0, train_ratio=0.8, backbones=None,
     resolution=None, fine_tune=true, ensemble=true, parent=None, parent_name=None, progress=None,
-    max_latency_ms=None, max_model_mb=None, device="cpu", weights=None
+    max_latency_ms=None, max_model_mb=None, device="cpu", weights=None, fine_tune_arms=None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn fit_image(
@@ -38,6 +39,7 @@ pub fn fit_image(
     max_model_mb: Option<f64>,
     device: &str,
     weights: Option<Vec<(String, PathBuf)>>,
+    fine_tune_arms: Option<String>,
 ) -> PyResult<ImageModel> {
     exeml::allocator::keep_freed_memory();
     let device: exeml_core::Device = guard(|| device.parse())?;
@@ -66,6 +68,9 @@ pub fn fit_image(
         .into_iter()
         .map(|(name, file)| Ok((guard(|| name.parse::<BackboneKind>())?, file)))
         .collect::<PyResult<Vec<_>>>()?;
+    let fine_tune_arms = fine_tune_arms
+        .map(|json| guard(|| FineTuneParams::list_from_json(&json)))
+        .transpose()?;
     let mut predictor = ImagePredictor {
         time_limit: Duration::from_secs_f64(time_limit),
         device,
@@ -77,6 +82,7 @@ pub fn fit_image(
         weights,
         fine_tune,
         ensemble,
+        fine_tune_arms,
         constraints,
         ..ImagePredictor::default()
     };

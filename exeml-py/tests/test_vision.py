@@ -103,6 +103,28 @@ def test_leaderboard_and_html_name_an_ensemble(image_predictor, monkeypatch):
     assert "2 fine-tuned models" in image_predictor._repr_html_()
 
 
+def test_a_search_reruns_with_its_fine_tuning_arms_edited(image_predictor, tmp_path):
+    tuned = [t["fine_tune"] for t in image_predictor.manifest()["leaderboard"] if t.get("fine_tune")]
+    assert tuned, "the fixture fine-tuned"
+    edited = [dict(tuned[0], learning_rate=3e-4, mixing={"kind": "mixup", "alpha": 0.2}), {"unfrozen_blocks": 1}]
+    rerun = exeml.ImagePredictor(
+        preference="performance_first",
+        backbones=["mobilenet_v2"],
+        resolution=64,
+        fine_tune_arms=edited,
+        verbosity=0,
+    ).fit(_folders(tmp_path / "data", 10, 1), time_limit=120)
+    arms = [t["fine_tune"] for t in rerun.manifest()["leaderboard"] if t.get("fine_tune") and not t.get("members")]
+    assert [(a["unfrozen_blocks"], a["learning_rate"], a["mixing"]) for a in arms] == [
+        (tuned[0]["unfrozen_blocks"], 3e-4, {"kind": "mixup", "alpha": 0.2}),
+        (1, 1e-3, {"kind": "none"}),
+    ], arms
+    with pytest.raises(exeml.InvalidParameterError, match="unknown field `learnig_rate`"):
+        exeml.ImagePredictor(fine_tune_arms=[{"learnig_rate": 0.1}], verbosity=0).fit(tmp_path / "data", time_limit=30)
+    with pytest.raises(exeml.InvalidParameterError, match="max_epochs"):
+        exeml.ImagePredictor(fine_tune_arms=[{"max_epochs": 0}], verbosity=0).fit(tmp_path / "data", time_limit=30)
+
+
 def test_save_load_and_warm_start_with_a_new_class(image_predictor, tmp_path):
     image_predictor.save(tmp_path / "model")
     loaded = exeml.ImagePredictor.load(tmp_path / "model", verbosity=0)

@@ -73,6 +73,81 @@ impl Default for FineTuneParams {
     }
 }
 
+impl FineTuneParams {
+    /// Arms from JSON: a list of objects with the fields of [`FineTuneParams`], as in a model
+    /// leaderboard's `fine_tune` entries (`mixing` is `{"kind": "none"}`, `{"kind": "mixup",
+    /// "alpha": 0.2}` or `{"kind": "cutmix", "alpha": 1.0}`). A field left out takes its
+    /// default, an unknown one is refused (a misspelt name would otherwise be ignored), and
+    /// each arm is checked.
+    pub fn list_from_json(json: &str) -> Result<Vec<FineTuneParams>> {
+        let invalid = |message: String| exeml_core::Error::invalid("fine-tuning arms", message);
+        let list: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_str(json)
+            .map_err(|e| invalid(format!("expected a JSON list of objects: {e}")))?;
+        let serde_json::Value::Object(defaults) =
+            serde_json::to_value(Self::default()).map_err(|e| invalid(e.to_string()))?
+        else {
+            return Err(invalid("the defaults are not an object".into()));
+        };
+        list.into_iter()
+            .enumerate()
+            .map(|(i, given)| {
+                let mut fields = defaults.clone();
+                for (name, value) in given {
+                    if !fields.contains_key(&name) {
+                        let known: Vec<&str> = defaults.keys().map(String::as_str).collect();
+                        return Err(invalid(format!(
+                            "arm {i}: unknown field `{name}` (known: {})",
+                            known.join(", ")
+                        )));
+                    }
+                    fields.insert(name, value);
+                }
+                let arm: FineTuneParams = serde_json::from_value(fields.into())
+                    .map_err(|e| invalid(format!("arm {i}: {e}")))?;
+                arm.check()?;
+                Ok(arm)
+            })
+            .collect()
+    }
+
+    /// Refuse a configuration that cannot train: no block, a learning rate, weight decay or
+    /// mixing α that is not a positive (or, for weight decay, non-negative) finite number, no
+    /// epoch, an empty batch, or label smoothing outside `[0, 1)`.
+    pub fn check(&self) -> Result<()> {
+        let invalid = |name: &str, message: &str| {
+            Err(exeml_core::Error::invalid(
+                format!("fine-tuning {name}"),
+                message,
+            ))
+        };
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        if self.unfrozen_blocks == 0 {
+            return invalid("unfrozen_blocks", "expected at least 1 block");
+        }
+        if !positive(self.learning_rate) {
+            return invalid("learning_rate", "expected a positive number");
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return invalid("weight_decay", "expected 0 or a positive number");
+        }
+        if self.max_epochs == 0 {
+            return invalid("max_epochs", "expected at least 1 epoch");
+        }
+        if self.batch_size == 0 {
+            return invalid("batch_size", "expected at least 1 example");
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return invalid("label_smoothing", "expected a number in [0, 1)");
+        }
+        match self.mixing {
+            Mixing::Mixup { alpha } | Mixing::Cutmix { alpha } if !positive(alpha) => {
+                invalid("mixing alpha", "expected a positive number")
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Cached activations entering the first trained block, with each row's classes.
 #[derive(Debug, Clone)]
 pub struct Activations {
@@ -575,6 +650,115 @@ pub(crate) mod toy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_configuration_that_cannot_train_is_refused_by_name() {
+        assert!(FineTuneParams::default().check().is_ok());
+        for preference in [
+            exeml_core::Preference::PerformanceFirst,
+            exeml_core::Preference::Balance,
+            exeml_core::Preference::AccuracyFirst,
+        ] {
+            for arm in crate::search::fine_tune_arms(preference, true) {
+                assert!(arm.check().is_ok(), "{arm:?}");
+            }
+        }
+        let default = FineTuneParams::default;
+        let bad = [
+            (
+                FineTuneParams {
+                    unfrozen_blocks: 0,
+                    ..default()
+                },
+                "unfrozen_blocks",
+            ),
+            (
+                FineTuneParams {
+                    learning_rate: 0.0,
+                    ..default()
+                },
+                "learning_rate",
+            ),
+            (
+                FineTuneParams {
+                    learning_rate: f64::NAN,
+                    ..default()
+                },
+                "learning_rate",
+            ),
+            (
+                FineTuneParams {
+                    weight_decay: -1.0,
+                    ..default()
+                },
+                "weight_decay",
+            ),
+            (
+                FineTuneParams {
+                    max_epochs: 0,
+                    ..default()
+                },
+                "max_epochs",
+            ),
+            (
+                FineTuneParams {
+                    batch_size: 0,
+                    ..default()
+                },
+                "batch_size",
+            ),
+            (
+                FineTuneParams {
+                    label_smoothing: 1.0,
+                    ..default()
+                },
+                "label_smoothing",
+            ),
+            (
+                FineTuneParams {
+                    mixing: Mixing::Cutmix { alpha: 0.0 },
+                    ..default()
+                },
+                "alpha",
+            ),
+        ];
+        for (params, name) in bad {
+            let err = params.check().expect_err(name).to_string();
+            assert!(err.contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn arms_are_read_from_json_with_defaults_for_what_is_left_out() {
+        let arms = FineTuneParams::list_from_json(
+            r#"[{"unfrozen_blocks": 5, "mixing": {"kind": "mixup", "alpha": 0.2}}, {}]"#,
+        )
+        .expect("arms");
+        let expected = FineTuneParams {
+            unfrozen_blocks: 5,
+            mixing: Mixing::Mixup { alpha: 0.2 },
+            ..FineTuneParams::default()
+        };
+        assert_eq!(arms, vec![expected, FineTuneParams::default()]);
+        // A leaderboard's entry, written whole, reads back as it was.
+        let written = serde_json::to_string(&vec![expected]).expect("json");
+        assert_eq!(
+            FineTuneParams::list_from_json(&written).expect("read"),
+            vec![expected]
+        );
+        for (json, says) in [
+            (r#"[{"learnig_rate": 0.1}]"#, "unknown field `learnig_rate`"),
+            (r#"[{"max_epochs": "many"}]"#, "arm 0"),
+            (r#"[{}, {"batch_size": 0}]"#, "batch_size"),
+            (r#"{"unfrozen_blocks": 2}"#, "expected a JSON list"),
+            (r#"[{"mixing": {"kind": "shuffle"}}]"#, "arm 0"),
+        ] {
+            let err = FineTuneParams::list_from_json(json)
+                .expect_err(json)
+                .to_string();
+            assert!(err.contains(says), "{json}: {err}");
+        }
+    }
 
     fn probe_loss(backbone: &Backbone, head: &LinearHead, valid: &Activations) -> f64 {
         let x = pooled_through(backbone.blocks(), &valid.x, 12).expect("pooled");

@@ -58,6 +58,9 @@ pub struct ImagePredictor {
     /// Average fine-tuned arms into an ensemble when it validates better (the preference
     /// bounds its size; `performance_first` never does).
     pub ensemble: bool,
+    /// The fine-tuning configurations successive halving starts from, instead of the
+    /// preference's plan ([`fine_tune_arms`]; `None`, the default, uses the plan).
+    pub fine_tune_arms: Option<Vec<FineTuneParams>>,
     /// An earlier model to warm-start from, with how to name it in the lineage: its backbone
     /// (fine-tuned blocks included) and configuration are tried first. New classes are allowed.
     pub warm_start: Option<(String, ImageModel)>,
@@ -80,6 +83,7 @@ impl Default for ImagePredictor {
             format: ImportFormat::Auto,
             fine_tune: true,
             ensemble: true,
+            fine_tune_arms: None,
             warm_start: None,
             constraints: Constraints::default(),
         }
@@ -183,6 +187,14 @@ impl ImagePredictor {
         self
     }
 
+    /// Fine-tune with these configurations (best guess first) instead of the preference's
+    /// plan: the white-box way to rerun a search with the arms of its leaderboard edited. Each
+    /// is checked when fitting starts.
+    pub fn fine_tune_arms(mut self, arms: Vec<FineTuneParams>) -> Self {
+        self.fine_tune_arms = Some(arms);
+        self
+    }
+
     /// Only return a model whose median single-image latency on the training device is at most
     /// `ms` milliseconds (decoding excluded); too-slow configurations are retried at lower
     /// resolutions unless the resolution is fixed.
@@ -226,6 +238,9 @@ impl ImagePredictor {
         if self.resolution.is_some_and(|r| !(32..=1024).contains(&r)) {
             return Err(Error::invalid("resolution", "expected 32 to 1024 pixels"));
         }
+        for arm in self.fine_tune_arms.iter().flatten() {
+            arm.check()?;
+        }
         let mut checks = crate::data::check(data).into_result(&data.root)?;
         let labels = data.label_indices();
         let usage = self.split(data, &labels);
@@ -248,10 +263,10 @@ impl ImagePredictor {
         let device = self.device.to_candle()?;
         let k = data.classes.len();
         let parent = self.warm_start.as_ref().map(|(_, m)| m);
-        let mut arms = if self.fine_tune {
-            fine_tune_arms(self.preference, !device.is_cpu())
-        } else {
-            Vec::new()
+        let mut arms = match (&self.fine_tune_arms, self.fine_tune) {
+            (_, false) => Vec::new(),
+            (Some(arms), true) => arms.clone(),
+            (None, true) => fine_tune_arms(self.preference, !device.is_cpu()),
         };
         let mut plan = candidates(self.preference, &self.backbones, self.resolution);
         if let Some(parent) = parent {

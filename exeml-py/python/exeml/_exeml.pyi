@@ -65,6 +65,7 @@ def fit_image(
     max_model_mb: Optional[float] = None,
     device: str = "cpu",
     weights: Optional[Sequence[Tuple[str, _Path]]] = None,
+    fine_tune_arms: Optional[str] = None,
 ) -> ImageModel: ...
 
 @final

@@ -53,6 +53,13 @@ class ImagePredictor:
     ensemble:
         Average fine-tuned models into an ensemble when it validates better (default ``True``;
         ``False`` keeps one model, whose single-image latency is lower).
+    fine_tune_arms:
+        Fine-tune with these configurations instead of the preference's plan: dicts with the
+        fields of a leaderboard row's ``fine_tune`` (``unfrozen_blocks``, ``learning_rate``,
+        ``weight_decay``, ``max_epochs``, ``batch_size``, ``mixing`` such as
+        ``{"kind": "mixup", "alpha": 0.2}``, ``label_smoothing``, ``patience``); a field left
+        out takes its default, an unknown one is an error. The white-box way to rerun a search
+        with its arms edited.
     device:
         ``"cpu"`` (default), ``"cuda:0"`` or ``"metal"``: where to train (a GPU needs an exeml
         built with the ``cuda``/``metal`` feature; otherwise :class:`~exeml.errors.NotCompiledError`).
@@ -73,6 +80,7 @@ class ImagePredictor:
         ensemble: bool = True,
         device: str = "cpu",
         weights: Optional[Mapping[str, PathLike]] = None,
+        fine_tune_arms: Optional[Sequence[Mapping[str, Any]]] = None,
         verbosity: int = 1,
     ) -> None:
         if preference not in PREFERENCES:
@@ -90,6 +98,7 @@ class ImagePredictor:
         self.ensemble = bool(ensemble)
         self.device = str(device)
         self.weights = None if weights is None else {str(k): os.fspath(v) for k, v in weights.items()}
+        self.fine_tune_arms = None if fine_tune_arms is None else [dict(a) for a in fine_tune_arms]
         self.verbosity = int(verbosity)
         self._model: Optional[_exeml.ImageModel] = None
 
@@ -128,6 +137,7 @@ class ImagePredictor:
                 max_model_mb=max_model_mb,
                 device=self.device,
                 weights=None if self.weights is None else list(self.weights.items()),
+                fine_tune_arms=None if self.fine_tune_arms is None else json.dumps(self.fine_tune_arms),
             )
         finally:
             if progress is not None:

@@ -17,7 +17,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Train a model automatically on a data file or folder.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Predict with a saved model; writes CSV or JSON lines.
     Predict(PredictArgs),
     /// Evaluate a saved model on labelled data.
@@ -116,6 +116,11 @@ pub struct FitOptions {
     /// Images: keep one fine-tuned model (no ensemble of fine-tuning arms, which costs latency).
     #[arg(long)]
     pub no_ensemble: bool,
+    /// Images: fine-tune with the arms listed in this JSON file instead of the preference's
+    /// plan: a list of objects like the `fine_tune` entries of a model's leaderboard
+    /// (manifest.json), so that a search can be rerun with its arms edited.
+    #[arg(long, value_name = "FILE.json")]
+    pub fine_tune_arms: Option<PathBuf>,
     /// Only return a model whose median single prediction (one row, one image) takes at most
     /// this many milliseconds on the training device; slower candidates are excluded.
     #[arg(long, value_name = "MS")]

@@ -4,11 +4,12 @@ use crate::args::{EvaluateArgs, FitOptions, PredictArgs, TrainArgs};
 use crate::progress::Reporter;
 use exeml::core::budget::parse_duration;
 use exeml::core::{Budget, Error, Result};
+use exeml::vision::finetune::FineTuneParams;
 use exeml::vision::{
     predict_folder, BackboneKind, ImageBatchOptions, ImageDataset, ImageModel, ImagePredictor,
     ImportFormat,
 };
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The image predictor the shared fit options describe.
 fn predictor(fit: &FitOptions) -> Result<ImagePredictor> {
@@ -83,9 +84,21 @@ fn predictor(fit: &FitOptions) -> Result<ImagePredictor> {
         format: ImportFormat::Auto,
         fine_tune: !fit.no_fine_tune,
         ensemble: !fit.no_ensemble,
+        fine_tune_arms: fit
+            .fine_tune_arms
+            .as_deref()
+            .map(read_fine_tune_arms)
+            .transpose()?,
         warm_start: None,
         constraints: fit.constraints()?,
     })
+}
+
+/// The arms of a `--fine-tune-arms` file (see [`FineTuneParams::list_from_json`]); errors name
+/// the file.
+fn read_fine_tune_arms(path: &Path) -> Result<Vec<FineTuneParams>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    FineTuneParams::list_from_json(&text).map_err(|e| Error::data(path, e.to_string()))
 }
 
 /// `exeml train --task image`.

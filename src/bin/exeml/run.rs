@@ -15,7 +15,7 @@ use std::path::Path;
 pub fn dispatch(cli: Cli) -> Result<()> {
     let workspace = cli.workspace.clone();
     match cli.command {
-        Command::Train(args) => train(args),
+        Command::Train(args) => train(*args),
         Command::Predict(args) => predict(args),
         Command::Evaluate(args) => evaluate(args),
         Command::Speed(args) => speed(args),
