@@ -276,6 +276,26 @@ fn bag_folds_is_for_tables_only() {
 }
 
 #[test]
+fn image_options_are_refused_for_tables_by_name() {
+    for (flag, value) in [
+        ("--backbone", Some("mobilenet_v2")),
+        ("--resolution", Some("96")),
+        ("--weights", Some("mobilenet_v2=w.pth")),
+        ("--no-fine-tune", None),
+        ("--no-ensemble", None),
+        ("--fine-tune-arms", Some("arms.json")),
+    ] {
+        let mut extra = vec![flag];
+        extra.extend(value);
+        let err = train_task_refused("tabular", &extra);
+        assert!(
+            err.contains(flag) && err.contains("images only"),
+            "{flag}: {err}"
+        );
+    }
+}
+
+#[test]
 fn family_restricts_the_search_to_the_softmax_booster() {
     let dir = tempfile::tempdir().expect("tempdir");
     let model = dir.path().join("model");

@@ -135,18 +135,6 @@ mod tests {
     use super::*;
     use crate::boosting::histogram::BinSet;
 
-    /// A column-major matrix of these rows.
-    fn matrix(rows: &[&[f64]]) -> Matrix {
-        let cols = rows[0].len();
-        Matrix {
-            rows: rows.len(),
-            cols,
-            data: (0..cols)
-                .flat_map(|c| rows.iter().map(move |r| r[c]))
-                .collect(),
-        }
-    }
-
     /// x0 <= 1 (missing left) → leaf 0, else x1 in {2, 5} → leaf 1, else leaf 2.
     fn two_splits() -> Tree {
         let mut codes: BinSet = [0; 4];
@@ -175,7 +163,7 @@ mod tests {
         let trees = vec![two_splits(), single, two_splits()];
         let packed = PackedTrees::new(&trees);
         assert_eq!(packed.tree_count(), 3);
-        let x = matrix(&[
+        let x = Matrix::from_rows(&[
             &[0.5, 9.0],
             &[f64::NAN, 9.0],
             &[3.0, 5.0],

@@ -118,17 +118,6 @@ impl PackedForest {
 mod tests {
     use super::*;
 
-    fn matrix(rows: &[&[f64]]) -> Matrix {
-        let cols = rows[0].len();
-        Matrix {
-            rows: rows.len(),
-            cols,
-            data: (0..cols)
-                .flat_map(|c| rows.iter().map(move |r| r[c]))
-                .collect(),
-        }
-    }
-
     /// Tree A: x0 <= 1 (missing left) → [1, 0], else x1 <= 5 (missing right) → [0, 1], else
     /// [0.5, 0.5]. Tree B: a single leaf [0.25, 0.75].
     fn forest() -> PackedForest {
@@ -158,7 +147,7 @@ mod tests {
     fn rows_reach_the_leaves_their_splits_and_missing_sides_say() {
         let packed = forest();
         assert_eq!(packed.tree_count(), 2);
-        let x = matrix(&[
+        let x = Matrix::from_rows(&[
             &[0.5, 9.0],
             &[f64::NAN, 9.0],
             &[2.0, 5.0],
@@ -178,7 +167,7 @@ mod tests {
             assert_eq!(&out, want, "row {r}");
         }
         // A feature the matrix lacks reads as missing: x1 absent goes right.
-        let narrow = matrix(&[&[2.0]]);
+        let narrow = Matrix::from_rows(&[&[2.0]]);
         let mut out = [0.0; 2];
         packed.accumulate(&narrow, 0, 2.0, &mut out);
         assert_eq!(out, [0.375, 0.625]);

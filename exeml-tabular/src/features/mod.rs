@@ -414,6 +414,19 @@ pub struct Matrix {
 }
 
 impl Matrix {
+    /// The column-major matrix of these rows (tests: every row as long as the first).
+    #[cfg(test)]
+    pub(crate) fn from_rows(rows: &[&[f64]]) -> Matrix {
+        let cols = rows.first().map_or(0, |r| r.len());
+        Matrix {
+            rows: rows.len(),
+            cols,
+            data: (0..cols)
+                .flat_map(|c| rows.iter().map(move |r| r[c]))
+                .collect(),
+        }
+    }
+
     /// Feature `c` of row `r`.
     pub fn get(&self, r: usize, c: usize) -> f64 {
         self.data[c * self.rows + r]

@@ -81,6 +81,7 @@ pub fn header_mode(header: HeaderArg) -> HeaderMode {
 
 /// A predictor configured from the shared fit options (validated here, once).
 pub fn predictor(fit: &FitOptions) -> Result<(TabularPredictor, Budget)> {
+    refuse_image_options(fit)?;
     let limit = parse_duration(&fit.time_limit)?;
     let preference: Preference = fit.preference.parse()?;
     let device: Device = fit.device.parse()?;
@@ -117,6 +118,49 @@ pub fn predictor(fit: &FitOptions) -> Result<(TabularPredictor, Budget)> {
     }
     .check()?;
     Ok((predictor, Budget::new(limit)))
+}
+
+/// Image-only training options are an error for a table, not silently ignored.
+fn refuse_image_options(fit: &FitOptions) -> Result<()> {
+    let given = [
+        (
+            !fit.backbones.is_empty(),
+            "--backbone",
+            "tables are not read by a backbone (--family picks model families)",
+        ),
+        (
+            fit.resolution.is_some(),
+            "--resolution",
+            "tables have no input size",
+        ),
+        (
+            !fit.weights.is_empty(),
+            "--weights",
+            "tables are not read by a backbone",
+        ),
+        (
+            fit.no_fine_tune,
+            "--no-fine-tune",
+            "no backbone is fine-tuned for a table",
+        ),
+        (
+            fit.no_ensemble,
+            "--no-ensemble",
+            "it keeps one fine-tuned image model (tables: --bag-folds, --stack)",
+        ),
+        (
+            fit.fine_tune_arms.is_some(),
+            "--fine-tune-arms",
+            "no backbone is fine-tuned for a table",
+        ),
+    ];
+    match given.iter().find(|(given, _, _)| *given) {
+        Some((_, flag, why)) => Err(Error::invalid(
+            *flag,
+            format!("is supported for images only: {why}"),
+        )),
+        None => Ok(()),
+    }
 }
 
 fn train(args: TrainArgs) -> Result<()> {
