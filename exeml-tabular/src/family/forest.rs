@@ -44,6 +44,8 @@ const BUDGET_SHARE: f64 = 0.8;
 const UNIFORM_SHARE: f64 = 1e-3;
 /// Batches at least this large are predicted on the thread pool.
 const PARALLEL_PREDICT_ROWS: usize = 256;
+/// Rows that walk the trees together, tree by tree, when predicting a batch.
+const PREDICT_BLOCK_ROWS: usize = 64;
 
 /// How a node's split threshold is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -627,9 +629,10 @@ impl ForestModel {
         let width = self.problem.output_width();
         let trees = self.packed.tree_count().max(1) as f64;
         let classification = self.problem.kind != ProblemType::Regression;
-        let row = |r: usize| {
-            let mut out = vec![0.0; width];
-            self.packed.accumulate(x, r, trees, &mut out);
+        let block = |b: usize| {
+            let rows = b * PREDICT_BLOCK_ROWS..((b + 1) * PREDICT_BLOCK_ROWS).min(x.rows);
+            let mut out = vec![0.0; rows.len() * width];
+            self.packed.accumulate_rows(x, rows, width, trees, &mut out);
             if classification {
                 for o in out.iter_mut() {
                     *o = (1.0 - UNIFORM_SHARE) * *o + UNIFORM_SHARE / width as f64;
@@ -637,10 +640,11 @@ impl ForestModel {
             }
             out
         };
+        let blocks = x.rows.div_ceil(PREDICT_BLOCK_ROWS);
         let mut out: Vec<f64> = if x.rows >= PARALLEL_PREDICT_ROWS {
-            (0..x.rows).into_par_iter().flat_map_iter(row).collect()
+            (0..blocks).into_par_iter().flat_map_iter(block).collect()
         } else {
-            (0..x.rows).flat_map(row).collect()
+            (0..blocks).flat_map(block).collect()
         };
         super::clamp_probabilities(self.problem, &mut out);
         out

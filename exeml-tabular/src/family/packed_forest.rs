@@ -5,6 +5,7 @@
 //! forest is fitted or loaded; the grown trees stay the form that is saved.
 
 use crate::features::Matrix;
+use std::ops::Range;
 
 /// One split node.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -100,15 +101,25 @@ impl PackedForest {
         (!link) as usize
     }
 
-    /// Add every tree's leaf values for row `r` of `x`, each divided by `divisor`, to `out`
-    /// (one value per output).
+    /// Add every tree's leaf values for the rows `rows` of `x`, each divided by `divisor`, to
+    /// `out` (`width` values per row, rows in order). Tree by tree: a block of rows walks one
+    /// tree while its nodes are in cache. Each row still adds its trees in tree order, so a
+    /// row's sums do not depend on the block it is in.
     #[inline]
-    pub fn accumulate(&self, x: &Matrix, r: usize, divisor: f64, out: &mut [f64]) {
-        let width = out.len();
+    pub fn accumulate_rows(
+        &self,
+        x: &Matrix,
+        rows: Range<usize>,
+        width: usize,
+        divisor: f64,
+        out: &mut [f64],
+    ) {
         for t in 0..self.roots.len() {
-            let at = self.leaf_start(t, x, r);
-            for (o, v) in out.iter_mut().zip(&self.values[at..at + width]) {
-                *o += v / divisor;
+            for (r, row_out) in rows.clone().zip(out.chunks_exact_mut(width)) {
+                let at = self.leaf_start(t, x, r);
+                for (o, v) in row_out.iter_mut().zip(&self.values[at..at + width]) {
+                    *o += v / divisor;
+                }
             }
         }
     }
@@ -163,13 +174,17 @@ mod tests {
         ];
         for (r, want) in expected.iter().enumerate() {
             let mut out = [0.0; 2];
-            packed.accumulate(&x, r, 1.0, &mut out);
+            packed.accumulate_rows(&x, r..r + 1, 2, 1.0, &mut out);
             assert_eq!(&out, want, "row {r}");
         }
+        // A block of rows gets what each row gets alone.
+        let mut block = [0.0; 6];
+        packed.accumulate_rows(&x, 2..5, 2, 1.0, &mut block);
+        assert_eq!(block.as_slice(), expected[2..].concat().as_slice());
         // A feature the matrix lacks reads as missing: x1 absent goes right.
         let narrow = Matrix::from_rows(&[&[2.0]]);
         let mut out = [0.0; 2];
-        packed.accumulate(&narrow, 0, 2.0, &mut out);
+        packed.accumulate_rows(&narrow, 0..1, 2, 2.0, &mut out);
         assert_eq!(out, [0.375, 0.625]);
     }
 }
