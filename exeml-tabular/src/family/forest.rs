@@ -825,6 +825,13 @@ mod tests {
         )
     }
 
+    /// A binary forest with `splitter` fitted (and validated) on `data`.
+    fn fit_binary(splitter: &str, data: &Labelled) -> ForestModel {
+        ForestTrainer { problem: BINARY }
+            .fit(&point(splitter), data, data, &ctx())
+            .expect("fit")
+    }
+
     fn point(splitter: &str) -> ParamPoint {
         ParamPoint::from([
             ("trees".to_string(), ParamValue::Int(40)),
@@ -852,9 +859,7 @@ mod tests {
     fn both_splitters_learn_a_diagonal_boundary_and_round_trip() {
         let (train, test) = (diagonal(600), diagonal(300));
         for splitter in ["best", "random"] {
-            let model = ForestTrainer { problem: BINARY }
-                .fit(&point(splitter), &train, &train, &ctx())
-                .expect("fit");
+            let model = fit_binary(splitter, &train);
             assert_eq!(model.n_trees(), 40);
             let acc = accuracy(&model, &test);
             assert!(acc > 0.9, "{splitter}: accuracy {acc}");
@@ -892,9 +897,7 @@ mod tests {
     fn the_packed_trees_predict_what_the_grown_trees_do() {
         let (train, test) = (diagonal(500), diagonal(200));
         for splitter in ["best", "random"] {
-            let model = ForestTrainer { problem: BINARY }
-                .fit(&point(splitter), &train, &train, &ctx())
-                .expect("fit");
+            let model = fit_binary(splitter, &train);
             let proba = model.predict(&test.x);
             let trees = model.trees.len() as f64;
             for r in 0..test.x.rows {
@@ -917,11 +920,7 @@ mod tests {
     #[test]
     fn the_same_seed_grows_the_same_forest() {
         let data = diagonal(200);
-        let fit = || {
-            ForestTrainer { problem: BINARY }
-                .fit(&point("random"), &data, &data, &ctx())
-                .expect("fit")
-        };
+        let fit = || fit_binary("random", &data);
         assert_eq!(fit(), fit());
     }
 
@@ -949,9 +948,7 @@ mod tests {
     #[test]
     fn a_damaged_file_is_an_error_not_a_crash() {
         let data = diagonal(100);
-        let model = ForestTrainer { problem: BINARY }
-            .fit(&point("random"), &data, &data, &ctx())
-            .expect("fit");
+        let model = fit_binary("random", &data);
         let dir = tempfile::tempdir().expect("tempdir");
         model.save(dir.path()).expect("save");
         // A child pointing back at the root would loop forever.
