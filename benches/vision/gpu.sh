@@ -5,10 +5,11 @@
 # driver, python3 with torch + torchvision + timm, and CUDA 13's cuBLAS/cuRAND/NVRTC/runtime libraries
 # (PyTorch's wheels bring them; they are found wherever they are installed).
 #
-# usage: [SKIP_TORCH=1] [SKIP_TORCH_FINETUNE=1] [ONLY_TRAIN=1] benches/vision/gpu.sh [OUT_DIR] [BUDGET_SECONDS]
+# usage: [SKIP_TORCH=1] [SKIP_TORCH_FINETUNE=1] [SKIP_SPEED=1] [ONLY_TRAIN=1] benches/vision/gpu.sh [OUT_DIR] [BUDGET_SECONDS]
 # Writes OUT_DIR/log (everything) and OUT_DIR/results.jsonl (one JSON object per measurement).
 # SKIP_TORCH=1 runs exeml's side only (when PyTorch's numbers from an earlier run suffice);
 # SKIP_TORCH_FINETUNE=1 skips only PyTorch's fine-tuning run (the longest of its steps).
+# SKIP_SPEED=1 skips the speed measurements (device checks and training runs only).
 # ONLY_TRAIN=1 skips the device checks and the speed measurements: exeml's training run only
 # (with PyTorch's fine-tuning unless skipped).
 set -uo pipefail
@@ -62,13 +63,13 @@ record() { # NAME COMMAND...: run, echo, and append JSON lines it prints (tagged
 # A failed check is reported and the measurements still run (they say where it matters).
 [ -n "${ONLY_TRAIN:-}" ] ||
   record device_check "$bin/device_check" cuda:0 || echo "device_check: some checks failed"
-for b in $([ -n "${ONLY_TRAIN:-}" ] || echo 32 128); do
+for b in $([ -n "${ONLY_TRAIN:-}${SKIP_SPEED:-}" ] || echo 32 128); do
   record "exeml_speed_b$b" "$bin/vision_speed" 224 "$b" --device cuda:0
   [ -n "${SKIP_TORCH:-}" ] || record "torch_speed_b$b" python3 benches/vision/torch_baselines.py \
     speed "$weights" 224 "$b" --device cuda
 done
 # ConvNeXt and ViT (random weights: speed does not depend on them) against timm's, same GPU.
-if [ -z "${SKIP_TORCH:-}${ONLY_TRAIN:-}" ]; then
+if [ -z "${SKIP_TORCH:-}${ONLY_TRAIN:-}${SKIP_SPEED:-}" ]; then
   record backbone_speed python3 benches/vision/backbone_speed.py "$bin/vision_speed" --runs 1 \
     --backbones convnext_atto vit_tiny_patch16_224 convnext_tiny --device cuda
 fi

@@ -4,6 +4,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The limit of a budget that never runs out.
+const UNLIMITED: Duration = Duration::from_secs(u64::MAX / 4);
+
 /// A wall-clock budget that starts when it is created, plus a cancel flag (Ctrl-C, a caller).
 ///
 /// Trainers ask [`Budget::exhausted`] between steps and stop cleanly, keeping the best model so far.
@@ -34,7 +37,14 @@ impl Budget {
 
     /// A budget that never runs out (for tests and for refits of a chosen configuration).
     pub fn unlimited() -> Self {
-        Self::new(Duration::from_secs(u64::MAX / 4))
+        Self::new(UNLIMITED)
+    }
+
+    /// True for a budget without a time limit ([`Budget::unlimited`], [`Budget::uncapped`]):
+    /// there is no time to fit a schedule to, only a cancel flag. A part of one reserved for
+    /// finishing ([`Budget::reserving`]) is still one.
+    pub fn is_unlimited(&self) -> bool {
+        self.limit >= UNLIMITED / 2
     }
 
     /// The total limit.
@@ -94,7 +104,7 @@ impl Budget {
     pub fn uncapped(&self) -> Budget {
         Budget {
             start: Instant::now(),
-            limit: Duration::from_secs(u64::MAX / 4),
+            limit: UNLIMITED,
             cancelled: Arc::clone(&self.cancelled),
         }
     }
@@ -200,6 +210,10 @@ mod tests {
         let budget = Budget::new(Duration::ZERO);
         let uncapped = budget.uncapped();
         assert!(budget.exhausted() && !uncapped.exhausted());
+        assert!(uncapped.is_unlimited() && !budget.is_unlimited());
+        assert!(Budget::unlimited()
+            .reserving(Duration::from_secs(60))
+            .is_unlimited());
         budget.cancel();
         assert!(uncapped.is_cancelled() && uncapped.exhausted());
     }

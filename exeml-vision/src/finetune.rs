@@ -225,6 +225,9 @@ pub struct FineTuner<'a> {
     best: Option<Snapshot>,
     since_best: usize,
     seconds_per_epoch: Option<f64>,
+    /// The epochs whose first 5 % of steps warm up: the plan's, or fewer once shortened (a
+    /// lengthened run keeps its warm-up, so that its learning rate does not drop mid-run).
+    warmup_epochs: usize,
 }
 
 impl std::fmt::Debug for FineTuner<'_> {
@@ -292,6 +295,7 @@ impl<'a> FineTuner<'a> {
             best: None,
             since_best: 0,
             seconds_per_epoch: None,
+            warmup_epochs: params.max_epochs,
         })
     }
 
@@ -326,6 +330,21 @@ impl<'a> FineTuner<'a> {
     /// off at a high learning rate. Never lengthens the run.
     pub fn shorten(&mut self, max_epochs: usize) {
         self.params.max_epochs = self.params.max_epochs.min(max_epochs.max(self.epochs));
+        self.warmup_epochs = self.warmup_epochs.min(self.params.max_epochs);
+    }
+
+    /// End the run after `max_epochs` instead of the planned number, when the budget affords
+    /// more: the cosine schedule is stretched over the new end (a higher learning rate from
+    /// here on, decaying to zero by then; the warm-up already done is not repeated) and the
+    /// patience grows in proportion, so that a longer plateau does not stop it early. Never
+    /// shortens the run, nor restarts one that has finished.
+    pub fn lengthen(&mut self, max_epochs: usize) {
+        let planned = self.params.max_epochs;
+        if self.finished() || max_epochs <= planned {
+            return;
+        }
+        self.params.patience = (self.params.patience * max_epochs).div_ceil(planned.max(1));
+        self.params.max_epochs = max_epochs;
     }
 
     /// True when the run reached its epochs or stopped improving.
@@ -340,7 +359,7 @@ impl<'a> FineTuner<'a> {
     /// Linear warm-up over the first 5 % of steps, then cosine decay to zero.
     fn learning_rate(&self) -> f64 {
         let total = (self.steps_per_epoch() * self.params.max_epochs).max(1) as f64;
-        let warmup = (total * 0.05).max(1.0);
+        let warmup = ((self.steps_per_epoch() * self.warmup_epochs) as f64 * 0.05).max(1.0);
         let t = self.steps as f64;
         let lr = self.params.learning_rate;
         if t < warmup {
@@ -824,6 +843,40 @@ mod tests {
         assert!(!tuner.epoch(&budget).expect("epoch"));
         assert!(tuner.best().is_none());
         assert_eq!(tuner.epochs(), 0);
+    }
+
+    #[test]
+    fn a_lengthened_run_stretches_its_cosine_and_patience_but_keeps_its_warm_up() {
+        let (backbone, head, train, valid) = toy::problem(4);
+        let params = FineTuneParams {
+            max_epochs: 4,
+            batch_size: 16,
+            patience: 2,
+            ..FineTuneParams::default()
+        };
+        let mut tuner =
+            FineTuner::new(&backbone, &head, params, &train, &valid, 3, 0).expect("tuner");
+        // 120 rows / 16 = 8 steps an epoch; 32 planned, warm-up ceil(1.6) steps.
+        let lr = params.learning_rate;
+        assert!(tuner.epoch(&Budget::unlimited()).expect("epoch"));
+        let before = tuner.learning_rate();
+        tuner.lengthen(16);
+        assert_eq!(
+            (tuner.params().max_epochs, tuner.params().patience),
+            (16, 8)
+        );
+        let after = tuner.learning_rate();
+        // Past the warm-up either way: the stretched cosine is higher at the same step.
+        assert!(after > before && after < lr, "{before} -> {after}");
+        let progress = (8.0 - 1.6) / (128.0 - 1.6);
+        let expected = lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
+        assert!((after - expected).abs() < 1e-12, "{after} vs {expected}");
+        // Never shorter, and shortening still works after it.
+        tuner.lengthen(10);
+        assert_eq!(tuner.params().max_epochs, 16);
+        tuner.shorten(3);
+        assert_eq!(tuner.params().max_epochs, 3);
+        assert_eq!(tuner.params().patience, 8);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::model::{
 };
 use crate::nn::candle_error;
 use crate::search::{
-    candidates, ensemble_limits, fine_tune_arms, head_grid, Candidate, ImageTrial,
+    candidates, ensemble_limits, fine_tune_arms, head_grid, stretch_limit, Candidate, ImageTrial,
 };
 use crate::tuning::successive_halving;
 use exeml_core::checks::at;
@@ -758,6 +758,11 @@ impl ImagePredictor {
             }));
             return Ok(());
         };
+        // Arms given by the caller run as given; the plan's may use a generous budget.
+        let stretch = match self.fine_tune_arms {
+            Some(_) => 1,
+            None => stretch_limit(self.preference),
+        };
         let outcomes = successive_halving(
             &best.backbone,
             &best.head,
@@ -767,6 +772,7 @@ impl ImagePredictor {
             &valid,
             classes,
             self.seed,
+            stretch,
             budget,
             progress,
         )?;

@@ -123,6 +123,18 @@ pub fn ensemble_limits(preference: Preference) -> (usize, usize) {
     }
 }
 
+/// The most a fine-tuning run of the preference's plan may be lengthened to, as a multiple of
+/// its planned epochs, when the budget affords more than the plan (on a GPU an epoch takes
+/// seconds; a long limit on a CPU): `performance_first` returns as soon as its plan is done,
+/// `balance` spends up to four times the plan, `accuracy_first` up to eight.
+pub fn stretch_limit(preference: Preference) -> usize {
+    match preference {
+        Preference::PerformanceFirst => 1,
+        Preference::Balance => 4,
+        Preference::AccuracyFirst => 8,
+    }
+}
+
 /// `unfrozen_blocks` of an arm that tunes every block, stem included (trimmed to the backbone's
 /// block count before training).
 pub const WHOLE_NETWORK: usize = usize::MAX;

@@ -9,7 +9,10 @@
 //! epochs, fewer arms go on at a rung when the budget cannot afford half of them, and the runs
 //! that go on are shortened to what the budget affords, so that their learning rate decays to
 //! zero by the end instead of being cut off. A long budget runs the whole plan; a short one
-//! fewer arms with complete schedules.
+//! fewer arms with complete schedules. The converse holds too: when the budget affords more
+//! than the plan (a GPU, where an epoch takes seconds, or a long limit), the runs that go on to
+//! their end are lengthened, up to a preference's multiple of their planned epochs, with the
+//! time the rest of the plan does not need.
 
 use crate::backbone::Backbone;
 use crate::finetune::{Activations, FineTuneParams, FineTuner, Snapshot};
@@ -64,7 +67,9 @@ impl Cache<'_> {
 
 /// Run successive halving over `arms`, starting from `backbone` and the linear-probe `head`;
 /// `train`/`valid` are the activations entering block `split` (arms unfreezing fewer blocks
-/// start deeper; arms unfreezing more are left out). Returns every arm's outcome.
+/// start deeper; arms unfreezing more are left out). A run that goes on to its end may be
+/// lengthened to at most `stretch` times its planned epochs when the budget affords it (1:
+/// never; an unlimited budget never does). Returns every arm's outcome.
 #[allow(clippy::too_many_arguments)]
 pub fn successive_halving(
     backbone: &Backbone,
@@ -75,6 +80,7 @@ pub fn successive_halving(
     valid: &Activations,
     classes: usize,
     seed: u64,
+    stretch: usize,
     budget: &Budget,
     progress: &dyn Progress,
 ) -> Result<Vec<ArmOutcome>> {
@@ -102,6 +108,7 @@ pub fn successive_halving(
             tuner,
             seconds: 0.0,
             status: "ok".to_string(),
+            lengthened_from: None,
         });
     }
     // Rung 1, arm by arm: a further arm joins only while the whole halving, with the epoch
@@ -178,13 +185,16 @@ pub fn successive_halving(
         }
     }
     if let ([only], false) = (&alive[..], out_of_budget) {
-        // A single arm (the last, or the only one admitted) trains to its end.
+        // A single arm (the last, or the only one admitted) trains to its end, lengthened
+        // with what resuming the halted arms (below) leaves over.
         let i = *only;
-        shorten_to_budget(&mut runs[i], budget);
+        let halted = halted_best_first(&runs);
+        let reserve = resume_seconds(&runs, halted.iter().copied().filter(|&j| j != i));
+        fit_run_to_budget(&mut runs[i], budget, reserve, stretch);
         out_of_budget = !runs[i].train(None, budget, progress)?;
     }
     if !out_of_budget {
-        out_of_budget = resume_halted(&mut runs, budget, progress)?;
+        out_of_budget = resume_halted(&mut runs, stretch, budget, progress)?;
     }
     Ok(runs
         .into_iter()
@@ -193,6 +203,7 @@ pub fn successive_halving(
                  tuner,
                  seconds,
                  status,
+                 lengthened_from,
              }| {
                 // Arms the budget did not reach, or stopped between rungs, say so.
                 let status = match (
@@ -202,6 +213,20 @@ pub fn successive_halving(
                     (false, _) => status,
                     (true, 0) => "skipped: budget ran out".to_string(),
                     (true, _) => "stopped: budget ran out".to_string(),
+                };
+                let status = match lengthened_from {
+                    None => status,
+                    Some(from) => {
+                        let lengthened = format!(
+                            "lengthened from {from} to {} epochs with the budget left",
+                            tuner.params().max_epochs
+                        );
+                        if status == "ok" {
+                            lengthened
+                        } else {
+                            format!("{status}; {lengthened}")
+                        }
+                    }
                 };
                 ArmOutcome {
                     params: *tuner.params(),
@@ -220,16 +245,20 @@ pub fn successive_halving(
 /// it stopped on to their own end, best first, while the budget affords their next epoch.
 /// Halving judges every arm after one epoch, which favours arms that learn fast over those that
 /// learn better (mixup, cutmix, low learning rates): Hyperband's reason for its later brackets,
-/// here paid for only by time that would otherwise be returned unused. Returns true when the
-/// budget ran out.
-fn resume_halted(runs: &mut [Run<'_>], budget: &Budget, progress: &dyn Progress) -> Result<bool> {
-    let mut halted: Vec<usize> = (0..runs.len())
-        .filter(|&i| !runs[i].tuner.finished() && runs[i].tuner.best().is_some())
-        .collect();
-    best_first(runs, &mut halted);
-    for i in halted {
+/// here paid for only by time that would otherwise be returned unused. An arm is lengthened
+/// (up to `stretch` times its plan) with what the arms after it do not need. Returns true
+/// when the budget ran out.
+fn resume_halted(
+    runs: &mut [Run<'_>],
+    stretch: usize,
+    budget: &Budget,
+    progress: &dyn Progress,
+) -> Result<bool> {
+    let halted = halted_best_first(runs);
+    for (n, &i) in halted.iter().enumerate() {
+        let reserve = resume_seconds(runs, halted[n + 1..].iter().copied());
         let run = &mut runs[i];
-        shorten_to_budget(run, budget);
+        fit_run_to_budget(run, budget, reserve, stretch);
         let (before, halted_status) = (run.tuner.epochs(), run.status.clone());
         let completed = run.train(None, budget, progress)?;
         run.status = if run.tuner.epochs() == before {
@@ -251,11 +280,34 @@ fn resume_halted(runs: &mut [Run<'_>], budget: &Budget, progress: &dyn Progress)
     Ok(false)
 }
 
-/// One arm under search: its tuner, the seconds it has taken and its status.
+/// The arms halving stopped before their end that have a state to resume from, best first.
+fn halted_best_first(runs: &[Run<'_>]) -> Vec<usize> {
+    let mut halted: Vec<usize> = (0..runs.len())
+        .filter(|&i| !runs[i].tuner.finished() && runs[i].tuner.best().is_some())
+        .collect();
+    best_first(runs, &mut halted);
+    halted
+}
+
+/// Seconds to train the arms `indices` of `runs` to the end of their plans at their measured
+/// speed.
+fn resume_seconds(runs: &[Run<'_>], indices: impl Iterator<Item = usize>) -> f64 {
+    indices
+        .map(|i| {
+            let tuner = &runs[i].tuner;
+            let left = tuner.params().max_epochs.saturating_sub(tuner.epochs());
+            tuner.seconds_per_epoch().unwrap_or(0.0) * left as f64
+        })
+        .sum()
+}
+
+/// One arm under search: its tuner, the seconds it has taken, its status, and the planned
+/// epochs it had when it was lengthened (if it was).
 struct Run<'a> {
     tuner: FineTuner<'a>,
     seconds: f64,
     status: String,
+    lengthened_from: Option<usize>,
 }
 
 impl Run<'_> {
@@ -309,16 +361,54 @@ impl Run<'_> {
     }
 }
 
-/// Shorten `run` to the epochs the budget left affords at its measured speed, when it affords
-/// at least one more (otherwise the run is stopped by the budget with its plan unchanged).
-fn shorten_to_budget(run: &mut Run<'_>, budget: &Budget) {
+/// Fit the rest of `run` to the budget left at its measured speed: shorten it to the epochs
+/// that time affords when it affords at least one more (otherwise the budget stops the run
+/// with its plan unchanged); or, when the time beyond the `reserve` seconds that later runs
+/// need affords more than the run's plan, lengthen it (see [`lengthened_epochs`]).
+fn fit_run_to_budget(run: &mut Run<'_>, budget: &Budget, reserve: f64, stretch: usize) {
     let Some(seconds) = run.tuner.seconds_per_epoch().filter(|&s| s > 0.0) else {
         return;
     };
-    let affordable = (budget.remaining().as_secs_f64() / seconds) as usize;
-    if affordable > 0 {
-        run.tuner
-            .shorten(run.tuner.epochs().saturating_add(affordable));
+    let remaining = budget.remaining().as_secs_f64();
+    let affordable = (remaining / seconds) as usize;
+    let (done, planned) = (run.tuner.epochs(), run.tuner.params().max_epochs);
+    if done.saturating_add(affordable) < planned {
+        if affordable > 0 {
+            run.tuner.shorten(done + affordable);
+        }
+        return;
+    }
+    if budget.is_unlimited() || run.tuner.finished() {
+        return;
+    }
+    let spare = (remaining - reserve).max(0.0);
+    let longer = lengthened_epochs(done, planned, spare, seconds, stretch);
+    if longer > planned {
+        run.lengthened_from.get_or_insert(planned);
+        run.tuner.lengthen(longer);
+    }
+}
+
+/// The epochs a run `done` epochs into a plan of `planned` may be lengthened to with `spare`
+/// seconds at `seconds` an epoch: as many as the time affords, at most `stretch` times the
+/// plan, and only by a quarter of the plan or more (a few epochs more would barely change its
+/// schedule). Otherwise `planned`.
+fn lengthened_epochs(
+    done: usize,
+    planned: usize,
+    spare: f64,
+    seconds: f64,
+    stretch: usize,
+) -> usize {
+    if seconds <= 0.0 || !spare.is_finite() {
+        return planned;
+    }
+    let affordable = done.saturating_add((spare / seconds) as usize);
+    let longer = affordable.min(planned.saturating_mul(stretch.max(1)));
+    if longer >= planned + planned.div_ceil(4) {
+        longer
+    } else {
+        planned
     }
 }
 
@@ -453,6 +543,66 @@ mod tests {
     }
 
     #[test]
+    fn a_run_is_lengthened_to_what_the_spare_time_affords_within_the_stretch() {
+        // 2 epochs done of 8 at 1 s: 30 spare seconds afford 32 epochs, capped at 4 × 8.
+        assert_eq!(lengthened_epochs(2, 8, 30.0, 1.0, 4), 32);
+        assert_eq!(lengthened_epochs(2, 8, 100.0, 1.0, 4), 32);
+        assert_eq!(lengthened_epochs(2, 8, 12.5, 1.0, 4), 14);
+        // Less than a quarter of the plan more, no stretch allowed, or no time: unchanged.
+        assert_eq!(lengthened_epochs(2, 8, 7.0, 1.0, 4), 8);
+        assert_eq!(lengthened_epochs(2, 8, 30.0, 1.0, 1), 8);
+        assert_eq!(lengthened_epochs(2, 8, 0.0, 1.0, 4), 8);
+        assert_eq!(lengthened_epochs(2, 8, f64::INFINITY, 1.0, 4), 8);
+    }
+
+    #[test]
+    fn with_time_to_spare_the_runs_that_go_on_to_their_end_are_lengthened() {
+        let (backbone, head, train, valid) = toy::problem(5);
+        let arm = |unfrozen_blocks, learning_rate| FineTuneParams {
+            unfrozen_blocks,
+            learning_rate,
+            max_epochs: 4,
+            batch_size: 16,
+            patience: 1,
+            ..FineTuneParams::default()
+        };
+        let arms = [arm(2, 1e-2), arm(1, 1e-3)];
+        let run = |stretch| {
+            successive_halving(
+                &backbone,
+                &head,
+                &arms,
+                0,
+                &train,
+                &valid,
+                3,
+                0,
+                stretch,
+                // Epochs of the toy problem take milliseconds: the budget affords any stretch.
+                &Budget::new(Duration::from_secs(600)),
+                &exeml_core::Silent,
+            )
+            .expect("search")
+        };
+        let out = run(3);
+        for o in &out {
+            // Planned 4 epochs, lengthened to 3 × 4 with the patience in proportion (1 → 3).
+            assert!(
+                o.status.contains("lengthened from 4 to 12 epochs"),
+                "{out:#?}"
+            );
+            assert_eq!((o.params.max_epochs, o.params.patience), (12, 3), "{o:#?}");
+            assert!(o.epochs > 1 && o.epochs <= 12, "{o:#?}");
+        }
+        assert!(out.iter().any(|o| o.status.starts_with("lengthened")));
+        assert!(out.iter().any(|o| o.status.starts_with("resumed after 1")));
+        // Without a stretch, the plan is run as given.
+        let plain = run(1);
+        assert!(plain.iter().all(|o| !o.status.contains("lengthened")));
+        assert!(plain.iter().all(|o| o.params.max_epochs == 4));
+    }
+
+    #[test]
     fn an_untimed_arm_costs_what_timed_arms_cost_per_trained_block() {
         assert_eq!(estimated_epoch_seconds(&[(5, 60.0)], 5), 60.0);
         assert_eq!(estimated_epoch_seconds(&[(2, 20.0), (5, 60.0)], 8), 88.0);
@@ -488,6 +638,8 @@ mod tests {
             &valid,
             3,
             0,
+            // An unlimited budget has no time to fit: nothing is lengthened.
+            4,
             &Budget::unlimited(),
             &exeml_core::Silent,
         )

@@ -396,8 +396,9 @@ fn fine_tuning_is_searched_by_successive_halving() {
         "balance searches four fine-tuning arms: {board:#?}"
     );
     // Halving stopped three arms after one or two epochs; with most of the 300 s left they were
-    // resumed past their rung. The halving's winner says `ok` (or `chosen`), and so may a
-    // resumed arm that validated best.
+    // resumed past their rung. The halving's winner went on to its end, lengthened with the
+    // time the resumed arms did not need (or says `chosen`), and so may a resumed arm that
+    // validated best.
     let mut resumed = 0;
     for t in &tuned {
         match t.status.strip_prefix("resumed after ") {
@@ -406,10 +407,23 @@ fn fine_tuning_is_searched_by_successive_halving() {
                 assert!(t.epochs.unwrap_or(0) > rung, "{t:#?}");
                 resumed += 1;
             }
-            None => assert!(t.status == "ok" || t.status == "chosen", "{t:#?}"),
+            None => assert!(
+                t.status.starts_with("lengthened from 8 to ") || t.status == "chosen",
+                "{t:#?}"
+            ),
         }
     }
     assert!((2..=3).contains(&resumed), "{tuned:#?}");
+    // Balance lengthens a run to at most four times its plan (8 epochs), patience alike.
+    let lengthened: Vec<_> = tuned
+        .iter()
+        .filter_map(|t| t.fine_tune)
+        .filter(|p| p.max_epochs > 8)
+        .collect();
+    assert!(!lengthened.is_empty(), "{tuned:#?}");
+    for p in lengthened {
+        assert!(p.max_epochs <= 32 && p.patience > 2, "{p:#?}");
+    }
     let longest = tuned.iter().filter_map(|t| t.epochs).max().unwrap_or(0);
     assert!(
         longest > 2,
