@@ -106,7 +106,11 @@ def test_leaderboard_and_html_name_an_ensemble(image_predictor, monkeypatch):
 def test_a_search_reruns_with_its_fine_tuning_arms_edited(image_predictor, tmp_path):
     tuned = [t["fine_tune"] for t in image_predictor.manifest()["leaderboard"] if t.get("fine_tune")]
     assert tuned, "the fixture fine-tuned"
-    edited = [dict(tuned[0], learning_rate=3e-4, mixing={"kind": "mixup", "alpha": 0.2}), {"unfrozen_blocks": 1}]
+    sgd = {"kind": "sgd", "momentum": 0.9}
+    edited = [
+        dict(tuned[0], learning_rate=3e-4, mixing={"kind": "mixup", "alpha": 0.2}),
+        {"unfrozen_blocks": 1, "optimizer": sgd, "learning_rate": 0.01},
+    ]
     rerun = exeml.ImagePredictor(
         preference="performance_first",
         backbones=["mobilenet_v2"],
@@ -115,12 +119,18 @@ def test_a_search_reruns_with_its_fine_tuning_arms_edited(image_predictor, tmp_p
         verbosity=0,
     ).fit(_folders(tmp_path / "data", 10, 1), time_limit=120)
     arms = [t["fine_tune"] for t in rerun.manifest()["leaderboard"] if t.get("fine_tune") and not t.get("members")]
-    assert [(a["unfrozen_blocks"], a["learning_rate"], a["mixing"]) for a in arms] == [
-        (tuned[0]["unfrozen_blocks"], 3e-4, {"kind": "mixup", "alpha": 0.2}),
-        (1, 1e-3, {"kind": "none"}),
+    assert [(a["unfrozen_blocks"], a["learning_rate"], a["mixing"], a["optimizer"]) for a in arms] == [
+        (tuned[0]["unfrozen_blocks"], 3e-4, {"kind": "mixup", "alpha": 0.2}, {"kind": "adamw"}),
+        (1, 0.01, {"kind": "none"}, sgd),
     ], arms
+    # Given arms run as given: never lengthened, whatever the budget leaves.
+    assert [a["max_epochs"] for a in arms] == [tuned[0]["max_epochs"], 8], arms
     with pytest.raises(exeml.InvalidParameterError, match="unknown field `learnig_rate`"):
         exeml.ImagePredictor(fine_tune_arms=[{"learnig_rate": 0.1}], verbosity=0).fit(tmp_path / "data", time_limit=30)
+    with pytest.raises(exeml.InvalidParameterError, match="momentum"):
+        exeml.ImagePredictor(fine_tune_arms=[{"optimizer": {"kind": "sgd", "momentum": 1.5}}], verbosity=0).fit(
+            tmp_path / "data", time_limit=30
+        )
     with pytest.raises(exeml.InvalidParameterError, match="max_epochs"):
         exeml.ImagePredictor(fine_tune_arms=[{"max_epochs": 0}], verbosity=0).fit(tmp_path / "data", time_limit=30)
 

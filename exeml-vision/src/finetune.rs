@@ -1,6 +1,7 @@
 //! Fine-tuning of a backbone's top blocks together with the head ("linear probe, then fine-tune"):
 //! the activations entering the first trained block are computed once (with their augmented
-//! views), then the top blocks and the head are trained on mini-batches with AdamW, a warm-up +
+//! views), then the top blocks and the head are trained on mini-batches with AdamW (or SGD with
+//! Nesterov momentum), a warm-up +
 //! cosine learning-rate schedule, label smoothing, class-balanced weights and mixup or cutmix on
 //! the cached activations (manifold mixup). Batch norm stays folded (frozen statistics, the usual
 //! choice for small data). The weights with the best validation loss are kept; training stops
@@ -9,8 +10,8 @@
 use crate::backbone::{Backbone, Block};
 use crate::head::{balanced_weights, loss, targets, LinearHead};
 use crate::nn::candle_error;
+use crate::optim::{OptimizerKind, Stepper};
 use candle_core::{DType, Tensor, Var};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use exeml_core::{Budget, Result};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -44,8 +45,11 @@ pub struct FineTuneParams {
     pub unfrozen_blocks: usize,
     /// Peak learning rate (after warm-up; cosine decay to zero at `max_epochs`).
     pub learning_rate: f64,
-    /// AdamW's decoupled weight decay.
+    /// Decoupled weight decay (each step shrinks the weights by `learning_rate × weight_decay`).
     pub weight_decay: f64,
+    /// AdamW (the default) or SGD with Nesterov momentum.
+    #[serde(default)]
+    pub optimizer: OptimizerKind,
     /// Most epochs.
     pub max_epochs: usize,
     /// Examples per step.
@@ -64,6 +68,7 @@ impl Default for FineTuneParams {
             unfrozen_blocks: 2,
             learning_rate: 1e-3,
             weight_decay: 1e-2,
+            optimizer: OptimizerKind::Adamw,
             max_epochs: 8,
             batch_size: 32,
             mixing: Mixing::None,
@@ -139,6 +144,11 @@ impl FineTuneParams {
         if !(0.0..1.0).contains(&self.label_smoothing) {
             return invalid("label_smoothing", "expected a number in [0, 1)");
         }
+        if let OptimizerKind::Sgd { momentum } = self.optimizer {
+            if !(0.0..1.0).contains(&momentum) {
+                return invalid("optimizer momentum", "expected a number in [0, 1)");
+            }
+        }
         match self.mixing {
             Mixing::Mixup { alpha } | Mixing::Cutmix { alpha } if !positive(alpha) => {
                 invalid("mixing alpha", "expected a positive number")
@@ -213,7 +223,7 @@ pub struct FineTuner<'a> {
     first: usize,
     blocks: Vec<Block>,
     head: LinearHead,
-    optimizer: AdamW,
+    optimizer: Stepper,
     train: &'a Activations,
     valid: &'a Activations,
     classes: usize,
@@ -263,13 +273,11 @@ impl<'a> FineTuner<'a> {
             *t = var.as_tensor().clone();
             vars.push(var);
         }
-        let optimizer = AdamW::new(
+        let optimizer = Stepper::new(
+            params.optimizer,
             vars,
-            ParamsAdamW {
-                lr: params.learning_rate,
-                weight_decay: params.weight_decay,
-                ..Default::default()
-            },
+            params.learning_rate,
+            params.weight_decay,
         )
         .map_err(candle_error)?;
         let multilabel = head.multilabel;
@@ -740,6 +748,13 @@ mod tests {
                 },
                 "alpha",
             ),
+            (
+                FineTuneParams {
+                    optimizer: OptimizerKind::Sgd { momentum: 1.0 },
+                    ..default()
+                },
+                "momentum",
+            ),
         ];
         for (params, name) in bad {
             let err = params.check().expect_err(name).to_string();
@@ -759,6 +774,16 @@ mod tests {
             ..FineTuneParams::default()
         };
         assert_eq!(arms, vec![expected, FineTuneParams::default()]);
+        let sgd = FineTuneParams::list_from_json(
+            r#"[{"optimizer": {"kind": "sgd", "momentum": 0.9}, "learning_rate": 0.01}]"#,
+        )
+        .expect("sgd arm");
+        assert_eq!(sgd[0].optimizer, OptimizerKind::Sgd { momentum: 0.9 });
+        // An entry written before the optimiser was a field reads as AdamW.
+        let mut old = serde_json::to_value(expected).expect("json");
+        old.as_object_mut().expect("object").remove("optimizer");
+        let old: FineTuneParams = serde_json::from_value(old).expect("old entry");
+        assert_eq!(old.optimizer, OptimizerKind::Adamw);
         // A leaderboard's entry, written whole, reads back as it was.
         let written = serde_json::to_string(&vec![expected]).expect("json");
         assert_eq!(
@@ -771,6 +796,11 @@ mod tests {
             (r#"[{}, {"batch_size": 0}]"#, "batch_size"),
             (r#"{"unfrozen_blocks": 2}"#, "expected a JSON list"),
             (r#"[{"mixing": {"kind": "shuffle"}}]"#, "arm 0"),
+            (r#"[{"optimizer": {"kind": "lbfgs"}}]"#, "arm 0"),
+            (
+                r#"[{"optimizer": {"kind": "sgd", "momentum": -0.5}}]"#,
+                "momentum",
+            ),
         ] {
             let err = FineTuneParams::list_from_json(json)
                 .expect_err(json)
@@ -790,14 +820,17 @@ mod tests {
     fn fine_tuning_the_blocks_lowers_the_validation_loss_of_a_weak_probe() {
         let (backbone, head, train, valid) = toy::problem(1);
         let before = probe_loss(&backbone, &head, &valid);
-        for mixing in [
-            Mixing::None,
-            Mixing::Mixup { alpha: 0.2 },
-            Mixing::Cutmix { alpha: 1.0 },
+        let sgd = OptimizerKind::Sgd { momentum: 0.9 };
+        for (mixing, optimizer, learning_rate) in [
+            (Mixing::None, OptimizerKind::Adamw, 1e-2),
+            (Mixing::Mixup { alpha: 0.2 }, OptimizerKind::Adamw, 1e-2),
+            (Mixing::Cutmix { alpha: 1.0 }, OptimizerKind::Adamw, 1e-2),
+            (Mixing::None, sgd, 5e-2),
         ] {
             let params = FineTuneParams {
                 unfrozen_blocks: 2,
-                learning_rate: 1e-2,
+                learning_rate,
+                optimizer,
                 max_epochs: 12,
                 batch_size: 16,
                 mixing,
@@ -812,7 +845,7 @@ mod tests {
             let best = tuner.best().expect("a snapshot");
             assert!(
                 best.loss < before,
-                "{mixing:?}: {} vs probe {before}",
+                "{mixing:?} {optimizer:?}: {} vs probe {before}",
                 best.loss
             );
             assert!(best.score > 0.6, "{mixing:?}: accuracy {}", best.score);

@@ -57,9 +57,11 @@ class ImagePredictor:
         Fine-tune with these configurations instead of the preference's plan: dicts with the
         fields of a leaderboard row's ``fine_tune`` (``unfrozen_blocks``, ``learning_rate``,
         ``weight_decay``, ``max_epochs``, ``batch_size``, ``mixing`` such as
-        ``{"kind": "mixup", "alpha": 0.2}``, ``label_smoothing``, ``patience``); a field left
-        out takes its default, an unknown one is an error. The white-box way to rerun a search
-        with its arms edited.
+        ``{"kind": "mixup", "alpha": 0.2}``, ``optimizer`` such as
+        ``{"kind": "sgd", "momentum": 0.9}`` (default AdamW), ``label_smoothing``,
+        ``patience``); a field left out takes its default, an unknown one is an error. The
+        white-box way to rerun a search with its arms edited (given arms are run as given:
+        never lengthened to use a generous budget).
     device:
         ``"cpu"`` (default), ``"cuda:0"`` or ``"metal"``: where to train (a GPU needs an exeml
         built with the ``cuda``/``metal`` feature; otherwise :class:`~exeml.errors.NotCompiledError`).
