@@ -5,8 +5,8 @@
 //! between blocks as an `n×c×1×tokens` map, so its linear layers are the same 1×1 convolutions
 //! and its layer norms the same norm over channels as the convolutional networks'.
 
-use crate::nn::{channel_norm, ConvBn};
-use candle_core::{Tensor, D};
+use crate::nn::{channel_norm, scaled_softmax, ConvBn};
+use candle_core::Tensor;
 
 /// The epsilon of ConvNeXt's and ViT's layer norms (timm's default for both).
 pub const LAYER_NORM_EPS: f64 = 1e-6;
@@ -376,8 +376,8 @@ fn attention(qkv: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
     let queries = part(0)?.transpose(2, 3)?.contiguous()?; // n×heads×t×d
     let keys = part(1)?.contiguous()?; // n×heads×d×t
     let values = part(2)?.contiguous()?; // n×heads×d×t
-    let scores = (queries.matmul(&keys)? * (1.0 / (d as f64).sqrt()))?;
-    let weights = candle_nn::ops::softmax(&scores, D::Minus1)?; // n×heads×t(query)×t(key)
+                                         // n×heads×t(query)×t(key)
+    let weights = scaled_softmax(&queries.matmul(&keys)?, 1.0 / (d as f64).sqrt())?;
     values
         .matmul(&weights.transpose(2, 3)?.contiguous()?)? // n×heads×d×t(query)
         .reshape((n, c, 1, t))

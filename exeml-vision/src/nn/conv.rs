@@ -4,6 +4,7 @@ use super::{
     bias_act::{bias_activation, Activation},
     candle_error,
     depthwise::depthwise_conv2d,
+    pointwise::pointwise,
 };
 use candle_core::{DType, Tensor};
 use exeml_core::{Error, Result};
@@ -152,14 +153,7 @@ impl ConvBn {
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let out = self.weight.dim(0)?;
         let y = match self.kind {
-            ConvKind::Pointwise => {
-                let (n, c, h, w) = x.dims4()?;
-                let flat = x.reshape((n, c, h * w))?;
-                self.weight
-                    .broadcast_left(n)?
-                    .matmul(&flat)?
-                    .reshape((n, out, h, w))?
-            }
+            ConvKind::Pointwise => pointwise(x, &self.weight)?,
             ConvKind::Full { stride } => {
                 let pad = self.weight.dim(2)? / 2;
                 x.conv2d(&self.weight, pad, stride, 1, 1)?
@@ -194,13 +188,11 @@ fn patchify(x: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
     let patches = whole
         .reshape((n, c, ho, k, wo, k))?
         .permute((0, 1, 3, 5, 2, 4))?
-        .contiguous()?
-        .reshape((n, c * k * k, ho * wo))?;
-    weight
-        .reshape((out, c * k * k))?
-        .broadcast_left(n)?
-        .matmul(&patches)?
-        .reshape((n, out, ho, wo))
+        .contiguous()?;
+    pointwise(
+        &patches.reshape((n, c * k * k, ho, wo))?,
+        &weight.reshape((out, c * k * k))?,
+    )
 }
 
 #[cfg(test)]

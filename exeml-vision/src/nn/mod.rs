@@ -7,11 +7,15 @@ pub mod depthwise;
 #[cfg(feature = "cuda")]
 mod depthwise_cuda;
 pub mod norm;
+pub mod pointwise;
+pub mod softmax;
 
 pub use bias_act::{bias_activation, Activation};
 pub use conv::{ConvBn, ConvKind, Tensors};
 pub use depthwise::{depthwise_conv2d, shifted_depthwise_conv2d};
 pub use norm::channel_norm;
+pub use pointwise::pointwise;
+pub use softmax::scaled_softmax;
 
 /// A contiguous f32 slice of a CPU storage, or an error naming `op` for other layouts and types.
 fn contiguous_f32<'a>(
