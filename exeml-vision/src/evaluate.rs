@@ -65,6 +65,18 @@ pub struct ImageEvaluation {
     pub metrics: ImageMetrics,
     /// The wrong images, most confidently wrong first.
     pub bad_cases: Vec<ImageBadCase>,
+    /// Images left out because they could not be read or decoded, with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkippedImage>,
+}
+
+/// An image an evaluation left out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedImage {
+    /// The image (its path relative to the data folder).
+    pub id: String,
+    /// Why it was left out.
+    pub reason: String,
 }
 
 impl ImageEvaluation {
@@ -183,6 +195,7 @@ pub fn evaluate(
         problem,
         metrics,
         bad_cases: bad,
+        skipped: Vec::new(),
     })
 }
 

@@ -219,13 +219,20 @@ impl ImageModel {
     /// Write the model into the folder `dir` (replaced atomically).
     pub fn save(&self, dir: &Path) -> Result<PathBuf> {
         let staging = StagingDir::new(dir)?;
-        let backbone_to = staging.path().join(BACKBONE_FILE);
+        self.write_into(staging.path())?;
+        staging.commit()
+    }
+
+    /// Write the model's files into an existing, empty folder (e.g. a store's model draft,
+    /// which the store renames into place).
+    pub fn write_into(&self, dir: &Path) -> Result<()> {
+        let backbone_to = dir.join(BACKBONE_FILE);
         std::fs::copy(self.backbone.weights_path(), &backbone_to)
             .map_err(|e| Error::io(self.backbone.weights_path(), e))?;
         let parts = std::iter::once((&self.backbone, &self.head))
             .chain(self.members.iter().map(|m| (&m.backbone, &m.head)));
         for (i, (backbone, head)) in parts.enumerate() {
-            let head_path = staging.path().join(member_file(HEAD_FILE, i));
+            let head_path = dir.join(member_file(HEAD_FILE, i));
             let tensors: std::collections::HashMap<String, Tensor> = head
                 .tensors()
                 .into_iter()
@@ -235,13 +242,12 @@ impl ImageModel {
                 .map_err(|e| Error::data(&head_path, e.to_string()))?;
             let tuned = backbone.tuned_tensors();
             if !tuned.is_empty() {
-                let tuned_path = staging.path().join(member_file(TUNED_FILE, i));
+                let tuned_path = dir.join(member_file(TUNED_FILE, i));
                 candle_core::safetensors::save(&tuned, &tuned_path)
                     .map_err(|e| Error::data(&tuned_path, e.to_string()))?;
             }
         }
-        write_json_atomic(&staging.path().join(MANIFEST_FILE), &self.manifest)?;
-        staging.commit()
+        write_json_atomic(&dir.join(MANIFEST_FILE), &self.manifest)
     }
 
     /// Load a model folder onto the CPU.
@@ -393,16 +399,23 @@ impl ImageModel {
         }
         let paths: Vec<PathBuf> = data.samples.iter().map(|s| s.path.clone()).collect();
         let (mut ids, mut kept_truth, mut proba) = (Vec::new(), Vec::new(), Vec::new());
+        let mut skipped = Vec::new();
         for ((sample, t), scores) in data
             .samples
             .iter()
             .zip(truth)
             .zip(self.predict_files(&paths)?)
         {
-            if let Ok(scores) = scores {
-                ids.push(sample.id.clone());
-                kept_truth.push(t);
-                proba.push(scores);
+            match scores {
+                Ok(scores) => {
+                    ids.push(sample.id.clone());
+                    kept_truth.push(t);
+                    proba.push(scores);
+                }
+                Err(e) => skipped.push(crate::evaluate::SkippedImage {
+                    id: sample.id.clone(),
+                    reason: e.to_string(),
+                }),
             }
         }
         if ids.is_empty() {
@@ -411,14 +424,16 @@ impl ImageModel {
                 "no readable labelled image to evaluate",
             ));
         }
-        crate::evaluate::evaluate(
+        let mut evaluation = crate::evaluate::evaluate(
             classes,
             self.multilabel(),
             &self.manifest.thresholds,
             &ids,
             &kept_truth,
             &proba,
-        )
+        )?;
+        evaluation.skipped = skipped;
+        Ok(evaluation)
     }
 
     /// How fast this model predicts the images at `paths`: single-image latency (each call

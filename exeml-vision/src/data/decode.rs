@@ -18,6 +18,22 @@ pub fn is_image_path(path: &Path) -> bool {
         .is_some_and(|e| ["jpg", "jpeg", "png", "bmp"].contains(&e.to_ascii_lowercase().as_str()))
 }
 
+/// Extensions of image formats exeml does not read, so that such files are reported by name
+/// instead of passing unnoticed among the label files and notes of a data folder.
+const OTHER_IMAGE_EXTENSIONS: [&str; 14] = [
+    "gif", "webp", "tif", "tiff", "heic", "heif", "avif", "svg", "ico", "jp2", "jxl", "pbm", "pgm",
+    "ppm",
+];
+
+/// The format of an image file exeml cannot read (by extension, upper-cased: `GIF`, `WEBP`…),
+/// or `None` for the formats it reads and for files that are not images.
+pub fn unsupported_image_format(path: &Path) -> Option<String> {
+    let extension = path.extension()?.to_str()?.to_ascii_lowercase();
+    OTHER_IMAGE_EXTENSIONS
+        .contains(&extension.as_str())
+        .then(|| extension.to_ascii_uppercase())
+}
+
 fn limits() -> Limits {
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_SIDE);

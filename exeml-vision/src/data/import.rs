@@ -1,7 +1,7 @@
 //! Import of labelled image folders: a folder per class, a `.txt` label file beside each image
 //! (several lines = several labels), or a JSON-lines manifest. Bad files are listed, not fatal.
 
-use super::decode::{is_image_path, probe_file};
+use super::decode::{is_image_path, probe_file, unsupported_image_format};
 use exeml_core::checks::CheckReport;
 use exeml_core::store::{read_manifest, validate_label};
 use exeml_core::{Dataset, Error, Result, TaskKind, Usage};
@@ -101,18 +101,36 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 
 /// Every image file under `root` (hidden entries skipped) with its relative id, sorted by id.
 pub fn list_images(root: &Path) -> Result<Vec<(String, PathBuf)>> {
+    Ok(list_files(root)?.0)
+}
+
+/// Image files with their relative ids.
+type Listed = Vec<(String, PathBuf)>;
+
+/// The readable images under `root` (as [`list_images`]) and the files in image formats exeml
+/// does not read, with the reason.
+fn list_files(root: &Path) -> Result<(Listed, Vec<Skipped>)> {
     if !root.is_dir() {
         return Err(Error::data(root, "not a folder of images"));
     }
     let mut files = Vec::new();
     walk(root, &mut files)?;
-    let mut images: Vec<(String, PathBuf)> = files
-        .into_iter()
-        .filter(|p| is_image_path(p))
-        .map(|p| (relative_id(root, &p), p))
-        .collect();
+    let mut images = Vec::new();
+    let mut unsupported = Vec::new();
+    for path in files {
+        if is_image_path(&path) {
+            images.push((relative_id(root, &path), path));
+        } else if let Some(format) = unsupported_image_format(&path) {
+            unsupported.push(Skipped {
+                path,
+                reason: format!(
+                    "unsupported image format ({format}): exeml reads JPG, JPEG, PNG and BMP"
+                ),
+            });
+        }
+    }
     images.sort();
-    Ok(images)
+    Ok((images, unsupported))
 }
 
 /// Labels of a label file: one per line, trimmed, blank lines ignored, duplicates collapsed.
@@ -161,7 +179,8 @@ impl ImageDataset {
         if let ImportFormat::Manifest(manifest) = &format {
             labelled = from_manifest(root, manifest, &mut skipped)?;
         } else {
-            let images = list_images(root)?;
+            let (images, unsupported) = list_files(root)?;
+            skipped.extend(unsupported);
             let side_by_side = match format {
                 ImportFormat::SideBySide => true,
                 ImportFormat::ClassFolders => false,
@@ -223,6 +242,18 @@ impl ImageDataset {
                 });
             }
         }
+        Ok(Self::from_samples(root, labelled, skipped, unlabelled))
+    }
+
+    /// A dataset of `labelled` images known by other means (e.g. a project's store): each file's
+    /// header is read, and those that cannot be decoded join `skipped`; the samples are sorted
+    /// by id and the classes gathered.
+    pub fn from_samples(
+        root: &Path,
+        labelled: Vec<ImageSample>,
+        mut skipped: Vec<Skipped>,
+        unlabelled: Vec<PathBuf>,
+    ) -> Self {
         // Headers only, in parallel: a full decode happens once, when features are extracted.
         let probes: Vec<Option<String>> = labelled
             .par_iter()
@@ -240,14 +271,14 @@ impl ImageDataset {
         }
         samples.sort_by(|a, b| a.id.cmp(&b.id));
         let classes: BTreeSet<String> = samples.iter().flat_map(|s| s.labels.clone()).collect();
-        Ok(ImageDataset {
+        ImageDataset {
             root: root.to_path_buf(),
             multilabel: samples.iter().any(|s| s.labels.len() > 1),
             classes: classes.into_iter().collect(),
             samples,
             skipped,
             unlabelled,
-        })
+        }
     }
 
     /// Per sample, the indices of its labels in [`Self::classes`].
@@ -388,16 +419,28 @@ mod tests {
         std::fs::write(root.join("tulip/zero.jpg"), b"").expect("write");
         std::fs::write(root.join("tulip/text.png"), b"plain text").expect("write");
         std::fs::write(root.join("tulip/notes.md"), b"ignored").expect("write");
+        std::fs::write(root.join("tulip/anim.GIF"), b"GIF89a").expect("write");
         let d = ImageDataset::import(root, ImportFormat::Auto).expect("import");
         assert_eq!(d.classes, ["tulip", "向日葵"]);
         let ids: Vec<&str> = d.samples.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, ["tulip/b.PNG", "tulip/c.bmp", "向日葵/a.jpg"]);
         assert_eq!(d.unlabelled.len(), 1);
         let reasons: Vec<String> = d.skipped.iter().map(|s| s.reason.clone()).collect();
-        assert_eq!(d.skipped.len(), 2, "{reasons:?}");
+        // The zero-byte and the text file by their content, the GIF by its format; the notes
+        // file is not an image and passes unremarked.
+        assert_eq!(d.skipped.len(), 3, "{reasons:?}");
         assert!(
             reasons.iter().any(|r| r.contains("zero-byte")),
             "{reasons:?}"
+        );
+        let gif = d
+            .skipped
+            .iter()
+            .find(|s| s.path.ends_with("tulip/anim.GIF"));
+        assert!(
+            gif.is_some_and(|s| s.reason.contains("unsupported image format (GIF)")),
+            "{:?}",
+            d.skipped
         );
         assert!(!d.multilabel);
         assert_eq!(d.label_indices()[2], vec![1]);

@@ -7,6 +7,8 @@ mod import;
 mod preprocess;
 
 pub use checks::check;
-pub use decode::{decode_bytes, decode_file, is_image_path, probe_file, MAX_SIDE};
+pub use decode::{
+    decode_bytes, decode_file, is_image_path, probe_file, unsupported_image_format, MAX_SIDE,
+};
 pub use import::{list_images, ImageDataset, ImageSample, ImportFormat, Skipped};
 pub use preprocess::{preprocess, preprocess_augmented, MEAN, STD};
