@@ -1,8 +1,9 @@
 //! # exeml — embeddable AutoML
 //!
 //! Point exeml at labelled data and get an evaluated, versioned model: from Rust, from the
-//! `exeml` command line, and (soon) from Python. Predictive analytics on tables works today;
-//! image, detection, sound and text classification plug into the same traits (see
+//! `exeml` command line, and from Python. Predictive analytics on tables and image
+//! classification work today, on their own or in a project of the workspace ([`Project`]);
+//! detection, sound and text classification plug into the same traits (see
 //! `docs/architecture.md`).
 //!
 //! ```no_run

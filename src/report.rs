@@ -4,6 +4,8 @@ use exeml_core::metrics::ClassificationReport;
 use exeml_core::search::TrialRecord;
 use exeml_tabular::evaluate::{Evaluation, Metrics};
 use exeml_vision::evaluate::{ImageEvaluation, ImageMetrics};
+use exeml_vision::finetune::Mixing;
+use exeml_vision::search::ImageTrial;
 use std::fmt::Write;
 
 /// An evaluation as an aligned text report: metrics, per-class table, confusion matrix, bad cases.
@@ -128,6 +130,26 @@ pub fn image_evaluation_text(evaluation: &ImageEvaluation) -> String {
             );
         }
     }
+    if !evaluation.skipped.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nleft out ({} unreadable image(s)):",
+            evaluation.skipped.len()
+        );
+        for skipped in &evaluation.skipped {
+            let _ = writeln!(out, "  {}: {}", skipped.id, skipped.reason);
+        }
+    }
+    if !evaluation.skipped.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nleft out ({} unreadable image(s)):",
+            evaluation.skipped.len()
+        );
+        for skipped in &evaluation.skipped {
+            let _ = writeln!(out, "  {}: {}", skipped.id, skipped.reason);
+        }
+    }
     out
 }
 
@@ -148,6 +170,60 @@ pub fn leaderboard_text(rows: &[TrialRecord]) -> String {
             score,
             r.outcome.fit_secs,
             r.outcome.predict_secs
+        );
+    }
+    out
+}
+
+/// An image model's leaderboard (every configuration tried, in the order tried) as a text
+/// table: backbone, input size, augmented views, fine-tuning, validation score and loss,
+/// latency, size and status.
+pub fn image_leaderboard_text(rows: &[ImageTrial]) -> String {
+    let mut out = String::from(
+        "row  backbone            px   views  fine-tuning                      score    loss     ms      MB     status\n",
+    );
+    let number = |v: Option<f64>, digits: usize| {
+        v.map_or_else(|| "-".to_string(), |v| format!("{v:.digits$}"))
+    };
+    for (i, r) in rows.iter().enumerate() {
+        let tuning = match (&r.fine_tune, r.epochs) {
+            _ if !r.members.is_empty() => format!(
+                "ensemble of rows {}",
+                r.members
+                    .iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            (Some(p), epochs) => {
+                let mixing = match p.mixing {
+                    Mixing::None => String::new(),
+                    Mixing::Mixup { alpha } => format!(" mixup {alpha}"),
+                    Mixing::Cutmix { alpha } => format!(" cutmix {alpha}"),
+                };
+                format!(
+                    "{} blocks, lr {:.0e}, {}/{} ep{mixing}",
+                    p.unfrozen_blocks,
+                    p.learning_rate,
+                    epochs.unwrap_or(0),
+                    p.max_epochs
+                )
+            }
+            (None, _) => format!("linear probe (L2 {:.0e})", r.head.weight_decay),
+        };
+        let _ = writeln!(
+            out,
+            "{:<4} {:<19} {:<4} {:<6} {:<32} {:<8} {:<8} {:<7} {:<6} {}",
+            i,
+            r.candidate.backbone.to_string(),
+            r.candidate.resolution,
+            r.candidate.augmented_views,
+            tuning,
+            number(r.score, 4),
+            number(r.loss, 4),
+            number(r.latency_ms, 1),
+            number(r.size_mb, 1),
+            r.status
         );
     }
     out

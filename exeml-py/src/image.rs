@@ -13,35 +13,41 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Train an image classifier on a labelled folder (the engine of `exeml.ImagePredictor.fit`).
-#[pyfunction]
-#[pyo3(signature = (
-    *, path, time_limit=600.0, preference="balance", seed=0, train_ratio=0.8, backbones=None,
-    resolution=None, fine_tune=true, ensemble=true, parent=None, parent_name=None, progress=None,
-    max_latency_ms=None, max_model_mb=None, device="cpu", weights=None, fine_tune_arms=None
-))]
-#[allow(clippy::too_many_arguments)]
-pub fn fit_image(
-    py: Python<'_>,
-    path: PathBuf,
-    time_limit: f64,
-    preference: &str,
-    seed: u64,
-    train_ratio: f64,
-    backbones: Option<Vec<String>>,
-    resolution: Option<u32>,
-    fine_tune: bool,
-    ensemble: bool,
-    parent: Option<PyRef<'_, ImageModel>>,
-    parent_name: Option<String>,
-    progress: Option<&Bound<'_, PyAny>>,
-    max_latency_ms: Option<f64>,
-    max_model_mb: Option<f64>,
-    device: &str,
-    weights: Option<Vec<(String, PathBuf)>>,
-    fine_tune_arms: Option<String>,
-) -> PyResult<ImageModel> {
-    exeml::allocator::keep_freed_memory();
+/// The settings of an image training run as Python passes them (checked by
+/// [`image_predictor`]).
+pub(crate) struct ImageSettings<'a> {
+    pub(crate) time_limit: f64,
+    pub(crate) preference: &'a str,
+    pub(crate) seed: u64,
+    pub(crate) train_ratio: f64,
+    pub(crate) backbones: Option<Vec<String>>,
+    pub(crate) resolution: Option<u32>,
+    pub(crate) fine_tune: bool,
+    pub(crate) ensemble: bool,
+    pub(crate) max_latency_ms: Option<f64>,
+    pub(crate) max_model_mb: Option<f64>,
+    pub(crate) device: &'a str,
+    pub(crate) weights: Option<Vec<(String, PathBuf)>>,
+    pub(crate) fine_tune_arms: Option<String>,
+}
+
+/// The image predictor `settings` describe, each checked with a typed error.
+pub(crate) fn image_predictor(settings: ImageSettings<'_>) -> PyResult<ImagePredictor> {
+    let ImageSettings {
+        time_limit,
+        preference,
+        seed,
+        train_ratio,
+        backbones,
+        resolution,
+        fine_tune,
+        ensemble,
+        max_latency_ms,
+        max_model_mb,
+        device,
+        weights,
+        fine_tune_arms,
+    } = settings;
     let device: exeml_core::Device = guard(|| device.parse())?;
     guard(|| device.check_available())?;
     let constraints = guard(|| {
@@ -71,7 +77,7 @@ pub fn fit_image(
     let fine_tune_arms = fine_tune_arms
         .map(|json| guard(|| FineTuneParams::list_from_json(&json)))
         .transpose()?;
-    let mut predictor = ImagePredictor {
+    Ok(ImagePredictor {
         time_limit: Duration::from_secs_f64(time_limit),
         device,
         preference,
@@ -85,7 +91,53 @@ pub fn fit_image(
         fine_tune_arms,
         constraints,
         ..ImagePredictor::default()
-    };
+    })
+}
+
+/// Train an image classifier on a labelled folder (the engine of `exeml.ImagePredictor.fit`).
+#[pyfunction]
+#[pyo3(signature = (
+    *, path, time_limit=600.0, preference="balance", seed=0, train_ratio=0.8, backbones=None,
+    resolution=None, fine_tune=true, ensemble=true, parent=None, parent_name=None, progress=None,
+    max_latency_ms=None, max_model_mb=None, device="cpu", weights=None, fine_tune_arms=None
+))]
+#[allow(clippy::too_many_arguments)]
+pub fn fit_image(
+    py: Python<'_>,
+    path: PathBuf,
+    time_limit: f64,
+    preference: &str,
+    seed: u64,
+    train_ratio: f64,
+    backbones: Option<Vec<String>>,
+    resolution: Option<u32>,
+    fine_tune: bool,
+    ensemble: bool,
+    parent: Option<PyRef<'_, ImageModel>>,
+    parent_name: Option<String>,
+    progress: Option<&Bound<'_, PyAny>>,
+    max_latency_ms: Option<f64>,
+    max_model_mb: Option<f64>,
+    device: &str,
+    weights: Option<Vec<(String, PathBuf)>>,
+    fine_tune_arms: Option<String>,
+) -> PyResult<ImageModel> {
+    exeml::allocator::keep_freed_memory();
+    let mut predictor = image_predictor(ImageSettings {
+        time_limit,
+        preference,
+        seed,
+        train_ratio,
+        backbones,
+        resolution,
+        fine_tune,
+        ensemble,
+        max_latency_ms,
+        max_model_mb,
+        device,
+        weights,
+        fine_tune_arms,
+    })?;
     if let Some(parent) = parent {
         let name = parent_name.unwrap_or_else(|| "python model".into());
         predictor = predictor.warm_start(name, &parent.inner);

@@ -201,3 +201,50 @@ def test_hub_backbones_are_looked_up_in_the_cache_or_the_given_file(tmp_path, mo
         ).fit(data, time_limit=20)
     with pytest.raises(exeml.InvalidParameterError, match="resnet9000"):
         exeml.ImagePredictor(weights={"resnet9000": missing}, verbosity=0).fit(data, time_limit=20)
+
+
+def test_an_image_project_is_imported_labelled_and_trained_into_versions(tmp_path):
+    _weights_or_skip()
+    data = _folders(tmp_path / "shapes", 6, 3)
+    rng = random.Random(4)
+    for name in ("loose_a.png", "loose_b.png"):
+        _picture("disc", rng).save(data / name)
+    (data / "disc" / "anim.gif").write_bytes(b"GIF89a")
+    project = exeml.Project("shapes", task="image", home=tmp_path / "ws")
+    assert project.task == "image"
+    report = project.import_images(data)
+    assert (report["imported"], report["labelled"], report["unlabelled"]) == (20, 18, 2)
+    assert [s["reason"] for s in report["skipped"]] == [
+        "unsupported image format (GIF): exeml reads JPG, JPEG, PNG and BMP"
+    ]
+    assert project.import_images(data)["already_present"] == 20
+    loose = [s["id"] for s in project.samples("unlabelled")]
+    assert project.add_label(loose, "disc") == 2
+    assert project.label_counts()["disc"] == 8
+    project.set_labels(loose[0], ["斑点"])
+    assert project.rename_label("斑点", "disc") == 1
+    assert project.samples("unlabelled") == []
+    plan = project.delete_label("checks", mode="samples")
+    assert len(plan["samples_deleted"]) == 6 and project.label_counts()["checks"] == 6
+    with pytest.raises(exeml.InvalidParameterError, match="mode"):
+        project.delete_label("checks", mode="everything")
+    with pytest.raises(exeml.InvalidParameterError, match="which"):
+        project.samples("some")
+
+    settings = exeml.ImagePredictor(backbones=["mobilenet_v2"], resolution=64, fine_tune=False, verbosity=0)
+    first = project.train(time_limit=60, predictor=settings, verbosity=0)
+    assert (first["version"], first["dataset_version"]) == ("0.0.1", "V001")
+    project.set_labels(loose[1], ["spot"])
+    extra = tmp_path / "extra" / "spot"
+    extra.mkdir(parents=True)
+    for i in range(5):
+        _picture("checks", rng).rotate(30).save(extra / f"{i}.png")
+    project.import_images(extra.parent)
+    second = project.train(time_limit=60, parent="0.0.1", predictor=settings, verbosity=0)
+    assert (second["version"], second["parent"], second["dataset_version"]) == ("0.0.2", "0.0.1", "V002")
+    model = project.load_model("0.0.2", verbosity=0)
+    assert isinstance(model, exeml.ImagePredictor)
+    assert model.class_labels == ["checks", "disc", "spot", "stripes"]
+    assert len(model.predict(extra)) == 5
+    with pytest.raises(exeml.InvalidParameterError, match="image projects"):
+        exeml.Project("table", home=tmp_path / "ws").train(predictor=settings, verbosity=0)

@@ -1,45 +1,25 @@
-//! The project workflow of SPEC §1 over the embedded store: import → check → publish a dataset
-//! version → train → register a model version → evaluate/predict. Every step is callable on its
-//! own; each records the project's status and step.
+//! The project workflow of SPEC §1 over the embedded store: import → label → check → publish a
+//! dataset version → train → register a model version → evaluate/predict. Every step is callable
+//! on its own; each records the project's status and step.
+//!
+//! Tabular projects import a table ([`Project::import_table`]); image projects import folders of
+//! images in any SPEC layout ([`Project::import_images`]) and are labelled sample by sample
+//! ([`Project::add_label`] and the other label operations). Checks, publishing and training
+//! dispatch on the project's task.
+
+mod images;
+mod labels;
+mod tabular;
+
+pub use images::{ImageImport, SkippedFile};
+pub use tabular::{check_tabular, TableSettings};
 
 use exeml_core::checks::CheckReport;
-use exeml_core::fsio::{read_json, write_json_atomic};
 use exeml_core::store::{
-    DatasetVersion, ManifestEntry, ModelVersion, NewModelVersion, NewProject, NewSample,
-    ProjectStatus, PublishRequest, SampleFilter, Store, WorkflowStep,
+    DatasetVersion, ModelVersion, NewModelVersion, NewProject, ProjectStatus, Store, WorkflowStep,
 };
-use exeml_core::Dataset;
-use exeml_core::{Budget, Error, Progress, Result, SplitSpec, TaskKind, Usage};
-use exeml_tabular::split_rows;
-use exeml_tabular::TabularDataset;
-use exeml_tabular::{HeaderMode, ReadOptions, Table, TabularModel, TabularPredictor};
-use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
-
-const TABLE_SETTINGS: &str = "tabular.json";
-
-/// Which table of a tabular project is its data, and how to read it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TableSettings {
-    /// The table's file name inside the project's data folder.
-    pub table: String,
-    /// The label column (`None`: the last column).
-    pub label: Option<String>,
-    /// Whether the CSV has a header: `auto`, `present` or `absent`.
-    pub header: String,
-}
-
-impl TableSettings {
-    fn read_options(&self) -> ReadOptions {
-        ReadOptions {
-            header: match self.header.as_str() {
-                "present" => HeaderMode::Present,
-                "absent" => HeaderMode::Absent,
-                _ => HeaderMode::Auto,
-            },
-        }
-    }
-}
+use exeml_core::{Error, Result, SplitSpec, TaskKind};
+use std::path::Path;
 
 /// A project of the workspace, with the workflow steps as methods.
 ///
@@ -54,6 +34,25 @@ impl TableSettings {
 ///                           &exeml::Budget::new(std::time::Duration::from_secs(30)),
 ///                           &exeml::core::Silent)?;
 /// println!("model version {}", model.version);
+/// # Ok(()) }
+/// ```
+///
+/// An image project, with a label fixed by hand before the first version:
+///
+/// ```no_run
+/// use exeml::core::store::{SampleFilter, Store};
+/// use exeml::vision::ImagePredictor;
+/// use exeml::{Project, SplitSpec, TaskKind};
+/// # fn main() -> exeml::Result<()> {
+/// let project = Project::create(Store::open_default()?, "flowers", TaskKind::Image, "")?;
+/// let import = project.import_images("photos/".as_ref())?;
+/// println!("{} images, {} without a label", import.imported, import.unlabelled);
+/// let todo = project.samples(SampleFilter::Unlabelled)?;
+/// project.add_label(&todo.iter().map(|s| s.id).collect::<Vec<_>>(), "tulip")?;
+/// let model = project.train_images(None, &ImagePredictor::new(), None,
+///                                  &exeml::Budget::new(std::time::Duration::from_secs(120)),
+///                                  &exeml::core::Silent)?;
+/// println!("model version {}: {}", model.version, model.summary);
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
@@ -109,227 +108,84 @@ impl Project {
         self.store.project(&self.name)
     }
 
-    fn require_tabular(&self) -> Result<()> {
-        let task = self.info()?.task;
-        if task == TaskKind::Tabular {
+    /// The project's task.
+    pub fn task(&self) -> Result<TaskKind> {
+        Ok(self.info()?.task)
+    }
+
+    /// Refuse a step meant for `task` on a project of another task, naming both.
+    fn require(&self, task: TaskKind, step: &str) -> Result<()> {
+        let actual = self.task()?;
+        if actual == task {
             Ok(())
         } else {
             Err(Error::invalid(
                 "project",
                 format!(
-                    "`{}` is a {task} project; this step supports tabular projects only so far",
+                    "`{}` is a {actual} project; {step} is for {task} projects",
                     self.name
                 ),
             ))
         }
     }
 
-    fn settings_path(&self) -> PathBuf {
-        self.store.project_dir(&self.name).join(TABLE_SETTINGS)
+    /// The error for a step this build cannot do on the project's task yet.
+    fn unsupported(&self, task: TaskKind, step: &str) -> Error {
+        Error::invalid(
+            "project",
+            format!(
+                "`{}` is a {task} project; {step} supports tabular and image projects so far",
+                self.name
+            ),
+        )
     }
 
-    /// The table settings of a tabular project (after [`Project::import_table`]).
-    pub fn table_settings(&self) -> Result<TableSettings> {
-        let path = self.settings_path();
-        if !path.exists() {
-            return Err(Error::not_found(
-                "table",
-                format!(
-                    "project `{}` has no data yet: import a table first",
-                    self.name
-                ),
-            ));
-        }
-        read_json(&path)
-    }
-
-    /// Import a table into a tabular project (copied into the workspace) and set its label.
-    /// Importing again replaces the current table; published versions keep their own copies.
-    pub fn import_table(
-        &self,
-        path: &Path,
-        label: Option<&str>,
-        header: HeaderMode,
-    ) -> Result<Table> {
-        self.require_tabular()?;
-        let options = ReadOptions { header };
-        let table = Table::read(path, options)?;
-        if let Some(label) = label {
-            table.column(label)?;
-        }
-        let file_name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .ok_or_else(|| Error::data(path, "not a file"))?;
-        self.store.import_file(&self.name, path, &file_name)?;
-        let known = self.store.samples(&self.name, SampleFilter::All)?;
-        if !known.iter().any(|s| s.source == file_name) {
-            self.store
-                .add_samples(&self.name, &[NewSample::new(file_name.clone())])?;
-        }
-        let settings = TableSettings {
-            table: file_name,
-            label: label.map(str::to_string),
-            header: match header {
-                HeaderMode::Auto => "auto",
-                HeaderMode::Present => "present",
-                HeaderMode::Absent => "absent",
-            }
-            .into(),
-        };
-        write_json_atomic(&self.settings_path(), &settings)?;
-        self.set_state(ProjectStatus::Created, WorkflowStep::Check)?;
-        Ok(table)
-    }
-
-    fn current_table(&self) -> Result<(TableSettings, Table)> {
-        let settings = self.table_settings()?;
-        let path = self.store.data_dir(&self.name).join(&settings.table);
-        let table = Table::read(&path, settings.read_options())?;
-        Ok((settings, table))
-    }
-
-    /// Run the data checks on the current data.
+    /// Run the data checks on the current data (the table, or the labelled images).
     pub fn check(&self) -> Result<CheckReport> {
-        self.require_tabular()?;
-        let (settings, table) = self.current_table()?;
-        Ok(check_tabular(&table, settings.label.as_deref())?.0)
+        match self.task()? {
+            TaskKind::Tabular => self.check_table(),
+            TaskKind::Image => Ok(self.check_images()?.0),
+            task => Err(self.unsupported(task, "checking")),
+        }
     }
 
-    /// Publish an immutable dataset version of the current data: checks (refusing on errors),
-    /// a seeded stratified split, and a snapshot of the table.
+    /// Publish an immutable dataset version of the current data: checks (refusing on errors)
+    /// and a seeded stratified split; a table is snapshotted, images are referenced (the store
+    /// keeps every file a version uses).
     pub fn publish(&self, split: SplitSpec) -> Result<DatasetVersion> {
-        self.require_tabular()?;
-        let split = split.check()?;
-        let (settings, table) = self.current_table()?;
-        let dataset = TabularDataset::new(table, settings.label.as_deref(), None)?;
-        let report = dataset.check().into_result(&dataset.table.source)?;
-        let usage = split_rows(&dataset.table, &dataset.target, split)?;
-        let label = dataset.label().to_string();
-        let texts = &dataset.labels;
-        let entries = usage
-            .iter()
-            .enumerate()
-            .map(|(row, &usage)| ManifestEntry {
-                source: settings.table.clone(),
-                row: Some(row as u64),
-                labels: texts[row].clone().into_iter().collect(),
-                usage,
-            })
-            .collect();
-        let request = PublishRequest {
-            entries,
-            split,
-            checks: report,
-            snapshot_files: vec![PathBuf::from(&settings.table)],
-            meta: serde_json::json!({ "label": label, "table": settings.table, "header": settings.header }),
-        };
-        let version = self.store.publish_version(&self.name, request)?;
-        self.set_state(ProjectStatus::Created, WorkflowStep::Train)?;
-        Ok(version)
-    }
-
-    /// The table and split of a dataset version.
-    pub fn version_data(&self, version: &DatasetVersion) -> Result<(Table, Vec<Usage>, String)> {
-        let table_name = version.meta["table"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let label = version.meta["label"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let header = version.meta["header"]
-            .as_str()
-            .unwrap_or("auto")
-            .to_string();
-        let settings = TableSettings {
-            table: table_name.clone(),
-            label: Some(label.clone()),
-            header,
-        };
-        let table = Table::read(&version.source_path(&table_name), settings.read_options())?;
-        let entries = self.store.version_entries(&self.name, &version.name)?;
-        let mut usage = vec![Usage::Train; table.n_rows()];
-        for entry in entries {
-            let row = entry.row.unwrap_or(u64::MAX) as usize;
-            let slot = usage.get_mut(row).ok_or_else(|| {
-                Error::data(
-                    version.manifest_path(),
-                    format!("row {row} is outside the table"),
-                )
-            })?;
-            *slot = entry.usage;
+        match self.task()? {
+            TaskKind::Tabular => self.publish_table(split),
+            TaskKind::Image => self.publish_images(split),
+            task => Err(self.unsupported(task, "publishing")),
         }
-        Ok((table, usage, label))
     }
 
-    /// Train a new model version on a dataset version (default: the latest, published now if
-    /// there is none), optionally warm-started from an earlier model version.
-    ///
-    /// The model is written into a staging folder and registered in one transaction: a run
-    /// that fails or is killed registers nothing.
-    pub fn train(
+    /// The dataset version to train on: the one named, or else the project's data as it is
+    /// now, published with the latest version's split (`split` for the first version). SPEC §1
+    /// publishes a version when training starts; publishing what an existing version already
+    /// holds returns that version, so unchanged data trains on the latest version and changed
+    /// data (new images, new labels, a new table) on a new one.
+    fn version_to_train(&self, version: Option<&str>, split: SplitSpec) -> Result<DatasetVersion> {
+        if let Some(v) = version {
+            return self.store.dataset_version(&self.name, v);
+        }
+        let split = match self.store.dataset_versions(&self.name)?.pop() {
+            Some(latest) => latest.split,
+            None => split,
+        };
+        self.publish(split)
+    }
+
+    /// Register the model that `write` writes into a fresh draft folder as the next model
+    /// version. A run that fails or is killed registers nothing; the project's state says
+    /// whether training completed.
+    fn register(
         &self,
-        version: Option<&str>,
-        predictor: &TabularPredictor,
-        parent: Option<&str>,
-        budget: &Budget,
-        progress: &dyn Progress,
+        write: impl FnOnce(&Path) -> Result<()>,
+        record: NewModelVersion,
     ) -> Result<ModelVersion> {
-        self.require_tabular()?;
-        let version = match version {
-            Some(v) => self.store.dataset_version(&self.name, v)?,
-            None => match self.store.dataset_versions(&self.name)?.pop() {
-                Some(v) => v,
-                None => self.publish(SplitSpec {
-                    train_ratio: predictor.train_ratio,
-                    seed: predictor.seed,
-                })?,
-            },
-        };
-        let (table, usage, label) = self.version_data(&version)?;
-        let mut config = predictor.clone();
-        config.label = Some(label);
-        if let Some(parent) = parent {
-            let parent_model = self.load_model(parent)?;
-            config = config.warm_start(parent, &parent_model);
-        }
-        self.set_state(ProjectStatus::Running, WorkflowStep::Train)?;
-        let result = config.fit_with(&table, Some(&usage), budget, progress);
-        let mut model = match result {
-            Ok(m) => m,
-            Err(e) => {
-                self.set_state(ProjectStatus::Failed, WorkflowStep::Train)?;
-                return Err(e);
-            }
-        };
-        model.manifest.lineage.dataset_version = Some(version.name.clone());
-        model.manifest.lineage.data = Some(
-            version
-                .source_path(&version.snapshot_files.first().cloned().unwrap_or_default())
-                .display()
-                .to_string(),
-        );
         let draft = self.store.begin_model_version(&self.name)?;
-        model.write_into(draft.path())?;
-        let record = NewModelVersion {
-            dataset_version: Some(version.name.clone()),
-            parent: parent.map(str::to_string),
-            params: serde_json::json!({
-                "family": model.manifest.family,
-                "params": model.manifest.params,
-                "preference": predictor.preference,
-                "seed": predictor.seed,
-                "time_limit_secs": budget.limit().as_secs_f64(),
-            }),
-            search_history: serde_json::to_value(&model.manifest.leaderboard)
-                .map_err(|e| Error::data(draft.path(), e.to_string()))?,
-            metrics: serde_json::to_value(model.validation())
-                .map_err(|e| Error::data(draft.path(), e.to_string()))?,
-            duration_secs: model.manifest.lineage.fit_secs,
-            summary: model.summary(),
-        };
+        write(draft.path())?;
         let registered = self
             .store
             .register_model_version(&self.name, draft, record)?;
@@ -337,10 +193,13 @@ impl Project {
         Ok(registered)
     }
 
-    /// Load a registered model version.
-    pub fn load_model(&self, version: &str) -> Result<TabularModel> {
-        let record = self.store.model_version(&self.name, version)?;
-        TabularModel::load(&record.artifact_dir)
+    /// Mark the project as training, run `fit`, and mark it failed if `fit` does.
+    fn training<T>(&self, fit: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.set_state(ProjectStatus::Running, WorkflowStep::Train)?;
+        fit().inspect_err(|_| {
+            // The training error is the one to report; a failure to record it is secondary.
+            let _ = self.set_state(ProjectStatus::Failed, WorkflowStep::Train);
+        })
     }
 
     fn set_state(&self, status: ProjectStatus, step: WorkflowStep) -> Result<()> {
@@ -348,8 +207,7 @@ impl Project {
     }
 }
 
-/// Run the tabular checks on a table; returns the report and the label column used.
-pub fn check_tabular(table: &Table, label: Option<&str>) -> Result<(CheckReport, String)> {
-    let dataset = TabularDataset::new(table.clone(), label, None)?;
-    Ok((dataset.check(), dataset.label().to_string()))
+/// A JSON value of a model's record, or a data error naming the draft folder.
+fn json_value<T: serde::Serialize>(value: &T, at: &Path) -> Result<serde_json::Value> {
+    serde_json::to_value(value).map_err(|e| Error::data(at, e.to_string()))
 }

@@ -4,6 +4,7 @@
 mod batch;
 mod cli;
 mod image;
+mod image_store;
 #[cfg(feature = "serve")]
 mod serve;
 mod store_workflow;

@@ -283,7 +283,11 @@ class ImagePredictor:
     @classmethod
     def load(cls, path: PathLike, *, verbosity: int = 1) -> "ImagePredictor":
         """Load an image model folder written by :meth:`save` or the CLI."""
-        model = _exeml.ImageModel.load(os.fspath(path))
+        return cls._wrap(_exeml.ImageModel.load(os.fspath(path)), verbosity=verbosity)
+
+    @classmethod
+    def _wrap(cls, model: _exeml.ImageModel, *, verbosity: int = 1) -> "ImagePredictor":
+        """A predictor around a loaded model, with the settings its lineage records."""
         lineage = json.loads(model.manifest()).get("lineage", {})
         predictor = cls(
             preference=lineage.get("preference", "balance"),

@@ -349,19 +349,54 @@ pub enum ProjectCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum DatasetCommand {
-    /// Import a table (tabular projects) into the project.
+    /// Import data into the project: a table (tabular projects; replaces the current one) or a
+    /// folder of images in any layout (image projects; adds what is new).
     Import {
         #[arg(long)]
         project: String,
-        /// A CSV or Parquet file.
+        /// A CSV or Parquet file, or a folder of images.
         #[arg(long)]
         data: PathBuf,
-        /// The label column (default: the last).
+        /// The label column (tables; default: the last).
         #[arg(long)]
         label: Option<String>,
-        /// Whether the CSV has a header row.
-        #[arg(long, value_enum, default_value = "auto")]
-        header: HeaderArg,
+        /// Whether the CSV has a header row (tables; default: auto).
+        #[arg(long, value_enum)]
+        header: Option<HeaderArg>,
+        /// Print what was imported as JSON (image projects).
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the samples (files) of a project with their ids and labels.
+    Samples {
+        #[arg(long)]
+        project: String,
+        /// Only the labelled samples.
+        #[arg(long, conflicts_with_all = ["unlabelled", "label"])]
+        labelled: bool,
+        /// Only the samples without a label.
+        #[arg(long, conflicts_with = "label")]
+        unlabelled: bool,
+        /// Only the samples carrying this label.
+        #[arg(long)]
+        label: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Label samples: add, set, rename or delete labels.
+    #[command(subcommand)]
+    Label(LabelCommand),
+    /// Delete samples by id (their files stay in the workspace while a dataset version uses
+    /// them; labels go with the samples).
+    DeleteSamples {
+        #[arg(long)]
+        project: String,
+        /// Sample ids (comma-separated or repeated), as `exeml dataset samples` lists them.
+        #[arg(long = "samples", value_delimiter = ',', required = true, num_args = 1..)]
+        samples: Vec<i64>,
+        /// Confirm: deletion cannot be undone.
+        #[arg(long)]
+        yes: bool,
     },
     /// Run the data checks on the project's current data.
     Check {
@@ -403,13 +438,73 @@ pub enum DatasetCommand {
     },
 }
 
+/// How much `exeml dataset label delete` removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeleteModeArg {
+    /// Only the label: its samples stay (some become unlabelled).
+    Label,
+    /// The label, and the samples whose only label it was (their files stay).
+    Samples,
+    /// As `samples`, and those samples' files too (except files a dataset version uses).
+    Files,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabelCommand {
+    /// Add a label to one or many samples.
+    Add {
+        #[arg(long)]
+        project: String,
+        /// The label (1–32 letters of any script, digits, `-`, `_`).
+        #[arg(long)]
+        label: String,
+        /// Sample ids (comma-separated or repeated).
+        #[arg(long = "samples", value_delimiter = ',', required = true, num_args = 1..)]
+        samples: Vec<i64>,
+    },
+    /// Replace one sample's labels (none: the sample becomes unlabelled).
+    Set {
+        #[arg(long)]
+        project: String,
+        /// The sample id.
+        #[arg(long)]
+        sample: i64,
+        /// Its labels (comma-separated or repeated); leave out to remove every label.
+        #[arg(long = "labels", value_delimiter = ',', num_args = 0..)]
+        labels: Vec<String>,
+    },
+    /// Rename a label on every sample that carries it.
+    Rename {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+    },
+    /// Delete a label: prints what goes, and deletes only with --yes.
+    Delete {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        label: String,
+        /// What goes besides the label.
+        #[arg(long, value_enum, default_value = "label")]
+        mode: DeleteModeArg,
+        /// Confirm: deletion cannot be undone.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ModelCommand {
     /// Train a new model version from a dataset version (publishing one if needed).
     Train {
         #[arg(long)]
         project: String,
-        /// The dataset version (default: the latest; published now if there is none).
+        /// The dataset version (default: the current data, published now unless the latest
+        /// version already holds it).
         #[arg(long)]
         version: Option<String>,
         /// A model version of the project to warm-start from.

@@ -12,7 +12,7 @@ use exeml::vision::{
 use std::path::{Path, PathBuf};
 
 /// The image predictor the shared fit options describe.
-fn predictor(fit: &FitOptions) -> Result<ImagePredictor> {
+pub fn predictor(fit: &FitOptions) -> Result<ImagePredictor> {
     if fit.deterministic {
         return Err(Error::invalid(
             "--deterministic",
@@ -159,6 +159,9 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<()> {
     exeml::allocator::keep_freed_memory();
     let model = ImageModel::load(&args.model)?;
     let data = ImageDataset::import(&args.data, ImportFormat::Auto)?;
+    for skipped in &data.skipped {
+        eprintln!("skipped {}: {}", skipped.path.display(), skipped.reason);
+    }
     let evaluation = model.evaluate(&data)?;
     if args.json {
         let text = serde_json::to_string(&evaluation)

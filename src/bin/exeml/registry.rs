@@ -1,13 +1,18 @@
 //! The store subcommands: `exeml project|dataset|model …`.
 
-use crate::args::{DatasetCommand, ModelCommand, ProjectCommand};
+use crate::args::{
+    DatasetCommand, DeleteModeArg, HeaderArg, LabelCommand, ModelCommand, ProjectCommand,
+};
 use crate::progress::Reporter;
 use crate::run::{header_mode, predictor, task_kind};
-use exeml::core::store::{ProjectFilter, SampleFilter, Store};
-use exeml::core::{Error, Result, SplitSpec};
-use exeml::report::{evaluation_text, leaderboard_text};
+use exeml::core::store::{DeleteLabelMode, ProjectFilter, SampleFilter, Store};
+use exeml::core::{Budget, Error, Result, SplitSpec, TaskKind};
+use exeml::report::{
+    evaluation_text, image_evaluation_text, image_leaderboard_text, leaderboard_text,
+};
+use exeml::workflow::ImageImport;
 use exeml::Project;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Open the workspace given by `--workspace`/`EXEML_HOME`, or the default one.
 pub fn open_store(workspace: Option<PathBuf>) -> Result<Store> {
@@ -108,16 +113,78 @@ pub fn dataset(workspace: Option<PathBuf>, command: DatasetCommand) -> Result<()
             data,
             label,
             header,
+            json,
         } => {
             let project = Project::open(store, &project)?;
-            let table = project.import_table(&data, label.as_deref(), header_mode(header))?;
-            println!(
-                "imported {} rows × {} columns from {} into {}",
-                table.n_rows(),
-                table.columns.len(),
-                data.display(),
-                project.name()
-            );
+            if project.task()? == TaskKind::Image {
+                if label.is_some() || header.is_some() {
+                    return Err(Error::invalid(
+                        if label.is_some() {
+                            "--label"
+                        } else {
+                            "--header"
+                        },
+                        "is for tables: an image folder's labels come from its class folders, \
+                         label files or manifest",
+                    ));
+                }
+                let import = project.import_images(&data)?;
+                print_image_import(&import, &data, project.name(), json)?;
+            } else {
+                let header = header_mode(header.unwrap_or(HeaderArg::Auto));
+                let table = project.import_table(&data, label.as_deref(), header)?;
+                println!(
+                    "imported {} rows × {} columns from {} into {}",
+                    table.n_rows(),
+                    table.columns.len(),
+                    data.display(),
+                    project.name()
+                );
+            }
+        }
+        DatasetCommand::Samples {
+            project,
+            labelled,
+            unlabelled,
+            label,
+            json,
+        } => {
+            let filter = match (labelled, unlabelled, label) {
+                (_, _, Some(label)) => SampleFilter::WithLabel(label),
+                (true, _, None) => SampleFilter::Labelled,
+                (_, true, None) => SampleFilter::Unlabelled,
+                _ => SampleFilter::All,
+            };
+            let samples = Project::open(store, &project)?.samples(filter)?;
+            if json {
+                println!("{}", to_json(&samples)?);
+            } else {
+                println!("{:<8} {:<40} labels", "id", "source");
+                for s in &samples {
+                    println!("{:<8} {:<40} {}", s.id, s.source, s.labels.join(","));
+                }
+                println!("{} sample(s)", samples.len());
+            }
+        }
+        DatasetCommand::Label(command) => label(store, command)?,
+        DatasetCommand::DeleteSamples {
+            project,
+            samples,
+            yes,
+        } => {
+            let project = Project::open(store, &project)?;
+            if !yes {
+                return Err(Error::invalid(
+                    "--yes",
+                    format!(
+                        "deleting {} sample(s) of `{}` cannot be undone; pass --yes to confirm",
+                        samples.len(),
+                        project.name()
+                    ),
+                ));
+            }
+            let n = project.delete_samples(&samples)?;
+            println!("deleted {n} sample(s) of {}", project.name());
         }
         DatasetCommand::Check { project, json } => {
             let project = Project::open(store, &project)?;
@@ -193,6 +260,121 @@ pub fn dataset(workspace: Option<PathBuf>, command: DatasetCommand) -> Result<()
     Ok(())
 }
 
+/// What an image import did, as text (skipped files one per line) or JSON.
+fn print_image_import(import: &ImageImport, data: &Path, project: &str, json: bool) -> Result<()> {
+    if json {
+        println!("{}", to_json(import)?);
+        return Ok(());
+    }
+    println!(
+        "imported {} image(s) from {} into {project}: {} labelled, {} without a label",
+        import.imported,
+        data.display(),
+        import.labelled,
+        import.unlabelled
+    );
+    if import.already_present > 0 {
+        println!(
+            "{} image(s) were already in the project",
+            import.already_present
+        );
+    }
+    for (from, to) in &import.renamed {
+        println!("{from}: stored as {to} (another file has its name)");
+    }
+    for skipped in &import.skipped {
+        eprintln!("skipped {}: {}", skipped.path.display(), skipped.reason);
+    }
+    Ok(())
+}
+
+/// `exeml dataset label …`.
+fn label(store: Store, command: LabelCommand) -> Result<()> {
+    match command {
+        LabelCommand::Add {
+            project,
+            label,
+            samples,
+        } => {
+            let project = Project::open(store, &project)?;
+            let added = project.add_label(&samples, &label)?;
+            println!(
+                "label `{label}` added to {added} sample(s) of {} ({} already had it)",
+                project.name(),
+                samples.len().saturating_sub(added)
+            );
+        }
+        LabelCommand::Set {
+            project,
+            sample,
+            labels,
+        } => {
+            let project = Project::open(store, &project)?;
+            project.set_labels(sample, &labels)?;
+            if labels.is_empty() {
+                println!("sample {sample} of {} has no label now", project.name());
+            } else {
+                println!(
+                    "sample {sample} of {} is labelled {}",
+                    project.name(),
+                    labels.join(", ")
+                );
+            }
+        }
+        LabelCommand::Rename { project, from, to } => {
+            let project = Project::open(store, &project)?;
+            let n = project.rename_label(&from, &to)?;
+            println!(
+                "renamed `{from}` to `{to}` on {n} sample(s) of {}",
+                project.name()
+            );
+        }
+        LabelCommand::Delete {
+            project,
+            label,
+            mode,
+            yes,
+        } => {
+            let project = Project::open(store, &project)?;
+            let mode = match mode {
+                DeleteModeArg::Label => DeleteLabelMode::LabelOnly,
+                DeleteModeArg::Samples => DeleteLabelMode::LabelAndOnlyLabelledSamples,
+                DeleteModeArg::Files => DeleteLabelMode::SamplesAndFiles,
+            };
+            if !yes {
+                let plan = project.plan_delete_label(&label, mode)?;
+                println!("would delete: {plan}");
+                for sample in &plan.samples_deleted {
+                    println!("  sample {} ({})", sample.id, sample.source);
+                }
+                for file in &plan.files_deleted {
+                    println!("  file {}", file.display());
+                }
+                return Err(Error::invalid(
+                    "--yes",
+                    format!("deleting label `{label}` cannot be undone; nothing was deleted: pass --yes to confirm"),
+                ));
+            }
+            let done = project.delete_label(&label, mode)?;
+            println!("deleted: {done}");
+        }
+    }
+    Ok(())
+}
+
+/// An image or tabular model of a project, loaded for `model show` / `compare`.
+enum LoadedModel {
+    Tabular(Box<exeml::TabularModel>),
+    Image(Box<exeml::vision::ImageModel>),
+}
+
+fn load_model(project: &Project, version: &str) -> Result<LoadedModel> {
+    Ok(match project.task()? {
+        TaskKind::Image => LoadedModel::Image(Box::new(project.load_image_model(version)?)),
+        _ => LoadedModel::Tabular(Box::new(project.load_model(version)?)),
+    })
+}
+
 pub fn model(workspace: Option<PathBuf>, command: ModelCommand) -> Result<()> {
     let store = open_store(workspace)?;
     match command {
@@ -203,16 +385,33 @@ pub fn model(workspace: Option<PathBuf>, command: ModelCommand) -> Result<()> {
             fit,
         } => {
             let project = Project::open(store, &project)?;
-            let (predictor, budget) = predictor(&fit)?;
             let reporter = Reporter::new();
-            let model = project.train(
-                version.as_deref(),
-                &predictor,
-                from.as_deref(),
-                &budget,
-                &reporter,
-            )?;
+            let model = match project.task()? {
+                TaskKind::Image => {
+                    exeml::allocator::keep_freed_memory();
+                    let predictor = crate::image::predictor(&fit)?;
+                    let budget = Budget::new(predictor.time_limit);
+                    project.train_images(
+                        version.as_deref(),
+                        &predictor,
+                        from.as_deref(),
+                        &budget,
+                        &reporter,
+                    )
+                }
+                _ => {
+                    let (predictor, budget) = predictor(&fit)?;
+                    project.train(
+                        version.as_deref(),
+                        &predictor,
+                        from.as_deref(),
+                        &budget,
+                        &reporter,
+                    )
+                }
+            };
             reporter.finish();
+            let model = model?;
             println!(
                 "model version {} of {} (dataset {}): {}",
                 model.version,
@@ -244,9 +443,13 @@ pub fn model(workspace: Option<PathBuf>, command: ModelCommand) -> Result<()> {
             json,
         } => {
             let record = store.model_version(&project, &version)?;
-            let model = Project::open(store, &project)?.load_model(&version)?;
+            let model = load_model(&Project::open(store, &project)?, &version)?;
             if json {
-                println!("{}", to_json(&model.manifest)?);
+                let manifest = match &model {
+                    LoadedModel::Tabular(m) => to_json(&m.manifest)?,
+                    LoadedModel::Image(m) => to_json(&m.manifest)?,
+                };
+                println!("{manifest}");
             } else {
                 println!(
                     "model version {} of {}: {}",
@@ -260,13 +463,27 @@ pub fn model(workspace: Option<PathBuf>, command: ModelCommand) -> Result<()> {
                     println!("parent: {parent}");
                 }
                 println!("folder: {}", record.artifact_dir.display());
-                println!(
-                    "chosen: {} {}",
-                    model.manifest.family,
-                    serde_json::to_string(&model.manifest.params).unwrap_or_default()
-                );
-                println!("\nleaderboard:\n{}", leaderboard_text(&model.leaderboard()));
-                println!("validation:\n{}", evaluation_text(model.validation()));
+                match &model {
+                    LoadedModel::Tabular(m) => {
+                        println!(
+                            "chosen: {} {}",
+                            m.manifest.family,
+                            serde_json::to_string(&m.manifest.params).unwrap_or_default()
+                        );
+                        println!("\nleaderboard:\n{}", leaderboard_text(&m.leaderboard()));
+                        println!("validation:\n{}", evaluation_text(m.validation()));
+                    }
+                    LoadedModel::Image(m) => {
+                        println!(
+                            "\nleaderboard:\n{}",
+                            image_leaderboard_text(&m.manifest.leaderboard)
+                        );
+                        println!(
+                            "validation:\n{}",
+                            image_evaluation_text(&m.manifest.validation)
+                        );
+                    }
+                }
             }
         }
         ModelCommand::Compare { project, versions } => {
@@ -281,21 +498,35 @@ pub fn model(workspace: Option<PathBuf>, command: ModelCommand) -> Result<()> {
             };
             let project = Project::open(store, &project)?;
             println!(
-                "{:<8} {:<7} {:<10} {:<10} {:<10} {:<10}",
-                "version", "family", "accuracy", "macro_f1", "rmse", "r2"
+                "{:<8} {:<24} {:<10} {:<10} {:<10} {:<10}",
+                "version", "model", "accuracy", "macro_f1", "rmse", "r2"
             );
             for v in versions {
-                let model = project.load_model(&v)?;
-                let m = serde_json::to_value(model.validation()).unwrap_or_default();
+                let (kind, m) = match load_model(&project, &v)? {
+                    LoadedModel::Tabular(model) => (
+                        model.manifest.family.to_string(),
+                        serde_json::to_value(model.validation()).unwrap_or_default(),
+                    ),
+                    LoadedModel::Image(model) => (
+                        format!(
+                            "{} {}px",
+                            model.manifest.backbone, model.manifest.resolution
+                        ),
+                        serde_json::json!({
+                            "accuracy": model.manifest.validation.accuracy(),
+                            "macro_f1": model.manifest.validation.macro_f1(),
+                        }),
+                    ),
+                };
                 let num = |k: &str| {
                     m.get(k)
                         .and_then(|x| x.as_f64())
                         .map_or("-".to_string(), |x| format!("{x:.4}"))
                 };
                 println!(
-                    "{:<8} {:<7} {:<10} {:<10} {:<10} {:<10}",
+                    "{:<8} {:<24} {:<10} {:<10} {:<10} {:<10}",
                     v,
-                    model.manifest.family,
+                    kind,
                     num("accuracy"),
                     num("macro_f1"),
                     num("rmse"),
@@ -330,9 +561,12 @@ pub fn model(workspace: Option<PathBuf>, command: ModelCommand) -> Result<()> {
             version,
             out,
         } => {
-            let record = store.model_version(&project, &version)?;
-            let model = exeml::TabularModel::load(&record.artifact_dir)?;
-            model.save(&out)?;
+            match load_model(&Project::open(store, &project)?, &version)? {
+                LoadedModel::Tabular(model) => model.save(&out)?,
+                LoadedModel::Image(model) => {
+                    model.save(&out)?;
+                }
+            }
             println!("exported model version {version} to {}", out.display());
         }
     }
