@@ -52,8 +52,75 @@ fn reader<R: BufRead + Seek>(source: R, name: &Path) -> Result<ImageReader<R>> {
     }
 }
 
-fn decode<R: BufRead + Seek>(source: R, name: &Path) -> Result<RgbImage> {
-    let mut reader = reader(source, name)?;
+/// Whether the JPEG in `bytes` runs from its start-of-image marker to an end-of-image marker,
+/// walking its segments and the entropy-coded data of each scan. The `image` crate's decoder
+/// pads a truncated JPEG with grey instead of failing, so a file cut short in a copy would
+/// otherwise train as a half-grey picture. Data after the end-of-image marker (e.g. a motion
+/// photo's video) is allowed. Written by hand: no crate checks this without decoding twice.
+fn jpeg_is_complete(b: &[u8]) -> bool {
+    if b.len() < 4 || b[0] != 0xFF || b[1] != 0xD8 {
+        return false;
+    }
+    let mut i = 2;
+    loop {
+        // Stray bytes before a marker are skipped, as libjpeg does (with a warning).
+        let Some(at) = b
+            .get(i..)
+            .and_then(|rest| rest.iter().position(|&x| x == 0xFF))
+        else {
+            return false;
+        };
+        i += at;
+        while b.get(i) == Some(&0xFF) {
+            i += 1;
+        }
+        let Some(&marker) = b.get(i) else {
+            return false;
+        };
+        i += 1;
+        match marker {
+            0xD9 => return true,
+            // Markers without a length: restart intervals and TEM.
+            0xD0..=0xD7 | 0x01 => continue,
+            _ => {}
+        }
+        let Some(len) = b
+            .get(i..i + 2)
+            .map(|l| u16::from_be_bytes([l[0], l[1]]) as usize)
+        else {
+            return false;
+        };
+        if len < 2 || i + len > b.len() {
+            return false;
+        }
+        i += len;
+        if marker == 0xDA {
+            // A scan's entropy-coded data: up to the first 0xFF that is not a stuffed zero, a
+            // restart marker or a fill byte.
+            loop {
+                let Some(at) = b[i..].iter().position(|&x| x == 0xFF) else {
+                    return false;
+                };
+                i += at;
+                match b.get(i + 1) {
+                    None => return false,
+                    Some(0x00 | 0xD0..=0xD7) => i += 2,
+                    Some(0xFF) => i += 1,
+                    Some(_) => break,
+                }
+            }
+        }
+    }
+}
+
+fn decode(bytes: &[u8], name: &Path) -> Result<RgbImage> {
+    let mut reader = reader(Cursor::new(bytes), name)?;
+    if reader.format() == Some(ImageFormat::Jpeg) && !jpeg_is_complete(bytes) {
+        return Err(Error::data(
+            name,
+            "truncated or damaged JPEG: the data ends before its end-of-image marker",
+        ));
+    }
     reader.limits(limits());
     let mut decoder = reader
         .into_decoder()
@@ -73,11 +140,11 @@ fn decode<R: BufRead + Seek>(source: R, name: &Path) -> Result<RgbImage> {
 
 /// Decode an image file into 8-bit RGB, upright.
 pub fn decode_file(path: &Path) -> Result<RgbImage> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    if file.metadata().map(|m| m.len()).unwrap_or(0) == 0 {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if bytes.is_empty() {
         return Err(Error::data(path, "zero-byte file"));
     }
-    decode(std::io::BufReader::new(file), path)
+    decode(&bytes, path)
 }
 
 /// Decode image bytes received from a client; `name` is used in messages only.
@@ -85,7 +152,7 @@ pub fn decode_bytes(name: &str, bytes: &[u8]) -> Result<RgbImage> {
     if bytes.is_empty() {
         return Err(Error::data(name, "empty file"));
     }
-    decode(Cursor::new(bytes), Path::new(name))
+    decode(bytes, Path::new(name))
 }
 
 /// Check a file is a readable image of sane size from its header only (no pixel decoding).
@@ -186,6 +253,36 @@ mod tests {
                 "cut at {cut}"
             );
         }
+    }
+
+    #[test]
+    fn a_truncated_jpeg_is_a_typed_error() {
+        let noisy = RgbImage::from_fn(64, 48, |x, y| {
+            image::Rgb([(x * 7 + y * 3) as u8, (x * y) as u8, (x ^ y) as u8 * 4])
+        });
+        let mut full = Vec::new();
+        DynamicImage::ImageRgb8(noisy)
+            .write_to(&mut Cursor::new(&mut full), ImageFormat::Jpeg)
+            .expect("encode");
+        assert!(decode_bytes("whole.jpg", &full).is_ok());
+        for cut in [2, 100, full.len() / 2, full.len() - 40, full.len() - 2] {
+            match decode_bytes("cut.jpg", &full[..cut]) {
+                Ok(_) => panic!("a JPEG cut at {cut} of {} bytes decoded", full.len()),
+                Err(e) => assert!(e.to_string().contains("cut.jpg"), "{e}"),
+            }
+        }
+        // Data after the end-of-image marker (a motion photo's video) is not damage.
+        let mut longer = full.clone();
+        longer.extend_from_slice(b"ftypmp42 trailing video");
+        assert!(decode_bytes("motion.jpg", &longer).is_ok());
+        assert!(jpeg_is_complete(&full));
+        // Stuffed zeros, restart markers and fill bytes inside a scan are not its end.
+        let scan = [
+            0xFF, 0xD8, 0xFF, 0xDA, 0x00, 0x02, 0x12, 0xFF, 0x00, 0x34, 0xFF, 0xD3, 0x56, 0xFF,
+            0xFF, 0xD9,
+        ];
+        assert!(jpeg_is_complete(&scan));
+        assert!(!jpeg_is_complete(&scan[..scan.len() - 1]));
     }
 
     #[test]
