@@ -4,6 +4,7 @@
 mod batch;
 mod cli;
 mod image;
+mod image_formats;
 mod image_store;
 #[cfg(feature = "serve")]
 mod serve;
