@@ -301,6 +301,14 @@ fn cli_trains_and_evaluates_an_image_folder() {
     );
     // Fewer than 20 images per class: trained, with a warning.
     assert!(String::from_utf8_lossy(&out.stderr).contains("20"));
+    // The search is shown: every configuration tried, the linear probes first.
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("search:")
+            && shown.contains("mobilenet_v2        64   ")
+            && shown.contains("linear probe"),
+        "{shown}"
+    );
     let out = exeml_bin(&[
         "evaluate",
         "--model",

@@ -119,6 +119,11 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         eprintln!("{finding}");
     }
     model.save(&args.out)?;
+    // The white box: every configuration tried, with its score and why it stopped.
+    println!(
+        "search:\n{}",
+        exeml::report::image_leaderboard_text(&model.manifest.leaderboard)
+    );
     println!("model: {}", model.summary());
     println!("saved: {}", args.out.display());
     Ok(())
