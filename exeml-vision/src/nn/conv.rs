@@ -4,6 +4,7 @@ use super::{
     bias_act::{bias_activation, Activation},
     candle_error,
     depthwise::depthwise_conv2d,
+    im2col::conv2d_im2col,
     pointwise::pointwise,
 };
 use candle_core::{DType, Tensor};
@@ -156,7 +157,11 @@ impl ConvBn {
             ConvKind::Pointwise => pointwise(x, &self.weight)?,
             ConvKind::Full { stride } => {
                 let pad = self.weight.dim(2)? / 2;
-                x.conv2d(&self.weight, pad, stride, 1, 1)?
+                if x.device().is_cpu() && x.dtype() == DType::F32 {
+                    conv2d_im2col(x, &self.weight, stride, pad)?
+                } else {
+                    x.conv2d(&self.weight, pad, stride, 1, 1)?
+                }
             }
             ConvKind::Depthwise { stride } => {
                 let pad = self.weight.dim(2)? / 2;
