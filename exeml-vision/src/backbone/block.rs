@@ -5,7 +5,7 @@
 //! between blocks as an `n×c×1×tokens` map, so its linear layers are the same 1×1 convolutions
 //! and its layer norms the same norm over channels as the convolutional networks'.
 
-use crate::nn::{channel_norm, scaled_softmax, ConvBn};
+use crate::nn::{channel_norm, max_pool2d, scaled_softmax, ConvBn};
 use candle_core::Tensor;
 
 /// The epsilon of ConvNeXt's and ViT's layer norms (timm's default for both).
@@ -87,8 +87,8 @@ pub enum Block {
     Inverted(InvertedResidual),
     /// A residual block.
     Residual(Residual),
-    /// Max pooling over `kernel×kernel` windows, zero padding `pad`. Zero padding equals
-    /// PyTorch's −∞ padding because it only follows ReLUs (non-negative inputs).
+    /// Max pooling over `kernel×kernel` windows with padding `pad` (never the maximum, as
+    /// PyTorch's −∞ padding), trainable through ([`crate::nn::max_pool2d`]).
     MaxPool {
         /// Window side.
         kernel: usize,
@@ -273,10 +273,7 @@ impl Block {
                 kernel,
                 stride,
                 pad,
-            } => x
-                .pad_with_zeros(2, pad, pad)?
-                .pad_with_zeros(3, pad, pad)?
-                .max_pool2d_with_stride(kernel, stride),
+            } => max_pool2d(x, kernel, stride, pad),
             Block::ConvNext(b) => {
                 let y = channel_norm(&b.depthwise.forward(x)?, LAYER_NORM_EPS)?;
                 b.project.forward(&b.expand.forward(&y)?)? + x

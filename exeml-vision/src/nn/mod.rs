@@ -6,6 +6,8 @@ pub mod conv;
 pub mod depthwise;
 #[cfg(feature = "cuda")]
 mod depthwise_cuda;
+pub mod im2col;
+pub mod maxpool;
 pub mod norm;
 pub mod pointwise;
 pub mod softmax;
@@ -13,6 +15,7 @@ pub mod softmax;
 pub use bias_act::{bias_activation, Activation};
 pub use conv::{ConvBn, ConvKind, Tensors};
 pub use depthwise::{depthwise_conv2d, shifted_depthwise_conv2d};
+pub use maxpool::max_pool2d;
 pub use norm::channel_norm;
 pub use pointwise::pointwise;
 pub use softmax::scaled_softmax;
