@@ -1,6 +1,7 @@
 """The PyTorch side of the vision benchmark, on the same CPU and the same MobileNetV2 weights.
 
     python torch_baselines.py probe    DATA WEIGHTS            -> logistic regression on frozen features
+    python torch_baselines.py heads    DATA WEIGHTS            -> that, and MLP heads on the same features
     python torch_baselines.py finetune DATA WEIGHTS SECONDS    -> torchvision fine-tuning for SECONDS
     python torch_baselines.py speed    WEIGHTS [RES] [BATCH]   -> training images/s and latency
 
@@ -79,6 +80,29 @@ def probe(data, weights, res=224):
     xte, yte = features(model, os.path.join(data, "test"), res)
     return {"baseline": "sklearn logistic regression on frozen MobileNetV2 features",
             "accuracy": float((clf.predict(xte) == yte).mean()), "fit_s": round(fit_s, 1)}
+
+
+def heads(data, weights, res=224):
+    """Is a head other than linear worth searching? Logistic regression and one-hidden-layer
+    MLPs (scikit-learn, early stopping on a tenth of the training images) on the same frozen
+    features, test accuracy of each."""
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = mobilenet(weights)
+    xtr, ytr = features(model, os.path.join(data, "train"), res)
+    xte, yte = features(model, os.path.join(data, "test"), res)
+    candidates = {"linear (LogisticRegressionCV)": LogisticRegressionCV(Cs=[0.01, 0.1, 1.0], cv=3, max_iter=500)}
+    for hidden, alpha in [(256, 1.0), (512, 1e-2), (512, 1e-1), (1024, 1.0)]:
+        candidates[f"MLP {hidden} units, alpha {alpha}"] = MLPClassifier(
+            (hidden,), alpha=alpha, early_stopping=True, max_iter=300, random_state=0)
+    out = {}
+    for name, clf in candidates.items():
+        fitted = make_pipeline(StandardScaler(), clf).fit(xtr, ytr)
+        out[name] = float((fitted.predict(xte) == yte).mean())
+    return out
 
 
 def finetune(data, weights, seconds, res=224):
@@ -172,6 +196,8 @@ if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "probe":
         out = probe(sys.argv[2], sys.argv[3])
+    elif mode == "heads":
+        out = heads(sys.argv[2], sys.argv[3])
     elif mode == "finetune":
         out = finetune(sys.argv[2], sys.argv[3], float(sys.argv[4]))
     elif mode == "speed":
