@@ -191,7 +191,9 @@ mod tests {
             .and_then(|m| m.to_vec1::<f32>())
             .expect("m")
         {
-            assert!(v.abs() < 1e-5, "{v}");
+            // f32 cancellation: a position whose values lie within ~0.02 of each other (the
+            // data is unseeded) has its mean off by ~eps·3/0.02 ≈ 1e-5 after dividing by σ.
+            assert!(v.abs() < 1e-4, "{v}");
         }
         for v in var
             .flatten_all()

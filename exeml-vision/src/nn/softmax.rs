@@ -97,13 +97,15 @@ impl CustomOp1 for ScaledSoftmax {
 /// (for a negative scale the minimum is the largest scaled value).
 fn softmax_row(x: &[f32], scale: f32, out: &mut [MaybeUninit<f32>]) {
     let top = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v * scale));
-    let mut sum = 0f32;
+    // Summed in f64: a long row's f32 sum drifts by several ulps of the result (a ViT's rows
+    // are short, but a caller's need not be), and the sum is sequential either way.
+    let mut sum = 0f64;
     for (o, &v) in out.iter_mut().zip(x) {
         let e = (v * scale - top).exp();
-        sum += e;
+        sum += f64::from(e);
         o.write(e);
     }
-    let inv = 1.0 / sum;
+    let inv = (1.0 / sum) as f32;
     for o in out.iter_mut() {
         // SAFETY: the loop above wrote every slot of `out` (`x` and `out` are one row long).
         #[allow(unsafe_code)]
@@ -145,7 +147,11 @@ impl CustomOp2 for ScaledSoftmaxGrad {
         let scale = self.scale;
         let out = par_rows(y.len(), row, |r, out| {
             let (y, g) = (&y[r * row..][..row], &grad[r * row..][..row]);
-            let dot: f32 = y.iter().zip(g).map(|(&y, &g)| y * g).sum();
+            let dot = y
+                .iter()
+                .zip(g)
+                .map(|(&y, &g)| f64::from(y) * f64::from(g))
+                .sum::<f64>() as f32;
             for ((o, &y), &g) in out.iter_mut().zip(y).zip(g) {
                 o.write(scale * y * (g - dot));
             }
@@ -158,11 +164,18 @@ impl CustomOp2 for ScaledSoftmaxGrad {
 mod tests {
     use super::super::max_diff;
     use super::*;
-    use candle_core::{Device, Var};
+    use candle_core::{DType, Device, Var};
 
     /// candle's composed softmax of `scale·x`, which candle differentiates itself.
     fn composed(x: &Tensor, scale: f64) -> Tensor {
         candle_nn::ops::softmax(&(x * scale).expect("scale"), D::Minus1).expect("softmax")
+    }
+
+    /// The gradient of `Σ y·g` with respect to `x`.
+    fn gradient(x: &Var, y: &Tensor, g: &Tensor) -> Tensor {
+        let loss = (y * g).and_then(|l| l.sum_all()).expect("loss");
+        let grads = loss.backward().expect("backward");
+        grads.get(x.as_tensor()).expect("grad").clone()
     }
 
     #[test]
@@ -175,22 +188,19 @@ mod tests {
         ] {
             let x = Var::randn(0f32, 3.0, dims.as_slice(), &Device::Cpu).expect("x");
             let g = Tensor::randn(0f32, 1.0, dims.as_slice(), &Device::Cpu).expect("g");
+            // The reference is candle's composed ops in f64: in f32 they round a 5,000-long
+            // row's sum by more than the tolerance (the data is unseeded).
+            let x64 =
+                Var::from_tensor(&x.as_tensor().to_dtype(DType::F64).expect("f64")).expect("x64");
+            let g64 = g.to_dtype(DType::F64).expect("g64");
+            let f32_of = |t: Tensor| t.to_dtype(DType::F32).expect("f32");
             let ours = scaled_softmax(x.as_tensor(), scale).expect("ours");
-            let theirs = composed(x.as_tensor(), scale);
-            // Relative to the largest value: the data is unseeded, and a 5,000-long row's sum
-            // differs in its last bits between summation orders.
-            let close = |a: &Tensor, b: &Tensor| {
-                let largest = b.abs().and_then(|t| t.max_all()).expect("max");
-                let largest = largest.to_scalar::<f32>().expect("scalar").max(1.0);
-                max_diff(a, b) < 1e-5 * largest
-            };
-            assert!(close(&ours, &theirs), "{dims:?}");
-            let grad = |y: &Tensor| {
-                let loss = (y * &g).and_then(|l| l.sum_all()).expect("loss");
-                let grads = loss.backward().expect("backward");
-                grads.get(x.as_tensor()).expect("grad").clone()
-            };
-            assert!(close(&grad(&ours), &grad(&theirs)), "{dims:?}");
+            let theirs = composed(x64.as_tensor(), scale);
+            let d = max_diff(&ours, &f32_of(theirs.clone()));
+            assert!(d < 1e-6, "{dims:?} forward {d}");
+            let (ours, theirs) = (gradient(&x, &ours, &g), gradient(&x64, &theirs, &g64));
+            let d = max_diff(&ours, &f32_of(theirs));
+            assert!(d < 1e-5, "{dims:?} gradient {d}");
         }
     }
 
