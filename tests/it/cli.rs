@@ -508,3 +508,68 @@ fn a_closed_stdout_ends_the_command_quietly_instead_of_panicking() {
     // Ended by SIGPIPE (13), as `cat` or `grep` would be.
     assert_eq!(out.status.signal(), Some(13), "{:?}", out.status);
 }
+
+/// A two-class table of `rows` rows that takes the search minutes to exhaust.
+fn write_big_table(path: &Path, rows: usize) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let mut text = (0..12).map(|i| format!("f{i},")).collect::<String>() + "y\n";
+    for _ in 0..rows {
+        let x: Vec<f64> = (0..12).map(|_| rng.random_range(-2.0..2.0)).collect();
+        let noisy = x[0] + (3.0 * x[1]).sin() + rng.random_range(-0.5..0.5);
+        for v in &x {
+            text.push_str(&format!("{v:.4},"));
+        }
+        text.push_str(if noisy > 0.0 { "a\n" } else { "b\n" });
+    }
+    std::fs::write(path, text).expect("write table");
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_during_train_saves_the_best_model_so_far() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = dir.path().join("big.csv");
+    write_big_table(&csv, 60_000);
+    let out_dir = dir.path().join("model");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_exeml"))
+        .args(["train", "--task", "tabular", "--label", "y"])
+        .args(["--time-limit", "120s", "--parallel-trials", "1", "--data"])
+        .arg(&csv)
+        .arg("--out")
+        .arg(&out_dir)
+        .env("EXEML_HOME", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run exeml");
+    // Trials run one at a time, so the second is proposed once the first has a model.
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.expect("stderr line");
+        seen.push(line.clone());
+        if line.contains("trial 2") {
+            break;
+        }
+    }
+    assert!(
+        seen.last().is_some_and(|l| l.contains("trial 2")),
+        "{seen:#?}"
+    );
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let rest: Vec<String> = lines.map(|l| l.expect("stderr line")).collect();
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{status:?}: {rest:#?}");
+    assert!(
+        rest.iter().any(|l| l.starts_with("interrupted:")),
+        "{rest:#?}"
+    );
+    let model = exeml::tabular::TabularModel::load(&out_dir).expect("the saved model loads");
+    assert!(!model.manifest.leaderboard.is_empty());
+}

@@ -112,9 +112,11 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let data = ImageDataset::import(&args.data, ImportFormat::Auto)?;
     let budget = Budget::new(predictor.time_limit);
     let reporter = Reporter::new();
+    crate::interrupt::cancel_on_ctrl_c(&budget);
     let model = predictor.fit(&data, &budget, &reporter);
     reporter.finish();
     let model = model?;
+    crate::interrupt::report_if_interrupted(&budget);
     for finding in &model.manifest.checks.findings {
         eprintln!("{finding}");
     }

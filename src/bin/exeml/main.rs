@@ -3,6 +3,7 @@
 mod args;
 mod demo;
 mod image;
+mod interrupt;
 mod progress;
 mod registry;
 mod run;

@@ -386,32 +386,37 @@ pub fn model(workspace: Option<PathBuf>, command: ModelCommand) -> Result<()> {
         } => {
             let project = Project::open(store, &project)?;
             let reporter = Reporter::new();
-            let model = match project.task()? {
+            let (model, budget) = match project.task()? {
                 TaskKind::Image => {
                     exeml::allocator::keep_freed_memory();
                     let predictor = crate::image::predictor(&fit)?;
                     let budget = Budget::new(predictor.time_limit);
-                    project.train_images(
+                    crate::interrupt::cancel_on_ctrl_c(&budget);
+                    let model = project.train_images(
                         version.as_deref(),
                         &predictor,
                         from.as_deref(),
                         &budget,
                         &reporter,
-                    )
+                    );
+                    (model, budget)
                 }
                 _ => {
                     let (predictor, budget) = predictor(&fit)?;
-                    project.train(
+                    crate::interrupt::cancel_on_ctrl_c(&budget);
+                    let model = project.train(
                         version.as_deref(),
                         &predictor,
                         from.as_deref(),
                         &budget,
                         &reporter,
-                    )
+                    );
+                    (model, budget)
                 }
             };
             reporter.finish();
             let model = model?;
+            crate::interrupt::report_if_interrupted(&budget);
             println!(
                 "model version {} of {} (dataset {}): {}",
                 model.version,

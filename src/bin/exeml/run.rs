@@ -180,8 +180,11 @@ fn train(args: TrainArgs) -> Result<()> {
         },
     )?;
     let reporter = Reporter::new();
-    let model = predictor.fit_with(&table, None, &budget, &reporter)?;
+    crate::interrupt::cancel_on_ctrl_c(&budget);
+    let model = predictor.fit_with(&table, None, &budget, &reporter);
     reporter.finish();
+    let model = model?;
+    crate::interrupt::report_if_interrupted(&budget);
     print_findings(&model);
     model.save(&args.out)?;
     println!("model: {}", model.summary());
