@@ -59,7 +59,9 @@ pub struct Features {
     pub failed: Vec<(PathBuf, String)>,
 }
 
-/// Features of `images`; stops early (with what it has) when `budget` runs out, unless `finish`.
+/// Features of `images`. Fails with [`Error::BudgetExhausted`] when `budget` runs out, unless
+/// `finish` (the first configuration of a search must finish), and with [`Error::Interrupted`]
+/// as soon as the budget is cancelled, `finish` or not.
 pub fn extract(
     backbone: &Backbone,
     images: &[PathBuf],
@@ -78,6 +80,12 @@ pub fn extract(
     let mut failed = Vec::new();
     let batch = options.batch_size.max(1);
     for (b, start) in (0..images.len()).step_by(batch).enumerate() {
+        if budget.is_cancelled() {
+            return Err(Error::Interrupted(format!(
+                "extracting features of {} images was cancelled after {start}",
+                images.len()
+            )));
+        }
         if !finish && budget.exhausted() {
             return Err(Error::BudgetExhausted {
                 budget_secs: budget.limit().as_secs_f64(),

@@ -417,7 +417,12 @@ impl ImagePredictor {
             });
             let (train, valid) = match extracted {
                 Ok(tv) => tv,
-                Err(Error::BudgetExhausted { .. }) => {
+                Err(Error::Interrupted(_)) if best.is_none() => {
+                    return Err(Error::Interrupted(
+                        "training was cancelled before any image model was trained".into(),
+                    ));
+                }
+                Err(Error::BudgetExhausted { .. } | Error::Interrupted(_)) => {
                     leaderboard.push(skipped(candidate, &heads[0], "stopped: budget ran out"));
                     break;
                 }

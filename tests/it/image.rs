@@ -1018,6 +1018,56 @@ fn a_budget_too_short_for_the_plan_makes_the_first_configuration_cheaper() {
     );
 }
 
+/// Cancels the budget when a phase message contains `at`, and keeps every message.
+struct CancelAt {
+    budget: Budget,
+    at: &'static str,
+    phases: std::sync::Mutex<Vec<String>>,
+}
+
+impl exeml::core::Progress for CancelAt {
+    fn phase(&self, message: &str) {
+        if message.contains(self.at) {
+            self.budget.cancel();
+        }
+        self.phases
+            .lock()
+            .expect("phases")
+            .push(message.to_string());
+    }
+}
+
+#[test]
+fn ctrl_c_during_the_first_extraction_stops_it_with_a_typed_error() {
+    if !weights_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    class_folders(dir.path(), 40, 5);
+    let data = exeml::vision::ImageDataset::import(dir.path(), Default::default()).expect("data");
+    let budget = Budget::new(Duration::from_secs(600));
+    let progress = CancelAt {
+        budget: budget.clone(),
+        at: "extracting features",
+        phases: Default::default(),
+    };
+    // The first configuration finishes even when the clock runs out, but not when cancelled:
+    // the extraction stops at its next batch instead of running over every image.
+    let err = ImagePredictor::new()
+        .preference(Preference::PerformanceFirst)
+        .backbones(vec![BackboneKind::MobilenetV2])
+        .resolution(64)
+        .fit(&data, &budget, &progress)
+        .expect_err("cancelled before any model");
+    assert!(matches!(err, exeml::Error::Interrupted(_)), "{err}");
+    assert!(err.to_string().contains("before any image model"), "{err}");
+    let phases = progress.phases.into_inner().expect("phases");
+    assert!(
+        !phases.iter().any(|p| p.starts_with("features:")),
+        "no batch after the cancel: {phases:?}"
+    );
+}
+
 /// `dir/resnet18.safetensors`: a randomly initialised ResNet-18 in timm's tensor names (no hub
 /// access here), what a user's hub cache or `--weights` file provides, minus the training.
 fn resnet18_checkpoint(dir: &Path, seed: u64) -> PathBuf {
