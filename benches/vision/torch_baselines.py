@@ -3,6 +3,7 @@
     python torch_baselines.py probe    DATA WEIGHTS            -> logistic regression on frozen features
     python torch_baselines.py heads    DATA WEIGHTS            -> that, and MLP heads on the same features
     python torch_baselines.py finetune DATA WEIGHTS SECONDS    -> torchvision fine-tuning for SECONDS
+                                                                   (--frozen-bn: BN statistics frozen)
     python torch_baselines.py speed    WEIGHTS [RES] [BATCH]   -> training images/s and latency
 
 DATA holds train/<class>/*.png and test/<class>/*.png. Each mode prints one JSON line.
@@ -31,6 +32,11 @@ if "--device" in sys.argv:
     DEVICE = sys.argv[_at + 1]
     del sys.argv[_at:_at + 2]
 WORKERS = 8 if DEVICE != "cpu" else 0
+# `finetune ... --frozen-bn`: batch norm keeps its ImageNet statistics while the network trains
+# (its scale and shift still learn), as in exeml, where batch norm is folded into the convolutions.
+FROZEN_BN = "--frozen-bn" in sys.argv
+if FROZEN_BN:
+    sys.argv.remove("--frozen-bn")
 
 
 def sync():
@@ -124,6 +130,10 @@ def finetune(data, weights, seconds, res=224):
     done = False
     while not done:
         model.train()
+        if FROZEN_BN:
+            for m in model.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.eval()
         for x, y in loader:
             if time.time() >= deadline:
                 done = True
@@ -148,7 +158,8 @@ def finetune(data, weights, seconds, res=224):
         for x, y in torch.utils.data.DataLoader(test, batch_size=64, num_workers=WORKERS):
             correct += (model(x.to(DEVICE)).argmax(1).cpu() == y).sum().item()
             n += len(y)
-    return {"baseline": "PyTorch fine-tuning of MobileNetV2 (whole network)",
+    return {"baseline": "PyTorch fine-tuning of MobileNetV2 (whole network"
+                        + (", batch norm statistics frozen)" if FROZEN_BN else ")"),
             "accuracy": correct / n, "train_s": round(train_s, 1), "epochs": epochs,
             "images_seen": images, "budget_s": seconds}
 

@@ -181,6 +181,26 @@ def test_predict_folder_writes_the_cli_csv_and_lists_unreadable_images(image_pre
     assert [line.split(",")[1] for line in lines[1:]] == expected
 
 
+def test_ctrl_c_during_the_first_extraction_raises_keyboard_interrupt(tmp_path):
+    """The first configuration of a search runs to its end however short the time limit, but
+    Ctrl-C stops its feature extraction: with no model yet, KeyboardInterrupt is raised."""
+    _weights_or_skip()
+    # Enough images that the extraction lasts far longer than the callback takes to cancel it.
+    data = _folders(tmp_path / "images", 300, 3)
+
+    def watch(kind, value):
+        if kind == "phase" and "extracting features" in str(value):
+            raise KeyboardInterrupt
+
+    # Before the change that made a cancel stop the first extraction, the search finished it,
+    # fitted a model and returned it with a TrainingInterruptedWarning.
+    with pytest.raises(KeyboardInterrupt):
+        exeml._exeml.fit_image(
+            path=os.fspath(data), time_limit=600.0, preference="performance_first",
+            backbones=["mobilenet_v2"], resolution=64, progress=watch,
+        )
+
+
 def test_a_gpu_device_in_a_cpu_build_is_not_compiled(tmp_path):
     data = _folders(tmp_path / "data", 5, 2)
     with pytest.raises(exeml.errors.NotCompiledError, match="cuda"):
