@@ -918,12 +918,33 @@ fn cli_refuses_a_size_limit_no_backbone_meets() {
     assert!(!out_dir.exists());
 }
 
-/// Cancels the run at its first progress message: it stops after one chunk.
-struct CancelAtStart(Budget);
+/// Cancels the budget when a phase message contains `at` (`""`: at the first one), and keeps
+/// every message.
+struct CancelAt {
+    budget: Budget,
+    at: &'static str,
+    phases: std::sync::Mutex<Vec<String>>,
+}
 
-impl exeml::core::Progress for CancelAtStart {
-    fn phase(&self, _message: &str) {
-        self.0.cancel();
+impl exeml::core::Progress for CancelAt {
+    fn phase(&self, message: &str) {
+        if message.contains(self.at) {
+            self.budget.cancel();
+        }
+        self.phases
+            .lock()
+            .expect("phases")
+            .push(message.to_string());
+    }
+}
+
+impl CancelAt {
+    fn new(budget: &Budget, at: &'static str) -> Self {
+        CancelAt {
+            budget: budget.clone(),
+            at,
+            phases: Default::default(),
+        }
     }
 }
 
@@ -951,8 +972,14 @@ fn an_interrupted_folder_run_resumes_to_the_same_output() {
         budget: budget.clone(),
         ..options.clone()
     };
-    let err = predict_folder(&model, &data, &output, &interrupted, &CancelAtStart(budget))
-        .expect_err("interrupted");
+    let err = predict_folder(
+        &model,
+        &data,
+        &output,
+        &interrupted,
+        &CancelAt::new(&budget, ""),
+    )
+    .expect_err("interrupted");
     assert!(matches!(err, exeml::Error::Interrupted(_)), "{err}");
     assert!(err.to_string().contains("after 3 of 7 images"), "{err}");
     assert!(!output.exists(), "nothing under the final name");
@@ -1018,25 +1045,6 @@ fn a_budget_too_short_for_the_plan_makes_the_first_configuration_cheaper() {
     );
 }
 
-/// Cancels the budget when a phase message contains `at`, and keeps every message.
-struct CancelAt {
-    budget: Budget,
-    at: &'static str,
-    phases: std::sync::Mutex<Vec<String>>,
-}
-
-impl exeml::core::Progress for CancelAt {
-    fn phase(&self, message: &str) {
-        if message.contains(self.at) {
-            self.budget.cancel();
-        }
-        self.phases
-            .lock()
-            .expect("phases")
-            .push(message.to_string());
-    }
-}
-
 #[test]
 fn ctrl_c_during_the_first_extraction_stops_it_with_a_typed_error() {
     if !weights_available() {
@@ -1046,11 +1054,7 @@ fn ctrl_c_during_the_first_extraction_stops_it_with_a_typed_error() {
     class_folders(dir.path(), 40, 5);
     let data = exeml::vision::ImageDataset::import(dir.path(), Default::default()).expect("data");
     let budget = Budget::new(Duration::from_secs(600));
-    let progress = CancelAt {
-        budget: budget.clone(),
-        at: "extracting features",
-        phases: Default::default(),
-    };
+    let progress = CancelAt::new(&budget, "extracting features");
     // The first configuration finishes even when the clock runs out, but not when cancelled:
     // the extraction stops at its next batch instead of running over every image.
     let err = ImagePredictor::new()
