@@ -7,7 +7,8 @@
 //! MobileNet-style backbone that was most of a CPU training step; these kernels do the forward
 //! in one pass and the backward in two, in parallel over channel planes. GELU (ConvNeXt) is
 //! fused the same way, with a vectorisable rational approximation of erf instead of libm's
-//! scalar `erff`. Other devices use the composed candle ops.
+//! scalar `erff` (and, in its backward, [`super::fast_exp::exp`] instead of `expf`). Other
+//! devices use the composed candle ops.
 
 use super::contiguous_f32;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
@@ -219,7 +220,7 @@ impl CustomOp2 for GeluGrad {
         let out = super::par_map_planes(v, grad, plane, |_| {
             |v: f32, g: f32| {
                 let cdf = 0.5 * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
-                g * (cdf + v * INV_SQRT_2PI * (-0.5 * v * v).exp())
+                g * (cdf + v * INV_SQRT_2PI * super::fast_exp::exp(-0.5 * v * v))
             }
         });
         Ok((CpuStorage::F32(out), vl.shape().clone()))

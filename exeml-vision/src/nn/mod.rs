@@ -6,6 +6,7 @@ pub mod conv;
 pub mod depthwise;
 #[cfg(feature = "cuda")]
 mod depthwise_cuda;
+mod fast_exp;
 pub mod im2col;
 pub mod maxpool;
 pub mod norm;

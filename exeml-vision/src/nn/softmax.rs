@@ -94,23 +94,79 @@ impl CustomOp1 for ScaledSoftmax {
 }
 
 /// One row: `exp(s·(x − max)) / Σ`, the maximum taken first so that no exponential overflows
-/// (for a negative scale the minimum is the largest scaled value).
+/// (for a negative scale the minimum is the largest scaled value). Compiled for the CPU's
+/// widest vectors, with every pass written so that it vectorises: the exponential is
+/// [`super::fast_exp::exp`] and the maximum and the sum run in independent lanes.
+#[allow(unsafe_code)] // The dispatch calls the wider versions unsafely, after checking the CPU.
+#[multiversion::multiversion(targets = "simd")]
 fn softmax_row(x: &[f32], scale: f32, out: &mut [MaybeUninit<f32>]) {
-    let top = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v * scale));
-    // Summed in f64: a long row's f32 sum drifts by several ulps of the result (a ViT's rows
-    // are short, but a caller's need not be), and the sum is sequential either way.
-    let mut sum = 0f64;
-    for (o, &v) in out.iter_mut().zip(x) {
-        let e = (v * scale - top).exp();
-        sum += f64::from(e);
-        o.write(e);
+    let mut tops = [f32::NEG_INFINITY; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (top, &v) in tops.iter_mut().zip(chunk) {
+            *top = top.max(v * scale);
+        }
     }
-    let inv = (1.0 / sum) as f32;
+    let top = tail
+        .iter()
+        .map(|&v| v * scale)
+        .chain(tops)
+        .fold(f32::NEG_INFINITY, f32::max);
+    for (o, &v) in out.iter_mut().zip(x) {
+        o.write(super::fast_exp::exp(v * scale - top));
+    }
+    // SAFETY: the loop above wrote every slot of `out` (`x` and `out` are one row long), and
+    // `MaybeUninit<f32>` has `f32`'s layout.
+    let out = unsafe { &mut *(out as *mut [MaybeUninit<f32>] as *mut [f32]) };
+    let inv = (1.0 / sum_f64(out)) as f32;
     for o in out.iter_mut() {
-        // SAFETY: the loop above wrote every slot of `out` (`x` and `out` are one row long).
-        #[allow(unsafe_code)]
-        let e = unsafe { o.assume_init() };
-        o.write(e * inv);
+        *o *= inv;
+    }
+}
+
+/// Independent lanes of the row reductions, so that they vectorise (a single running maximum
+/// or sum is a chain the compiler may not reorder).
+const LANES: usize = 16;
+
+/// `Σ a` in f64: a long row's f32 sum drifts by several ulps of the result (a ViT's rows are
+/// short, but a caller's need not be).
+#[inline(always)]
+fn sum_f64(a: &[f32]) -> f64 {
+    let mut lanes = [0f64; LANES];
+    let chunks = a.chunks_exact(LANES);
+    let tail: f64 = chunks.remainder().iter().map(|&v| f64::from(v)).sum();
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += f64::from(v);
+        }
+    }
+    lanes.iter().sum::<f64>() + tail
+}
+
+/// `Σ a·b` in f64, as [`sum_f64`].
+#[inline(always)]
+fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
+    let mut lanes = [0f64; LANES];
+    let (chunks_a, chunks_b) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f64 = (chunks_a.remainder().iter().zip(chunks_b.remainder()))
+        .map(|(&v, &w)| f64::from(v) * f64::from(w))
+        .sum();
+    for (chunk_a, chunk_b) in chunks_a.zip(chunks_b) {
+        for ((lane, &v), &w) in lanes.iter_mut().zip(chunk_a).zip(chunk_b) {
+            *lane += f64::from(v) * f64::from(w);
+        }
+    }
+    lanes.iter().sum::<f64>() + tail
+}
+
+/// `out = s·y⊙(g − Σ g⊙y)` for one row, compiled for the CPU's widest vectors.
+#[allow(unsafe_code)] // The dispatch calls the wider versions unsafely, after checking the CPU.
+#[multiversion::multiversion(targets = "simd")]
+fn softmax_grad_row(y: &[f32], g: &[f32], scale: f32, out: &mut [MaybeUninit<f32>]) {
+    let dot = dot_f64(y, g) as f32;
+    for ((o, &y), &g) in out.iter_mut().zip(y).zip(g) {
+        o.write(scale * y * (g - dot));
     }
 }
 
@@ -146,15 +202,7 @@ impl CustomOp2 for ScaledSoftmaxGrad {
         }
         let scale = self.scale;
         let out = par_rows(y.len(), row, |r, out| {
-            let (y, g) = (&y[r * row..][..row], &grad[r * row..][..row]);
-            let dot = y
-                .iter()
-                .zip(g)
-                .map(|(&y, &g)| f64::from(y) * f64::from(g))
-                .sum::<f64>() as f32;
-            for ((o, &y), &g) in out.iter_mut().zip(y).zip(g) {
-                o.write(scale * y * (g - dot));
-            }
+            softmax_grad_row(&y[r * row..][..row], &grad[r * row..][..row], scale, out)
         });
         Ok((CpuStorage::F32(out), yl.shape().clone()))
     }
