@@ -119,6 +119,16 @@ impl Budget {
         self.cancelled.load(Ordering::SeqCst)
     }
 
+    /// Why work under this budget stopped, for leaderboards and logs: `"cancelled"` after
+    /// [`Budget::cancel`] (Ctrl-C), otherwise `"budget ran out"`.
+    pub fn stop_reason(&self) -> &'static str {
+        if self.is_cancelled() {
+            "cancelled"
+        } else {
+            "budget ran out"
+        }
+    }
+
     /// The shared cancel flag, for signal handlers and other threads.
     pub fn cancel_flag(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.cancelled)

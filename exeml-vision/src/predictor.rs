@@ -423,7 +423,8 @@ impl ImagePredictor {
                     ));
                 }
                 Err(Error::BudgetExhausted { .. } | Error::Interrupted(_)) => {
-                    leaderboard.push(skipped(candidate, &heads[0], "stopped: budget ran out"));
+                    let status = format!("stopped: {}", budget.stop_reason());
+                    leaderboard.push(skipped(candidate, &heads[0], &status));
                     break;
                 }
                 Err(e) => return Err(e),
@@ -751,7 +752,8 @@ impl ImagePredictor {
             members: Vec::new(),
         };
         if budget.exhausted() {
-            leaderboard.extend(arms.iter().map(|a| row(*a, "skipped: budget ran out")));
+            let status = format!("skipped: {}", budget.stop_reason());
+            leaderboard.extend(arms.iter().map(|a| row(*a, &status)));
             return Ok(());
         }
         let Some((train, valid)) = best.activations.take() else {

@@ -211,8 +211,8 @@ pub fn successive_halving(
                     tuner.epochs(),
                 ) {
                     (false, _) => status,
-                    (true, 0) => "skipped: budget ran out".to_string(),
-                    (true, _) => "stopped: budget ran out".to_string(),
+                    (true, 0) => format!("skipped: {}", budget.stop_reason()),
+                    (true, _) => format!("stopped: {}", budget.stop_reason()),
                 };
                 let status = match lengthened_from {
                     None => status,
@@ -267,9 +267,9 @@ fn resume_halted(
             format!(
                 "resumed after {before} epoch(s) of successive halving, with the budget left{}",
                 if completed {
-                    ""
+                    String::new()
                 } else {
-                    "; stopped: budget ran out"
+                    format!("; stopped: {}", budget.stop_reason())
                 }
             )
         };
@@ -325,7 +325,7 @@ impl Run<'_> {
             // relative to the others (or allowed once while nothing else is known).
             let estimate = tuner.seconds_per_epoch().unwrap_or(0.0);
             if budget.exhausted() || !budget.allows(Duration::from_secs_f64(estimate)) {
-                self.status = "stopped: budget ran out".into();
+                self.status = format!("stopped: {}", budget.stop_reason());
                 return Ok(false);
             }
             progress.phase(&format!(
@@ -340,7 +340,7 @@ impl Run<'_> {
             self.seconds += t0.elapsed().as_secs_f64();
             progress.fraction(budget.fraction_used());
             if !completed {
-                self.status = "stopped: budget ran out".into();
+                self.status = format!("stopped: {}", budget.stop_reason());
                 return Ok(false);
             }
         }

@@ -1072,6 +1072,41 @@ fn ctrl_c_during_the_first_extraction_stops_it_with_a_typed_error() {
     );
 }
 
+#[test]
+fn ctrl_c_during_fine_tuning_keeps_the_best_model_and_says_cancelled() {
+    if !weights_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    class_folders(dir.path(), 10, 11);
+    let data = exeml::vision::ImageDataset::import(dir.path(), Default::default()).expect("data");
+    let budget = Budget::new(Duration::from_secs(600));
+    let progress = CancelAt::new(&budget, "fine-tuning the last");
+    let model = ImagePredictor::new()
+        .preference(Preference::Balance)
+        .backbones(vec![BackboneKind::MobilenetV2])
+        .resolution(64)
+        .fit(&data, &budget, &progress)
+        .expect("a cancel after the first configuration keeps the best model so far");
+    let board = &model.manifest.leaderboard;
+    // The arm that was training says it was cancelled, and so do the ones never started; the
+    // clock, with most of its 600 s left, is not blamed.
+    let tuned: Vec<_> = board.iter().filter(|t| t.fine_tune.is_some()).collect();
+    assert!(
+        tuned.iter().any(|t| t.status == "stopped: cancelled"),
+        "{tuned:#?}"
+    );
+    assert!(
+        tuned.iter().any(|t| t.status == "skipped: cancelled"),
+        "{tuned:#?}"
+    );
+    assert!(
+        !board.iter().any(|t| t.status.contains("budget ran out")),
+        "{board:#?}"
+    );
+    assert!(board.iter().any(|t| t.status == "chosen"), "{board:#?}");
+}
+
 /// `dir/resnet18.safetensors`: a randomly initialised ResNet-18 in timm's tensor names (no hub
 /// access here), what a user's hub cache or `--weights` file provides, minus the training.
 fn resnet18_checkpoint(dir: &Path, seed: u64) -> PathBuf {
