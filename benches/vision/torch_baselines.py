@@ -2,6 +2,9 @@
 
     python torch_baselines.py probe    DATA WEIGHTS            -> logistic regression on frozen features
     python torch_baselines.py heads    DATA WEIGHTS            -> that, and MLP heads on the same features
+    python torch_baselines.py adabn    DATA WEIGHTS            -> that probe with ImageNet's batch norm
+                                                                   statistics and with ones re-estimated
+                                                                   on the training images (AdaBN)
     python torch_baselines.py finetune DATA WEIGHTS SECONDS    -> torchvision fine-tuning for SECONDS
                                                                    (--frozen-bn: BN statistics frozen)
     python torch_baselines.py speed    WEIGHTS [RES] [BATCH]   -> training images/s and latency
@@ -111,6 +114,38 @@ def heads(data, weights, res=224):
     return out
 
 
+def adabn(data, weights, res=224):
+    """Do batch norm statistics of the target images help frozen features? The logistic
+    regression probe of `probe`, once with ImageNet's statistics (exeml folds those into its
+    convolutions) and once after re-estimating every batch norm's mean and variance over the
+    training images (AdaBN: a cumulative average of batch statistics, weights unchanged)."""
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    def probe_accuracy(model):
+        xtr, ytr = features(model, os.path.join(data, "train"), res)
+        xte, yte = features(model, os.path.join(data, "test"), res)
+        clf = make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=[0.01, 0.1, 1.0], cv=3, max_iter=500))
+        return float((clf.fit(xtr, ytr).predict(xte) == yte).mean())
+
+    model = mobilenet(weights)
+    out = {"imagenet statistics": probe_accuracy(model)}
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = None  # a cumulative average over every batch
+    loader = torch.utils.data.DataLoader(
+        datasets.ImageFolder(os.path.join(data, "train"), plain(res)), batch_size=64, shuffle=True,
+        num_workers=WORKERS)
+    model.train()
+    with torch.no_grad():
+        for x, _ in loader:
+            model.features(x.to(DEVICE))
+    out["statistics of the training images (AdaBN)"] = probe_accuracy(model)
+    return out
+
+
 def finetune(data, weights, seconds, res=224):
     """Standard transfer recipe: the whole network, AdamW + cosine over the epochs the budget
     allows (estimated after the first), random-resized-crop + flip, label smoothing 0.1."""
@@ -209,6 +244,8 @@ if __name__ == "__main__":
         out = probe(sys.argv[2], sys.argv[3])
     elif mode == "heads":
         out = heads(sys.argv[2], sys.argv[3])
+    elif mode == "adabn":
+        out = adabn(sys.argv[2], sys.argv[3])
     elif mode == "finetune":
         out = finetune(sys.argv[2], sys.argv[3], float(sys.argv[4]))
     elif mode == "speed":
