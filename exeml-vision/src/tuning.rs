@@ -114,7 +114,11 @@ pub fn successive_halving(
     }
     // Rung 1, arm by arm: a further arm joins only while the whole halving, with the epoch
     // costs measured so far, still leaves its winner half of its planned epochs.
-    let costs_of_blocks = BlockCosts::measure(backbone, split, train)?;
+    let costs_of_blocks = if runs.len() > 1 {
+        BlockCosts::measure(backbone, split, train)?
+    } else {
+        BlockCosts(Vec::new()) // no other arm to estimate
+    };
     let seconds_at_start = budget.remaining().as_secs_f64();
     let mut alive: Vec<usize> = Vec::new();
     let mut out_of_budget = false;

@@ -119,7 +119,7 @@ fn softmax_row(x: &[f32], scale: f32, out: &mut [MaybeUninit<f32>]) {
     // SAFETY: the loop above wrote every slot of `out` (`x` and `out` are one row long), and
     // `MaybeUninit<f32>` has `f32`'s layout.
     let out = unsafe { &mut *(out as *mut [MaybeUninit<f32>] as *mut [f32]) };
-    let inv = (1.0 / sum_f64(out)) as f32;
+    let inv = (1.0 / lane_sum(out, out, |v, _| f64::from(v))) as f32;
     for o in out.iter_mut() {
         *o *= inv;
     }
@@ -129,32 +129,18 @@ fn softmax_row(x: &[f32], scale: f32, out: &mut [MaybeUninit<f32>]) {
 /// or sum is a chain the compiler may not reorder).
 const LANES: usize = 16;
 
-/// `Σ a` in f64: a long row's f32 sum drifts by several ulps of the result (a ViT's rows are
-/// short, but a caller's need not be).
+/// `Σ term(aᵢ, bᵢ)` in f64 over independent lanes: a long row's f32 sum drifts by several ulps
+/// of the result (a ViT's rows are short, but a caller's need not be).
 #[inline(always)]
-fn sum_f64(a: &[f32]) -> f64 {
-    let mut lanes = [0f64; LANES];
-    let chunks = a.chunks_exact(LANES);
-    let tail: f64 = chunks.remainder().iter().map(|&v| f64::from(v)).sum();
-    for chunk in chunks {
-        for (lane, &v) in lanes.iter_mut().zip(chunk) {
-            *lane += f64::from(v);
-        }
-    }
-    lanes.iter().sum::<f64>() + tail
-}
-
-/// `Σ a·b` in f64, as [`sum_f64`].
-#[inline(always)]
-fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
+fn lane_sum(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f64) -> f64 {
     let mut lanes = [0f64; LANES];
     let (chunks_a, chunks_b) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let tail: f64 = (chunks_a.remainder().iter().zip(chunks_b.remainder()))
-        .map(|(&v, &w)| f64::from(v) * f64::from(w))
+        .map(|(&v, &w)| term(v, w))
         .sum();
     for (chunk_a, chunk_b) in chunks_a.zip(chunks_b) {
         for ((lane, &v), &w) in lanes.iter_mut().zip(chunk_a).zip(chunk_b) {
-            *lane += f64::from(v) * f64::from(w);
+            *lane += term(v, w);
         }
     }
     lanes.iter().sum::<f64>() + tail
@@ -164,7 +150,7 @@ fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
 #[allow(unsafe_code)] // The dispatch calls the wider versions unsafely, after checking the CPU.
 #[multiversion::multiversion(targets = "simd")]
 fn softmax_grad_row(y: &[f32], g: &[f32], scale: f32, out: &mut [MaybeUninit<f32>]) {
-    let dot = dot_f64(y, g) as f32;
+    let dot = lane_sum(y, g, |y, g| f64::from(y) * f64::from(g)) as f32;
     for ((o, &y), &g) in out.iter_mut().zip(y).zip(g) {
         o.write(scale * y * (g - dot));
     }
