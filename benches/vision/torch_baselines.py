@@ -6,7 +6,9 @@
                                                                    statistics and with ones re-estimated
                                                                    on the training images (AdaBN)
     python torch_baselines.py finetune DATA WEIGHTS SECONDS    -> torchvision fine-tuning for SECONDS
-                                                                   (--frozen-bn: BN statistics frozen)
+                                                                   (--frozen-bn: BN statistics frozen;
+                                                                    --fixed-views: two views per image
+                                                                    computed once, as exeml does)
     python torch_baselines.py speed    WEIGHTS [RES] [BATCH]   -> training images/s and latency
 
 DATA holds train/<class>/*.png and test/<class>/*.png. Each mode prints one JSON line.
@@ -40,6 +42,12 @@ WORKERS = 8 if DEVICE != "cpu" else 0
 FROZEN_BN = "--frozen-bn" in sys.argv
 if FROZEN_BN:
     sys.argv.remove("--frozen-bn")
+# `finetune ... --fixed-views`: every image's plain view and one augmented view are computed once
+# (inside the budget) and the network trains on those every epoch, as exeml does, instead of a
+# fresh random crop of every image each epoch.
+FIXED_VIEWS = "--fixed-views" in sys.argv
+if FIXED_VIEWS:
+    sys.argv.remove("--fixed-views")
 
 
 def sync():
@@ -152,14 +160,20 @@ def finetune(data, weights, seconds, res=224):
     train_tf = transforms.Compose([
         transforms.RandomResizedCrop(res, scale=(0.35, 1.0)), transforms.RandomHorizontalFlip(),
         transforms.ColorJitter(0.2, 0.2, 0.2), transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
+    t0 = time.time()
     train = datasets.ImageFolder(os.path.join(data, "train"), train_tf)
+    classes = len(train.classes)
+    if FIXED_VIEWS:
+        plain_train = datasets.ImageFolder(os.path.join(data, "train"), plain(res))
+        views = [plain_train[i] for i in range(len(plain_train))] + [train[i] for i in range(len(train))]
+        train = torch.utils.data.TensorDataset(torch.stack([x for x, _ in views]),
+                                               torch.tensor([y for _, y in views]))
     test = datasets.ImageFolder(os.path.join(data, "test"), plain(res))
-    model = mobilenet(weights, len(train.classes))
+    model = mobilenet(weights, classes)
     loader = torch.utils.data.DataLoader(train, batch_size=32, shuffle=True, num_workers=WORKERS,
                                          persistent_workers=WORKERS > 0)
     opt = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=1e-2)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
-    t0 = time.time()
     epochs, planned, step, images = 0, None, 0, 0
     deadline = t0 + seconds
     done = False
@@ -194,7 +208,8 @@ def finetune(data, weights, seconds, res=224):
             correct += (model(x.to(DEVICE)).argmax(1).cpu() == y).sum().item()
             n += len(y)
     return {"baseline": "PyTorch fine-tuning of MobileNetV2 (whole network"
-                        + (", batch norm statistics frozen)" if FROZEN_BN else ")"),
+                        + (", batch norm statistics frozen" if FROZEN_BN else "")
+                        + (", two views per image computed once" if FIXED_VIEWS else "") + ")",
             "accuracy": correct / n, "train_s": round(train_s, 1), "epochs": epochs,
             "images_seen": images, "budget_s": seconds}
 
