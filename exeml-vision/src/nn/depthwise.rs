@@ -365,7 +365,7 @@ impl CustomOp2 for Depthwise {
         )?;
         let grad_kernel = x.apply_op2_no_bwd(
             &grad_res,
-            &DepthwiseGradKernel {
+            &DepthwiseGradWeight {
                 stride: self.stride,
                 pad: self.pad,
                 k: kernel.dim(2)?,
@@ -468,13 +468,13 @@ impl CustomOp2 for DepthwiseGradInput {
 
 /// Backward to the kernel: `(input, grad_out) → c×1×k×k`.
 #[derive(Debug, Clone, Copy)]
-struct DepthwiseGradKernel {
+struct DepthwiseGradWeight {
     stride: usize,
     pad: usize,
     k: usize,
 }
 
-impl CustomOp2 for DepthwiseGradKernel {
+impl CustomOp2 for DepthwiseGradWeight {
     fn name(&self) -> &'static str {
         "exeml-depthwise-conv2d-grad-kernel"
     }
@@ -533,7 +533,7 @@ impl CustomOp2 for DepthwiseGradKernel {
                 gl.dims()
             )
         }
-        let grad_kernel = launch(Kernel::GradKernel, g.sizes(), (xs, xl), (gs, gl))?;
+        let grad_kernel = launch(Kernel::GradWeight, g.sizes(), (xs, xl), (gs, gl))?;
         Ok((grad_kernel, Shape::from(kernel.to_vec())))
     }
 }

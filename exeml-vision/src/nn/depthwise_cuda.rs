@@ -175,8 +175,8 @@ pub enum Kernel {
     Forward,
     /// `(grad_y, w) → grad_x`, `n·c·h·w` values.
     GradInput,
-    /// `(x, grad_y) → grad_w`, `c·k·k` values.
-    GradKernel,
+    /// `(x, grad_y) → grad_w` (the gradient to the kernel weights), `c·k·k` values.
+    GradWeight,
 }
 
 /// Run `kernel` on the two (contiguous, f32) inputs; returns the output's storage.
@@ -199,7 +199,7 @@ pub fn launch(
             let len = sizes.n * sizes.c * sizes.h * sizes.w;
             ("dw_grad_input", len, elementwise(len)?)
         }
-        Kernel::GradKernel => {
+        Kernel::GradWeight => {
             let len = sizes.c * sizes.k * sizes.k;
             let blocks = u32::try_from(len)
                 .map_err(|_| candle_core::Error::Msg("depthwise conv: too many channels".into()))?;
