@@ -3,7 +3,9 @@
 # into `.gpu/` (binaries stripped and xz-compressed, the two backbones' weights xz-compressed, a 28-px
 # Fashion-MNIST subset): about 60 MB, small enough to copy to a GPU machine with no Rust.
 #
-# usage: benches/vision/gpu-bundle.sh
+# usage: benches/vision/gpu-bundle.sh           (build and pack)
+#        benches/vision/gpu-bundle.sh --check   (only clippy the workspace with --features cuda:
+#                                                does the CUDA code still compile, lint-clean?)
 # The CUDA 13 compiler and libraries come from PyPI (docs/gpu.md explains each step).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -29,6 +31,9 @@ if [ ! -e "$root/lib/libcuda.so" ]; then
 fi
 export CUDA_ROOT=$root PATH=$root/bin:$PATH LIBRARY_PATH=$root/lib LD_LIBRARY_PATH=$root/lib
 export CUDARC_CUDA_VERSION=13000 CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
+if [ "${1:-}" = --check ]; then
+  exec cargo clippy --features cuda --target-dir target/cuda --workspace --all-targets -- -D warnings
+fi
 cargo build --release --features cuda --target-dir target/cuda --bin exeml \
   --example vision_speed --example device_check
 
