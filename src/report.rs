@@ -4,7 +4,6 @@ use exeml_core::metrics::ClassificationReport;
 use exeml_core::search::TrialRecord;
 use exeml_tabular::evaluate::{Evaluation, Metrics};
 use exeml_vision::evaluate::{ImageEvaluation, ImageMetrics};
-use exeml_vision::finetune::Mixing;
 use exeml_vision::search::ImageTrial;
 use std::fmt::Write;
 
@@ -195,20 +194,12 @@ pub fn image_leaderboard_text(rows: &[ImageTrial]) -> String {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            (Some(p), epochs) => {
-                let mixing = match p.mixing {
-                    Mixing::None => String::new(),
-                    Mixing::Mixup { alpha } => format!(" mixup {alpha}"),
-                    Mixing::Cutmix { alpha } => format!(" cutmix {alpha}"),
-                };
-                format!(
-                    "{} blocks, lr {:.0e}, {}/{} ep{mixing}",
-                    p.unfrozen_blocks,
-                    p.learning_rate,
-                    epochs.unwrap_or(0),
-                    p.max_epochs
-                )
-            }
+            (Some(p), epochs) => format!(
+                "{}, {}/{} ep",
+                p.short_description(),
+                epochs.unwrap_or(0),
+                p.max_epochs
+            ),
             (None, _) => format!("linear probe (L2 {:.0e})", r.head.weight_decay),
         };
         let _ = writeln!(

@@ -335,10 +335,8 @@ impl Run<'_> {
                 return Ok(false);
             }
             progress.phase(&format!(
-                "fine-tuning the last {} blocks (lr {}, {:?}): epoch {}",
-                tuner.params().unfrozen_blocks,
-                tuner.params().learning_rate,
-                tuner.params().mixing,
+                "fine-tuning the last {}: epoch {}",
+                tuner.params().short_description(),
                 tuner.epochs() + 1
             ));
             let t0 = Instant::now();
