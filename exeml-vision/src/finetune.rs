@@ -556,8 +556,8 @@ impl<'a> FineTuner<'a> {
 /// Adam's first steps move every weight by about the learning rate, whatever its gradient, and
 /// with batch norm folded nothing renormalises the activations they shift: on 200 images (10 steps
 /// an epoch, so 5 % of 8 epochs is 4 steps) the last five blocks of MobileNetV2 at 1e-3 doubled
-/// their loss in one step and ended near chance (validation 0.46), and at 20 steps of warm-up
-/// ended at 0.86, better than the linear probe they started from.
+/// their loss in one step and ended at validation accuracy 0.46 (loss 1.45); with 20 steps of
+/// warm-up at 0.82 (loss 0.51, below the 0.63 of the linear probe they started from).
 const MIN_WARMUP_STEPS: f64 = 20.0;
 
 /// Warm-up steps of a run of `planned_steps`: 5 % of it, at least [`MIN_WARMUP_STEPS`], at most
