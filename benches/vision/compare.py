@@ -75,7 +75,8 @@ def main():
 
     print("probe baseline…", file=sys.stderr)
     probe = torch_mode("probe", a.data, a.weights)
-    lines += ["## Test accuracy by time budget (1,000 held-out test images)", "",
+    tests = sum(len(files) for _, _, files in os.walk(os.path.join(a.data, "test")))
+    lines += ["## Test accuracy by time budget (%s held-out test images)" % f"{tests:,}", "",
               "| budget | exeml (balance) | exeml model | exeml wall s | PyTorch fine-tuning | epochs | LR on frozen features |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
     for budget in a.budgets:

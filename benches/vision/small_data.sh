@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # exeml on small data sets: two disjoint 250-image subsets of the benchmark's Fashion-MNIST
 # training images (25 per class: the 1st-25th and the 26th-50th file of each class folder, by
-# name), `balance` with a 2-minute budget, test accuracy and log loss on the 1,000 test images.
+# name), `balance` with a 2-minute budget, test accuracy and log loss on the 10,000 test images.
 # (copies, not links: exeml refuses links that leave the data folder).
 # usage: benches/vision/small_data.sh [EXEML_BIN]   (after benches/vision/run.sh made the data)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 exeml=${1:-target/release/exeml}
-data=target/bench-data/fashion-mnist
+data=target/bench-data/fashion-mnist-10k
 export EXEML_WEIGHTS_DIR=${EXEML_WEIGHTS_DIR:-$PWD/target/weights}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
