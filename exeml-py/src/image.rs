@@ -24,6 +24,7 @@ pub(crate) struct ImageSettings<'a> {
     pub(crate) resolution: Option<u32>,
     pub(crate) fine_tune: bool,
     pub(crate) ensemble: bool,
+    pub(crate) refit_full: bool,
     pub(crate) max_latency_ms: Option<f64>,
     pub(crate) max_model_mb: Option<f64>,
     pub(crate) device: &'a str,
@@ -42,6 +43,7 @@ pub(crate) fn image_predictor(settings: ImageSettings<'_>) -> PyResult<ImagePred
         resolution,
         fine_tune,
         ensemble,
+        refit_full,
         max_latency_ms,
         max_model_mb,
         device,
@@ -90,6 +92,7 @@ pub(crate) fn image_predictor(settings: ImageSettings<'_>) -> PyResult<ImagePred
         ensemble,
         fine_tune_arms,
         constraints,
+        refit_full,
         ..ImagePredictor::default()
     })
 }
@@ -98,7 +101,7 @@ pub(crate) fn image_predictor(settings: ImageSettings<'_>) -> PyResult<ImagePred
 #[pyfunction]
 #[pyo3(signature = (
     *, path, time_limit=600.0, preference="balance", seed=0, train_ratio=0.8, backbones=None,
-    resolution=None, fine_tune=true, ensemble=true, parent=None, parent_name=None, progress=None,
+    resolution=None, fine_tune=true, ensemble=true, refit_full=false, parent=None, parent_name=None, progress=None,
     max_latency_ms=None, max_model_mb=None, device="cpu", weights=None, fine_tune_arms=None
 ))]
 #[allow(clippy::too_many_arguments)]
@@ -113,6 +116,7 @@ pub fn fit_image(
     resolution: Option<u32>,
     fine_tune: bool,
     ensemble: bool,
+    refit_full: bool,
     parent: Option<PyRef<'_, ImageModel>>,
     parent_name: Option<String>,
     progress: Option<&Bound<'_, PyAny>>,
@@ -132,6 +136,7 @@ pub fn fit_image(
         resolution,
         fine_tune,
         ensemble,
+        refit_full,
         max_latency_ms,
         max_model_mb,
         device,

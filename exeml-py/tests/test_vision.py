@@ -116,8 +116,12 @@ def test_a_search_reruns_with_its_fine_tuning_arms_edited(image_predictor, tmp_p
         backbones=["mobilenet_v2"],
         resolution=64,
         fine_tune_arms=edited,
+        refit_full=True,
         verbosity=0,
     ).fit(_folders(tmp_path / "data", 10, 1), time_limit=120)
+    # refit_full reaches the engine: a chosen fine-tuned model records its refit epochs.
+    m = rerun.manifest()
+    assert ("refit_epochs" in m) == (m.get("fine_tune") is not None), m.get("refit_epochs")
     arms = [t["fine_tune"] for t in rerun.manifest()["leaderboard"] if t.get("fine_tune") and not t.get("members")]
     assert [(a["unfrozen_blocks"], a["learning_rate"], a["mixing"], a["optimizer"]) for a in arms] == [
         (tuned[0]["unfrozen_blocks"], 3e-4, {"kind": "mixup", "alpha": 0.2}, {"kind": "adamw"}),

@@ -267,6 +267,8 @@ pub struct FineTuner<'a> {
     /// The epochs whose steps the warm-up is a share of: the plan's, or fewer once shortened (a
     /// lengthened run keeps its warm-up, so that its learning rate does not drop mid-run).
     warmup_epochs: usize,
+    /// Validate after each epoch (`false` for a refit, which has no held-out rows).
+    validating: bool,
 }
 
 impl std::fmt::Debug for FineTuner<'_> {
@@ -333,7 +335,35 @@ impl<'a> FineTuner<'a> {
             since_best: 0,
             seconds_per_epoch: None,
             warmup_epochs: params.max_epochs,
+            validating: true,
         })
+    }
+
+    /// A run on `rows` (training and validation images together) for exactly
+    /// `params.max_epochs` epochs, with nothing held out to validate or stop early on: the refit
+    /// of a configuration the search chose, for the epochs its validation chose. Its result is
+    /// [`FineTuner::state`] once [`FineTuner::finished`].
+    pub fn for_refit(
+        backbone: &Backbone,
+        head: &LinearHead,
+        params: FineTuneParams,
+        rows: &'a Activations,
+        classes: usize,
+        seed: u64,
+    ) -> Result<Self> {
+        let mut tuner = FineTuner::new(backbone, head, params, rows, rows, classes, seed)?;
+        tuner.validating = false;
+        Ok(tuner)
+    }
+
+    /// Copies of the trained blocks and head as they are now.
+    pub fn state(&self) -> Result<(Vec<Block>, LinearHead)> {
+        let head = LinearHead {
+            weight: self.head.weight.copy().map_err(candle_error)?,
+            bias: self.head.bias.copy().map_err(candle_error)?,
+            ..self.head.clone()
+        };
+        Ok((self.copy_blocks().map_err(candle_error)?, head))
     }
 
     /// The first trained block of the backbone.
@@ -452,7 +482,9 @@ impl<'a> FineTuner<'a> {
             self.steps += 1;
         }
         self.epochs += 1;
-        self.validate()?;
+        if self.validating {
+            self.validate()?;
+        }
         self.seconds_per_epoch = Some(started.elapsed().as_secs_f64());
         Ok(true)
     }

@@ -30,6 +30,7 @@ pub mod model;
 pub mod nn;
 pub mod optim;
 pub mod predictor;
+pub mod refit;
 pub mod search;
 pub mod serving;
 pub mod tuning;

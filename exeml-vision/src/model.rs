@@ -101,6 +101,11 @@ pub struct ImageManifest {
     /// metrics were taken), when the chosen model is a linear probe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refit_steps: Option<usize>,
+    /// Epochs each fine-tuned model (the chosen one, then the ensemble's other members) was
+    /// refitted for on training + validation images, 0 where the budget left did not afford
+    /// it; empty when no refit was asked for (`ImagePredictor::refit_full`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refit_epochs: Vec<usize>,
     /// Per-label decision thresholds (multi-label only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub thresholds: Vec<f32>,
@@ -205,8 +210,15 @@ impl ImageModel {
             0 => String::new(),
             n => format!(" (ensemble of {n} fine-tuned models)"),
         };
+        let epochs = &self.manifest.refit_epochs;
+        let refitted = epochs.iter().filter(|&&e| e > 0).count();
+        let refit = match (refitted, epochs.len()) {
+            (0, _) => String::new(),
+            (r, n) if r == n => ", refitted on every image".to_string(),
+            (r, n) => format!(", {r} of {n} models refitted on every image"),
+        };
         format!(
-            "{} image classifier ({} classes): {} at {} px{ensemble}, validation accuracy {:.3}, macro F1 {:.3}",
+            "{} image classifier ({} classes): {} at {} px{ensemble}{refit}, validation accuracy {:.3}, macro F1 {:.3}",
             self.manifest.problem,
             self.manifest.classes.len(),
             self.manifest.backbone,

@@ -19,6 +19,7 @@ use crate::model::{
     EnsembleEntry, EnsembleMember, ImageLineage, ImageManifest, ImageModel, FORMAT, FORMAT_VERSION,
 };
 use crate::nn::candle_error;
+use crate::refit::{concat_rows, refit_models, RefitPlan};
 use crate::search::{
     candidates, ensemble_limits, fine_tune_arms, head_grid, stretch_limit, Candidate, ImageTrial,
 };
@@ -67,6 +68,12 @@ pub struct ImagePredictor {
     /// Limits on single-image latency (on the training device) and model size that the
     /// returned model meets; a too-slow configuration is retried at lower resolutions.
     pub constraints: Constraints,
+    /// Refit the chosen fine-tuned model (each member of an ensemble) on training and
+    /// validation images together, for the epochs its validation chose, so that it learns
+    /// from every image (AutoGluon's `refit_full`). The search then gets half of the time
+    /// left after the linear probes, the refit the rest; a model the time left cannot afford
+    /// is kept as searched. The validation metrics stay the search's. Default `false`.
+    pub refit_full: bool,
 }
 
 impl Default for ImagePredictor {
@@ -86,8 +93,27 @@ impl Default for ImagePredictor {
             fine_tune_arms: None,
             warm_start: None,
             constraints: Constraints::default(),
+            refit_full: false,
         }
     }
+}
+
+/// The share of the time left after the linear probes that fine-tuning searches with when the
+/// chosen models are refitted on every image: the refit trains the chosen model and the
+/// ensemble's members again, on a quarter more rows, which costs about as much as the search's
+/// longest runs.
+const SEARCH_SHARE_WITH_REFIT: f64 = 0.5;
+
+/// What refitting the chosen fine-tuned models on every image needs from the search.
+struct RefitSource {
+    /// The backbone before fine-tuning.
+    base: Backbone,
+    /// The linear probe fine-tuning started from.
+    probe: LinearHead,
+    /// Training activations entering the split block (all views).
+    train: Activations,
+    /// The chosen model, then the ensemble's other members.
+    plans: Vec<RefitPlan>,
 }
 
 /// The best model so far and what is needed to fine-tune and evaluate it.
@@ -122,6 +148,8 @@ struct Fitted {
     ensemble: Vec<EnsembleEntry>,
     /// The ensemble's validation probabilities (rows of `valid_x`), when it is one.
     valid_proba: Option<Vec<Vec<f32>>>,
+    /// For a fine-tuned model: what a refit on every image needs.
+    refit: Option<RefitSource>,
 }
 
 impl ImagePredictor {
@@ -192,6 +220,13 @@ impl ImagePredictor {
     /// is checked when fitting starts.
     pub fn fine_tune_arms(mut self, arms: Vec<FineTuneParams>) -> Self {
         self.fine_tune_arms = Some(arms);
+        self
+    }
+
+    /// Refit the chosen fine-tuned model(s) on training and validation images together (see
+    /// [`ImagePredictor::refit_full`]).
+    pub fn refit_full(mut self, refit: bool) -> Self {
+        self.refit_full = refit;
         self
     }
 
@@ -523,6 +558,7 @@ impl ImagePredictor {
                         members: Vec::new(),
                         ensemble: Vec::new(),
                         valid_proba: None,
+                        refit: None,
                     });
                 }
             }
@@ -575,6 +611,11 @@ impl ImagePredictor {
             } else {
                 0.0
             };
+            let share = if self.refit_full {
+                share * SEARCH_SHARE_WITH_REFIT
+            } else {
+                share
+            };
             let tuning = budget.slice(share);
             self.fine_tune_best(
                 &mut best,
@@ -612,6 +653,17 @@ impl ImagePredictor {
             &proba,
         )?;
         leaderboard[best.trial].status = "chosen".into();
+        let mut refit_epochs = Vec::new();
+        if let (true, Some(source)) = (self.refit_full, best.refit.take()) {
+            refit_epochs = self.refit_fine_tuned(
+                &mut best,
+                source,
+                &valid_paths,
+                &valid_labels,
+                budget,
+                progress,
+            )?;
+        }
         // The validation metrics above are the honest estimate; the model that is returned
         // learns from the validation images too (a linear probe refits in seconds).
         let mut refit_steps = None;
@@ -654,6 +706,7 @@ impl ImagePredictor {
             tuned_from: best.backbone.tuned_from(),
             ensemble: best.ensemble,
             refit_steps,
+            refit_epochs,
             thresholds,
             validation,
             leaderboard,
@@ -738,6 +791,7 @@ impl ImagePredictor {
         let (candidate, head) = (best.candidate, leaderboard[best.trial].head);
         let latency_ms = best.footprint.latency_ms;
         let base = best.backbone.clone();
+        let probe = best.head.clone();
         let row = |params: FineTuneParams, status: &str| ImageTrial {
             candidate,
             head,
@@ -802,7 +856,9 @@ impl ImagePredictor {
                 params: outcome.params,
                 first_block: outcome.first_block,
                 snapshot: snapshot.clone(),
+                seconds_per_epoch: outcome.seconds / outcome.epochs.max(1) as f64,
             });
+            let chosen_plan = trained[trained.len() - 1].refit_plan();
             let better = snapshot.score > best.score + 1e-9
                 || (snapshot.score > best.score - 1e-9 && snapshot.loss < best.loss);
             if !better {
@@ -825,6 +881,13 @@ impl ImagePredictor {
             best.loss = snapshot.loss;
             best.trial = leaderboard.len() - 1;
             best.fine_tune = Some(outcome.params);
+            // Kept only when asked for: the activations are the largest thing in memory.
+            best.refit = self.refit_full.then(|| RefitSource {
+                base: base.clone(),
+                probe: probe.clone(),
+                train: train.clone(),
+                plans: vec![chosen_plan],
+            });
         }
         self.ensemble_best(
             best,
@@ -919,10 +982,82 @@ impl ImagePredictor {
             })
             .collect();
         best.valid_proba = Some(valid_proba);
+        if let Some(source) = &mut best.refit {
+            source.plans = picked.iter().map(|(t, _)| t.refit_plan()).collect();
+        }
         best.score = selection.score;
         best.loss = selection.loss;
         best.trial = leaderboard.len() - 1;
         Ok(())
+    }
+
+    /// Refit the chosen fine-tuned model and the ensemble's other members on training and
+    /// validation images together (the validation images' augmented views are extracted
+    /// first), each as far as the budget left affords; returns the epochs each was refitted
+    /// for (0: kept as searched).
+    fn refit_fine_tuned(
+        &self,
+        best: &mut Fitted,
+        source: RefitSource,
+        valid_paths: &[PathBuf],
+        valid_labels: &[Vec<usize>],
+        budget: &Budget,
+        progress: &dyn Progress,
+    ) -> Result<Vec<usize>> {
+        let kept = vec![0; source.plans.len()];
+        if budget.exhausted() {
+            return Ok(kept);
+        }
+        progress.phase("refitting: augmenting the validation images");
+        let options = ExtractOptions {
+            resolution: best.candidate.resolution,
+            augmented_views: best.candidate.augmented_views,
+            // Other augmented views than the training images' own seed would give.
+            seed: self.seed ^ 0x72_6566_6974,
+            keep_activations_at: Some(best.split),
+            ..ExtractOptions::default()
+        };
+        let valid = match extract(&source.base, valid_paths, &options, budget, false, progress) {
+            Ok(features) => features,
+            Err(Error::BudgetExhausted { .. } | Error::Interrupted(_)) => return Ok(kept),
+            Err(e) => return Err(e),
+        };
+        let Some(x) = valid.activations else {
+            return Ok(kept); // beyond the memory kept for activations
+        };
+        let labels = valid
+            .image_of_row
+            .iter()
+            .map(|&i| valid_labels[i].clone())
+            .collect();
+        let rows = concat_rows(&source.train, &Activations { x, labels })?;
+        let refitted = refit_models(
+            &source.base,
+            &source.probe,
+            &source.plans,
+            best.split,
+            &rows,
+            source.train.len(),
+            best.head.weight.dim(0).map_err(candle_error)?,
+            self.seed,
+            budget,
+            progress,
+        )?;
+        let mut epochs = kept;
+        for (i, (plan, model)) in source.plans.iter().zip(refitted).enumerate() {
+            let Some((blocks, head)) = model else {
+                continue;
+            };
+            let backbone = source.base.with_tuned_blocks(plan.first_block, blocks)?;
+            if i == 0 {
+                best.backbone = backbone;
+                best.head = head;
+            } else {
+                best.members[i - 1] = EnsembleMember { backbone, head };
+            }
+            epochs[i] = plan.epochs;
+        }
+        Ok(epochs)
     }
 
     /// The data's own split when every sample has one, else a seeded stratified split by the
@@ -954,6 +1089,20 @@ struct Trained {
     params: FineTuneParams,
     first_block: usize,
     snapshot: Snapshot,
+    seconds_per_epoch: f64,
+}
+
+impl Trained {
+    /// How to train this arm again on every image: its configuration, for the epochs after
+    /// which its best state was taken.
+    fn refit_plan(&self) -> RefitPlan {
+        RefitPlan {
+            params: self.params,
+            first_block: self.first_block,
+            epochs: self.snapshot.epoch,
+            seconds_per_epoch: self.seconds_per_epoch,
+        }
+    }
 }
 
 /// The members, with weights, of an ensemble around the chosen fine-tuned model (leaderboard
@@ -1096,6 +1245,7 @@ mod tests {
                 valid_proba,
                 epoch: 1,
             },
+            seconds_per_epoch: 1.0,
         }
     }
 

@@ -269,8 +269,6 @@ fn regression_evaluate_json_has_error_metrics() {
 fn bag_folds_is_for_tables_only() {
     let err = train_task_refused("image", &["--bag-folds", "3"]);
     assert!(err.contains("--bag-folds"), "{err}");
-    let err = train_task_refused("image", &["--refit-full", "true"]);
-    assert!(err.contains("--refit-full"), "{err}");
     let err = train_task_refused("image", &["--family", "hist_gbdt"]);
     assert!(err.contains("--family"), "{err}");
 }

@@ -448,18 +448,12 @@ fn fine_tuning_is_searched_by_successive_halving() {
     assert!(model.manifest.validation.accuracy() >= 0.8);
 }
 
-#[test]
-fn the_search_ensembles_fine_tuned_arms_that_validate_better_together() {
-    use exeml::vision::finetune::{FineTuneParams, Mixing};
-    if !weights_available() {
-        return;
-    }
-    // Low-contrast, noisy pictures: the linear probe validates at 0.61, the fine-tuned arms
-    // at 0.61–0.72, and two of them averaged lower the validation loss (0.81 → 0.60 here).
-    let dir = tempfile::tempdir().expect("tempdir");
+/// 30 low-contrast, noisy pictures of each class in `root/<class>/`; returns the generator for
+/// more.
+fn noisy_class_folders(root: &Path) -> rand_chacha::ChaCha8Rng {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
     for class in ["disc", "stripes", "checks"] {
-        let folder = dir.path().join(class);
+        let folder = root.join(class);
         std::fs::create_dir_all(&folder).expect("mkdir");
         for i in 0..30 {
             noisy_picture(class, 0.15, 110, &mut rng)
@@ -467,8 +461,13 @@ fn the_search_ensembles_fine_tuned_arms_that_validate_better_together() {
                 .expect("save image");
         }
     }
-    // Four arms over the same two blocks (ensemble members must share the frozen ones), at
-    // learning rates low enough for 24 training images a class.
+    rng
+}
+
+/// Four arms over the same two blocks (ensemble members must share the frozen ones), at
+/// learning rates low enough for 24 training images a class.
+fn ensemble_arms() -> Vec<exeml::vision::finetune::FineTuneParams> {
+    use exeml::vision::finetune::{FineTuneParams, Mixing};
     let arm = |learning_rate, mixing| FineTuneParams {
         unfrozen_blocks: 2,
         learning_rate,
@@ -477,18 +476,36 @@ fn the_search_ensembles_fine_tuned_arms_that_validate_better_together() {
         ..FineTuneParams::default()
     };
     let mixup = Mixing::Mixup { alpha: 0.2 };
-    let arms = vec![
+    vec![
         arm(3e-4, mixup),
         arm(1e-4, mixup),
         arm(3e-4, Mixing::None),
         arm(1e-4, Mixing::None),
-    ];
-    let model = ImagePredictor::new()
+    ]
+}
+
+/// A search over `arms` with time to spare, on MobileNetV2 at 64 px.
+fn ensemble_search(arms: Vec<exeml::vision::finetune::FineTuneParams>) -> ImagePredictor {
+    ImagePredictor::new()
         .time_limit(Duration::from_secs(300))
         .preference(Preference::Balance)
         .backbones(vec![BackboneKind::MobilenetV2])
         .resolution(64)
-        .fine_tune_arms(arms.clone())
+        .fine_tune_arms(arms)
+}
+
+#[test]
+fn the_search_ensembles_fine_tuned_arms_that_validate_better_together() {
+    use exeml::vision::finetune::Mixing;
+    if !weights_available() {
+        return;
+    }
+    // Low-contrast, noisy pictures: the linear probe validates at 0.61, the fine-tuned arms
+    // at 0.61–0.72, and two of them averaged lower the validation loss (0.81 → 0.60 here).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rng = noisy_class_folders(dir.path());
+    let arms = ensemble_arms();
+    let model = ensemble_search(arms.clone())
         .fit_folder(dir.path())
         .expect("fit");
     let manifest = &model.manifest;
@@ -545,6 +562,89 @@ fn the_search_ensembles_fine_tuned_arms_that_validate_better_together() {
     let a = model.predict_image(&image).expect("predict");
     let b = reloaded.predict_image(&image).expect("reloaded");
     assert!(max_abs_diff(&a, &b) < 1e-6, "{a:?} vs {b:?}");
+}
+
+#[test]
+fn refit_full_trains_every_chosen_model_again_on_all_images_after_the_same_search() {
+    if !weights_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rng = noisy_class_folders(dir.path());
+    let searched = ensemble_search(ensemble_arms())
+        .fit_folder(dir.path())
+        .expect("fit");
+    let refitted = ensemble_search(ensemble_arms())
+        .refit_full(true)
+        .fit_folder(dir.path())
+        .expect("fit with refit");
+    assert!(searched.manifest.refit_epochs.is_empty());
+    // Given arms run as given and the budget affords all of them either way: the same search,
+    // the same choice, the same (search-time) validation metrics.
+    let scores = |m: &ImageModel| -> Vec<Option<f64>> {
+        m.manifest.leaderboard.iter().map(|t| t.score).collect()
+    };
+    assert_eq!(scores(&searched), scores(&refitted));
+    assert_eq!(searched.manifest.ensemble, refitted.manifest.ensemble);
+    let (a, b) = (&searched.manifest.validation, &refitted.manifest.validation);
+    assert_eq!(a.accuracy(), b.accuracy());
+    // Every chosen model was refitted, for the epochs its best validation state had.
+    let manifest = &refitted.manifest;
+    let models = manifest.ensemble.len().max(1);
+    assert_eq!(manifest.refit_epochs.len(), models, "{manifest:#?}");
+    let chosen_row = manifest
+        .ensemble
+        .first()
+        .map_or_else(
+            || {
+                manifest
+                    .leaderboard
+                    .iter()
+                    .position(|t| t.status == "chosen")
+            },
+            |e| Some(e.trial),
+        )
+        .expect("a fine-tuned model was chosen");
+    let trained = manifest.leaderboard[chosen_row].epochs.expect("epochs");
+    assert!(
+        (1..=trained).contains(&manifest.refit_epochs[0]),
+        "{:?} of {trained}",
+        manifest.refit_epochs
+    );
+    assert!(
+        manifest.refit_epochs.iter().all(|&e| e > 0),
+        "{manifest:#?}"
+    );
+    assert!(
+        refitted.summary().contains("refitted on every image"),
+        "{}",
+        refitted.summary()
+    );
+    assert!(!searched.summary().contains("refitted"));
+    // The refit changed the weights, and the model still tells the classes apart on new images.
+    let image = noisy_picture("stripes", 0.15, 110, &mut rng);
+    let p = searched.predict_image(&image).expect("predict");
+    let q = refitted.predict_image(&image).expect("predict refitted");
+    assert!(max_abs_diff(&p, &q) > 1e-4, "{p:?} vs {q:?}");
+    let mut right = 0;
+    for i in 0..30 {
+        let class = ["checks", "disc", "stripes"][i % 3];
+        let p = refitted
+            .predict_image(&noisy_picture(class, 0.15, 110, &mut rng))
+            .expect("predict");
+        let best = (0..3)
+            .max_by(|&x, &y| p[x].total_cmp(&p[y]))
+            .expect("3 classes");
+        right += usize::from(refitted.classes()[best] == class);
+    }
+    assert!(right >= 15, "{right} of 30 new images right");
+    // The record survives saving.
+    let out = tempfile::tempdir().expect("tempdir");
+    refitted.save(out.path()).expect("save");
+    let reloaded = ImageModel::load(out.path()).expect("reload");
+    assert_eq!(reloaded.manifest.refit_epochs, manifest.refit_epochs);
+    let r = reloaded.predict_image(&image).expect("reloaded");
+    assert!(max_abs_diff(&q, &r) < 1e-6, "{q:?} vs {r:?}");
 }
 
 #[test]

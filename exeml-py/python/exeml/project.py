@@ -174,6 +174,7 @@ class Project:
                     resolution=settings.resolution,
                     fine_tune=settings.fine_tune,
                     ensemble=settings.ensemble,
+                    refit_full=settings.refit_full,
                     device=settings.device,
                     weights=None if settings.weights is None else list(settings.weights.items()),
                     fine_tune_arms=None if settings.fine_tune_arms is None else json.dumps(settings.fine_tune_arms),

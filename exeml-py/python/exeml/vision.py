@@ -53,6 +53,12 @@ class ImagePredictor:
     ensemble:
         Average fine-tuned models into an ensemble when it validates better (default ``True``;
         ``False`` keeps one model, whose single-image latency is lower).
+    refit_full:
+        Once chosen, train the fine-tuned model (each member of an ensemble) again on training
+        and validation images together, for the epochs its validation chose, so that it learns
+        from every image (as AutoGluon's ``refit_full``). The search then gets half of the time
+        left after the linear probes; the validation metrics stay the search's (default
+        ``False``).
     fine_tune_arms:
         Fine-tune with these configurations instead of the preference's plan: dicts with the
         fields of a leaderboard row's ``fine_tune`` (``unfrozen_blocks``, ``learning_rate``,
@@ -80,6 +86,7 @@ class ImagePredictor:
         resolution: Optional[int] = None,
         fine_tune: bool = True,
         ensemble: bool = True,
+        refit_full: bool = False,
         device: str = "cpu",
         weights: Optional[Mapping[str, PathLike]] = None,
         fine_tune_arms: Optional[Sequence[Mapping[str, Any]]] = None,
@@ -98,6 +105,7 @@ class ImagePredictor:
         self.resolution = None if resolution is None else int(resolution)
         self.fine_tune = bool(fine_tune)
         self.ensemble = bool(ensemble)
+        self.refit_full = bool(refit_full)
         self.device = str(device)
         self.weights = None if weights is None else {str(k): os.fspath(v) for k, v in weights.items()}
         self.fine_tune_arms = None if fine_tune_arms is None else [dict(a) for a in fine_tune_arms]
@@ -132,6 +140,7 @@ class ImagePredictor:
                 resolution=self.resolution,
                 fine_tune=self.fine_tune,
                 ensemble=self.ensemble,
+                refit_full=self.refit_full,
                 parent=parent,
                 parent_name=None if parent is None else "python:" + parent.summary(),
                 progress=progress,

@@ -145,7 +145,9 @@ pub struct FitOptions {
     /// Tables: refit a bagged model's configurations once each on all rows (AutoGluon's
     /// refit_full: K times faster to predict and about K times smaller; weights and validation
     /// metrics stay those chosen out of fold), or keep the K fits of each. Default: true under
-    /// balance and performance_first, false under accuracy_first.
+    /// balance and performance_first, false under accuracy_first. Images: refit the chosen
+    /// fine-tuned model(s) on training + validation images for the epochs validation chose (the
+    /// search gets half of the time left); default false.
     #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
     pub refit_full: Option<bool>,
     /// Tables: try one stacking layer over a bagged model (a regularised linear model on every

@@ -31,12 +31,6 @@ pub fn predictor(fit: &FitOptions) -> Result<ImagePredictor> {
             "is supported for tables only: image models are chosen on their validation part",
         ));
     }
-    if fit.refit_full.is_some() {
-        return Err(Error::invalid(
-            "--refit-full",
-            "is supported for tables only: image models are not bagged",
-        ));
-    }
     if fit.parallel_trials.is_some() {
         return Err(Error::invalid(
             "--parallel-trials",
@@ -91,6 +85,7 @@ pub fn predictor(fit: &FitOptions) -> Result<ImagePredictor> {
             .transpose()?,
         warm_start: None,
         constraints: fit.constraints()?,
+        refit_full: fit.refit_full.unwrap_or(false),
     })
 }
 
