@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the vision tables of docs/benchmarks.md in one run (exeml vs PyTorch/scikit-learn).
-# usage: benches/vision/run.sh [BUDGET ...]   (default: 2m 10m 30m; about 1.5 h in all)
+# usage: benches/vision/run.sh [BUDGET ...]   (default: 2m 10m 30m; about 2.5 h in all)
 # Installs torch/torchvision/scikit-learn into benches/vision/.venv (PyPI's Linux wheel pulls
 # the CUDA runtime libraries too: ~6 GB), the Fashion-MNIST Debian package, and the weights.
 set -euo pipefail

@@ -358,12 +358,8 @@ impl<'a> FineTuner<'a> {
 
     /// Copies of the trained blocks and head as they are now.
     pub fn state(&self) -> Result<(Vec<Block>, LinearHead)> {
-        let head = LinearHead {
-            weight: self.head.weight.copy().map_err(candle_error)?,
-            bias: self.head.bias.copy().map_err(candle_error)?,
-            ..self.head.clone()
-        };
-        Ok((self.copy_blocks().map_err(candle_error)?, head))
+        let blocks = self.copy_blocks().map_err(candle_error)?;
+        Ok((blocks, self.copy_head().map_err(candle_error)?))
     }
 
     /// The first trained block of the backbone.
@@ -552,11 +548,7 @@ impl<'a> FineTuner<'a> {
         if improved {
             self.best = Some(Snapshot {
                 blocks: self.copy_blocks()?,
-                head: LinearHead {
-                    weight: self.head.weight.copy()?,
-                    bias: self.head.bias.copy()?,
-                    ..self.head.clone()
-                },
+                head: self.copy_head()?,
                 score,
                 loss,
                 valid_proba: proba,
@@ -581,6 +573,15 @@ impl<'a> FineTuner<'a> {
             }
         }
         Ok(out)
+    }
+
+    /// A copy of the head whose trained tensors no later step can change.
+    fn copy_head(&self) -> candle_core::Result<LinearHead> {
+        Ok(LinearHead {
+            weight: self.head.weight.copy()?,
+            bias: self.head.bias.copy()?,
+            ..self.head.clone()
+        })
     }
 }
 
