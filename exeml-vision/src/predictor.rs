@@ -23,7 +23,7 @@ use crate::refit::{concat_rows, refit_models, RefitPlan};
 use crate::search::{
     candidates, ensemble_limits, fine_tune_arms, head_grid, stretch_limit, Candidate, ImageTrial,
 };
-use crate::tuning::successive_halving;
+use crate::tuning::{successive_halving, Fitting};
 use exeml_core::checks::at;
 use exeml_core::split::stratified_split;
 use exeml_core::{
@@ -70,9 +70,10 @@ pub struct ImagePredictor {
     pub constraints: Constraints,
     /// Refit the chosen fine-tuned model (each member of an ensemble) on training and
     /// validation images together, for the epochs its validation chose, so that it learns
-    /// from every image (AutoGluon's `refit_full`). The search then gets the share of the time
-    /// left after the linear probes that leaves the refit its estimated cost (about 0.6 of it
-    /// at an 80/20 split); a model the time left cannot afford is kept as searched. The validation metrics stay the search's. Default `false`.
+    /// from every image (AutoGluon's `refit_full`). The fine-tuning search then sizes the runs
+    /// that go on to their end so as to leave their refits the time they need, unless that
+    /// would halve them (a short budget): a model the time left cannot afford is kept as
+    /// searched. The validation metrics stay the search's. Default `false`.
     pub refit_full: bool,
 }
 
@@ -96,22 +97,6 @@ impl Default for ImagePredictor {
             refit_full: false,
         }
     }
-}
-
-/// The share of the fine-tuning search's time that the runs of the models it returns take (the
-/// chosen arm and the ensemble's other members), measured on Fashion-MNIST with MobileNetV2 on
-/// the 2-core CPU: 0.42 at 10 minutes (one model), 0.49 at 30 (an ensemble of two). The rest
-/// went to arms that halving stopped or the ensemble left out.
-const CHOSEN_SHARE_OF_SEARCH: f64 = 0.5;
-
-/// The share of the time left after the linear probes that fine-tuning searches with when the
-/// chosen models are refitted on every image, so that search and refit together fill the time:
-/// the refit trains the chosen runs again ([`CHOSEN_SHARE_OF_SEARCH`] of the search) on
-/// `valid_images / train_images` more rows. With 1,600 training and 400 validation images
-/// the search gets 0.62 of the time, the refit the rest.
-fn search_share_with_refit(train_images: usize, valid_images: usize) -> f64 {
-    let rows = 1.0 + valid_images as f64 / train_images.max(1) as f64;
-    1.0 / (1.0 + rows * CHOSEN_SHARE_OF_SEARCH)
 }
 
 /// What refitting the chosen fine-tuned models on every image needs from the search.
@@ -150,8 +135,9 @@ struct Fitted {
     /// Pooled training features (all views) and each row's labels, for the final refit.
     train_x: candle_core::Tensor,
     train_rows: Vec<Vec<usize>>,
-    /// Seconds the probe head took to fit.
+    /// Seconds the probe head took to fit, and its features to extract.
     head_secs: f64,
+    extract_secs: f64,
     /// A fine-tuned ensemble's members after the first, and every member's entry (empty for a
     /// single model).
     members: Vec<EnsembleMember>,
@@ -565,6 +551,7 @@ impl ImagePredictor {
                         train_x: train.x.clone(),
                         train_rows: train_rows.clone(),
                         head_secs: t1.elapsed().as_secs_f64(),
+                        extract_secs,
                         members: Vec::new(),
                         ensemble: Vec::new(),
                         valid_proba: None,
@@ -613,18 +600,20 @@ impl ImagePredictor {
             arms = fitting;
         }
         if !arms.is_empty() {
-            // Fine-tuning leaves time for the final refit of a probe (about two head fits).
-            let reserve = 2.0 * best.head_secs + 1.0;
+            // Fine-tuning leaves time for the final refit of a probe (about two head fits), and
+            // for extracting the validation images' augmented views that a refit needs (the
+            // refits themselves are planned by the search).
+            let mut reserve = 2.0 * best.head_secs + 1.0;
+            if self.refit_full {
+                let views = best.candidate.augmented_views.max(1) as f64;
+                let (t, v) = (train_paths.len() as f64, valid_paths.len() as f64);
+                reserve += best.extract_secs * v * views / (t * views + v).max(1.0);
+            }
             let left = budget.remaining().as_secs_f64();
             let share = if left > 0.0 {
                 1.0 - reserve / left
             } else {
                 0.0
-            };
-            let share = if self.refit_full {
-                share * search_share_with_refit(train_paths.len(), valid_paths.len())
-            } else {
-                share
             };
             let tuning = budget.slice(share);
             self.fine_tune_best(
@@ -829,10 +818,19 @@ impl ImagePredictor {
             }));
             return Ok(());
         };
-        // Arms given by the caller run as given; the plan's may use a generous budget.
-        let stretch = match self.fine_tune_arms {
-            Some(_) => 1,
-            None => stretch_limit(self.preference),
+        let fitting = Fitting {
+            // Arms given by the caller run as given; the plan's may use a generous budget.
+            stretch: match self.fine_tune_arms {
+                Some(_) => 1,
+                None => stretch_limit(self.preference),
+            },
+            // A refit trains on the training rows and the validation images' views.
+            refit: if self.refit_full {
+                let views = best.candidate.augmented_views.max(1);
+                (train.len() + valid.len() * views) as f64 / train.len().max(1) as f64
+            } else {
+                0.0
+            },
         };
         let outcomes = successive_halving(
             &best.backbone,
@@ -843,7 +841,7 @@ impl ImagePredictor {
             &valid,
             classes,
             self.seed,
-            stretch,
+            fitting,
             budget,
             progress,
         )?;
@@ -1015,7 +1013,16 @@ impl ImagePredictor {
         progress: &dyn Progress,
     ) -> Result<Vec<usize>> {
         let kept = vec![0; source.plans.len()];
-        if budget.exhausted() {
+        // Rows of the refit: the training rows and the validation images' augmented views.
+        let views = best.candidate.augmented_views.max(1);
+        let rows = source.train.len() + valid_paths.len() * views;
+        let affordable = |plan: &RefitPlan| {
+            plan.epochs > 0
+                && plan.estimated_seconds(rows, source.train.len())
+                    <= budget.remaining().as_secs_f64()
+        };
+        if budget.exhausted() || !source.plans.iter().any(affordable) {
+            // The search took the time (a short budget): nothing to extract the views for.
             return Ok(kept);
         }
         progress.phase("refitting: augmenting the validation images");
@@ -1225,18 +1232,6 @@ fn closest_to_constraints(leaderboard: &[ImageTrial]) -> Option<String> {
 mod tests {
     use super::*;
     use candle_core::{DType, Tensor};
-
-    #[test]
-    fn the_search_leaves_the_refit_its_estimated_share_of_the_time() {
-        // 1,600 + 400 images: the refit replays half of the search on 1.25 times the rows.
-        let share = search_share_with_refit(1600, 400);
-        let refit = 1.0 - share;
-        assert!((refit / share - 0.625).abs() < 1e-9, "{share}");
-        // More validation rows make the refit dearer; the search's share shrinks.
-        assert!(search_share_with_refit(1000, 1000) < share);
-        assert!(search_share_with_refit(2000, 0) > share);
-        assert!(search_share_with_refit(0, 0) > 0.0);
-    }
 
     /// The validation rows' classes of every test here.
     fn labels() -> Vec<Vec<usize>> {

@@ -13,6 +13,11 @@
 //! than the plan (a GPU, where an epoch takes seconds, or a long limit), the runs that go on to
 //! their end are lengthened, up to a preference's multiple of their planned epochs, with the
 //! time the rest of the plan does not need.
+//!
+//! When the models it returns are to be refitted on every image afterwards (`refit_full`), the
+//! schedule counts that too: every run that goes on to its end will be trained again for all
+//! its epochs, at [`Fitting::refit`] times the cost of a search epoch, so those runs are sized
+//! to leave their refit the time it needs (rather than the search taking a fixed share).
 
 use crate::backbone::Backbone;
 use crate::finetune::{Activations, FineTuneParams, FineTuner, Snapshot};
@@ -37,6 +42,18 @@ pub struct ArmOutcome {
     pub seconds: f64,
     /// `ok`, or why it stopped.
     pub status: String,
+}
+
+/// How the halving fits the runs that go on to their end to the budget.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fitting {
+    /// A run may be lengthened to at most this multiple of its planned epochs when the budget
+    /// affords it (1: never; an unlimited budget never does).
+    pub stretch: usize,
+    /// The cost of an epoch of refitting such a run afterwards, as a multiple of its search
+    /// epoch (its rows over the search's, e.g. 1.25 with a fifth of the images held out for
+    /// validation); 0 when nothing is refitted.
+    pub refit: f64,
 }
 
 /// Activations entering the first trained block of each arm, computed once per block.
@@ -68,9 +85,8 @@ impl Cache<'_> {
 
 /// Run successive halving over `arms`, starting from `backbone` and the linear-probe `head`;
 /// `train`/`valid` are the activations entering block `split` (arms unfreezing fewer blocks
-/// start deeper; arms unfreezing more are left out). A run that goes on to its end may be
-/// lengthened to at most `stretch` times its planned epochs when the budget affords it (1:
-/// never; an unlimited budget never does). Returns every arm's outcome.
+/// start deeper; arms unfreezing more are left out). `fitting` says how far a run that goes on
+/// to its end may be lengthened and what its refit will cost. Returns every arm's outcome.
 #[allow(clippy::too_many_arguments)]
 pub fn successive_halving(
     backbone: &Backbone,
@@ -81,7 +97,7 @@ pub fn successive_halving(
     valid: &Activations,
     classes: usize,
     seed: u64,
-    stretch: usize,
+    fitting: Fitting,
     budget: &Budget,
     progress: &dyn Progress,
 ) -> Result<Vec<ArmOutcome>> {
@@ -138,7 +154,7 @@ pub fn successive_halving(
                 max_epochs: runs[i].tuner.params().max_epochs,
             });
             let floor = winner_floor(&costs, 0);
-            if halving_seconds(&costs, 0, 1, floor) > seconds_at_start {
+            if halving_seconds(&costs, 0, 1, floor, fitting.refit) > seconds_at_start {
                 runs[i].status = format!(
                     "skipped: the budget affords successive halving over {} arm(s)",
                     alive.len()
@@ -164,6 +180,7 @@ pub fn successive_halving(
             rung_epochs,
             rung_epochs * 2,
             budget.remaining().as_secs_f64(),
+            fitting.refit,
         );
         for (n, &i) in alive[keep..].iter().enumerate() {
             runs[i].status = format!(
@@ -195,12 +212,17 @@ pub fn successive_halving(
         // with what resuming the halted arms (below) leaves over.
         let i = *only;
         let halted = halted_best_first(&runs);
-        let reserve = resume_seconds(&runs, halted.iter().copied().filter(|&j| j != i));
-        fit_run_to_budget(&mut runs[i], budget, reserve, stretch);
+        let others = halted.iter().copied().filter(|&j| j != i);
+        let room = Room {
+            reserve: resume_seconds(&runs, others, fitting.refit),
+            held: 0.0,
+            may_skip_refit: true,
+        };
+        fit_run_to_budget(&mut runs[i], budget, room, fitting);
         out_of_budget = !runs[i].train(None, budget, progress)?;
     }
     if !out_of_budget {
-        out_of_budget = resume_halted(&mut runs, stretch, budget, progress)?;
+        out_of_budget = resume_halted(&mut runs, fitting, budget, progress)?;
     }
     Ok(runs
         .into_iter()
@@ -252,19 +274,27 @@ pub fn successive_halving(
 /// Halving judges every arm after one epoch, which favours arms that learn fast over those that
 /// learn better (mixup, cutmix, low learning rates): Hyperband's reason for its later brackets,
 /// here paid for only by time that would otherwise be returned unused. An arm is lengthened
-/// (up to `stretch` times its plan) with what the arms after it do not need. Returns true
-/// when the budget ran out.
+/// (within `fitting`) with what the arms after it, and the refits, do not need. With refits to
+/// come, an arm is resumed only when it affords an epoch and its own refit beside the refit of
+/// the best run that has finished (likely the model returned), which it may not take. Returns
+/// true when the budget ran out.
 fn resume_halted(
     runs: &mut [Run<'_>],
-    stretch: usize,
+    fitting: Fitting,
     budget: &Budget,
     progress: &dyn Progress,
 ) -> Result<bool> {
     let halted = halted_best_first(runs);
     for (n, &i) in halted.iter().enumerate() {
-        let reserve = resume_seconds(runs, halted[n + 1..].iter().copied());
+        let room = Room {
+            reserve: resume_seconds(runs, halted[n + 1..].iter().copied(), fitting.refit),
+            held: refit_seconds_of_best_finished(runs, fitting.refit),
+            may_skip_refit: false,
+        };
         let run = &mut runs[i];
-        fit_run_to_budget(run, budget, reserve, stretch);
+        if !fit_run_to_budget(run, budget, room, fitting) {
+            continue; // its refit would not fit: left as halving stopped it
+        }
         let (before, halted_status) = (run.tuner.epochs(), run.status.clone());
         let completed = run.train(None, budget, progress)?;
         run.status = if run.tuner.epochs() == before {
@@ -286,6 +316,20 @@ fn resume_halted(
     Ok(false)
 }
 
+/// Seconds to refit, at `refit` times its search epoch, the best run that has finished its
+/// schedule (for the epochs of its best state); 0 when none has.
+fn refit_seconds_of_best_finished(runs: &[Run<'_>], refit: f64) -> f64 {
+    let mut finished: Vec<usize> = (0..runs.len())
+        .filter(|&i| runs[i].tuner.finished() && runs[i].tuner.best().is_some())
+        .collect();
+    best_first(runs, &mut finished);
+    finished.first().map_or(0.0, |&i| {
+        let tuner = &runs[i].tuner;
+        let epochs = tuner.best().map_or(0, |b| b.epoch);
+        tuner.seconds_per_epoch().unwrap_or(0.0) * refit * epochs as f64
+    })
+}
+
 /// The arms halving stopped before their end that have a state to resume from, best first.
 fn halted_best_first(runs: &[Run<'_>]) -> Vec<usize> {
     let mut halted: Vec<usize> = (0..runs.len())
@@ -296,13 +340,14 @@ fn halted_best_first(runs: &[Run<'_>]) -> Vec<usize> {
 }
 
 /// Seconds to train the arms `indices` of `runs` to the end of their plans at their measured
-/// speed.
-fn resume_seconds(runs: &[Run<'_>], indices: impl Iterator<Item = usize>) -> f64 {
+/// speed, and to refit them afterwards for all their epochs at `refit` times that speed.
+fn resume_seconds(runs: &[Run<'_>], indices: impl Iterator<Item = usize>, refit: f64) -> f64 {
     indices
         .map(|i| {
             let tuner = &runs[i].tuner;
-            let left = tuner.params().max_epochs.saturating_sub(tuner.epochs());
-            tuner.seconds_per_epoch().unwrap_or(0.0) * left as f64
+            let planned = tuner.params().max_epochs;
+            let left = planned.saturating_sub(tuner.epochs()) as f64;
+            tuner.seconds_per_epoch().unwrap_or(0.0) * (left + refit * planned as f64)
         })
         .sum()
 }
@@ -365,50 +410,104 @@ impl Run<'_> {
     }
 }
 
-/// Fit the rest of `run` to the budget left at its measured speed: shorten it to the epochs
-/// that time affords when it affords at least one more (otherwise the budget stops the run
-/// with its plan unchanged); or, when the time beyond the `reserve` seconds that later runs
-/// need affords more than the run's plan, lengthen it (see [`lengthened_epochs`]).
-fn fit_run_to_budget(run: &mut Run<'_>, budget: &Budget, reserve: f64, stretch: usize) {
+/// What a run fitted to the budget leaves to others.
+#[derive(Debug, Clone, Copy)]
+struct Room {
+    /// Seconds the runs after it need: it is lengthened only with the time beyond them.
+    reserve: f64,
+    /// Seconds it may not use at all (the refit of a run that has finished).
+    held: f64,
+    /// Whether the run may take the time its refit needs when the budget cannot afford half of
+    /// its plan and the refit (the run the halving goes on with), or is then not resumed.
+    may_skip_refit: bool,
+}
+
+/// Fit the rest of `run` to the budget left beyond `room.held` at its measured speed: shorten
+/// it to the epochs that time affords when it affords at least one more (otherwise the budget
+/// stops the run with its plan unchanged); or, when the time beyond `room.reserve` affords
+/// more than the run's plan, lengthen it (see [`lengthened_epochs`]). The time afforded leaves
+/// the run's refit what it needs (see [`shortened_epochs`]). Returns false when the run may
+/// not skip its refit and cannot afford another epoch with it.
+fn fit_run_to_budget(run: &mut Run<'_>, budget: &Budget, room: Room, fitting: Fitting) -> bool {
     let Some(seconds) = run.tuner.seconds_per_epoch().filter(|&s| s > 0.0) else {
-        return;
+        return true;
     };
-    let remaining = budget.remaining().as_secs_f64();
-    let affordable = (remaining / seconds) as usize;
+    let remaining = (budget.remaining().as_secs_f64() - room.held).max(0.0);
     let (done, planned) = (run.tuner.epochs(), run.tuner.params().max_epochs);
-    if done.saturating_add(affordable) < planned {
-        if affordable > 0 {
-            run.tuner.shorten(done + affordable);
+    let refit = fitting.refit;
+    if affordable_epochs(done, remaining, seconds, refit) < planned {
+        let epochs = shortened_epochs(
+            done,
+            planned,
+            remaining,
+            seconds,
+            refit,
+            room.may_skip_refit,
+        );
+        if let Some(epochs) = epochs {
+            run.tuner.shorten(epochs);
         }
-        return;
+        return epochs.is_some() || room.may_skip_refit || refit <= 0.0;
     }
     if budget.is_unlimited() || run.tuner.finished() {
-        return;
+        return true;
     }
-    let spare = (remaining - reserve).max(0.0);
-    let longer = lengthened_epochs(done, planned, spare, seconds, stretch);
+    let spare = (remaining - room.reserve).max(0.0);
+    let longer = lengthened_epochs(done, planned, spare, seconds, fitting);
     if longer > planned {
         run.lengthened_from.get_or_insert(planned);
         run.tuner.lengthen(longer);
     }
+    true
+}
+
+/// The epochs a run `done` epochs into a plan of `planned` is shortened to when `remaining`
+/// seconds at `seconds` an epoch cannot afford the plan and its refit (at `refit` times the
+/// cost): what affords both. When the run `may_skip_refit` and that would leave it less than
+/// half of its plan, what affords the run alone (its refit is then skipped and the search's
+/// model kept: a much shorter run is worth less than a fifth more images). `None` when that is
+/// not at least one more epoch, or the whole plan.
+fn shortened_epochs(
+    done: usize,
+    planned: usize,
+    remaining: f64,
+    seconds: f64,
+    refit: f64,
+    may_skip_refit: bool,
+) -> Option<usize> {
+    let with_refit = affordable_epochs(done, remaining, seconds, refit);
+    let epochs = if !may_skip_refit || with_refit >= planned.div_ceil(2).max(done + 1) {
+        with_refit
+    } else {
+        affordable_epochs(done, remaining, seconds, 0.0)
+    };
+    (epochs > done && epochs < planned).then_some(epochs)
+}
+
+/// The epochs in all a run `done` epochs in can have with `spare` seconds at `seconds` an
+/// epoch, when each of them is to be refitted afterwards at `refit` times that cost (never
+/// fewer than `done`).
+fn affordable_epochs(done: usize, spare: f64, seconds: f64, refit: f64) -> usize {
+    let all = (done as f64 + spare.max(0.0) / seconds) / (1.0 + refit.max(0.0));
+    (all.floor() as usize).max(done)
 }
 
 /// The epochs a run `done` epochs into a plan of `planned` may be lengthened to with `spare`
-/// seconds at `seconds` an epoch: as many as the time affords, at most `stretch` times the
-/// plan, and only by a quarter of the plan or more (a few epochs more would barely change its
-/// schedule). Otherwise `planned`.
+/// seconds at `seconds` an epoch: as many as the time affords (their refit included), at most
+/// `fitting.stretch` times the plan, and only by a quarter of the plan or more (a few epochs
+/// more would barely change its schedule). Otherwise `planned`.
 fn lengthened_epochs(
     done: usize,
     planned: usize,
     spare: f64,
     seconds: f64,
-    stretch: usize,
+    fitting: Fitting,
 ) -> usize {
     if seconds <= 0.0 || !spare.is_finite() {
         return planned;
     }
-    let affordable = done.saturating_add((spare / seconds) as usize);
-    let longer = affordable.min(planned.saturating_mul(stretch.max(1)));
+    let affordable = affordable_epochs(done, spare, seconds, fitting.refit);
+    let longer = affordable.min(planned.saturating_mul(fitting.stretch.max(1)));
     if longer >= planned + planned.div_ceil(4) {
         longer
     } else {
@@ -484,9 +583,10 @@ struct ArmCost {
 
 /// Seconds the rest of a successive halving takes. `arms` go on, best first, each having trained
 /// `done` epochs and none beyond `cap`: the next rung trains them to `next` epochs, the better
-/// half then goes on to twice that, and so on until the last arm trains to its end. (Which arms
-/// survive is not known in advance: the current order stands in for it.)
-fn halving_seconds(arms: &[ArmCost], done: usize, next: usize, cap: usize) -> f64 {
+/// half then goes on to twice that, and so on until the last arm trains to its end, and is then
+/// refitted for all its epochs at `refit` times their cost. (Which arms survive is not known in
+/// advance: the current order stands in for it.)
+fn halving_seconds(arms: &[ArmCost], done: usize, next: usize, cap: usize, refit: f64) -> f64 {
     let (mut alive, mut done, mut next) = (arms.len(), done, next);
     let mut total = 0.0;
     while alive > 0 {
@@ -495,6 +595,9 @@ fn halving_seconds(arms: &[ArmCost], done: usize, next: usize, cap: usize) -> f6
             let end = arm.max_epochs.min(cap);
             let target = if last { end } else { next.min(end) };
             total += arm.seconds * target.saturating_sub(done) as f64;
+            if last {
+                total += arm.seconds * refit * target as f64;
+            }
         }
         if last {
             break;
@@ -514,8 +617,15 @@ fn winner_floor(arms: &[ArmCost], done: usize) -> usize {
 /// How the rest of a halving fits `seconds`: how many of `arms` (best first, each `done`
 /// epochs in) go on to the next rung, which trains them to `next` epochs, and the epoch cap of
 /// their runs. Arms are kept while the winner can still train at least [`winner_floor`]
-/// epochs; the cap is the largest that fits. When nothing fits, the best arm goes on alone.
-fn fit_to_budget(arms: &[ArmCost], done: usize, next: usize, seconds: f64) -> (usize, usize) {
+/// epochs; the cap is the largest that fits (the winner's refit at `refit` included). When
+/// nothing fits, the best arm goes on alone.
+fn fit_to_budget(
+    arms: &[ArmCost],
+    done: usize,
+    next: usize,
+    seconds: f64,
+    refit: f64,
+) -> (usize, usize) {
     let planned = arms.iter().map(|a| a.max_epochs).max().unwrap_or(0);
     if planned <= done {
         // Every arm has finished: the halving only ranks them.
@@ -528,7 +638,7 @@ fn fit_to_budget(arms: &[ArmCost], done: usize, next: usize, seconds: f64) -> (u
             done + 1
         };
         for cap in (lowest..=planned).rev() {
-            if halving_seconds(&arms[..keep], done, next, cap) <= seconds {
+            if halving_seconds(&arms[..keep], done, next, cap, refit) <= seconds {
                 return (keep, cap);
             }
         }
@@ -551,6 +661,13 @@ mod tests {
     use super::*;
     use crate::finetune::{toy, Mixing};
 
+    fn stretch(stretch: usize) -> Fitting {
+        Fitting {
+            stretch,
+            refit: 0.0,
+        }
+    }
+
     fn arms(seconds: &[f64], max_epochs: usize) -> Vec<ArmCost> {
         seconds
             .iter()
@@ -564,30 +681,37 @@ mod tests {
     #[test]
     fn the_cost_of_a_halving_counts_every_rung_and_the_winners_run_to_its_end() {
         // 4 arms × 1 epoch, 2 × 1 more, then the winner 6 more: 12 epochs of 1 s.
-        assert_eq!(halving_seconds(&arms(&[1.0; 4], 8), 0, 1, usize::MAX), 12.0);
+        assert_eq!(
+            halving_seconds(&arms(&[1.0; 4], 8), 0, 1, usize::MAX, 0.0),
+            12.0
+        );
         // Capped at 4 epochs, the winner trains 2 more after the second rung.
-        assert_eq!(halving_seconds(&arms(&[1.0; 4], 8), 0, 1, 4), 8.0);
+        assert_eq!(halving_seconds(&arms(&[1.0; 4], 8), 0, 1, 4, 0.0), 8.0);
         // The order stands for who survives: the first arm pays for the last rung.
         assert_eq!(
-            halving_seconds(&arms(&[2.0, 1.0], 3), 0, 1, 9),
+            halving_seconds(&arms(&[2.0, 1.0], 3), 0, 1, 9, 0.0),
             2.0 + 1.0 + 4.0
         );
-        assert_eq!(halving_seconds(&[], 0, 1, 9), 0.0);
+        assert_eq!(halving_seconds(&[], 0, 1, 9, 0.0), 0.0);
     }
 
     #[test]
     fn the_rest_of_a_halving_is_fitted_to_the_seconds_left() {
         // Two survivors, one epoch in, 8 planned: the full rest costs 2 + 6 = 8 s.
         let two = arms(&[1.0, 1.0], 8);
-        assert_eq!(fit_to_budget(&two, 1, 2, 8.0), (2, 8), "everything fits");
+        assert_eq!(
+            fit_to_budget(&two, 1, 2, 8.0, 0.0),
+            (2, 8),
+            "everything fits"
+        );
         // Both go on while the winner gets at least half its 8 epochs: a cap of 5 costs 5 s.
-        assert_eq!(fit_to_budget(&two, 1, 2, 5.5), (2, 5));
+        assert_eq!(fit_to_budget(&two, 1, 2, 5.5, 0.0), (2, 5));
         // Below that, the better arm goes on alone with what is left (3 more epochs).
-        assert_eq!(fit_to_budget(&two, 1, 2, 3.0), (1, 4));
+        assert_eq!(fit_to_budget(&two, 1, 2, 3.0, 0.0), (1, 4));
         // Nothing fits: the better arm tries one more epoch (the budget then stops it).
-        assert_eq!(fit_to_budget(&two, 1, 2, 0.5), (1, 2));
+        assert_eq!(fit_to_budget(&two, 1, 2, 0.5, 0.0), (1, 2));
         // Arms that have all finished are only ranked.
-        assert_eq!(fit_to_budget(&arms(&[1.0; 3], 2), 2, 4, 0.0), (3, 2));
+        assert_eq!(fit_to_budget(&arms(&[1.0; 3], 2), 2, 4, 0.0, 0.0), (3, 2));
         assert_eq!(winner_floor(&two, 1), 4);
         assert_eq!(winner_floor(&two, 6), 7);
     }
@@ -595,14 +719,49 @@ mod tests {
     #[test]
     fn a_run_is_lengthened_to_what_the_spare_time_affords_within_the_stretch() {
         // 2 epochs done of 8 at 1 s: 30 spare seconds afford 32 epochs, capped at 4 × 8.
-        assert_eq!(lengthened_epochs(2, 8, 30.0, 1.0, 4), 32);
-        assert_eq!(lengthened_epochs(2, 8, 100.0, 1.0, 4), 32);
-        assert_eq!(lengthened_epochs(2, 8, 12.5, 1.0, 4), 14);
+        assert_eq!(lengthened_epochs(2, 8, 30.0, 1.0, stretch(4)), 32);
+        assert_eq!(lengthened_epochs(2, 8, 100.0, 1.0, stretch(4)), 32);
+        assert_eq!(lengthened_epochs(2, 8, 12.5, 1.0, stretch(4)), 14);
         // Less than a quarter of the plan more, no stretch allowed, or no time: unchanged.
-        assert_eq!(lengthened_epochs(2, 8, 7.0, 1.0, 4), 8);
-        assert_eq!(lengthened_epochs(2, 8, 30.0, 1.0, 1), 8);
-        assert_eq!(lengthened_epochs(2, 8, 0.0, 1.0, 4), 8);
-        assert_eq!(lengthened_epochs(2, 8, f64::INFINITY, 1.0, 4), 8);
+        assert_eq!(lengthened_epochs(2, 8, 7.0, 1.0, stretch(4)), 8);
+        assert_eq!(lengthened_epochs(2, 8, 30.0, 1.0, stretch(1)), 8);
+        assert_eq!(lengthened_epochs(2, 8, 0.0, 1.0, stretch(4)), 8);
+        assert_eq!(lengthened_epochs(2, 8, f64::INFINITY, 1.0, stretch(4)), 8);
+    }
+
+    #[test]
+    fn a_refit_is_counted_in_the_winners_run_and_in_what_the_budget_affords() {
+        // 4 arms × 1 epoch, 2 × 1 more, the winner 6 more (12 s), then its refit: 8 epochs at
+        // 1.25 s.
+        let four = arms(&[1.0; 4], 8);
+        assert_eq!(halving_seconds(&four, 0, 1, usize::MAX, 1.25), 12.0 + 10.0);
+        // The refit leaves two survivors a cap of 3 epochs in 5.5 s, not 5.
+        let two = arms(&[1.0, 1.0], 8);
+        assert_eq!(fit_to_budget(&two, 1, 2, 5.5, 1.25), (1, 2));
+        assert_eq!(fit_to_budget(&two, 1, 2, 20.0, 1.25), (2, 8));
+        // Epochs in all, each refitted at 1.25 times its cost: (2 + 16.0 / 1) / 2.25 = 8.
+        assert_eq!(affordable_epochs(2, 16.0, 1.0, 1.25), 8);
+        assert_eq!(affordable_epochs(2, 16.0, 1.0, 0.0), 18);
+        // Never fewer than those done.
+        assert_eq!(affordable_epochs(5, 0.0, 1.0, 1.25), 5);
+        // Lengthening leaves the refit its time: 30 s afford 32 epochs alone, 14 refitted.
+        let refitted = Fitting {
+            stretch: 4,
+            refit: 1.25,
+        };
+        assert_eq!(lengthened_epochs(2, 8, 30.0, 1.0, refitted), 14);
+        assert_eq!(lengthened_epochs(2, 8, 10.0, 1.0, refitted), 8);
+        // Shortened to leave the refit its time while the run keeps half of its plan (8 of
+        // 10); below that the run takes the time alone (its refit is then skipped).
+        assert_eq!(shortened_epochs(2, 10, 16.0, 1.0, 1.25, true), Some(8));
+        assert_eq!(shortened_epochs(2, 10, 7.0, 1.0, 1.25, true), Some(9));
+        assert_eq!(shortened_epochs(2, 10, 7.0, 1.0, 0.0, true), Some(9));
+        // A run that may not skip its refit (a resumed arm) keeps to what affords both.
+        assert_eq!(shortened_epochs(2, 10, 7.0, 1.0, 1.25, false), Some(4));
+        assert_eq!(shortened_epochs(2, 10, 3.0, 1.0, 1.25, false), None);
+        // Not one more epoch, or the whole plan: unchanged.
+        assert_eq!(shortened_epochs(2, 10, 0.5, 1.0, 1.25, true), None);
+        assert_eq!(shortened_epochs(2, 10, 9.0, 1.0, 0.0, false), None);
     }
 
     #[test]
@@ -627,7 +786,10 @@ mod tests {
                 &valid,
                 3,
                 0,
-                stretch,
+                Fitting {
+                    stretch,
+                    refit: 0.0,
+                },
                 // Epochs of the toy problem take milliseconds: the budget affords any stretch.
                 &Budget::new(Duration::from_secs(600)),
                 &exeml_core::Silent,
@@ -713,7 +875,10 @@ mod tests {
             3,
             0,
             // An unlimited budget has no time to fit: nothing is lengthened.
-            4,
+            Fitting {
+                stretch: 4,
+                refit: 0.0,
+            },
             &Budget::unlimited(),
             &exeml_core::Silent,
         )

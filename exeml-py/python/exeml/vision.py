@@ -56,9 +56,9 @@ class ImagePredictor:
     refit_full:
         Once chosen, train the fine-tuned model (each member of an ensemble) again on training
         and validation images together, for the epochs its validation chose, so that it learns
-        from every image (as AutoGluon's ``refit_full``). The search then gets the share of the
-        time left after the linear probes that leaves the refit its estimated cost (0.62 at an
-        80/20 split); the validation metrics stay the search's (default ``False``).
+        from every image (as AutoGluon's ``refit_full``). The search sizes its runs to leave
+        the refit its time, unless that would halve them (a short budget: the refit is then
+        skipped); the validation metrics stay the search's (default ``False``).
     fine_tune_arms:
         Fine-tune with these configurations instead of the preference's plan: dicts with the
         fields of a leaderboard row's ``fine_tune`` (``unfrozen_blocks``, ``learning_rate``,

@@ -147,7 +147,7 @@ pub struct FitOptions {
     /// metrics stay those chosen out of fold), or keep the K fits of each. Default: true under
     /// balance and performance_first, false under accuracy_first. Images: refit the chosen
     /// fine-tuned model(s) on training + validation images for the epochs validation chose (the
-    /// search gets about 0.6 of the time left, the refit the rest); default false.
+    /// search sizes its runs to leave the refit its time); default false.
     #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
     pub refit_full: Option<bool>,
     /// Tables: try one stacking layer over a bagged model (a regularised linear model on every
