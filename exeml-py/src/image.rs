@@ -24,7 +24,7 @@ pub(crate) struct ImageSettings<'a> {
     pub(crate) resolution: Option<u32>,
     pub(crate) fine_tune: bool,
     pub(crate) ensemble: bool,
-    pub(crate) refit_full: bool,
+    pub(crate) refit_full: Option<bool>,
     pub(crate) max_latency_ms: Option<f64>,
     pub(crate) max_model_mb: Option<f64>,
     pub(crate) device: &'a str,
@@ -101,7 +101,7 @@ pub(crate) fn image_predictor(settings: ImageSettings<'_>) -> PyResult<ImagePred
 #[pyfunction]
 #[pyo3(signature = (
     *, path, time_limit=600.0, preference="balance", seed=0, train_ratio=0.8, backbones=None,
-    resolution=None, fine_tune=true, ensemble=true, refit_full=false, parent=None, parent_name=None, progress=None,
+    resolution=None, fine_tune=true, ensemble=true, refit_full=None, parent=None, parent_name=None, progress=None,
     max_latency_ms=None, max_model_mb=None, device="cpu", weights=None, fine_tune_arms=None
 ))]
 #[allow(clippy::too_many_arguments)]
@@ -116,7 +116,7 @@ pub fn fit_image(
     resolution: Option<u32>,
     fine_tune: bool,
     ensemble: bool,
-    refit_full: bool,
+    refit_full: Option<bool>,
     parent: Option<PyRef<'_, ImageModel>>,
     parent_name: Option<String>,
     progress: Option<&Bound<'_, PyAny>>,

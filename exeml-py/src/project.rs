@@ -184,7 +184,7 @@ impl Project {
         *, version=None, time_limit=60.0, preference="balance", seed=0, train_ratio=0.8,
         parent=None, progress=None, backbones=None, resolution=None, fine_tune=true,
         ensemble=true, device="cpu", weights=None, fine_tune_arms=None, max_latency_ms=None,
-        max_model_mb=None, refit_full=false
+        max_model_mb=None, refit_full=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn train_image(
@@ -206,7 +206,7 @@ impl Project {
         fine_tune_arms: Option<String>,
         max_latency_ms: Option<f64>,
         max_model_mb: Option<f64>,
-        refit_full: bool,
+        refit_full: Option<bool>,
     ) -> PyResult<String> {
         exeml::allocator::keep_freed_memory();
         let config = image_predictor(ImageSettings {

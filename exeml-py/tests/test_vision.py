@@ -119,7 +119,10 @@ def test_a_search_reruns_with_its_fine_tuning_arms_edited(image_predictor, tmp_p
         refit_full=True,
         verbosity=0,
     ).fit(_folders(tmp_path / "data", 10, 1), time_limit=120)
-    # refit_full reaches the engine: a chosen fine-tuned model records its refit epochs.
+    # refit_full reaches the engine: a chosen fine-tuned model records its refit epochs (the
+    # preference's default, None, is off under performance_first, as the fixture shows).
+    assert exeml.ImagePredictor().refit_full is None
+    assert "refit_epochs" not in image_predictor.manifest()
     m = rerun.manifest()
     assert ("refit_epochs" in m) == (m.get("fine_tune") is not None), m.get("refit_epochs")
     arms = [t["fine_tune"] for t in rerun.manifest()["leaderboard"] if t.get("fine_tune") and not t.get("members")]

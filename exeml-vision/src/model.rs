@@ -103,7 +103,8 @@ pub struct ImageManifest {
     pub refit_steps: Option<usize>,
     /// Epochs each fine-tuned model (the chosen one, then the ensemble's other members) was
     /// refitted for on training + validation images, 0 where the budget left did not afford
-    /// it; empty when no refit was asked for (`ImagePredictor::refit_full`).
+    /// it; empty when there was none to make (`ImagePredictor::refits`: off, or the chosen
+    /// model is a linear probe).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refit_epochs: Vec<usize>,
     /// Per-label decision thresholds (multi-label only).

@@ -484,7 +484,8 @@ fn ensemble_arms() -> Vec<exeml::vision::finetune::FineTuneParams> {
     ]
 }
 
-/// A search over `arms` with time to spare, on MobileNetV2 at 64 px.
+/// A search over `arms` with time to spare, on MobileNetV2 at 64 px, returning the searched
+/// models (no refit on every image).
 fn ensemble_search(arms: Vec<exeml::vision::finetune::FineTuneParams>) -> ImagePredictor {
     ImagePredictor::new()
         .time_limit(Duration::from_secs(300))
@@ -492,6 +493,7 @@ fn ensemble_search(arms: Vec<exeml::vision::finetune::FineTuneParams>) -> ImageP
         .backbones(vec![BackboneKind::MobilenetV2])
         .resolution(64)
         .fine_tune_arms(arms)
+        .refit_full(false)
 }
 
 #[test]

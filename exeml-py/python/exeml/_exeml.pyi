@@ -58,7 +58,7 @@ def fit_image(
     resolution: Optional[int] = None,
     fine_tune: bool = True,
     ensemble: bool = True,
-    refit_full: bool = False,
+    refit_full: Optional[bool] = None,
     parent: Optional[ImageModel] = None,
     parent_name: Optional[str] = None,
     progress: Optional[_Progress] = None,
@@ -192,7 +192,7 @@ class Project:
         fine_tune_arms: Optional[str] = None,
         max_latency_ms: Optional[float] = None,
         max_model_mb: Optional[float] = None,
-        refit_full: bool = False,
+        refit_full: Optional[bool] = None,
     ) -> str: ...
     def load_image_model(self, version: str) -> ImageModel: ...
     def task(self) -> str: ...

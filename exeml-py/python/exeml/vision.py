@@ -58,7 +58,8 @@ class ImagePredictor:
         and validation images together, for the epochs its validation chose, so that it learns
         from every image (as AutoGluon's ``refit_full``). The search sizes its runs to leave
         the refit its time, unless that would halve them (a short budget: the refit is then
-        skipped); the validation metrics stay the search's (default ``False``).
+        skipped); the validation metrics stay the search's. ``None`` (the default): on under
+        ``balance`` and ``accuracy_first``, off under ``performance_first``.
     fine_tune_arms:
         Fine-tune with these configurations instead of the preference's plan: dicts with the
         fields of a leaderboard row's ``fine_tune`` (``unfrozen_blocks``, ``learning_rate``,
@@ -86,7 +87,7 @@ class ImagePredictor:
         resolution: Optional[int] = None,
         fine_tune: bool = True,
         ensemble: bool = True,
-        refit_full: bool = False,
+        refit_full: Optional[bool] = None,
         device: str = "cpu",
         weights: Optional[Mapping[str, PathLike]] = None,
         fine_tune_arms: Optional[Sequence[Mapping[str, Any]]] = None,
@@ -105,7 +106,7 @@ class ImagePredictor:
         self.resolution = None if resolution is None else int(resolution)
         self.fine_tune = bool(fine_tune)
         self.ensemble = bool(ensemble)
-        self.refit_full = bool(refit_full)
+        self.refit_full = None if refit_full is None else bool(refit_full)
         self.device = str(device)
         self.weights = None if weights is None else {str(k): os.fspath(v) for k, v in weights.items()}
         self.fine_tune_arms = None if fine_tune_arms is None else [dict(a) for a in fine_tune_arms]

@@ -147,7 +147,8 @@ pub struct FitOptions {
     /// metrics stay those chosen out of fold), or keep the K fits of each. Default: true under
     /// balance and performance_first, false under accuracy_first. Images: refit the chosen
     /// fine-tuned model(s) on training + validation images for the epochs validation chose (the
-    /// search sizes its runs to leave the refit its time); default false.
+    /// search sizes its runs to leave the refit its time). Default: true under balance and
+    /// accuracy_first, false under performance_first.
     #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
     pub refit_full: Option<bool>,
     /// Tables: try one stacking layer over a bagged model (a regularised linear model on every

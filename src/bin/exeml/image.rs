@@ -85,7 +85,7 @@ pub fn predictor(fit: &FitOptions) -> Result<ImagePredictor> {
             .transpose()?,
         warm_start: None,
         constraints: fit.constraints()?,
-        refit_full: fit.refit_full.unwrap_or(false),
+        refit_full: fit.refit_full,
     })
 }
 
