@@ -101,6 +101,12 @@ impl Default for ImagePredictor {
     }
 }
 
+/// Rows a refit on every image trains on: the `train_rows` of the search (all views) and
+/// `views` augmented views of each of the `valid_images`.
+fn refit_rows(train_rows: usize, valid_images: usize, views: usize) -> usize {
+    train_rows + valid_images * views.max(1)
+}
+
 /// What refitting the chosen fine-tuned models on every image needs from the search.
 struct RefitSource {
     /// The backbone before fine-tuning.
@@ -835,10 +841,9 @@ impl ImagePredictor {
                 Some(_) => 1,
                 None => stretch_limit(self.preference),
             },
-            // A refit trains on the training rows and the validation images' views.
             refit: if self.refits() {
-                let views = best.candidate.augmented_views.max(1);
-                (train.len() + valid.len() * views) as f64 / train.len().max(1) as f64
+                let rows = refit_rows(train.len(), valid.len(), best.candidate.augmented_views);
+                rows as f64 / train.len().max(1) as f64
             } else {
                 0.0
             },
@@ -1024,9 +1029,8 @@ impl ImagePredictor {
         progress: &dyn Progress,
     ) -> Result<Vec<usize>> {
         let kept = vec![0; source.plans.len()];
-        // Rows of the refit: the training rows and the validation images' augmented views.
-        let views = best.candidate.augmented_views.max(1);
-        let rows = source.train.len() + valid_paths.len() * views;
+        let views = best.candidate.augmented_views;
+        let rows = refit_rows(source.train.len(), valid_paths.len(), views);
         let affordable = |plan: &RefitPlan| {
             plan.epochs > 0
                 && plan.estimated_seconds(rows, source.train.len())
