@@ -275,9 +275,9 @@ pub fn successive_halving(
 /// learn better (mixup, cutmix, low learning rates): Hyperband's reason for its later brackets,
 /// here paid for only by time that would otherwise be returned unused. An arm is lengthened
 /// (within `fitting`) with what the arms after it, and the refits, do not need. With refits to
-/// come, an arm is resumed only when it affords an epoch and its own refit beside the refit of
-/// the best run that has finished (likely the model returned), which it may not take. Returns
-/// true when the budget ran out.
+/// come, an arm is resumed only when it affords an epoch and then either its own refit or that
+/// of the best run that has finished (likely the model returned): only the better of the two
+/// is refitted, so the larger refit is kept, not both. Returns true when the budget ran out.
 fn resume_halted(
     runs: &mut [Run<'_>],
     fitting: Fitting,
@@ -410,50 +410,55 @@ impl Run<'_> {
     }
 }
 
+/// The share of the time left that fitting a run to the budget does not plan on: epochs vary
+/// by a few percent on a busy CPU, and a plan fitted to the last second is stopped before its
+/// last epoch, its learning rate not annealed (at 2 minutes, 2 of 3 planned epochs: 0.855 on
+/// the benchmark, where a 2-epoch plan run to its end tested 0.861).
+const EPOCH_TIME_SLACK: f64 = 0.05;
+
 /// What a run fitted to the budget leaves to others.
 #[derive(Debug, Clone, Copy)]
 struct Room {
     /// Seconds the runs after it need: it is lengthened only with the time beyond them.
     reserve: f64,
-    /// Seconds it may not use at all (the refit of a run that has finished).
+    /// Seconds kept for the refit of the best run that has finished, made instead of the
+    /// run's own should that one stay the better: the run needs the larger of the two.
     held: f64,
     /// Whether the run may take the time its refit needs when the budget cannot afford half of
     /// its plan and the refit (the run the halving goes on with), or is then not resumed.
     may_skip_refit: bool,
 }
 
-/// Fit the rest of `run` to the budget left beyond `room.held` at its measured speed: shorten
-/// it to the epochs that time affords when it affords at least one more (otherwise the budget
-/// stops the run with its plan unchanged); or, when the time beyond `room.reserve` affords
-/// more than the run's plan, lengthen it (see [`lengthened_epochs`]). The time afforded leaves
-/// the run's refit what it needs (see [`shortened_epochs`]). Returns false when the run may
-/// not skip its refit and cannot afford another epoch with it.
+/// Fit the rest of `run` to the budget left at its measured speed: shorten it to the epochs
+/// that time affords when it affords at least one more (otherwise the budget stops the run with
+/// its plan unchanged); or, when the time beyond `room.reserve` affords more than the run's
+/// plan, lengthen it (see [`lengthened_epochs`]). The time afforded leaves the run's refit what
+/// it needs, or `room.held` should another run be refitted instead (see
+/// [`affordable_beside`], [`shortened_epochs`]). Returns false when the run may not skip its
+/// refit and cannot afford another epoch with it.
 fn fit_run_to_budget(run: &mut Run<'_>, budget: &Budget, room: Room, fitting: Fitting) -> bool {
     let Some(seconds) = run.tuner.seconds_per_epoch().filter(|&s| s > 0.0) else {
         return true;
     };
-    let remaining = (budget.remaining().as_secs_f64() - room.held).max(0.0);
+    let remaining = budget.remaining().as_secs_f64().max(0.0) * (1.0 - EPOCH_TIME_SLACK);
     let (done, planned) = (run.tuner.epochs(), run.tuner.params().max_epochs);
-    let refit = fitting.refit;
-    if affordable_epochs(done, remaining, seconds, refit) < planned {
-        let epochs = shortened_epochs(
-            done,
-            planned,
-            remaining,
-            seconds,
-            refit,
-            room.may_skip_refit,
-        );
+    let pace = Pace {
+        seconds,
+        refit: fitting.refit,
+        held: room.held,
+    };
+    if pace.affordable(done, remaining) < planned {
+        let epochs = shortened_epochs(done, planned, remaining, pace, room.may_skip_refit);
         if let Some(epochs) = epochs {
             run.tuner.shorten(epochs);
         }
-        return epochs.is_some() || room.may_skip_refit || refit <= 0.0;
+        return epochs.is_some() || room.may_skip_refit || pace.refit <= 0.0;
     }
     if budget.is_unlimited() || run.tuner.finished() {
         return true;
     }
     let spare = (remaining - room.reserve).max(0.0);
-    let longer = lengthened_epochs(done, planned, spare, seconds, fitting);
+    let longer = lengthened_epochs(done, planned, spare, pace, fitting.stretch);
     if longer > planned {
         run.lengthened_from.get_or_insert(planned);
         run.tuner.lengthen(longer);
@@ -461,27 +466,57 @@ fn fit_run_to_budget(run: &mut Run<'_>, budget: &Budget, room: Room, fitting: Fi
     true
 }
 
+/// What the epochs of a run cost: `seconds` each, and `refit` times that again to refit them
+/// afterwards; `held` seconds are kept for the refit of another run (the best that has
+/// finished) should that one be refitted instead.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    seconds: f64,
+    refit: f64,
+    held: f64,
+}
+
+impl Pace {
+    /// The epochs in all a run `done` epochs in can have with `spare` seconds (see
+    /// [`affordable_beside`]).
+    fn affordable(&self, done: usize, spare: f64) -> usize {
+        affordable_beside(done, spare, self.held, self.seconds, self.refit)
+    }
+}
+
 /// The epochs a run `done` epochs into a plan of `planned` is shortened to when `remaining`
-/// seconds at `seconds` an epoch cannot afford the plan and its refit (at `refit` times the
-/// cost): what affords both. When the run `may_skip_refit` and that would leave it less than
-/// half of its plan, what affords the run alone (its refit is then skipped and the search's
-/// model kept: a much shorter run is worth less than a fifth more images). `None` when that is
-/// not at least one more epoch, or the whole plan.
+/// seconds at its `pace` cannot afford the plan and its refit: what affords both. When the run
+/// `may_skip_refit` and that would leave it less than half of its plan, what affords the run
+/// alone (its refit is then skipped and the search's model kept: a much shorter run is worth
+/// less than a fifth more images). `None` when that is not at least one more epoch, or the
+/// whole plan.
 fn shortened_epochs(
     done: usize,
     planned: usize,
     remaining: f64,
-    seconds: f64,
-    refit: f64,
+    pace: Pace,
     may_skip_refit: bool,
 ) -> Option<usize> {
-    let with_refit = affordable_epochs(done, remaining, seconds, refit);
+    let with_refit = pace.affordable(done, remaining);
     let epochs = if !may_skip_refit || with_refit >= planned.div_ceil(2).max(done + 1) {
         with_refit
     } else {
-        affordable_epochs(done, remaining, seconds, 0.0)
+        affordable_epochs(done, remaining - pace.held, pace.seconds, 0.0)
     };
     (epochs > done && epochs < planned).then_some(epochs)
+}
+
+/// The epochs in all a run `done` epochs in can have with `spare` seconds at `seconds` an
+/// epoch when either it is refitted afterwards (at `refit` times that cost) or another run is,
+/// for which `held` seconds stay: only one of the two refits is made (the better run's), so
+/// the run needs time for the larger of the two, not for both.
+fn affordable_beside(done: usize, spare: f64, held: f64, seconds: f64, refit: f64) -> usize {
+    affordable_epochs(done, spare, seconds, refit).min(affordable_epochs(
+        done,
+        spare - held,
+        seconds,
+        0.0,
+    ))
 }
 
 /// The epochs in all a run `done` epochs in can have with `spare` seconds at `seconds` an
@@ -493,21 +528,15 @@ fn affordable_epochs(done: usize, spare: f64, seconds: f64, refit: f64) -> usize
 }
 
 /// The epochs a run `done` epochs into a plan of `planned` may be lengthened to with `spare`
-/// seconds at `seconds` an epoch: as many as the time affords (their refit included), at most
-/// `fitting.stretch` times the plan, and only by a quarter of the plan or more (a few epochs
-/// more would barely change its schedule). Otherwise `planned`.
-fn lengthened_epochs(
-    done: usize,
-    planned: usize,
-    spare: f64,
-    seconds: f64,
-    fitting: Fitting,
-) -> usize {
-    if seconds <= 0.0 || !spare.is_finite() {
+/// seconds at its `pace`: as many as the time affords (their refit included), at most
+/// `stretch` times the plan, and only by a quarter of the plan or more (a few epochs more
+/// would barely change its schedule). Otherwise `planned`.
+fn lengthened_epochs(done: usize, planned: usize, spare: f64, pace: Pace, stretch: usize) -> usize {
+    if pace.seconds <= 0.0 || !spare.is_finite() {
         return planned;
     }
-    let affordable = affordable_epochs(done, spare, seconds, fitting.refit);
-    let longer = affordable.min(planned.saturating_mul(fitting.stretch.max(1)));
+    let affordable = pace.affordable(done, spare);
+    let longer = affordable.min(planned.saturating_mul(stretch.max(1)));
     if longer >= planned + planned.div_ceil(4) {
         longer
     } else {
@@ -661,10 +690,12 @@ mod tests {
     use super::*;
     use crate::finetune::{toy, Mixing};
 
-    fn stretch(stretch: usize) -> Fitting {
-        Fitting {
-            stretch,
-            refit: 0.0,
+    /// One second an epoch, refitted at `refit` times that, `held` seconds kept for another's.
+    fn pace(refit: f64, held: f64) -> Pace {
+        Pace {
+            seconds: 1.0,
+            refit,
+            held,
         }
     }
 
@@ -719,14 +750,14 @@ mod tests {
     #[test]
     fn a_run_is_lengthened_to_what_the_spare_time_affords_within_the_stretch() {
         // 2 epochs done of 8 at 1 s: 30 spare seconds afford 32 epochs, capped at 4 × 8.
-        assert_eq!(lengthened_epochs(2, 8, 30.0, 1.0, stretch(4)), 32);
-        assert_eq!(lengthened_epochs(2, 8, 100.0, 1.0, stretch(4)), 32);
-        assert_eq!(lengthened_epochs(2, 8, 12.5, 1.0, stretch(4)), 14);
+        assert_eq!(lengthened_epochs(2, 8, 30.0, pace(0.0, 0.0), 4), 32);
+        assert_eq!(lengthened_epochs(2, 8, 100.0, pace(0.0, 0.0), 4), 32);
+        assert_eq!(lengthened_epochs(2, 8, 12.5, pace(0.0, 0.0), 4), 14);
         // Less than a quarter of the plan more, no stretch allowed, or no time: unchanged.
-        assert_eq!(lengthened_epochs(2, 8, 7.0, 1.0, stretch(4)), 8);
-        assert_eq!(lengthened_epochs(2, 8, 30.0, 1.0, stretch(1)), 8);
-        assert_eq!(lengthened_epochs(2, 8, 0.0, 1.0, stretch(4)), 8);
-        assert_eq!(lengthened_epochs(2, 8, f64::INFINITY, 1.0, stretch(4)), 8);
+        assert_eq!(lengthened_epochs(2, 8, 7.0, pace(0.0, 0.0), 4), 8);
+        assert_eq!(lengthened_epochs(2, 8, 30.0, pace(0.0, 0.0), 1), 8);
+        assert_eq!(lengthened_epochs(2, 8, 0.0, pace(0.0, 0.0), 4), 8);
+        assert_eq!(lengthened_epochs(2, 8, f64::INFINITY, pace(0.0, 0.0), 4), 8);
     }
 
     #[test]
@@ -745,23 +776,37 @@ mod tests {
         // Never fewer than those done.
         assert_eq!(affordable_epochs(5, 0.0, 1.0, 1.25), 5);
         // Lengthening leaves the refit its time: 30 s afford 32 epochs alone, 14 refitted.
-        let refitted = Fitting {
-            stretch: 4,
-            refit: 1.25,
-        };
-        assert_eq!(lengthened_epochs(2, 8, 30.0, 1.0, refitted), 14);
-        assert_eq!(lengthened_epochs(2, 8, 10.0, 1.0, refitted), 8);
+        assert_eq!(lengthened_epochs(2, 8, 30.0, pace(1.25, 0.0), 4), 14);
+        assert_eq!(lengthened_epochs(2, 8, 10.0, pace(1.25, 0.0), 4), 8);
         // Shortened to leave the refit its time while the run keeps half of its plan (8 of
         // 10); below that the run takes the time alone (its refit is then skipped).
-        assert_eq!(shortened_epochs(2, 10, 16.0, 1.0, 1.25, true), Some(8));
-        assert_eq!(shortened_epochs(2, 10, 7.0, 1.0, 1.25, true), Some(9));
-        assert_eq!(shortened_epochs(2, 10, 7.0, 1.0, 0.0, true), Some(9));
+        assert_eq!(
+            shortened_epochs(2, 10, 16.0, pace(1.25, 0.0), true),
+            Some(8)
+        );
+        assert_eq!(shortened_epochs(2, 10, 7.0, pace(1.25, 0.0), true), Some(9));
+        assert_eq!(shortened_epochs(2, 10, 7.0, pace(0.0, 0.0), true), Some(9));
         // A run that may not skip its refit (a resumed arm) keeps to what affords both.
-        assert_eq!(shortened_epochs(2, 10, 7.0, 1.0, 1.25, false), Some(4));
-        assert_eq!(shortened_epochs(2, 10, 3.0, 1.0, 1.25, false), None);
+        assert_eq!(
+            shortened_epochs(2, 10, 7.0, pace(1.25, 0.0), false),
+            Some(4)
+        );
+        assert_eq!(shortened_epochs(2, 10, 3.0, pace(1.25, 0.0), false), None);
         // Not one more epoch, or the whole plan: unchanged.
-        assert_eq!(shortened_epochs(2, 10, 0.5, 1.0, 1.25, true), None);
-        assert_eq!(shortened_epochs(2, 10, 9.0, 1.0, 0.0, false), None);
+        assert_eq!(shortened_epochs(2, 10, 0.5, pace(1.25, 0.0), true), None);
+        assert_eq!(shortened_epochs(2, 10, 9.0, pace(0.0, 0.0), false), None);
+        // Beside another run's refit, a run needs the larger of the two refits, not both: with
+        // 12 s held of 30, (2 + 30) / 2.25 = 14 epochs refitted, or 2 + 18 = 20 without; with
+        // 25 s held, 2 + 5 = 7.
+        assert_eq!(affordable_beside(2, 30.0, 12.0, 1.0, 1.25), 14);
+        assert_eq!(affordable_beside(2, 30.0, 25.0, 1.0, 1.25), 7);
+        assert_eq!(affordable_beside(2, 30.0, 0.0, 1.0, 1.25), 14);
+        assert_eq!(
+            shortened_epochs(2, 20, 30.0, pace(1.25, 25.0), false),
+            Some(7)
+        );
+        assert_eq!(lengthened_epochs(2, 8, 30.0, pace(1.25, 12.0), 4), 14);
+        assert_eq!(lengthened_epochs(2, 8, 30.0, pace(1.25, 25.0), 4), 8);
     }
 
     #[test]
