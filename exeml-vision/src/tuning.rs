@@ -434,7 +434,7 @@ struct Room {
 /// its plan unchanged); or, when the time beyond `room.reserve` affords more than the run's
 /// plan, lengthen it (see [`lengthened_epochs`]). The time afforded leaves the run's refit what
 /// it needs, or `room.held` should another run be refitted instead (see
-/// [`affordable_beside`], [`shortened_epochs`]). Returns false when the run may not skip its
+/// [`Pace::affordable`], [`shortened_epochs`]). Returns false when the run may not skip its
 /// refit and cannot afford another epoch with it.
 fn fit_run_to_budget(run: &mut Run<'_>, budget: &Budget, room: Room, fitting: Fitting) -> bool {
     let Some(seconds) = run.tuner.seconds_per_epoch().filter(|&s| s > 0.0) else {
@@ -477,10 +477,18 @@ struct Pace {
 }
 
 impl Pace {
-    /// The epochs in all a run `done` epochs in can have with `spare` seconds (see
-    /// [`affordable_beside`]).
+    /// The epochs in all a run `done` epochs in can have with `spare` seconds when either it is
+    /// refitted afterwards or the other run is, for which `held` seconds stay: only one of the
+    /// two refits is made (the better run's), so the run needs time for the larger of the two,
+    /// not for both.
     fn affordable(&self, done: usize, spare: f64) -> usize {
-        affordable_beside(done, spare, self.held, self.seconds, self.refit)
+        let refitted = affordable_epochs(done, spare, self.seconds, self.refit);
+        refitted.min(affordable_epochs(
+            done,
+            spare - self.held,
+            self.seconds,
+            0.0,
+        ))
     }
 }
 
@@ -504,19 +512,6 @@ fn shortened_epochs(
         affordable_epochs(done, remaining - pace.held, pace.seconds, 0.0)
     };
     (epochs > done && epochs < planned).then_some(epochs)
-}
-
-/// The epochs in all a run `done` epochs in can have with `spare` seconds at `seconds` an
-/// epoch when either it is refitted afterwards (at `refit` times that cost) or another run is,
-/// for which `held` seconds stay: only one of the two refits is made (the better run's), so
-/// the run needs time for the larger of the two, not for both.
-fn affordable_beside(done: usize, spare: f64, held: f64, seconds: f64, refit: f64) -> usize {
-    affordable_epochs(done, spare, seconds, refit).min(affordable_epochs(
-        done,
-        spare - held,
-        seconds,
-        0.0,
-    ))
 }
 
 /// The epochs in all a run `done` epochs in can have with `spare` seconds at `seconds` an
@@ -798,9 +793,9 @@ mod tests {
         // Beside another run's refit, a run needs the larger of the two refits, not both: with
         // 12 s held of 30, (2 + 30) / 2.25 = 14 epochs refitted, or 2 + 18 = 20 without; with
         // 25 s held, 2 + 5 = 7.
-        assert_eq!(affordable_beside(2, 30.0, 12.0, 1.0, 1.25), 14);
-        assert_eq!(affordable_beside(2, 30.0, 25.0, 1.0, 1.25), 7);
-        assert_eq!(affordable_beside(2, 30.0, 0.0, 1.0, 1.25), 14);
+        assert_eq!(pace(1.25, 12.0).affordable(2, 30.0), 14);
+        assert_eq!(pace(1.25, 25.0).affordable(2, 30.0), 7);
+        assert_eq!(pace(1.25, 0.0).affordable(2, 30.0), 14);
         assert_eq!(
             shortened_epochs(2, 20, 30.0, pace(1.25, 25.0), false),
             Some(7)
