@@ -339,17 +339,16 @@ fn halted_best_first(runs: &[Run<'_>]) -> Vec<usize> {
     halted
 }
 
-/// Seconds to train the arms `indices` of `runs` to the end of their plans at their measured
-/// speed, and to refit them afterwards for all their epochs at `refit` times that speed.
-fn resume_seconds(runs: &[Run<'_>], indices: impl Iterator<Item = usize>, refit: f64) -> f64 {
-    indices
-        .map(|i| {
+/// What the arms `indices` of `runs` need to be resumed after a run (see [`Reserve::of`]).
+fn resume_seconds(runs: &[Run<'_>], indices: impl Iterator<Item = usize>, refit: f64) -> Reserve {
+    Reserve::of(
+        indices.map(|i| {
             let tuner = &runs[i].tuner;
-            let planned = tuner.params().max_epochs;
-            let left = planned.saturating_sub(tuner.epochs()) as f64;
-            tuner.seconds_per_epoch().unwrap_or(0.0) * (left + refit * planned as f64)
-        })
-        .sum()
+            let seconds = tuner.seconds_per_epoch().unwrap_or(0.0);
+            (seconds, tuner.epochs(), tuner.params().max_epochs)
+        }),
+        refit,
+    )
 }
 
 /// One arm under search: its tuner, the seconds it has taken, its status, and the planned
@@ -416,11 +415,33 @@ impl Run<'_> {
 /// the benchmark, where a 2-epoch plan run to its end tested 0.861).
 const EPOCH_TIME_SLACK: f64 = 0.05;
 
+/// Seconds the halted arms still to be resumed need: to train to their end, and the largest of
+/// their refits.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Reserve {
+    training: f64,
+    refit: f64,
+}
+
+impl Reserve {
+    /// For arms given as (seconds an epoch, epochs done, epochs planned): each trained to the
+    /// end of its plan, and the largest refit among them, for all its planned epochs at `refit`
+    /// times their cost. Only the run returned is sure to be refitted (an ensemble's other
+    /// members are as far as the time left affords), so one refit is kept for, not one per arm.
+    fn of(arms: impl Iterator<Item = (f64, usize, usize)>, refit: f64) -> Self {
+        arms.fold(Self::default(), |reserve, (seconds, done, planned)| Self {
+            training: reserve.training + seconds * planned.saturating_sub(done) as f64,
+            refit: reserve.refit.max(seconds * refit * planned as f64),
+        })
+    }
+}
+
 /// What a run fitted to the budget leaves to others.
 #[derive(Debug, Clone, Copy)]
 struct Room {
-    /// Seconds the runs after it need: it is lengthened only with the time beyond them.
-    reserve: f64,
+    /// What the runs after it need: it is lengthened only with the time beyond their training
+    /// and the larger of its own refit and theirs.
+    reserve: Reserve,
     /// Seconds kept for the refit of the best run that has finished, made instead of the
     /// run's own should that one stay the better: the run needs the larger of the two.
     held: f64,
@@ -431,10 +452,10 @@ struct Room {
 
 /// Fit the rest of `run` to the budget left at its measured speed: shorten it to the epochs
 /// that time affords when it affords at least one more (otherwise the budget stops the run with
-/// its plan unchanged); or, when the time beyond `room.reserve` affords more than the run's
-/// plan, lengthen it (see [`lengthened_epochs`]). The time afforded leaves the run's refit what
-/// it needs, or `room.held` should another run be refitted instead (see
-/// [`Pace::affordable`], [`shortened_epochs`]). Returns false when the run may not skip its
+/// its plan unchanged); or, when the time beyond the training in `room.reserve` affords more
+/// than the run's plan, lengthen it (see [`lengthened_epochs`]). The time afforded leaves the
+/// run's refit what it needs, or `room.held` should another run be refitted instead (see
+/// [`Pace::affordable`], [`shortened_epochs`]); lengthened, or the reserve's refit if larger. Returns false when the run may not skip its
 /// refit and cannot afford another epoch with it.
 fn fit_run_to_budget(run: &mut Run<'_>, budget: &Budget, room: Room, fitting: Fitting) -> bool {
     let Some(seconds) = run.tuner.seconds_per_epoch().filter(|&s| s > 0.0) else {
@@ -457,7 +478,13 @@ fn fit_run_to_budget(run: &mut Run<'_>, budget: &Budget, room: Room, fitting: Fi
     if budget.is_unlimited() || run.tuner.finished() {
         return true;
     }
-    let spare = (remaining - room.reserve).max(0.0);
+    // Lengthened, the run still leaves the later arms their training and the largest refit
+    // (only one is sure to be made): held beside its own, like the finished run's.
+    let spare = (remaining - room.reserve.training).max(0.0);
+    let pace = Pace {
+        held: pace.held.max(room.reserve.refit),
+        ..pace
+    };
     let longer = lengthened_epochs(done, planned, spare, pace, fitting.stretch);
     if longer > planned {
         run.lengthened_from.get_or_insert(planned);
@@ -802,6 +829,22 @@ mod tests {
         );
         assert_eq!(lengthened_epochs(2, 8, 30.0, pace(1.25, 12.0), 4), 14);
         assert_eq!(lengthened_epochs(2, 8, 30.0, pace(1.25, 25.0), 4), 8);
+    }
+
+    #[test]
+    fn the_arms_still_to_resume_reserve_their_training_and_their_largest_refit() {
+        // 2 s an epoch, 1 of 8 done; 3 s an epoch, 2 of 4 done; refits at 1.25 times.
+        let reserve = Reserve::of([(2.0, 1, 8), (3.0, 2, 4)].into_iter(), 1.25);
+        assert_eq!(
+            reserve,
+            Reserve {
+                training: 2.0 * 7.0 + 3.0 * 2.0,
+                refit: 2.0 * 1.25 * 8.0, // not 20 + 15
+            }
+        );
+        assert_eq!(Reserve::of(std::iter::empty(), 1.25), Reserve::default());
+        // A finished arm (or one past its plan) needs no training.
+        assert_eq!(Reserve::of([(2.0, 9, 8)].into_iter(), 0.0).training, 0.0);
     }
 
     #[test]
