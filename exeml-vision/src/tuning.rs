@@ -455,8 +455,9 @@ struct Room {
 /// its plan unchanged); or, when the time beyond the training in `room.reserve` affords more
 /// than the run's plan, lengthen it (see [`lengthened_epochs`]). The time afforded leaves the
 /// run's refit what it needs, or `room.held` should another run be refitted instead (see
-/// [`Pace::affordable`], [`shortened_epochs`]); lengthened, or the reserve's refit if larger. Returns false when the run may not skip its
-/// refit and cannot afford another epoch with it.
+/// [`Pace::affordable`], [`shortened_epochs`]); lengthened, it leaves the reserve's refit
+/// instead when that is the larger. Returns false when the run may not skip its refit and
+/// cannot afford another epoch with it.
 fn fit_run_to_budget(run: &mut Run<'_>, budget: &Budget, room: Room, fitting: Fitting) -> bool {
     let Some(seconds) = run.tuner.seconds_per_epoch().filter(|&s| s > 0.0) else {
         return true;
