@@ -214,7 +214,7 @@ pub fn successive_halving(
         let halted = halted_best_first(&runs);
         let others = halted.iter().copied().filter(|&j| j != i);
         let room = Room {
-            reserve: resume_seconds(&runs, others, fitting.refit),
+            reserve: resume_reserve(&runs, others, fitting.refit),
             held: 0.0,
             may_skip_refit: true,
         };
@@ -287,7 +287,7 @@ fn resume_halted(
     let halted = halted_best_first(runs);
     for (n, &i) in halted.iter().enumerate() {
         let room = Room {
-            reserve: resume_seconds(runs, halted[n + 1..].iter().copied(), fitting.refit),
+            reserve: resume_reserve(runs, halted[n + 1..].iter().copied(), fitting.refit),
             held: refit_seconds_of_best_finished(runs, fitting.refit),
             may_skip_refit: false,
         };
@@ -340,7 +340,7 @@ fn halted_best_first(runs: &[Run<'_>]) -> Vec<usize> {
 }
 
 /// What the arms `indices` of `runs` need to be resumed after a run (see [`Reserve::of`]).
-fn resume_seconds(runs: &[Run<'_>], indices: impl Iterator<Item = usize>, refit: f64) -> Reserve {
+fn resume_reserve(runs: &[Run<'_>], indices: impl Iterator<Item = usize>, refit: f64) -> Reserve {
     Reserve::of(
         indices.map(|i| {
             let tuner = &runs[i].tuner;
@@ -440,7 +440,7 @@ impl Reserve {
 #[derive(Debug, Clone, Copy)]
 struct Room {
     /// What the runs after it need: it is lengthened only with the time beyond their training
-    /// and the larger of its own refit and theirs.
+    /// and the largest of its own refit, `held` and theirs.
     reserve: Reserve,
     /// Seconds kept for the refit of the best run that has finished, made instead of the
     /// run's own should that one stay the better: the run needs the larger of the two.
