@@ -1,6 +1,6 @@
 """Write a class-folder subset of Fashion-MNIST as PNG files (stdlib + Pillow only).
 
-    python export_fashion_mnist.py OUT [--train-per-class 200] [--test-per-class 100] [--size 96]
+    python export_fashion_mnist.py OUT [--train-per-class 200] [--test-per-class 100] [--size 96] [--train-offset 0]
 
 The 28x28 grey images are upscaled (bicubic) to SIZE px and written as RGB, so the backbones
 see inputs in their usual range. Train images come from the official training file, test
@@ -35,7 +35,7 @@ def read_idx(images_path, labels_path):
     return [(pixels[i * rows * cols:(i + 1) * rows * cols], labels[i]) for i in range(n)], (cols, rows)
 
 
-def export(split_name, images, labels, size, per_class, out, seed):
+def export(split_name, images, labels, size, per_class, out, seed, offset=0):
     data, dims = read_idx(os.path.join(SOURCE, images), os.path.join(SOURCE, labels))
     by_class = {c: [] for c in range(10)}
     for i, (_, y) in enumerate(data):
@@ -45,7 +45,7 @@ def export(split_name, images, labels, size, per_class, out, seed):
         rng.shuffle(idx)
         folder = os.path.join(out, split_name, CLASSES[c])
         os.makedirs(folder, exist_ok=True)
-        for j, i in enumerate(idx[:per_class]):
+        for j, i in enumerate(idx[offset:offset + per_class]):
             img = Image.frombytes("L", dims, data[i][0]).resize((size, size), Image.BICUBIC)
             img.convert("RGB").save(os.path.join(folder, f"{j:04d}.png"))
 
@@ -56,9 +56,12 @@ def main():
     p.add_argument("--train-per-class", type=int, default=200)
     p.add_argument("--test-per-class", type=int, default=100)
     p.add_argument("--size", type=int, default=96)
+    p.add_argument("--train-offset", type=int, default=0,
+                   help="skip this many of each class's shuffled training images: "
+                        "--train-offset 200 gives a training set disjoint from the default one")
     a = p.parse_args()
     export("train", "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", a.size,
-           a.train_per_class, a.out, 1)
+           a.train_per_class, a.out, 1, a.train_offset)
     export("test", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", a.size,
            a.test_per_class, a.out, 2)
 
