@@ -46,8 +46,14 @@ def exeml_fit(bin_, data, out, budget, preference, extra=()):
         how += " (ensemble of %d)" % len(manifest["ensemble"])
     if any(manifest.get("refit_epochs") or []):
         how += ", refitted"
-    return {"accuracy": ev["accuracy"], "wall_s": round(wall, 1), "model": "%s %dpx, %s" % (
-        manifest["backbone"], manifest["resolution"], how)}
+    return {"accuracy": ev["accuracy"], "log_loss": ev["log_loss"], "wall_s": round(wall, 1),
+            "model": "%s %dpx, %s" % (manifest["backbone"], manifest["resolution"], how)}
+
+
+def save(path, lines):
+    """Writes the tables so far, so that a run cut short keeps what it measured."""
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
 
 
 def main():
@@ -58,9 +64,13 @@ def main():
     p.add_argument("weights")
     p.add_argument("--budgets", nargs="+", default=["2m", "10m", "30m"])
     p.add_argument("--preference-budget", default="2m")
+    # The same search with `--refit-full false`, for comparison: a third run of each budget.
+    p.add_argument("--search-alone", nargs="*", default=None,
+                   help="budgets also run without the refit (default: all of --budgets)")
     p.add_argument("--out", default=os.path.join(HERE, "last-results.md"))
     p.add_argument("--work", default="target/bench-vision")
     a = p.parse_args()
+    search_alone = a.budgets if a.search_alone is None else a.search_alone
     os.makedirs(a.work, exist_ok=True)
     lines = ["# Vision benchmark: exeml vs PyTorch / scikit-learn (one run)", "",
              "Machine: %d cores, no GPU. Data: %s." % (os.cpu_count(), a.data), ""]
@@ -81,6 +91,7 @@ def main():
     probe = torch_mode("probe", a.data, a.weights)
     tests = sum(len(files) for _, _, files in os.walk(os.path.join(a.data, "test")))
     lines += ["## Test accuracy by time budget (%s held-out test images)" % f"{tests:,}", "",
+              "Accuracy / log loss.", "",
               "| budget | exeml (balance) | exeml model | exeml wall s "
               "| exeml (balance, `--refit-full false`) | its model | its wall s "
               "| PyTorch fine-tuning | epochs | LR on frozen features |",
@@ -88,13 +99,18 @@ def main():
     for budget in a.budgets:
         print("budget %s…" % budget, file=sys.stderr)
         ours = exeml_fit(a.exeml, a.data, os.path.join(a.work, "balance-" + budget), budget, "balance")
-        searched = exeml_fit(a.exeml, a.data, os.path.join(a.work, "balance-no-refit-" + budget),
-                             budget, "balance", ["--refit-full", "false"])
+        if budget in search_alone:
+            searched = exeml_fit(a.exeml, a.data, os.path.join(a.work, "balance-no-refit-" + budget),
+                                 budget, "balance", ["--refit-full", "false"])
+            alone = "%.4f / %.3f | %s | %.0f" % (searched["accuracy"], searched["log_loss"],
+                                                  searched["model"], searched["wall_s"])
+        else:
+            alone = "not run | | "
         ft = torch_mode("finetune", a.data, a.weights, str(seconds(budget)))
-        lines.append("| %s | %.4f | %s | %.0f | %.4f | %s | %.0f | %.4f | %d | %.4f (%.0f s) |" % (
-            budget, ours["accuracy"], ours["model"], ours["wall_s"], searched["accuracy"],
-            searched["model"], searched["wall_s"], ft["accuracy"], ft["epochs"], probe["accuracy"],
-            probe["fit_s"]))
+        lines.append("| %s | %.4f / %.3f | %s | %.0f | %s | %.4f / %.3f | %d | %.4f (%.0f s) |" % (
+            budget, ours["accuracy"], ours["log_loss"], ours["model"], ours["wall_s"], alone,
+            ft["accuracy"], ft["log_loss"], ft["epochs"], probe["accuracy"], probe["fit_s"]))
+        save(a.out, lines)
     lines += ["", "## What each preference returns (budget %s)" % a.preference_budget, "",
               "| preference | test accuracy | model | latency ms | size MB |", "| --- | --- | --- | --- | --- |"]
     for pref in ["performance_first", "balance", "accuracy_first"]:
@@ -104,6 +120,7 @@ def main():
         lat = run_json([a.speed, "--model", out])
         lines.append("| %s | %.4f | %s | %.2f | %.1f |" % (
             pref, ours["accuracy"], ours["model"], lat["latency_ms"], lat["size_mb"]))
+        save(a.out, lines)
         if pref == "balance":
             balance_latency = lat["latency_ms"]
     # A latency target half of what balance returned: the search lowers the resolution.
@@ -119,9 +136,8 @@ def main():
               "| --- | --- | --- | --- |",
               "| %.4f | %s | %.2f | %.1f |" % (ours["accuracy"], ours["model"], lat["latency_ms"],
                                               lat["size_mb"])]
-    text = "\n".join(lines) + "\n"
-    open(a.out, "w").write(text)
-    print(text)
+    save(a.out, lines)
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the vision tables of docs/benchmarks.md in one run (exeml vs PyTorch/scikit-learn).
-# usage: benches/vision/run.sh [BUDGET ...]   (default: 2m 10m 30m; about 2.5 h in all)
+# usage: benches/vision/run.sh [BUDGET ...]   (default: 2m 10m 30m; about 3 h in all)
 # Installs torch/torchvision/scikit-learn into benches/vision/.venv (PyPI's Linux wheel pulls
 # the CUDA runtime libraries too: ~6 GB), the Fashion-MNIST Debian package, and the weights.
 set -euo pipefail
@@ -29,8 +29,11 @@ fi
 cargo build --release --bin exeml --example vision_speed
 budgets=("$@")
 [ ${#budgets[@]} -gt 0 ] || budgets=(2m 10m 30m)
+# SEARCH_ALONE="2m" (say; empty: none) limits which budgets are run a second time without the
+# refit (`--refit-full false`), by default all of them: each such run adds the budget's time.
 "$venv/bin/python" benches/vision/compare.py target/release/exeml target/release/examples/vision_speed \
-  "$data" "$weights" --budgets "${budgets[@]}" --out benches/vision/last-results.md
+  "$data" "$weights" --budgets "${budgets[@]}" ${SEARCH_ALONE+--search-alone $SEARCH_ALONE} \
+  --out benches/vision/last-results.md
 # Backbones: training throughput and latency against PyTorch (timm/torchvision), same run.
 "$venv/bin/python" benches/vision/backbone_speed.py target/release/examples/vision_speed \
   --backbones mobilenet_v2 convnext_atto vit_tiny_patch16_224 | tee benches/vision/last-backbone-speed.md

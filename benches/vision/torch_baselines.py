@@ -203,14 +203,17 @@ def finetune(data, weights, seconds, res=224):
     train_s = time.time() - t0
     model.eval()
     correct = n = 0
+    loss_sum = 0.0
     with torch.no_grad():
         for x, y in torch.utils.data.DataLoader(test, batch_size=64, num_workers=WORKERS):
-            correct += (model(x.to(DEVICE)).argmax(1).cpu() == y).sum().item()
+            logits = model(x.to(DEVICE)).cpu()
+            correct += (logits.argmax(1) == y).sum().item()
+            loss_sum += torch.nn.functional.cross_entropy(logits, y, reduction="sum").item()
             n += len(y)
     return {"baseline": "PyTorch fine-tuning of MobileNetV2 (whole network"
                         + (", batch norm statistics frozen" if FROZEN_BN else "")
                         + (", two views per image computed once" if FIXED_VIEWS else "") + ")",
-            "accuracy": correct / n, "train_s": round(train_s, 1), "epochs": epochs,
+            "accuracy": correct / n, "log_loss": loss_sum / n, "train_s": round(train_s, 1), "epochs": epochs,
             "images_seen": images, "budget_s": seconds}
 
 

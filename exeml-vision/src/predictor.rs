@@ -56,8 +56,9 @@ pub struct ImagePredictor {
     pub format: ImportFormat,
     /// Fine-tune the backbone's top blocks after the linear probe (when the budget allows).
     pub fine_tune: bool,
-    /// Average fine-tuned arms into an ensemble when it validates better (the preference
-    /// bounds its size; `performance_first` never does).
+    /// Average fine-tuned arms into an ensemble when it lowers the validation log loss and
+    /// keeps accuracy within half a standard error (the preference bounds its size;
+    /// `performance_first` never does).
     pub ensemble: bool,
     /// The fine-tuning configurations successive halving starts from, instead of the
     /// preference's plan ([`fine_tune_arms`]; `None`, the default, uses the plan).
@@ -791,8 +792,8 @@ impl ImagePredictor {
     }
 
     /// Fine-tune the chosen backbone's top blocks by successive halving over `arms`; replaces
-    /// `best` when a fine-tuned model validates better than the linear probe, or an ensemble
-    /// of fine-tuned models better still.
+    /// `best` when a fine-tuned model validates better than the linear probe, and then with an
+    /// ensemble of fine-tuned models when [`ensemble_members`] keeps one.
     #[allow(clippy::too_many_arguments)]
     fn fine_tune_best(
         &self,

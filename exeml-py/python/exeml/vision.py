@@ -23,7 +23,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 class ImagePredictor:
     """Automatic image classification by transfer learning (linear probe, then fine-tuning of
     the backbone's top blocks searched by successive halving fitted to ``time_limit``, and an
-    ensemble of the fine-tuned models when it validates better).
+    ensemble of the fine-tuned models when it lowers the validation log loss).
 
     >>> predictor = ImagePredictor().fit("flowers/", time_limit=300)     # doctest: +SKIP
     >>> predictor.predict(["new.jpg"])                                    # doctest: +SKIP
@@ -51,7 +51,8 @@ class ImagePredictor:
     fine_tune:
         Fine-tune the backbone's top blocks after the linear probe (default ``True``).
     ensemble:
-        Average fine-tuned models into an ensemble when it validates better (default ``True``;
+        Average fine-tuned models into an ensemble when it lowers the validation log loss and
+        its accuracy is within half a standard error of the single model's (default ``True``;
         ``False`` keeps one model, whose single-image latency is lower).
     refit_full:
         Once chosen, train the fine-tuned model (each member of an ensemble) again on training
