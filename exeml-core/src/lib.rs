@@ -8,6 +8,7 @@
 
 pub mod batch;
 pub mod budget;
+pub mod calibration;
 pub mod checks;
 pub mod constraints;
 pub mod dataset;

@@ -103,6 +103,19 @@ def test_leaderboard_and_html_name_an_ensemble(image_predictor, monkeypatch):
     assert "2 fine-tuned models" in image_predictor._repr_html_()
 
 
+def test_leaderboard_shows_a_refused_ensemble_and_why(image_predictor, monkeypatch):
+    m = image_predictor.manifest()
+    last = m["leaderboard"][-1]
+    why = "not kept: no other arm lowered the validation log loss"
+    m["leaderboard"].append(
+        dict(last, members=[1], fine_tune={"unfrozen_blocks": 5}, status=why)
+    )
+    monkeypatch.setattr(image_predictor, "manifest", lambda: m)
+    row = image_predictor.leaderboard()[-1]
+    assert row["model"].endswith("ensemble of 1 fine-tuned model (rows 1)"), row
+    assert row["note"] == why
+
+
 def test_a_search_reruns_with_its_fine_tuning_arms_edited(image_predictor, tmp_path):
     tuned = [t["fine_tune"] for t in image_predictor.manifest()["leaderboard"] if t.get("fine_tune")]
     assert tuned, "the fixture fine-tuned"

@@ -12,6 +12,7 @@ use crate::head::{HeadParams, LinearHead};
 use crate::nn::{candle_error, Tensors};
 use crate::search::ImageTrial;
 use candle_core::Tensor;
+use exeml_core::calibration::apply_temperature;
 use exeml_core::checks::CheckReport;
 use exeml_core::fsio::{read_json, write_json_atomic, StagingDir};
 use exeml_core::{
@@ -110,6 +111,10 @@ pub struct ImageManifest {
     /// Per-label decision thresholds (multi-label only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub thresholds: Vec<f32>,
+    /// The temperature its probabilities are rescaled at (single-label only), fitted on the
+    /// validation part to lower their log loss (see [`exeml_core::calibration`]); none: 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
     /// Evaluation on the validation part.
     pub validation: ImageEvaluation,
     /// Every configuration tried (the white box).
@@ -345,7 +350,13 @@ impl ImageModel {
             }
             _ => self.head.proba(&self.backbone.features(&x)?)?,
         };
-        proba.to_vec2::<f32>().map_err(candle_error)
+        let mut rows = proba.to_vec2::<f32>().map_err(candle_error)?;
+        if let (Some(t), false) = (self.manifest.temperature, self.multilabel()) {
+            for row in &mut rows {
+                apply_temperature(row, t);
+            }
+        }
+        Ok(rows)
     }
 
     /// Class scores of one decoded image.

@@ -23,7 +23,8 @@ use crate::refit::{concat_rows, refit_models, RefitPlan};
 use crate::search::{
     candidates, ensemble_limits, fine_tune_arms, head_grid, stretch_limit, Candidate, ImageTrial,
 };
-use crate::tuning::{successive_halving, Fitting};
+use crate::tuning::{successive_halving, Fitting, RefitCost};
+use exeml_core::calibration::{apply_temperature, fit_temperature};
 use exeml_core::checks::at;
 use exeml_core::split::stratified_split;
 use exeml_core::{
@@ -106,6 +107,44 @@ impl Default for ImagePredictor {
 /// `views` augmented views of each of the `valid_images`.
 fn refit_rows(train_rows: usize, valid_images: usize, views: usize) -> usize {
     train_rows + valid_images * views.max(1)
+}
+
+/// The validation probabilities of a single-label model rescaled at the temperature fitted on
+/// them (see [`exeml_core::calibration`]), and that temperature; multi-label models (whose
+/// thresholds are tuned instead), and a temperature within 0.001 of 1, are left as they are.
+fn calibrated(
+    mut proba: Vec<Vec<f32>>,
+    truth: &[Vec<usize>],
+    multilabel: bool,
+) -> (Vec<Vec<f32>>, Option<f64>) {
+    if multilabel {
+        return (proba, None);
+    }
+    let classes: Vec<usize> = truth
+        .iter()
+        .map(|t| t.first().copied().unwrap_or(usize::MAX))
+        .collect();
+    let temperature = fit_temperature(&proba, &classes);
+    if (temperature - 1.0).abs() < 1e-3 {
+        return (proba, None);
+    }
+    for row in &mut proba {
+        apply_temperature(row, temperature);
+    }
+    (proba, Some(temperature))
+}
+
+/// Estimated seconds to extract `views` augmented views of each of the `valid_images` for a
+/// refit, from the `extract_secs` the search took for its `train_rows` (all views) and one
+/// plain view of each validation image.
+fn view_extraction_seconds(
+    extract_secs: f64,
+    train_rows: usize,
+    valid_images: usize,
+    views: usize,
+) -> f64 {
+    let extracted = (train_rows + valid_images).max(1) as f64;
+    extract_secs * (valid_images * views.max(1)) as f64 / extracted
 }
 
 /// What refitting the chosen fine-tuned models on every image needs from the search.
@@ -618,15 +657,10 @@ impl ImagePredictor {
             arms = fitting;
         }
         if !arms.is_empty() {
-            // Fine-tuning leaves time for the final refit of a probe (about two head fits), and
-            // for extracting the validation images' augmented views that a refit needs (the
-            // refits themselves are planned by the search).
-            let mut reserve = 2.0 * best.head_secs + 1.0;
-            if self.refits() {
-                let views = best.candidate.augmented_views.max(1) as f64;
-                let (t, v) = (train_paths.len() as f64, valid_paths.len() as f64);
-                reserve += best.extract_secs * v * views / (t * views + v).max(1.0);
-            }
+            // Fine-tuning leaves time for the final refit of a probe (about two head fits); the
+            // refit of a fine-tuned model, view extraction included, is planned by the search
+            // (and its time spent on training when the search skips it).
+            let reserve = 2.0 * best.head_secs + 1.0;
             let left = budget.remaining().as_secs_f64();
             let share = if left > 0.0 {
                 1.0 - reserve / left
@@ -656,6 +690,7 @@ impl ImagePredictor {
         let rows = &best.valid_rows;
         let truth: Vec<Vec<usize>> = rows.iter().map(|&i| valid_labels[i].clone()).collect();
         let ids: Vec<String> = rows.iter().map(|&i| valid_ids[i].clone()).collect();
+        let (proba, temperature) = calibrated(proba, &truth, data.multilabel);
         let thresholds = if data.multilabel {
             tune_thresholds(&truth, &proba, k)
         } else {
@@ -725,6 +760,7 @@ impl ImagePredictor {
             refit_steps,
             refit_epochs,
             thresholds,
+            temperature,
             validation,
             leaderboard,
             checks,
@@ -843,10 +879,19 @@ impl ImagePredictor {
                 None => stretch_limit(self.preference),
             },
             refit: if self.refits() {
-                let rows = refit_rows(train.len(), valid.len(), best.candidate.augmented_views);
-                rows as f64 / train.len().max(1) as f64
+                let views = best.candidate.augmented_views;
+                let rows = refit_rows(train.len(), valid.len(), views);
+                RefitCost {
+                    per_epoch: rows as f64 / train.len().max(1) as f64,
+                    setup: view_extraction_seconds(
+                        best.extract_secs,
+                        train.len(),
+                        valid.len(),
+                        views,
+                    ),
+                }
             } else {
-                0.0
+                RefitCost::NONE
             },
         };
         let outcomes = successive_halving(
@@ -941,7 +986,7 @@ impl ImagePredictor {
         let (Some(params), true) = (best.fine_tune, self.ensemble) else {
             return Ok(());
         };
-        let Some((picked, selection)) = ensemble_members(
+        let Some(considered) = ensemble_members(
             best.trial,
             best.score,
             trained,
@@ -951,6 +996,30 @@ impl ImagePredictor {
         ) else {
             return Ok(());
         };
+        let size_mb =
+            |members: usize| ensemble_megabytes(base, classes, params.unfrozen_blocks, members);
+        let ConsideredEnsemble {
+            picked,
+            selection,
+            refused,
+        } = considered;
+        if let Some(why) = refused {
+            // Shown (white box), not measured: its latency is only timed when it is kept.
+            leaderboard.push(ImageTrial {
+                candidate: best.candidate,
+                head: leaderboard[best.trial].head,
+                score: Some(selection.score),
+                loss: Some(selection.loss),
+                seconds: 0.0,
+                status: why,
+                fine_tune: Some(params),
+                epochs: None,
+                latency_ms: None,
+                size_mb: size_mb(picked.len()).ok(),
+                members: picked.iter().map(|(t, _)| t.trial).collect(),
+            });
+            return Ok(());
+        }
         let first = picked[0].0.first_block;
         let member_backbones: Vec<Backbone> = picked[1..]
             .iter()
@@ -962,7 +1031,7 @@ impl ImagePredictor {
         // Blocks a warm-start parent tuned below `first` are shared as well.
         let shared = best.backbone.tuned_from().unwrap_or(first);
         let latency_ms = ensemble_latency_ms(&all, shared, best.candidate.resolution)?;
-        let size_mb = ensemble_megabytes(base, classes, params.unfrozen_blocks, picked.len())?;
+        let size_mb = size_mb(picked.len())?;
         let mut trial = ImageTrial {
             candidate: best.candidate,
             head: leaderboard[best.trial].head,
@@ -1032,9 +1101,15 @@ impl ImagePredictor {
         let kept = vec![0; source.plans.len()];
         let views = best.candidate.augmented_views;
         let rows = refit_rows(source.train.len(), valid_paths.len(), views);
+        let setup = view_extraction_seconds(
+            best.extract_secs,
+            source.train.len(),
+            valid_paths.len(),
+            views,
+        );
         let affordable = |plan: &RefitPlan| {
             plan.epochs > 0
-                && plan.estimated_seconds(rows, source.train.len())
+                && setup + plan.estimated_seconds(rows, source.train.len())
                     <= budget.remaining().as_secs_f64()
         };
         if budget.exhausted() || !source.plans.iter().any(affordable) {
@@ -1157,11 +1232,22 @@ fn ensemble_slack(score: f64, rows: usize, multilabel: bool) -> f64 {
     ENSEMBLE_SLACK_STANDARD_ERRORS * variance.sqrt()
 }
 
-/// The members, with weights, of an ensemble around the chosen fine-tuned model (leaderboard
-/// row `chosen`, validation score `chosen_score`), chosen first: greedy selection on the
-/// validation rows (`labels`) among the arms that tuned the same blocks, within the preference's
-/// limits. `None` when the preference keeps one model, or when no ensemble of two or more
-/// lowers the validation loss without lowering the score by more than [`ensemble_slack`].
+/// An ensemble that greedy selection built around the chosen model.
+struct ConsideredEnsemble<'a> {
+    /// Its members with their weights, the chosen model first when it is one.
+    picked: Vec<(&'a Trained, f64)>,
+    /// The members' picks and the validation score and loss of their weighted average.
+    selection: Selection,
+    /// Why it is not kept (a leaderboard status); `None` when it is.
+    refused: Option<String>,
+}
+
+/// The ensemble around the chosen fine-tuned model (leaderboard row `chosen`, validation score
+/// `chosen_score`), chosen first: greedy selection on the validation rows (`labels`) among the
+/// arms that tuned the same blocks, within the preference's limits. `None` when the preference
+/// keeps one model or no other arm tuned the same blocks (nothing to consider). It is refused
+/// unless it has two or more members, the chosen model among them, and its score is at most
+/// [`ensemble_slack`] below the chosen model's (its validation loss is lower by construction).
 fn ensemble_members<'a>(
     chosen: usize,
     chosen_score: f64,
@@ -1169,7 +1255,7 @@ fn ensemble_members<'a>(
     labels: &[Vec<usize>],
     multilabel: bool,
     preference: Preference,
-) -> Option<(Vec<(&'a Trained, f64)>, Selection)> {
+) -> Option<ConsideredEnsemble<'a>> {
     let (rounds, max_members) = ensemble_limits(preference);
     let first = trained.iter().find(|t| t.trial == chosen)?;
     let mut pool = vec![first];
@@ -1187,19 +1273,38 @@ fn ensemble_members<'a>(
         .collect();
     let selection = select(&probas, labels, multilabel, rounds, max_members);
     let slack = ensemble_slack(chosen_score, labels.len(), multilabel);
-    if selection.members() < 2
-        || selection.counts[0] == 0
-        || selection.score < chosen_score - slack - 1e-9
-    {
-        return None;
-    }
+    let (metric, allowed) = if multilabel {
+        ("macro F1", "a multi-label ensemble may not score lower")
+    } else {
+        ("accuracy", "half a standard error")
+    };
+    let refused = if selection.members() < 2 {
+        Some("not kept: no other arm lowered the validation log loss".to_string())
+    } else if selection.counts[0] == 0 {
+        Some("not kept: greedy selection left the chosen model out".to_string())
+    } else if selection.score < chosen_score - slack - 1e-9 {
+        Some(format!(
+            "not kept: validation {metric} {:.4}, {:.4} below the chosen model's {:.4} \
+             (more than the {:.4} allowed: {allowed})",
+            selection.score,
+            chosen_score - selection.score,
+            chosen_score,
+            slack
+        ))
+    } else {
+        None
+    };
     let weights = selection.weights();
     let picked = pool
         .into_iter()
         .zip(weights)
         .filter(|(_, w)| *w > 0.0)
         .collect();
-    Some((picked, selection))
+    Some(ConsideredEnsemble {
+        picked,
+        selection,
+        refused,
+    })
 }
 
 /// The configuration an earlier model chose.
@@ -1269,6 +1374,7 @@ fn closest_to_constraints(leaderboard: &[ImageTrial]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::evaluate::argmax;
     use candle_core::{DType, Tensor};
 
     #[test]
@@ -1335,9 +1441,13 @@ mod tests {
             arm(8, 5, &[0.4, 0.4, 0.1, 0.1]),
         ];
         let score = trained[1].snapshot.score;
-        let (picked, selection) =
-            ensemble_members(7, score, &trained, &labels, false, Preference::Balance)
-                .expect("an ensemble");
+        let ConsideredEnsemble {
+            picked,
+            selection,
+            refused,
+        } = ensemble_members(7, score, &trained, &labels, false, Preference::Balance)
+            .expect("an ensemble");
+        assert_eq!(refused, None);
         let rows: Vec<usize> = picked.iter().map(|(t, _)| t.trial).collect();
         assert_eq!(
             rows,
@@ -1364,17 +1474,57 @@ mod tests {
     }
 
     #[test]
-    fn no_ensemble_when_the_others_add_nothing() {
+    fn single_label_validation_probabilities_are_calibrated_and_multi_label_ones_left_alone() {
+        // Right on every row at 70 %: under-confident, sharpened (T < 1), classes kept.
+        let proba = vec![
+            vec![0.7f32, 0.3],
+            vec![0.3, 0.7],
+            vec![0.7, 0.3],
+            vec![0.3, 0.7],
+        ];
+        let truth = vec![vec![0], vec![1], vec![0], vec![1]];
+        let (sharpened, temperature) = calibrated(proba.clone(), &truth, false);
+        let t = temperature.expect("a temperature");
+        assert!(t < 1.0, "{t}");
+        for (row, before) in sharpened.iter().zip(&proba) {
+            assert_eq!(argmax(row), argmax(before));
+            assert!(row[argmax(row)] > before[argmax(before)], "{row:?}");
+        }
+        assert_eq!(calibrated(proba.clone(), &truth, true), (proba, None));
+        // Already calibrated (right at the rate it says): left as it is.
+        let honest = vec![vec![0.75f32, 0.25]; 4];
+        let truth = vec![vec![0], vec![0], vec![0], vec![1]];
+        assert_eq!(calibrated(honest.clone(), &truth, false), (honest, None));
+    }
+
+    #[test]
+    fn an_ensemble_the_others_add_nothing_to_is_refused_and_says_so() {
         let labels = labels();
         let trained = [
             arm(1, 5, &[0.9, 0.9, 0.1, 0.1]),
             arm(2, 5, &[0.6, 0.4, 0.6, 0.4]),
         ];
         let score = trained[0].snapshot.score;
-        assert!(ensemble_members(
+        let considered = ensemble_members(
             1,
             score,
             &trained,
+            &labels,
+            false,
+            Preference::AccuracyFirst,
+        )
+        .expect("considered");
+        assert_eq!(
+            considered.refused.as_deref(),
+            Some("not kept: no other arm lowered the validation log loss")
+        );
+        let rows: Vec<usize> = considered.picked.iter().map(|(t, _)| t.trial).collect();
+        assert_eq!(rows, [1], "the chosen model alone");
+        // With no other arm on the same blocks there is nothing to consider.
+        assert!(ensemble_members(
+            1,
+            score,
+            &trained[..1],
             &labels,
             false,
             Preference::AccuracyFirst
@@ -1402,16 +1552,26 @@ mod tests {
                 arm_scored_on(2, 5, &other, &labels),
             ]
         };
-        let kept = |trained: &[Trained]| {
-            ensemble_members(1, 0.9, trained, &labels, false, Preference::Balance)
-                .map(|(_, selection)| selection)
+        let considered = |trained: &[Trained]| {
+            let c = ensemble_members(1, 0.9, trained, &labels, false, Preference::Balance)
+                .expect("considered");
+            (c.selection, c.refused)
         };
         // One row lost (1 point) is within half a standard error (1.5 points)...
-        let selection = kept(&with_misses(1)).expect("kept");
+        let (selection, refused) = considered(&with_misses(1));
+        assert_eq!(refused, None);
         assert!((selection.score - 0.89).abs() < 1e-9, "{selection:?}");
         assert!(selection.loss < with_misses(1)[0].snapshot.loss);
-        // ...two (2 points) are not.
-        assert!(kept(&with_misses(2)).is_none());
+        // ...two (2 points) are not, and the leaderboard says why.
+        let (selection, refused) = considered(&with_misses(2));
+        assert!((selection.score - 0.88).abs() < 1e-9, "{selection:?}");
+        assert_eq!(
+            refused.as_deref(),
+            Some(
+                "not kept: validation accuracy 0.8800, 0.0200 below the chosen model's 0.9000 \
+                 (more than the 0.0150 allowed: half a standard error)"
+            )
+        );
         // Macro F1 has no binomial standard error: multi-label ensembles may lose nothing.
         assert_eq!(ensemble_slack(0.9, 100, true), 0.0);
         assert!((ensemble_slack(0.9, 100, false) - 0.015).abs() < 1e-12);

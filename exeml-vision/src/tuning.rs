@@ -16,8 +16,10 @@
 //!
 //! When the models it returns are to be refitted on every image afterwards (`refit_full`), the
 //! schedule counts that too: every run that goes on to its end will be trained again for all
-//! its epochs, at [`Fitting::refit`] times the cost of a search epoch, so those runs are sized
-//! to leave their refit the time it needs (rather than the search taking a fixed share).
+//! its epochs, at [`RefitCost::per_epoch`] times the cost of a search epoch, after a one-off
+//! [`RefitCost::setup`] (extracting the validation images' views), so those runs are sized to
+//! leave their refit the time it needs (rather than the search taking a fixed share). A run
+//! whose refit is then skipped (too little time for both) has the setup's time too.
 
 use crate::backbone::Backbone;
 use crate::finetune::{Activations, FineTuneParams, FineTuner, Snapshot};
@@ -50,10 +52,42 @@ pub struct Fitting {
     /// A run may be lengthened to at most this multiple of its planned epochs when the budget
     /// affords it (1: never; an unlimited budget never does).
     pub stretch: usize,
-    /// The cost of an epoch of refitting such a run afterwards, as a multiple of its search
-    /// epoch (its rows over the search's, e.g. 1.25 with a fifth of the images held out for
-    /// validation); 0 when nothing is refitted.
-    pub refit: f64,
+    /// What refitting such a run afterwards costs ([`RefitCost::NONE`] when nothing is).
+    pub refit: RefitCost,
+}
+
+/// What refitting a run on every image after the search costs.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct RefitCost {
+    /// An epoch of the refit, as a multiple of the run's search epoch (its rows over the
+    /// search's, e.g. 1.25 with a fifth of the images held out for validation); 0 when nothing
+    /// is refitted.
+    pub per_epoch: f64,
+    /// Seconds spent once before any refit, however many runs are refitted: extracting the
+    /// validation images' augmented views to train on.
+    pub setup: f64,
+}
+
+impl RefitCost {
+    /// Nothing is refitted.
+    pub const NONE: Self = Self {
+        per_epoch: 0.0,
+        setup: 0.0,
+    };
+
+    /// Whether anything is refitted.
+    fn is_none(&self) -> bool {
+        self.per_epoch <= 0.0
+    }
+
+    /// Seconds to refit a run of `epochs` epochs of `epoch_seconds` each (none without epochs).
+    fn seconds(&self, epoch_seconds: f64, epochs: usize) -> f64 {
+        if self.is_none() || epochs == 0 {
+            0.0
+        } else {
+            self.setup + epoch_seconds * self.per_epoch * epochs as f64
+        }
+    }
 }
 
 /// Activations entering the first trained block of each arm, computed once per block.
@@ -316,9 +350,9 @@ fn resume_halted(
     Ok(false)
 }
 
-/// Seconds to refit, at `refit` times its search epoch, the best run that has finished its
-/// schedule (for the epochs of its best state); 0 when none has.
-fn refit_seconds_of_best_finished(runs: &[Run<'_>], refit: f64) -> f64 {
+/// Seconds to refit, at the cost of `refit`, the best run that has finished its schedule (for
+/// the epochs of its best state); 0 when none has.
+fn refit_seconds_of_best_finished(runs: &[Run<'_>], refit: RefitCost) -> f64 {
     let mut finished: Vec<usize> = (0..runs.len())
         .filter(|&i| runs[i].tuner.finished() && runs[i].tuner.best().is_some())
         .collect();
@@ -326,7 +360,7 @@ fn refit_seconds_of_best_finished(runs: &[Run<'_>], refit: f64) -> f64 {
     finished.first().map_or(0.0, |&i| {
         let tuner = &runs[i].tuner;
         let epochs = tuner.best().map_or(0, |b| b.epoch);
-        tuner.seconds_per_epoch().unwrap_or(0.0) * refit * epochs as f64
+        refit.seconds(tuner.seconds_per_epoch().unwrap_or(0.0), epochs)
     })
 }
 
@@ -340,7 +374,11 @@ fn halted_best_first(runs: &[Run<'_>]) -> Vec<usize> {
 }
 
 /// What the arms `indices` of `runs` need to be resumed after a run (see [`Reserve::of`]).
-fn resume_reserve(runs: &[Run<'_>], indices: impl Iterator<Item = usize>, refit: f64) -> Reserve {
+fn resume_reserve(
+    runs: &[Run<'_>],
+    indices: impl Iterator<Item = usize>,
+    refit: RefitCost,
+) -> Reserve {
     Reserve::of(
         indices.map(|i| {
             let tuner = &runs[i].tuner;
@@ -425,13 +463,13 @@ struct Reserve {
 
 impl Reserve {
     /// For arms given as (seconds an epoch, epochs done, epochs planned): each trained to the
-    /// end of its plan, and the largest refit among them, for all its planned epochs at `refit`
-    /// times their cost. Only the run returned is sure to be refitted (an ensemble's other
+    /// end of its plan, and the largest refit among them, for all its planned epochs at the
+    /// cost of `refit`. Only the run returned is sure to be refitted (an ensemble's other
     /// members are as far as the time left affords), so one refit is kept for, not one per arm.
-    fn of(arms: impl Iterator<Item = (f64, usize, usize)>, refit: f64) -> Self {
+    fn of(arms: impl Iterator<Item = (f64, usize, usize)>, refit: RefitCost) -> Self {
         arms.fold(Self::default(), |reserve, (seconds, done, planned)| Self {
             training: reserve.training + seconds * planned.saturating_sub(done) as f64,
-            refit: reserve.refit.max(seconds * refit * planned as f64),
+            refit: reserve.refit.max(refit.seconds(seconds, planned)),
         })
     }
 }
@@ -474,7 +512,7 @@ fn fit_run_to_budget(run: &mut Run<'_>, budget: &Budget, room: Room, fitting: Fi
         if let Some(epochs) = epochs {
             run.tuner.shorten(epochs);
         }
-        return epochs.is_some() || room.may_skip_refit || pace.refit <= 0.0;
+        return epochs.is_some() || room.may_skip_refit || pace.refit.is_none();
     }
     if budget.is_unlimited() || run.tuner.finished() {
         return true;
@@ -494,13 +532,13 @@ fn fit_run_to_budget(run: &mut Run<'_>, budget: &Budget, room: Room, fitting: Fi
     true
 }
 
-/// What the epochs of a run cost: `seconds` each, and `refit` times that again to refit them
-/// afterwards; `held` seconds are kept for the refit of another run (the best that has
-/// finished) should that one be refitted instead.
+/// What the epochs of a run cost: `seconds` each, and then `refit` to refit them afterwards;
+/// `held` seconds are kept for the refit of another run (the best that has finished) should
+/// that one be refitted instead.
 #[derive(Debug, Clone, Copy)]
 struct Pace {
     seconds: f64,
-    refit: f64,
+    refit: RefitCost,
     held: f64,
 }
 
@@ -515,7 +553,7 @@ impl Pace {
             done,
             spare - self.held,
             self.seconds,
-            0.0,
+            RefitCost::NONE,
         ))
     }
 }
@@ -537,16 +575,21 @@ fn shortened_epochs(
     let epochs = if !may_skip_refit || with_refit >= planned.div_ceil(2).max(done + 1) {
         with_refit
     } else {
-        affordable_epochs(done, remaining - pace.held, pace.seconds, 0.0)
+        affordable_epochs(done, remaining - pace.held, pace.seconds, RefitCost::NONE)
     };
     (epochs > done && epochs < planned).then_some(epochs)
 }
 
 /// The epochs in all a run `done` epochs in can have with `spare` seconds at `seconds` an
-/// epoch, when each of them is to be refitted afterwards at `refit` times that cost (never
-/// fewer than `done`).
-fn affordable_epochs(done: usize, spare: f64, seconds: f64, refit: f64) -> usize {
-    let all = (done as f64 + spare.max(0.0) / seconds) / (1.0 + refit.max(0.0));
+/// epoch, when they are to be refitted afterwards at the cost of `refit` (never fewer than
+/// `done`).
+fn affordable_epochs(done: usize, spare: f64, seconds: f64, refit: RefitCost) -> usize {
+    let (spare, per_epoch) = if refit.is_none() {
+        (spare, 0.0)
+    } else {
+        (spare - refit.setup, refit.per_epoch)
+    };
+    let all = (done as f64 + spare.max(0.0) / seconds) / (1.0 + per_epoch);
     (all.floor() as usize).max(done)
 }
 
@@ -636,9 +679,15 @@ struct ArmCost {
 /// Seconds the rest of a successive halving takes. `arms` go on, best first, each having trained
 /// `done` epochs and none beyond `cap`: the next rung trains them to `next` epochs, the better
 /// half then goes on to twice that, and so on until the last arm trains to its end, and is then
-/// refitted for all its epochs at `refit` times their cost. (Which arms survive is not known in
+/// refitted for all its epochs at the cost of `refit`. (Which arms survive is not known in
 /// advance: the current order stands in for it.)
-fn halving_seconds(arms: &[ArmCost], done: usize, next: usize, cap: usize, refit: f64) -> f64 {
+fn halving_seconds(
+    arms: &[ArmCost],
+    done: usize,
+    next: usize,
+    cap: usize,
+    refit: RefitCost,
+) -> f64 {
     let (mut alive, mut done, mut next) = (arms.len(), done, next);
     let mut total = 0.0;
     while alive > 0 {
@@ -648,7 +697,7 @@ fn halving_seconds(arms: &[ArmCost], done: usize, next: usize, cap: usize, refit
             let target = if last { end } else { next.min(end) };
             total += arm.seconds * target.saturating_sub(done) as f64;
             if last {
-                total += arm.seconds * refit * target as f64;
+                total += refit.seconds(arm.seconds, target);
             }
         }
         if last {
@@ -676,7 +725,7 @@ fn fit_to_budget(
     done: usize,
     next: usize,
     seconds: f64,
-    refit: f64,
+    refit: RefitCost,
 ) -> (usize, usize) {
     let planned = arms.iter().map(|a| a.max_epochs).max().unwrap_or(0);
     if planned <= done {
@@ -713,11 +762,20 @@ mod tests {
     use super::*;
     use crate::finetune::{toy, Mixing};
 
-    /// One second an epoch, refitted at `refit` times that, `held` seconds kept for another's.
-    fn pace(refit: f64, held: f64) -> Pace {
+    /// Refitted at `per_epoch` times a search epoch's cost, without setup.
+    fn refit(per_epoch: f64) -> RefitCost {
+        RefitCost {
+            per_epoch,
+            setup: 0.0,
+        }
+    }
+
+    /// One second an epoch, refitted at `per_epoch` times that, `held` seconds kept for
+    /// another's.
+    fn pace(per_epoch: f64, held: f64) -> Pace {
         Pace {
             seconds: 1.0,
-            refit,
+            refit: refit(per_epoch),
             held,
         }
     }
@@ -736,17 +794,20 @@ mod tests {
     fn the_cost_of_a_halving_counts_every_rung_and_the_winners_run_to_its_end() {
         // 4 arms × 1 epoch, 2 × 1 more, then the winner 6 more: 12 epochs of 1 s.
         assert_eq!(
-            halving_seconds(&arms(&[1.0; 4], 8), 0, 1, usize::MAX, 0.0),
+            halving_seconds(&arms(&[1.0; 4], 8), 0, 1, usize::MAX, RefitCost::NONE),
             12.0
         );
         // Capped at 4 epochs, the winner trains 2 more after the second rung.
-        assert_eq!(halving_seconds(&arms(&[1.0; 4], 8), 0, 1, 4, 0.0), 8.0);
+        assert_eq!(
+            halving_seconds(&arms(&[1.0; 4], 8), 0, 1, 4, RefitCost::NONE),
+            8.0
+        );
         // The order stands for who survives: the first arm pays for the last rung.
         assert_eq!(
-            halving_seconds(&arms(&[2.0, 1.0], 3), 0, 1, 9, 0.0),
+            halving_seconds(&arms(&[2.0, 1.0], 3), 0, 1, 9, RefitCost::NONE),
             2.0 + 1.0 + 4.0
         );
-        assert_eq!(halving_seconds(&[], 0, 1, 9, 0.0), 0.0);
+        assert_eq!(halving_seconds(&[], 0, 1, 9, RefitCost::NONE), 0.0);
     }
 
     #[test]
@@ -754,18 +815,21 @@ mod tests {
         // Two survivors, one epoch in, 8 planned: the full rest costs 2 + 6 = 8 s.
         let two = arms(&[1.0, 1.0], 8);
         assert_eq!(
-            fit_to_budget(&two, 1, 2, 8.0, 0.0),
+            fit_to_budget(&two, 1, 2, 8.0, RefitCost::NONE),
             (2, 8),
             "everything fits"
         );
         // Both go on while the winner gets at least half its 8 epochs: a cap of 5 costs 5 s.
-        assert_eq!(fit_to_budget(&two, 1, 2, 5.5, 0.0), (2, 5));
+        assert_eq!(fit_to_budget(&two, 1, 2, 5.5, RefitCost::NONE), (2, 5));
         // Below that, the better arm goes on alone with what is left (3 more epochs).
-        assert_eq!(fit_to_budget(&two, 1, 2, 3.0, 0.0), (1, 4));
+        assert_eq!(fit_to_budget(&two, 1, 2, 3.0, RefitCost::NONE), (1, 4));
         // Nothing fits: the better arm tries one more epoch (the budget then stops it).
-        assert_eq!(fit_to_budget(&two, 1, 2, 0.5, 0.0), (1, 2));
+        assert_eq!(fit_to_budget(&two, 1, 2, 0.5, RefitCost::NONE), (1, 2));
         // Arms that have all finished are only ranked.
-        assert_eq!(fit_to_budget(&arms(&[1.0; 3], 2), 2, 4, 0.0, 0.0), (3, 2));
+        assert_eq!(
+            fit_to_budget(&arms(&[1.0; 3], 2), 2, 4, 0.0, RefitCost::NONE),
+            (3, 2)
+        );
         assert_eq!(winner_floor(&two, 1), 4);
         assert_eq!(winner_floor(&two, 6), 7);
     }
@@ -788,16 +852,19 @@ mod tests {
         // 4 arms × 1 epoch, 2 × 1 more, the winner 6 more (12 s), then its refit: 8 epochs at
         // 1.25 s.
         let four = arms(&[1.0; 4], 8);
-        assert_eq!(halving_seconds(&four, 0, 1, usize::MAX, 1.25), 12.0 + 10.0);
+        assert_eq!(
+            halving_seconds(&four, 0, 1, usize::MAX, refit(1.25)),
+            12.0 + 10.0
+        );
         // The refit leaves two survivors a cap of 3 epochs in 5.5 s, not 5.
         let two = arms(&[1.0, 1.0], 8);
-        assert_eq!(fit_to_budget(&two, 1, 2, 5.5, 1.25), (1, 2));
-        assert_eq!(fit_to_budget(&two, 1, 2, 20.0, 1.25), (2, 8));
+        assert_eq!(fit_to_budget(&two, 1, 2, 5.5, refit(1.25)), (1, 2));
+        assert_eq!(fit_to_budget(&two, 1, 2, 20.0, refit(1.25)), (2, 8));
         // Epochs in all, each refitted at 1.25 times its cost: (2 + 16.0 / 1) / 2.25 = 8.
-        assert_eq!(affordable_epochs(2, 16.0, 1.0, 1.25), 8);
-        assert_eq!(affordable_epochs(2, 16.0, 1.0, 0.0), 18);
+        assert_eq!(affordable_epochs(2, 16.0, 1.0, refit(1.25)), 8);
+        assert_eq!(affordable_epochs(2, 16.0, 1.0, RefitCost::NONE), 18);
         // Never fewer than those done.
-        assert_eq!(affordable_epochs(5, 0.0, 1.0, 1.25), 5);
+        assert_eq!(affordable_epochs(5, 0.0, 1.0, refit(1.25)), 5);
         // Lengthening leaves the refit its time: 30 s afford 32 epochs alone, 14 refitted.
         assert_eq!(lengthened_epochs(2, 8, 30.0, pace(1.25, 0.0), 4), 14);
         assert_eq!(lengthened_epochs(2, 8, 10.0, pace(1.25, 0.0), 4), 8);
@@ -833,9 +900,39 @@ mod tests {
     }
 
     #[test]
+    fn the_refits_setup_is_paid_once_and_only_when_a_refit_is_made() {
+        let with_setup = RefitCost {
+            per_epoch: 1.25,
+            setup: 4.5,
+        };
+        // 8 epochs of 1 s refitted at 1.25 s, after 4.5 s of setup; no epochs, no refit.
+        assert_eq!(with_setup.seconds(1.0, 8), 10.0 + 4.5);
+        assert_eq!(with_setup.seconds(1.0, 0), 0.0);
+        assert_eq!(RefitCost::NONE.seconds(1.0, 8), 0.0);
+        // In a halving, only the winner's refit pays it: 12 s, then 10 + 4.5.
+        let four = arms(&[1.0; 4], 8);
+        assert_eq!(halving_seconds(&four, 0, 1, usize::MAX, with_setup), 26.5);
+        // What a run affords with its refit: (2 + (20.5 - 4.5) / 1) / 2.25 = 8 epochs.
+        assert_eq!(affordable_epochs(2, 20.5, 1.0, with_setup), 8);
+        // A run that skips its refit has the setup's seconds too: 12 s afford 2 + 12 epochs
+        // alone (with the refit: (2 + 7.5) / 2.25 = 4, less than half of the 20 planned).
+        let pace = Pace {
+            seconds: 1.0,
+            refit: with_setup,
+            held: 0.0,
+        };
+        assert_eq!(pace.affordable(2, 12.0), 4);
+        assert_eq!(shortened_epochs(2, 20, 12.0, pace, true), Some(14));
+        assert_eq!(shortened_epochs(2, 20, 12.0, pace, false), Some(4));
+        // Arms still to resume keep their largest refit, setup included.
+        let reserve = Reserve::of([(2.0, 1, 8)].into_iter(), with_setup);
+        assert_eq!(reserve.refit, 2.0 * 1.25 * 8.0 + 4.5);
+    }
+
+    #[test]
     fn the_arms_still_to_resume_reserve_their_training_and_their_largest_refit() {
         // 2 s an epoch, 1 of 8 done; 3 s an epoch, 2 of 4 done; refits at 1.25 times.
-        let reserve = Reserve::of([(2.0, 1, 8), (3.0, 2, 4)].into_iter(), 1.25);
+        let reserve = Reserve::of([(2.0, 1, 8), (3.0, 2, 4)].into_iter(), refit(1.25));
         assert_eq!(
             reserve,
             Reserve {
@@ -843,9 +940,15 @@ mod tests {
                 refit: 2.0 * 1.25 * 8.0, // not 20 + 15
             }
         );
-        assert_eq!(Reserve::of(std::iter::empty(), 1.25), Reserve::default());
+        assert_eq!(
+            Reserve::of(std::iter::empty(), refit(1.25)),
+            Reserve::default()
+        );
         // A finished arm (or one past its plan) needs no training.
-        assert_eq!(Reserve::of([(2.0, 9, 8)].into_iter(), 0.0).training, 0.0);
+        assert_eq!(
+            Reserve::of([(2.0, 9, 8)].into_iter(), RefitCost::NONE).training,
+            0.0
+        );
     }
 
     #[test]
@@ -872,7 +975,7 @@ mod tests {
                 0,
                 Fitting {
                     stretch,
-                    refit: 0.0,
+                    refit: RefitCost::NONE,
                 },
                 // Epochs of the toy problem take milliseconds: the budget affords any stretch.
                 &Budget::new(Duration::from_secs(600)),
@@ -961,7 +1064,7 @@ mod tests {
             // An unlimited budget has no time to fit: nothing is lengthened.
             Fitting {
                 stretch: 4,
-                refit: 0.0,
+                refit: RefitCost::NONE,
             },
             &Budget::unlimited(),
             &exeml_core::Silent,

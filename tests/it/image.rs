@@ -397,12 +397,24 @@ fn fine_tuning_is_searched_by_successive_halving() {
         .fit_folder(dir.path())
         .expect("fit");
     let board = &model.manifest.leaderboard;
-    let tuned: Vec<_> = board.iter().filter(|t| t.fine_tune.is_some()).collect();
+    // Arms, not the ensemble of them that greedy selection may consider after them.
+    let tuned: Vec<_> = board
+        .iter()
+        .filter(|t| t.fine_tune.is_some() && t.members.is_empty())
+        .collect();
     assert_eq!(
         tuned.len(),
         4,
         "balance searches four fine-tuning arms: {board:#?}"
     );
+    // An ensemble row is the chosen model, or says why it was not kept.
+    for t in board.iter().filter(|t| !t.members.is_empty()) {
+        assert!(
+            t.status == "chosen" || t.status.starts_with("not kept: "),
+            "{t:#?}"
+        );
+        assert!(t.score.is_some() && t.loss.is_some(), "{t:#?}");
+    }
     // Halving stopped three arms after one or two epochs; with most of the 300 s left they were
     // resumed past their rung. The halving's winner went on to its end, lengthened with the
     // time the resumed arms did not need (or says `chosen`), and so may a resumed arm that
@@ -776,6 +788,9 @@ fn a_fine_tuned_ensemble_averages_its_members_and_is_saved_and_reloaded_exactly(
         trial,
     };
     manifest.ensemble = vec![entry(0.6, 0), entry(0.4, 1)];
+    // The members' probabilities are averaged, then the average is calibrated: compared
+    // without a temperature first.
+    manifest.temperature = None;
     let single = |m: &EnsembleMember| {
         let mut one = manifest.clone();
         one.ensemble.clear();
@@ -798,6 +813,24 @@ fn a_fine_tuned_ensemble_averages_its_members_and_is_saved_and_reloaded_exactly(
     assert!(
         max_abs_diff(&pe, &averaged) < 1e-5,
         "{pe:?} vs {averaged:?}"
+    );
+    let mut calibrated_manifest = manifest.clone();
+    let t = 0.5;
+    calibrated_manifest.temperature = Some(t);
+    let calibrated = ImageModel::new_ensemble(
+        calibrated_manifest,
+        a.backbone.clone(),
+        a.head.clone(),
+        vec![b.clone()],
+    )
+    .expect("calibrated ensemble")
+    .predict_image(&image)
+    .expect("calibrated");
+    let mut expected = averaged.clone();
+    exeml::core::calibration::apply_temperature(&mut expected, t);
+    assert!(
+        max_abs_diff(&calibrated, &expected) < 1e-5 && max_abs_diff(&calibrated, &averaged) > 1e-4,
+        "{calibrated:?} vs {expected:?} (temperature {t})"
     );
     assert!(
         max_abs_diff(&pa, &pb) > 1e-4,
@@ -1193,7 +1226,10 @@ fn ctrl_c_during_fine_tuning_keeps_the_best_model_and_says_cancelled() {
     let board = &model.manifest.leaderboard;
     // The arm that was training says it was cancelled, and so do the ones never started; the
     // clock, with most of its 600 s left, is not blamed.
-    let tuned: Vec<_> = board.iter().filter(|t| t.fine_tune.is_some()).collect();
+    let tuned: Vec<_> = board
+        .iter()
+        .filter(|t| t.fine_tune.is_some() && t.members.is_empty())
+        .collect();
     assert!(
         tuned.iter().any(|t| t.status == "stopped: cancelled"),
         "{tuned:#?}"

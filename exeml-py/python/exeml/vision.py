@@ -255,7 +255,9 @@ class ImagePredictor:
             tuned = t.get("fine_tune")
             members = t.get("members") or []
             if members:
-                how = f"ensemble of {len(members)} fine-tuned models (rows {', '.join(map(str, members))})"
+                plural = "s" if len(members) != 1 else ""
+                rows_of = ", ".join(map(str, members))
+                how = f"ensemble of {len(members)} fine-tuned model{plural} (rows {rows_of})"
             elif tuned:
                 how = f"fine-tune last {tuned['unfrozen_blocks']} blocks"
             else:
