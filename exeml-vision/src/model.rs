@@ -294,6 +294,15 @@ impl ImageModel {
                 ),
             });
         }
+        if let Some(t) = manifest
+            .temperature
+            .filter(|t| !(t.is_finite() && *t > 0.0))
+        {
+            return Err(Error::Format {
+                path,
+                message: format!("temperature {t}: expected a positive number"),
+            });
+        }
         let device = device.to_candle()?;
         let original = Backbone::load(manifest.backbone, Some(&dir.join(BACKBONE_FILE)), &device)?;
         let tuned = |i: usize| -> Result<Backbone> {

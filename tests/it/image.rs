@@ -870,19 +870,20 @@ fn a_fine_tuned_ensemble_averages_its_members_and_is_saved_and_reloaded_exactly(
 }
 
 #[test]
-fn a_version_1_image_model_folder_still_loads_and_a_newer_one_is_refused() {
+fn a_version_1_image_model_folder_still_loads_and_a_newer_or_broken_one_is_refused() {
     let Some(dir) = model_dir() else { return };
     let copy = tempfile::tempdir().expect("tempdir");
     let model = ImageModel::load(dir).expect("load");
     model.save(copy.path()).expect("save");
     let manifest_path = copy.path().join("manifest.json");
-    let rewrite = |version: u32| {
+    let set = |key: &str, value: serde_json::Value| {
         let mut json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&manifest_path).expect("read"))
                 .expect("json");
-        json["format_version"] = version.into();
+        json[key] = value;
         std::fs::write(&manifest_path, json.to_string()).expect("write");
     };
+    let rewrite = |version: u32| set("format_version", version.into());
     // Version 1 had no ensembles; a single model's folder is otherwise the same.
     rewrite(1);
     let old = ImageModel::load(copy.path()).expect("version 1 loads");
@@ -895,6 +896,15 @@ fn a_version_1_image_model_folder_still_loads_and_a_newer_one_is_refused() {
     rewrite(99);
     let err = ImageModel::load(copy.path()).expect_err("newer");
     assert!(err.to_string().contains("upgrade exeml"), "{err}");
+    // A temperature that is not a positive number is a format error naming the manifest.
+    rewrite(2);
+    set("temperature", (-0.5).into());
+    let err = ImageModel::load(copy.path()).expect_err("temperature");
+    let message = err.to_string();
+    assert!(
+        message.contains("temperature -0.5") && message.contains("manifest.json"),
+        "{message}"
+    );
 }
 
 #[test]
