@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Test log loss of the same image model with and without its fitted temperature (calibration),
+# on the vision benchmark's data (docs/benchmarks.md, "Calibrated probabilities").
+# usage: benches/vision/calibration.sh [BUDGET ...]   (default: 2m 10m)
+# Needs the data and weights benches/vision/run.sh prepares (target/bench-data/fashion-mnist-10k).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export EXEML_WEIGHTS_DIR=${EXEML_WEIGHTS_DIR:-$PWD/target/weights}
+data=target/bench-data/fashion-mnist-10k
+work=target/bench-vision/calibration
+[ -d "$data/test" ] || { echo "no $data: run benches/vision/run.sh first" >&2; exit 1; }
+cargo build --release --bin exeml
+exeml=target/release/exeml
+budgets=("$@")
+[ ${#budgets[@]} -gt 0 ] || budgets=(2m 10m)
+mkdir -p "$work"
+metrics() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("%.4f / %.3f" % (d["accuracy"], d["log_loss"]))' "$1"; }
+echo "| budget | T | test accuracy / log loss, calibrated | without the temperature |"
+echo "| --- | --- | --- | --- |"
+for budget in "${budgets[@]}"; do
+  model=$work/balance-$budget
+  rm -rf "$model" "$model-raw"
+  "$exeml" train --task image --data "$data/train" --out "$model" --time-limit "$budget" \
+    --preference balance >"$model.log" 2>&1
+  "$exeml" evaluate --model "$model" --data "$data/test" --json | tail -n 1 >"$model.eval.json"
+  # The same model, its temperature deleted from the manifest.
+  cp -r "$model" "$model-raw"
+  python3 -c 'import json,sys; p=sys.argv[1]; d=json.load(open(p)); d.pop("temperature", None); json.dump(d, open(p, "w"))' \
+    "$model-raw/manifest.json"
+  "$exeml" evaluate --model "$model-raw" --data "$data/test" --json | tail -n 1 >"$model-raw.eval.json"
+  t=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("temperature", 1.0))' "$model/manifest.json")
+  echo "| $budget | $(printf '%.2f' "$t") | $(metrics "$model.eval.json") | $(metrics "$model-raw.eval.json") |"
+done
