@@ -100,6 +100,9 @@ pub fn image_evaluation_text(evaluation: &ImageEvaluation) -> String {
             let _ = writeln!(out, "n: {}", r.n);
             let _ = writeln!(out, "exact-set accuracy: {:.4}", r.accuracy);
             let _ = writeln!(out, "hamming loss: {:.4}", r.hamming_loss);
+            if let Some(log_loss) = r.log_loss {
+                let _ = writeln!(out, "log loss (per label): {log_loss:.4}");
+            }
             let _ = writeln!(
                 out,
                 "micro F1: {:.4}   macro F1: {:.4}   weighted F1: {:.4}",

@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -47,7 +48,22 @@ def exeml_fit(bin_, data, out, budget, preference, extra=()):
     if any(manifest.get("refit_epochs") or []):
         how += ", refitted"
     return {"accuracy": ev["accuracy"], "log_loss": ev["log_loss"], "wall_s": round(wall, 1),
+            "temperature": manifest.get("temperature", 1.0),
             "model": "%s %dpx, %s" % (manifest["backbone"], manifest["resolution"], how)}
+
+
+def uncalibrated_log_loss(bin_, data, model):
+    """Test log loss of the same model with its fitted temperature deleted from the manifest:
+    what calibration (docs/images.md, step 4) gained. A second evaluation of the test images."""
+    raw = model + "-raw"
+    shutil.rmtree(raw, ignore_errors=True)
+    shutil.copytree(model, raw)
+    path = os.path.join(raw, "manifest.json")
+    manifest = json.load(open(path))
+    manifest.pop("temperature", None)
+    json.dump(manifest, open(path, "w"))
+    return run_json([bin_, "evaluate", "--model", raw, "--data", os.path.join(data, "test"),
+                     "--json"])["log_loss"]
 
 
 def save(path, lines):
@@ -64,6 +80,8 @@ def main():
     p.add_argument("weights")
     p.add_argument("--budgets", nargs="+", default=["2m", "10m", "30m"])
     p.add_argument("--preference-budget", default="2m")
+    p.add_argument("--skip-preferences", action="store_true",
+                   help="leave out the preference and latency-target runs (the budget table only)")
     # The same search with `--refit-full false`, for comparison: a third run of each budget.
     p.add_argument("--search-alone", nargs="*", default=None,
                    help="budgets also run without the refit (default: all of --budgets)")
@@ -91,14 +109,17 @@ def main():
     probe = torch_mode("probe", a.data, a.weights)
     tests = sum(len(files) for _, _, files in os.walk(os.path.join(a.data, "test")))
     lines += ["## Test accuracy by time budget (%s held-out test images)" % f"{tests:,}", "",
-              "Accuracy / log loss.", "",
-              "| budget | exeml (balance) | exeml model | exeml wall s "
+              "Accuracy / log loss. T: the temperature exeml fitted on its validation images; "
+              "the log loss of the same model without it follows.", "",
+              "| budget | exeml (balance) | T, log loss without it | exeml model | exeml wall s "
               "| exeml (balance, `--refit-full false`) | its model | its wall s "
               "| PyTorch fine-tuning | epochs | LR on frozen features |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for budget in a.budgets:
         print("budget %s…" % budget, file=sys.stderr)
-        ours = exeml_fit(a.exeml, a.data, os.path.join(a.work, "balance-" + budget), budget, "balance")
+        model = os.path.join(a.work, "balance-" + budget)
+        ours = exeml_fit(a.exeml, a.data, model, budget, "balance")
+        raw = uncalibrated_log_loss(a.exeml, a.data, model)
         if budget in search_alone:
             searched = exeml_fit(a.exeml, a.data, os.path.join(a.work, "balance-no-refit-" + budget),
                                  budget, "balance", ["--refit-full", "false"])
@@ -107,10 +128,14 @@ def main():
         else:
             alone = "not run | | "
         ft = torch_mode("finetune", a.data, a.weights, str(seconds(budget)))
-        lines.append("| %s | %.4f / %.3f | %s | %.0f | %s | %.4f / %.3f | %d | %.4f (%.0f s) |" % (
-            budget, ours["accuracy"], ours["log_loss"], ours["model"], ours["wall_s"], alone,
+        lines.append("| %s | %.4f / %.3f | %.2f, %.3f | %s | %.0f | %s | %.4f / %.3f | %d | %.4f (%.0f s) |" % (
+            budget, ours["accuracy"], ours["log_loss"], ours["temperature"], raw, ours["model"],
+            ours["wall_s"], alone,
             ft["accuracy"], ft["log_loss"], ft["epochs"], probe["accuracy"], probe["fit_s"]))
         save(a.out, lines)
+    if a.skip_preferences:
+        print("\n".join(lines))
+        return
     lines += ["", "## What each preference returns (budget %s)" % a.preference_budget, "",
               "| preference | test accuracy | model | latency ms | size MB |", "| --- | --- | --- | --- | --- |"]
     for pref in ["performance_first", "balance", "accuracy_first"]:

@@ -33,7 +33,9 @@ budgets=("$@")
 # refit (`--refit-full false`), by default all of them: each such run adds the budget's time.
 "$venv/bin/python" benches/vision/compare.py target/release/exeml target/release/examples/vision_speed \
   "$data" "$weights" --budgets "${budgets[@]}" ${SEARCH_ALONE+--search-alone $SEARCH_ALONE} \
-  --out benches/vision/last-results.md
+  ${SKIP_PREFERENCES:+--skip-preferences} --out benches/vision/last-results.md
+# SKIP_PREFERENCES=1: the budget table alone (no preference or latency-target runs, no backbones).
+[ -z "${SKIP_PREFERENCES:-}" ] || exit 0
 # Backbones: training throughput and latency against PyTorch (timm/torchvision), same run.
 "$venv/bin/python" benches/vision/backbone_speed.py target/release/examples/vision_speed \
   --backbones mobilenet_v2 convnext_atto vit_tiny_patch16_224 | tee benches/vision/last-backbone-speed.md

@@ -19,6 +19,11 @@ pub struct MultilabelReport {
     pub accuracy: f64,
     /// Share of wrong (image, label) decisions.
     pub hamming_loss: f64,
+    /// Mean binary log loss of the label probabilities over every (image, label) pair
+    /// (probabilities clipped to `[ε, 1 − ε]` as for single-label log loss); absent in reports
+    /// written before it was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_loss: Option<f64>,
     /// F1 over all (image, label) decisions.
     pub micro_f1: f64,
     /// Mean of the per-label F1.
@@ -158,7 +163,10 @@ pub fn evaluate(
     let (problem, metrics) = if multilabel {
         (
             ProblemType::Multilabel,
-            ImageMetrics::Multilabel(multilabel_report(classes, truth, &predicted)),
+            ImageMetrics::Multilabel(MultilabelReport {
+                log_loss: Some(binary_log_loss(proba, truth, f64::EPSILON)),
+                ..multilabel_report(classes, truth, &predicted)
+            }),
         )
     } else {
         let y_true: Vec<usize> = truth
@@ -215,7 +223,30 @@ fn ratio(a: usize, b: usize) -> f64 {
     }
 }
 
-/// Per-label precision/recall/F1, micro and macro F1, subset accuracy and Hamming loss.
+/// Mean binary log loss of independent label probabilities over every (row, label) pair,
+/// each probability clipped to `[floor, 1 − floor]`; 0 without pairs.
+pub fn binary_log_loss(proba: &[Vec<f32>], labels: &[Vec<usize>], floor: f64) -> f64 {
+    let (mut total, mut pairs) = (0.0, 0usize);
+    for (p, l) in proba.iter().zip(labels) {
+        for (c, &q) in p.iter().enumerate() {
+            let q = f64::from(q).clamp(floor, 1.0 - floor);
+            total -= if l.contains(&c) {
+                q.ln()
+            } else {
+                (1.0 - q).ln()
+            };
+            pairs += 1;
+        }
+    }
+    if pairs == 0 {
+        0.0
+    } else {
+        total / pairs as f64
+    }
+}
+
+/// Per-label precision/recall/F1, micro and macro F1, subset accuracy and Hamming loss (no log
+/// loss: it needs the probabilities, see [`binary_log_loss`]).
 pub fn multilabel_report(
     classes: &[String],
     truth: &[Vec<usize>],
@@ -265,6 +296,7 @@ pub fn multilabel_report(
         weighted_f1: per.iter().map(|m| m.f1 * m.support as f64).sum::<f64>()
             / support.max(1) as f64,
         per_class: classes.iter().cloned().zip(per).collect(),
+        log_loss: None,
     }
 }
 
@@ -323,23 +355,8 @@ pub(crate) fn proba_score(
             .collect();
         let names: Vec<String> = (0..k).map(|c| c.to_string()).collect();
         let report = multilabel_report(&names, labels, &predicted);
-        let loss = proba
-            .iter()
-            .zip(labels)
-            .map(|(p, l)| {
-                (0..k)
-                    .map(|c| {
-                        let q = f64::from(p[c]).clamp(1e-7, 1.0 - 1e-7);
-                        if l.contains(&c) {
-                            -q.ln()
-                        } else {
-                            -(1.0 - q).ln()
-                        }
-                    })
-                    .sum::<f64>()
-            })
-            .sum::<f64>()
-            / n;
+        // Summed over the labels of an image, averaged over images.
+        let loss = binary_log_loss(proba, labels, 1e-7) * k as f64;
         (report.macro_f1, loss)
     } else {
         let mut correct = 0usize;
@@ -389,6 +406,26 @@ mod tests {
         assert!((r.hamming_loss - 3.0 / 9.0).abs() < 1e-12);
         assert_eq!(r.per_class["sea"].precision, 1.0 / 3.0);
         assert_eq!(r.per_class["sky"].recall, 0.5);
+    }
+
+    #[test]
+    fn multilabel_evaluation_reports_the_mean_binary_log_loss() {
+        let classes = names(&["sky", "sea"]);
+        let truth = vec![vec![0, 1], vec![1]];
+        let proba = vec![vec![0.8f32, 0.5], vec![0.25, 1.0]];
+        let ids = names(&["a.png", "b.png"]);
+        let e = evaluate(&classes, true, &[0.5, 0.5], &ids, &truth, &proba).expect("evaluate");
+        let ImageMetrics::Multilabel(r) = e.metrics else {
+            panic!("not multi-label")
+        };
+        // -(ln 0.8 + ln 0.5 + ln 0.75 + ln 1) / 4, the certain right answer costing nothing.
+        let want = -(0.8f64.ln() + 0.5f64.ln() + 0.75f64.ln()) / 4.0;
+        let got = r.log_loss.expect("log loss");
+        assert!((got - want).abs() < 1e-7, "{got} against {want}");
+        // A certain wrong answer is clipped to -ln ε, not infinite; no rows, no loss.
+        let wrong = binary_log_loss(&[vec![0.0]], &[vec![0]], f64::EPSILON);
+        assert!((wrong + f64::EPSILON.ln()).abs() < 1e-9, "{wrong}");
+        assert_eq!(binary_log_loss(&[], &[], f64::EPSILON), 0.0);
     }
 
     #[test]

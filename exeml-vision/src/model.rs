@@ -12,7 +12,7 @@ use crate::head::{HeadParams, LinearHead};
 use crate::nn::{candle_error, Tensors};
 use crate::search::ImageTrial;
 use candle_core::Tensor;
-use exeml_core::calibration::apply_temperature;
+use exeml_core::calibration::{apply_label_temperature, apply_temperature};
 use exeml_core::checks::CheckReport;
 use exeml_core::fsio::{read_json, write_json_atomic, StagingDir};
 use exeml_core::{
@@ -33,6 +33,27 @@ const MANIFEST_FILE: &str = "manifest.json";
 const BACKBONE_FILE: &str = "backbone.safetensors";
 const HEAD_FILE: &str = "head.safetensors";
 const TUNED_FILE: &str = "tuned.safetensors";
+/// Rescale one row of a model's probabilities at its `temperature`: as a softmax row, or label
+/// by label as sigmoids for a `multilabel` model (see [`exeml_core::calibration`]).
+pub(crate) fn rescale(row: &mut [f32], temperature: f64, multilabel: bool) {
+    if multilabel {
+        apply_label_temperature(row, temperature);
+    } else {
+        apply_temperature(row, temperature);
+    }
+}
+
+/// A multi-label model's per-label thresholds on the probabilities it reports: its `thresholds`,
+/// tuned on the unscaled probabilities, carried through the same rescaling at `temperature`.
+/// The rescaling is increasing, so a label is predicted exactly when it was before calibration.
+pub(crate) fn decision_thresholds(thresholds: &[f32], temperature: Option<f64>) -> Vec<f32> {
+    let mut rescaled = thresholds.to_vec();
+    if let Some(t) = temperature {
+        apply_label_temperature(&mut rescaled, t);
+    }
+    rescaled
+}
+
 /// How many labels a prediction's `scores` lists (SPEC: top 5).
 pub const TOP_SCORES: usize = 5;
 
@@ -108,11 +129,14 @@ pub struct ImageManifest {
     /// model is a linear probe).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refit_epochs: Vec<usize>,
-    /// Per-label decision thresholds (multi-label only).
+    /// Per-label decision thresholds (multi-label only), on the probabilities before
+    /// `temperature` rescales them (so an exeml that ignores it predicts the same labels).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub thresholds: Vec<f32>,
-    /// The temperature its probabilities are rescaled at (single-label only), fitted on the
-    /// validation part to lower their log loss (see [`exeml_core::calibration`]); none: 1.
+    /// The temperature its probabilities are rescaled at, fitted on the validation part to
+    /// lower their log loss (see [`exeml_core::calibration`]): the softmax row's for one label
+    /// per image, each label's sigmoid for multi-label (its decisions unchanged: see
+    /// `thresholds`); none: 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
     /// Evaluation on the validation part.
@@ -360,9 +384,9 @@ impl ImageModel {
             _ => self.head.proba(&self.backbone.features(&x)?)?,
         };
         let mut rows = proba.to_vec2::<f32>().map_err(candle_error)?;
-        if let (Some(t), false) = (self.manifest.temperature, self.multilabel()) {
+        if let Some(t) = self.manifest.temperature {
             for row in &mut rows {
-                apply_temperature(row, t);
+                rescale(row, t, self.multilabel());
             }
         }
         Ok(rows)
@@ -460,7 +484,7 @@ impl ImageModel {
         let mut evaluation = crate::evaluate::evaluate(
             classes,
             self.multilabel(),
-            &self.manifest.thresholds,
+            &self.decision_thresholds(),
             &ids,
             &kept_truth,
             &proba,
@@ -503,10 +527,16 @@ impl ImageModel {
         self.predict_image(&decode_bytes(name, bytes)?)
     }
 
+    /// Per-label thresholds on the probabilities this model reports (multi-label only): see
+    /// [`ImageManifest::thresholds`].
+    fn decision_thresholds(&self) -> Vec<f32> {
+        decision_thresholds(&self.manifest.thresholds, self.manifest.temperature)
+    }
+
     /// The predicted label set of a score row (one label unless multi-label).
     pub fn predicted(&self, scores: &[f32]) -> Vec<usize> {
         if self.multilabel() {
-            predicted_set(scores, &self.manifest.thresholds)
+            predicted_set(scores, &self.decision_thresholds())
         } else {
             vec![argmax(scores)]
         }

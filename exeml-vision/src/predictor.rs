@@ -16,7 +16,8 @@ use crate::footprint::{
 };
 use crate::head::{fit_head_counted, HeadData, LinearHead};
 use crate::model::{
-    EnsembleEntry, EnsembleMember, ImageLineage, ImageManifest, ImageModel, FORMAT, FORMAT_VERSION,
+    decision_thresholds, rescale, EnsembleEntry, EnsembleMember, ImageLineage, ImageManifest,
+    ImageModel, FORMAT, FORMAT_VERSION,
 };
 use crate::nn::candle_error;
 use crate::refit::{concat_rows, refit_models, RefitPlan};
@@ -24,7 +25,7 @@ use crate::search::{
     candidates, ensemble_limits, fine_tune_arms, head_grid, stretch_limit, Candidate, ImageTrial,
 };
 use crate::tuning::{successive_halving, Fitting, RefitCost};
-use exeml_core::calibration::{apply_temperature, fit_temperature};
+use exeml_core::calibration::{fit_label_temperature, fit_temperature};
 use exeml_core::checks::at;
 use exeml_core::split::stratified_split;
 use exeml_core::{
@@ -109,27 +110,28 @@ fn refit_rows(train_rows: usize, valid_images: usize, views: usize) -> usize {
     train_rows + valid_images * views.max(1)
 }
 
-/// The validation probabilities of a single-label model rescaled at the temperature fitted on
-/// them (see [`exeml_core::calibration`]), and that temperature; multi-label models (whose
-/// thresholds are tuned instead), and a temperature within 0.001 of 1, are left as they are.
+/// The validation probabilities rescaled at the temperature fitted on them (see
+/// [`exeml_core::calibration`]: the softmax's for one label per image, the sigmoids' for
+/// multi-label), and that temperature; none when it is within 0.001 of 1.
 fn calibrated(
     mut proba: Vec<Vec<f32>>,
     truth: &[Vec<usize>],
     multilabel: bool,
 ) -> (Vec<Vec<f32>>, Option<f64>) {
-    if multilabel {
-        return (proba, None);
-    }
-    let classes: Vec<usize> = truth
-        .iter()
-        .map(|t| t.first().copied().unwrap_or(usize::MAX))
-        .collect();
-    let temperature = fit_temperature(&proba, &classes);
+    let temperature = if multilabel {
+        fit_label_temperature(&proba, truth)
+    } else {
+        let classes: Vec<usize> = truth
+            .iter()
+            .map(|t| t.first().copied().unwrap_or(usize::MAX))
+            .collect();
+        fit_temperature(&proba, &classes)
+    };
     if (temperature - 1.0).abs() < 1e-3 {
         return (proba, None);
     }
     for row in &mut proba {
-        apply_temperature(row, temperature);
+        rescale(row, temperature, multilabel);
     }
     (proba, Some(temperature))
 }
@@ -690,16 +692,17 @@ impl ImagePredictor {
         let rows = &best.valid_rows;
         let truth: Vec<Vec<usize>> = rows.iter().map(|&i| valid_labels[i].clone()).collect();
         let ids: Vec<String> = rows.iter().map(|&i| valid_ids[i].clone()).collect();
-        let (proba, temperature) = calibrated(proba, &truth, data.multilabel);
+        // Thresholds are tuned on the unscaled probabilities: calibration changes no decision.
         let thresholds = if data.multilabel {
             tune_thresholds(&truth, &proba, k)
         } else {
             Vec::new()
         };
+        let (proba, temperature) = calibrated(proba, &truth, data.multilabel);
         let validation = evaluate(
             &data.classes,
             data.multilabel,
-            &thresholds,
+            &decision_thresholds(&thresholds, temperature),
             &ids,
             &truth,
             &proba,
@@ -1474,7 +1477,7 @@ mod tests {
     }
 
     #[test]
-    fn single_label_validation_probabilities_are_calibrated_and_multi_label_ones_left_alone() {
+    fn validation_probabilities_are_calibrated_single_label_or_multi_label() {
         // Right on every row at 70 %: under-confident, sharpened (T < 1), classes kept.
         let proba = vec![
             vec![0.7f32, 0.3],
@@ -1490,11 +1493,22 @@ mod tests {
             assert_eq!(argmax(row), argmax(before));
             assert!(row[argmax(row)] > before[argmax(before)], "{row:?}");
         }
-        assert_eq!(calibrated(proba.clone(), &truth, true), (proba, None));
-        // Already calibrated (right at the rate it says): left as it is.
+        // As independent labels, each right at 70 % (true) or 30 % (false): every sigmoid is
+        // sharpened, each label on its side of 0.5.
+        let (sharpened, temperature) = calibrated(proba.clone(), &truth, true);
+        assert!(temperature.expect("a label temperature") < 1.0);
+        for (row, before) in sharpened.iter().zip(&proba) {
+            for (q, p) in row.iter().zip(before) {
+                assert!((q - 0.5).abs() > (p - 0.5).abs() && (q > &0.5) == (p > &0.5));
+            }
+        }
+        // Already calibrated (right at the rate it says): left as it is, either way.
         let honest = vec![vec![0.75f32, 0.25]; 4];
         let truth = vec![vec![0], vec![0], vec![0], vec![1]];
         assert_eq!(calibrated(honest.clone(), &truth, false), (honest, None));
+        let honest = vec![vec![0.75f32, 0.5]; 4];
+        let truth = vec![vec![0, 1], vec![0], vec![0, 1], vec![1]];
+        assert_eq!(calibrated(honest.clone(), &truth, true), (honest, None));
     }
 
     #[test]

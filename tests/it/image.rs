@@ -200,6 +200,65 @@ fn multilabel_text_files_train_a_sigmoid_head() {
     assert!(v.macro_f1() >= 0.7, "macro F1 {}", v.macro_f1());
     let json = serde_json::to_value(v).expect("json");
     assert!(json["hamming_loss"].is_number(), "{json}");
+    let log_loss = json["log_loss"].as_f64().expect("a per-label log loss");
+    assert!(
+        log_loss > 0.0 && log_loss < std::f64::consts::LN_2,
+        "{json}"
+    );
+    // Scores come out rescaled label by label at the manifest's temperature: the same folder
+    // without it, rescaled by hand, gives the loaded model's scores, and the same label sets
+    // (the thresholds are carried through the rescaling).
+    let saved = tempfile::tempdir().expect("tempdir");
+    model.save(saved.path()).expect("save");
+    let manifest_path = saved.path().join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).expect("read"))
+            .expect("json");
+    manifest["temperature"] = 0.5.into();
+    std::fs::write(&manifest_path, manifest.to_string()).expect("write");
+    let sharp = ImageModel::load(saved.path()).expect("load at T = 0.5");
+    manifest
+        .as_object_mut()
+        .expect("object")
+        .remove("temperature");
+    std::fs::write(&manifest_path, manifest.to_string()).expect("write");
+    let raw = ImageModel::load(saved.path()).expect("load without a temperature");
+    let image = picture("stripes", &mut rng);
+    let mut by_hand = raw.predict_image(&image).expect("raw");
+    exeml::core::calibration::apply_label_temperature(&mut by_hand, 0.5);
+    let got = sharp.predict_image(&image).expect("sharp");
+    for (g, w) in got.iter().zip(&by_hand) {
+        assert!((g - w).abs() < 1e-6, "{got:?} against {by_hand:?}");
+    }
+    assert!(got
+        .iter()
+        .zip(&raw.predict_image(&image).expect("raw"))
+        .all(|(g, r)| (g - 0.5).abs() >= (r - 0.5).abs()));
+    let data = exeml::vision::ImageDataset::import(dir.path(), Default::default()).expect("import");
+    let (sharp_eval, raw_eval) = (
+        sharp.evaluate(&data).expect("evaluate"),
+        raw.evaluate(&data).expect("evaluate"),
+    );
+    assert_eq!(sharp_eval.accuracy(), raw_eval.accuracy());
+    assert_eq!(sharp_eval.macro_f1(), raw_eval.macro_f1());
+    let loss = |e: &exeml::vision::ImageEvaluation| {
+        serde_json::to_value(e).expect("json")["log_loss"].as_f64()
+    };
+    assert_ne!(loss(&sharp_eval), loss(&raw_eval));
+    for i in 0..40 {
+        let path = dir.path().join(format!("{i}.png"));
+        let scores = |m: &ImageModel| {
+            m.predict_files(std::slice::from_ref(&path))
+                .expect("predict")
+                .remove(0)
+                .expect("decodable")
+        };
+        assert_eq!(
+            sharp.predicted(&scores(&sharp)),
+            raw.predicted(&scores(&raw)),
+            "{i}.png"
+        );
+    }
 }
 
 fn exeml_bin(args: &[&str]) -> std::process::Output {
