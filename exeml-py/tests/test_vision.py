@@ -155,6 +155,52 @@ def test_a_search_reruns_with_its_fine_tuning_arms_edited(image_predictor, tmp_p
         exeml.ImagePredictor(fine_tune_arms=[{"max_epochs": 0}], verbosity=0).fit(tmp_path / "data", time_limit=30)
 
 
+def test_multi_label_text_files_give_label_lists_and_multi_label_metrics(tmp_path):
+    """Side-by-side ``.txt`` files with several lines train a multi-label model: ``predict``
+    returns a list of labels per image, the scores are independent sigmoids, and the
+    evaluation's headline carries the multi-label metrics."""
+    from PIL import Image
+
+    _weights_or_skip()
+    rng = random.Random(3)
+    data = tmp_path / "tagged"
+    data.mkdir()
+    truth = {}
+    # Two independent tags: `striped` (else `plain`, a disc) and `dark` (a dimmed picture).
+    for i in range(40):
+        striped, dark = i % 2 == 0, (i // 2) % 2 == 0
+        picture = np.asarray(_picture("stripes" if striped else "disc", rng))
+        if dark:
+            picture = picture // 3
+        Image.fromarray(picture).save(data / f"{i:02d}.png")
+        labels = ["striped" if striped else "plain"] + (["dark"] if dark else [])
+        (data / f"{i:02d}.txt").write_text("\n".join(labels), encoding="utf-8")
+        truth[f"{i:02d}.png"] = sorted(labels)
+    p = exeml.ImagePredictor(
+        preference="performance_first", backbones=["mobilenet_v2"], resolution=64, verbosity=0
+    ).fit(data, time_limit=120)
+    assert p.problem == "multilabel"
+    assert p.class_labels == ["dark", "plain", "striped"]
+    proba = p.predict_proba(data)
+    assert proba.shape == (40, 3)
+    assert ((proba >= 0) & (proba <= 1)).all()
+    # Sigmoids, not a softmax: the rows of images with two tags do not sum to one.
+    assert not np.allclose(proba.sum(axis=1), 1.0, atol=1e-2)
+    predicted = p.predict(data)
+    assert all(isinstance(labels, list) for labels in predicted)
+    names = sorted(truth)
+    exact = np.mean([sorted(labels) == truth[n] for labels, n in zip(predicted, names)])
+    assert exact >= 0.7, (exact, predicted)
+    evaluation = p.evaluate(data)
+    headline = evaluation.headline
+    for key in ("accuracy", "micro_f1", "macro_f1", "hamming_loss", "log_loss", "n"):
+        assert key in headline, headline
+    assert headline["n"] == 40
+    assert headline["micro_f1"] >= 0.8 and headline["hamming_loss"] <= 0.2, headline
+    assert set(evaluation["per_class"]) == {"dark", "plain", "striped"}
+    assert p.leaderboard(), "the search history is listed"
+
+
 def test_save_load_and_warm_start_with_a_new_class(image_predictor, tmp_path):
     image_predictor.save(tmp_path / "model")
     loaded = exeml.ImagePredictor.load(tmp_path / "model", verbosity=0)

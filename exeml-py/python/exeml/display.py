@@ -34,12 +34,14 @@ def html_table(header: Sequence[Any], rows: Iterable[Sequence[Any]], caption: st
 
 _HEADLINE = [
     "accuracy",
+    "micro_f1",
     "macro_f1",
     "weighted_f1",
     "macro_precision",
     "macro_recall",
     "roc_auc",
     "log_loss",
+    "hamming_loss",
     "rmse",
     "mae",
     "mse",

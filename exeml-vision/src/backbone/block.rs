@@ -5,7 +5,7 @@
 //! between blocks as an `n×c×1×tokens` map, so its linear layers are the same 1×1 convolutions
 //! and its layer norms the same norm over channels as the convolutional networks'.
 
-use crate::nn::{channel_norm, max_pool2d, scaled_softmax, ConvBn};
+use crate::nn::{add_activation, channel_norm, max_pool2d, scaled_softmax, Activation, ConvBn};
 use candle_core::Tensor;
 
 /// The epsilon of ConvNeXt's and ViT's layer norms (timm's default for both).
@@ -267,7 +267,7 @@ impl Block {
                     Some(downsample) => downsample.forward(x)?,
                     None => x.clone(),
                 };
-                (y + shortcut)?.relu()
+                add_activation(&y, &shortcut, Activation::Relu)
             }
             &Block::MaxPool {
                 kernel,

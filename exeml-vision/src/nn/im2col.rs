@@ -109,12 +109,24 @@ impl CustomOp1 for Im2Col {
                 let (ci, ky, kx) = (tap / (k * k), tap / k % k, tap % k);
                 let input = &x[(image * c + ci) * h * w..][..h * w];
                 let columns = self.valid(kx, w, wo);
+                if columns.is_empty() {
+                    return; // every tap of this row lands in the padding: zeros
+                }
+                // The input columns of the valid outputs: `first, first + stride, …`.
+                let first = columns.start * self.stride + kx - self.pad;
                 for oy in self.valid(ky, h, ho) {
                     let iy = oy * self.stride + ky - self.pad;
                     let line = &input[iy * w..][..w];
-                    let dst = &mut out[oy * wo..][..wo];
-                    for ox in columns.clone() {
-                        dst[ox] = line[ox * self.stride + kx - self.pad];
+                    let dst = &mut out[oy * wo..][columns.clone()];
+                    if self.stride == 1 {
+                        dst.copy_from_slice(&line[first..][..dst.len()]);
+                    } else {
+                        for (d, &v) in dst
+                            .iter_mut()
+                            .zip(line[first..].iter().step_by(self.stride))
+                        {
+                            *d = v;
+                        }
                     }
                 }
             });
@@ -176,12 +188,16 @@ impl CustomOp1 for Col2Im {
                     let (ky, kx) = (tap / k, tap % k);
                     let column = &cols[(plane * k * k + tap) * ho * wo..][..ho * wo];
                     let columns = self.unfold.valid(kx, w, wo);
+                    if columns.is_empty() {
+                        continue;
+                    }
+                    let first = columns.start * stride + kx - pad;
                     for oy in self.unfold.valid(ky, h, ho) {
                         let iy = oy * stride + ky - pad;
-                        let line = &mut out[iy * w..][..w];
-                        let src = &column[oy * wo..][..wo];
-                        for ox in columns.clone() {
-                            line[ox * stride + kx - pad] += src[ox];
+                        let line = &mut out[iy * w..][first..];
+                        let src = &column[oy * wo..][columns.clone()];
+                        for (d, &g) in line.iter_mut().step_by(stride).zip(src) {
+                            *d += g;
                         }
                     }
                 }
@@ -206,6 +222,8 @@ mod tests {
             (2, 2, 11, 10, 3, 7, 2, 3),
             (1, 4, 5, 6, 2, 1, 1, 0),
             (1, 2, 6, 6, 3, 3, 3, 0),
+            // Taps whose every output position reads padding.
+            (1, 2, 2, 2, 3, 5, 3, 2),
         ] {
             let x = Var::randn(0f32, 1.0, (n, c, h, w), &Device::Cpu).expect("x");
             let kernel = Var::randn(0f32, 1.0, (out, c, k, k), &Device::Cpu).expect("w");

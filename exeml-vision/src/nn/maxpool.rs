@@ -10,6 +10,7 @@
 use super::contiguous_f32;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
+use std::sync::OnceLock;
 
 /// Max pooling of `x` (`n×c×h×w`) with `kernel×kernel` windows, `stride`, `pad`.
 pub fn max_pool2d(
@@ -26,11 +27,19 @@ pub fn max_pool2d(
     let (_, _, h, w) = x.dims4()?;
     pool.out_sides(h, w)?;
     if x.device().is_cpu() && x.dtype() == DType::F32 {
-        x.contiguous()?.apply_op1(pool)
+        x.contiguous()?.apply_op1(PoolOp {
+            pool,
+            keep_positions: x.track_op(),
+            positions: OnceLock::new(),
+        })
     } else {
         pool.shifted(x)
     }
 }
+
+/// The windows of a plane: each output row's input rows `start..end`, and each output column's
+/// input columns.
+type Windows<'a> = (&'a [(usize, usize)], &'a [(usize, usize)]);
 
 /// The pooling's geometry.
 #[derive(Debug, Clone, Copy)]
@@ -70,27 +79,69 @@ impl MaxPool {
         (start, end)
     }
 
-    /// Per output of one `h×w` plane, the index of its window's first maximum.
-    fn argmax_plane(&self, plane: &[f32], h: usize, w: usize, ho: usize, wo: usize) -> Vec<u32> {
-        let mut at = Vec::with_capacity(ho * wo);
-        for oy in 0..ho {
-            let (y0, y1) = self.span(oy, h);
-            for ox in 0..wo {
-                let (x0, x1) = self.span(ox, w);
-                let mut best = (y0 * w + x0, f32::NEG_INFINITY);
+    /// Each output's window, as input rows (or columns) `start..end`, over a side of `side`
+    /// input and `out` output positions.
+    fn spans(&self, side: usize, out: usize) -> Vec<(usize, usize)> {
+        (0..out).map(|o| self.span(o, side)).collect()
+    }
+
+    /// The maxima of one `w`-wide plane's windows (`rows` × `columns` spans) into `values`, and
+    /// where each is (its first occurrence) into `at`. NaN counts as the maximum, as
+    /// in PyTorch.
+    fn pool_plane(
+        plane: &[f32],
+        w: usize,
+        (rows, columns): Windows<'_>,
+        values: &mut [f32],
+        at: &mut [u32],
+    ) {
+        let mut o = 0;
+        for &(y0, y1) in rows {
+            for &(x0, x1) in columns {
+                let (mut best, mut best_at) = (f32::NEG_INFINITY, y0 * w + x0);
                 for y in y0..y1 {
-                    for x in x0..x1 {
-                        let v = plane[y * w + x];
-                        // NaN propagates as the maximum, as in PyTorch.
-                        if v > best.1 || v.is_nan() && !best.1.is_nan() {
-                            best = (y * w + x, v);
-                        }
+                    let row = y * w;
+                    for (x, &v) in plane[row + x0..row + x1].iter().enumerate() {
+                        // Greater, or the first NaN. Selected without a branch: which value
+                        // of a window is its maximum is unpredictable, and mispredicted
+                        // branches were most of the pool's time.
+                        let take = v > best || (v.is_nan() && !best.is_nan());
+                        best = if take { v } else { best };
+                        best_at = if take { row + x0 + x } else { best_at };
                     }
                 }
-                at.push(best.0 as u32);
+                values[o] = best;
+                at[o] = best_at as u32;
+                o += 1;
             }
         }
-        at
+    }
+
+    /// The maxima of one `w`-wide plane's windows into `values`, as [`MaxPool::pool_plane`]
+    /// without positions: the window's rows are reduced first, element-wise over whole rows
+    /// (which vectorises), then each window's columns of that row. Finding the position too
+    /// chains every comparison of a window to the one before, a sixth of a ResNet's
+    /// single-image inference; here the windows are independent. `row_maxima` is `w` long.
+    fn max_plane(
+        plane: &[f32],
+        w: usize,
+        (rows, columns): Windows<'_>,
+        values: &mut [f32],
+        row_maxima: &mut [f32],
+    ) {
+        for (&(y0, y1), values) in rows.iter().zip(values.chunks_mut(columns.len())) {
+            row_maxima.copy_from_slice(&plane[y0 * w..][..w]);
+            for y in y0 + 1..y1 {
+                for (m, &v) in row_maxima.iter_mut().zip(&plane[y * w..][..w]) {
+                    *m = nan_max(*m, v);
+                }
+            }
+            for (value, &(x0, x1)) in values.iter_mut().zip(columns) {
+                *value = row_maxima[x0..x1]
+                    .iter()
+                    .fold(f32::NEG_INFINITY, |m, &v| nan_max(m, v));
+            }
+        }
     }
 
     /// Any device: the maximum over the window's `kernel²` shifted views of the zero-padded
@@ -126,7 +177,27 @@ impl MaxPool {
     }
 }
 
-impl CustomOp1 for MaxPool {
+/// The larger of `m` and `v`, NaN when either is (as PyTorch's pool propagates NaN).
+#[inline]
+fn nan_max(m: f32, v: f32) -> f32 {
+    if v > m || v.is_nan() {
+        v
+    } else {
+        m
+    }
+}
+
+/// The forward op of one pooling: it keeps where each maximum was when its input is being
+/// differentiated, so that the backward only routes the gradient (finding the maxima again
+/// took as long as the forward).
+#[derive(Debug)]
+struct PoolOp {
+    pool: MaxPool,
+    keep_positions: bool,
+    positions: OnceLock<Vec<u32>>,
+}
+
+impl CustomOp1 for PoolOp {
     fn name(&self) -> &'static str {
         "exeml-max-pool"
     }
@@ -135,26 +206,49 @@ impl CustomOp1 for MaxPool {
         let &[n, c, h, w] = l.dims() else {
             candle_core::bail!("max pool: expected a 4-d input, got {:?}", l.dims())
         };
-        let (ho, wo) = self.out_sides(h, w)?;
+        let pool = self.pool;
+        let (ho, wo) = pool.out_sides(h, w)?;
         let x = contiguous_f32("max pool", s, l)?;
+        let (rows, columns) = (pool.spans(h, ho), pool.spans(w, wo));
+        let spans = (rows.as_slice(), columns.as_slice());
         let mut out = vec![0f32; n * c * ho * wo];
-        out.par_chunks_mut(ho * wo)
-            .zip(x.par_chunks(h * w))
-            .for_each(|(out, plane)| {
-                for (o, &at) in out.iter_mut().zip(&self.argmax_plane(plane, h, w, ho, wo)) {
-                    *o = plane[at as usize];
-                }
-            });
+        let planes = out.par_chunks_mut(ho * wo).zip(x.par_chunks(h * w));
+        let per_task = super::planes_per_task(h * w);
+        if self.keep_positions {
+            let mut positions = vec![0u32; n * c * ho * wo];
+            planes
+                .zip(positions.par_chunks_mut(ho * wo))
+                .with_min_len(per_task)
+                .for_each(|((out, plane), at)| MaxPool::pool_plane(plane, w, spans, out, at));
+            // A second forward of the same op (never done by candle) keeps the first positions,
+            // which are the same.
+            let _ = self.positions.set(positions);
+        } else {
+            planes.with_min_len(per_task).for_each_init(
+                || vec![0f32; w],
+                |row_maxima, (out, plane)| MaxPool::max_plane(plane, w, spans, out, row_maxima),
+            );
+        }
         Ok((CpuStorage::F32(out), Shape::from((n, c, ho, wo))))
     }
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(x.apply_op2_no_bwd(&grad.contiguous()?, self)?))
+        let routing = PoolGrad {
+            pool: self.pool,
+            positions: self.positions.get().map(Vec::as_slice),
+        };
+        Ok(Some(x.apply_op2_no_bwd(&grad.contiguous()?, &routing)?))
     }
 }
 
-/// The backward: `(x, grad) → dx`, each output's gradient added at its window's first maximum.
-impl CustomOp2 for MaxPool {
+/// The backward: `(x, grad) → dx`, each output's gradient added at its window's first maximum
+/// (the forward's `positions`, or found again in `x`).
+struct PoolGrad<'a> {
+    pool: MaxPool,
+    positions: Option<&'a [u32]>,
+}
+
+impl CustomOp2 for PoolGrad<'_> {
     fn name(&self) -> &'static str {
         "exeml-max-pool-grad"
     }
@@ -172,7 +266,7 @@ impl CustomOp2 for MaxPool {
                 xl.dims()
             )
         };
-        let (ho, wo) = self.out_sides(h, w)?;
+        let (ho, wo) = self.pool.out_sides(h, w)?;
         if gl.dims() != [n, c, ho, wo] {
             candle_core::bail!(
                 "max pool backward: gradient {:?} for input {:?}",
@@ -184,11 +278,29 @@ impl CustomOp2 for MaxPool {
             contiguous_f32("max pool backward", xs, xl)?,
             contiguous_f32("max pool backward", gs, gl)?,
         );
+        let found;
+        let positions = match self.positions {
+            Some(kept) if kept.len() == grad.len() => kept,
+            _ => {
+                let (rows, columns) = (self.pool.spans(h, ho), self.pool.spans(w, wo));
+                let mut at = vec![0u32; grad.len()];
+                let mut values = vec![0f32; grad.len()];
+                values
+                    .par_chunks_mut(ho * wo)
+                    .zip(x.par_chunks(h * w).zip(at.par_chunks_mut(ho * wo)))
+                    .for_each(|(values, (plane, at))| {
+                        MaxPool::pool_plane(plane, w, (&rows, &columns), values, at)
+                    });
+                found = at;
+                &found
+            }
+        };
         let mut dx = vec![0f32; n * c * h * w];
         dx.par_chunks_mut(h * w)
-            .zip(x.par_chunks(h * w).zip(grad.par_chunks(ho * wo)))
-            .for_each(|(dx, (plane, grad))| {
-                for (&at, &g) in self.argmax_plane(plane, h, w, ho, wo).iter().zip(grad) {
+            .zip(grad.par_chunks(ho * wo).zip(positions.par_chunks(ho * wo)))
+            .with_min_len(super::planes_per_task(h * w))
+            .for_each(|(dx, (grad, at))| {
+                for (&at, &g) in at.iter().zip(grad) {
                     dx[at as usize] += g;
                 }
             });
@@ -252,12 +364,45 @@ mod tests {
             let g = (g * positive).expect("masked");
             let (a, b) = (grad_of(&x, &ours, &g), grad_of(&x, &shifted, &g));
             assert!(max_diff(&a, &b) < 1e-6, "{:?}", (h, w, k, s));
+            // The backward finds the maxima again when the forward did not keep them.
+            let found = PoolGrad {
+                pool,
+                positions: None,
+            };
+            let again = x
+                .as_tensor()
+                .apply_op2_no_bwd(&g, &found)
+                .expect("backward without positions");
+            assert!(max_diff(&a, &again) < 1e-7, "{:?}", (h, w, k, s));
             // Each output's gradient lands once.
             let (sa, sg) = (
                 a.sum_all().and_then(|v| v.to_scalar::<f32>()).expect("sum"),
                 g.sum_all().and_then(|v| v.to_scalar::<f32>()).expect("sum"),
             );
             assert!((sa - sg).abs() < 1e-4, "{sa} vs {sg}");
+        }
+    }
+
+    #[test]
+    fn inference_and_training_pools_agree_and_propagate_nan() {
+        let mut values: Vec<f32> = Tensor::randn(0f32, 1.0, 2 * 3 * 9 * 11, &Device::Cpu)
+            .and_then(|t| t.to_vec1())
+            .expect("values");
+        values[17] = f32::NAN;
+        values[150] = f32::NAN;
+        let x = Tensor::from_vec(values, (2, 3, 9, 11), &Device::Cpu).expect("x");
+        let var = Var::from_tensor(&x).expect("var");
+        for (k, s, p) in [(3, 2, 1), (2, 2, 0), (3, 1, 1)] {
+            let plain = max_pool2d(&x, k, s, p).expect("inference");
+            let tracked = max_pool2d(var.as_tensor(), k, s, p).expect("training");
+            let (a, b): (Vec<f32>, Vec<f32>) = (
+                plain.flatten_all().and_then(|t| t.to_vec1()).expect("a"),
+                tracked.flatten_all().and_then(|t| t.to_vec1()).expect("b"),
+            );
+            assert!(a.iter().any(|v| v.is_nan()), "a window with NaN is NaN");
+            for (a, b) in a.iter().zip(&b) {
+                assert!(a == b || a.is_nan() && b.is_nan(), "{a} vs {b}");
+            }
         }
     }
 

@@ -1,5 +1,5 @@
 //! Building blocks of the backbones: folded convolution + batch norm, layer norm over channels,
-//! and the fast depthwise convolution and fused bias + activation kernels for the CPU.
+//! and the fast depthwise convolution, fused bias + activation and residual kernels for the CPU.
 
 pub mod bias_act;
 pub mod conv;
@@ -11,6 +11,7 @@ pub mod im2col;
 pub mod maxpool;
 pub mod norm;
 pub mod pointwise;
+pub mod residual;
 pub mod softmax;
 
 pub use bias_act::{bias_activation, Activation};
@@ -19,6 +20,7 @@ pub use depthwise::{depthwise_conv2d, shifted_depthwise_conv2d};
 pub use maxpool::max_pool2d;
 pub use norm::channel_norm;
 pub use pointwise::pointwise;
+pub use residual::add_activation;
 pub use softmax::scaled_softmax;
 
 /// A contiguous f32 slice of a CPU storage, or an error naming `op` for other layouts and types.
