@@ -18,8 +18,8 @@
 //! and its size on disk.
 
 use candle_core::{DType, Tensor, D};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use exeml::vision::finetune::trainable_copy;
+use exeml::vision::optim::{OptimizerKind, Stepper};
 use exeml::vision::BackboneKind;
 use std::time::Instant;
 
@@ -59,7 +59,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (blocks, mut vars) = trainable_copy(backbone.blocks())?;
     let head = candle_core::Var::randn(0f32, 0.01, (dim, 10), &device)?;
     vars.push(head.clone());
-    let mut optimizer = AdamW::new(vars, ParamsAdamW::default())?;
+    // The fine-tuning's optimiser (fused on the CPU), at candle's and PyTorch's AdamW defaults.
+    let mut optimizer = Stepper::new(OptimizerKind::Adamw, vars, 1e-3, 0.01)?;
     let x = Tensor::randn(0f32, 1.0, (batch, 3, side, side), &device)?;
     let labels: Vec<u32> = (0..batch as u32).map(|i| i % 10).collect();
     let labels = Tensor::new(labels.as_slice(), &device)?;

@@ -32,6 +32,14 @@ def test_fit_predict_evaluate_on_iris(iris_model, iris_split):
     assert "<table" in evaluation._repr_html_()
     frame = evaluation.confusion_matrix_frame()
     assert list(frame.index) == ["setosa", "versicolor", "virginica"]
+    per_class = evaluation.per_class_frame()
+    assert list(per_class.index) == ["setosa", "versicolor", "virginica"]
+    assert {"precision", "recall", "f1", "support"} <= set(per_class.columns)
+    assert per_class["support"].sum() == len(test)
+    bad = evaluation.bad_cases_frame()
+    assert list(bad.columns) == ["id", "true", "predicted", "score"]
+    assert len(bad) == len(evaluation.get("bad_cases") or [])
+    assert (bad["true"] != bad["predicted"]).all()
 
 
 def test_confusion_matrix_plot(iris_model, iris_split):

@@ -198,6 +198,9 @@ def test_multi_label_text_files_give_label_lists_and_multi_label_metrics(tmp_pat
     assert headline["n"] == 40
     assert headline["micro_f1"] >= 0.8 and headline["hamming_loss"] <= 0.2, headline
     assert set(evaluation["per_class"]) == {"dark", "plain", "striped"}
+    assert list(evaluation.per_class_frame().index) == ["dark", "plain", "striped"]
+    bad = evaluation.bad_cases_frame()
+    assert all(truth[i] != sorted(p.split(";")) for i, p in zip(bad["id"], bad["predicted"]))
     assert p.leaderboard(), "the search history is listed"
 
 

@@ -78,6 +78,25 @@ class Evaluation(Dict[str, Any]):
             columns=pd.Index(cm["labels"], name="predicted"),
         )
 
+    def per_class_frame(self) -> Any:
+        """Precision, recall, F1 and support per class as a pandas DataFrame (index: class),
+        or an empty one for regression."""
+        import pandas as pd
+
+        per_class = self.get("per_class") or {}
+        frame = pd.DataFrame.from_dict(per_class, orient="index")
+        frame.index.name = "class"
+        return frame
+
+    def bad_cases_frame(self) -> Any:
+        """The bad cases (``id`` — a row number or an image path —, ``true``, ``predicted``,
+        ``score``) as a pandas DataFrame, worst first, as the evaluation lists them."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            self.get("bad_cases") or [], columns=["id", "true", "predicted", "score"]
+        )
+
     def plot_confusion_matrix(self, ax: Any = None) -> Any:
         """Draw the confusion matrix with matplotlib (optional dependency); returns the axes."""
         import matplotlib.pyplot as plt
