@@ -85,43 +85,42 @@ impl MaxPool {
         (0..out).map(|o| self.span(o, side)).collect()
     }
 
-    /// The maxima of one `w`-wide plane's windows (`rows` × `columns` spans) into `values`, and
-    /// where each is (its first occurrence) into `at`. NaN counts as the maximum, as
-    /// in PyTorch.
-    fn pool_plane(
+    /// Where each window of one `w`-wide plane has its maximum `values[o]` first (the first
+    /// NaN for a NaN maximum), into `at`. Each window stops at its first match, and the windows
+    /// are independent of each other; finding value and position in one pass chained every
+    /// comparison to the one before.
+    fn locate_plane(
         plane: &[f32],
         w: usize,
         (rows, columns): Windows<'_>,
-        values: &mut [f32],
+        values: &[f32],
         at: &mut [u32],
     ) {
         let mut o = 0;
         for &(y0, y1) in rows {
             for &(x0, x1) in columns {
-                let (mut best, mut best_at) = (f32::NEG_INFINITY, y0 * w + x0);
-                for y in y0..y1 {
+                let m = values[o];
+                let mut found = y0 * w + x0;
+                'window: for y in y0..y1 {
                     let row = y * w;
                     for (x, &v) in plane[row + x0..row + x1].iter().enumerate() {
-                        // Greater, or the first NaN. Selected without a branch: which value
-                        // of a window is its maximum is unpredictable, and mispredicted
-                        // branches were most of the pool's time.
-                        let take = v > best || (v.is_nan() && !best.is_nan());
-                        best = if take { v } else { best };
-                        best_at = if take { row + x0 + x } else { best_at };
+                        if v == m || (v.is_nan() && m.is_nan()) {
+                            found = row + x0 + x;
+                            break 'window;
+                        }
                     }
                 }
-                values[o] = best;
-                at[o] = best_at as u32;
+                at[o] = found as u32;
                 o += 1;
             }
         }
     }
 
-    /// The maxima of one `w`-wide plane's windows into `values`, as [`MaxPool::pool_plane`]
-    /// without positions: the window's rows are reduced first, element-wise over whole rows
-    /// (which vectorises), then each window's columns of that row. Finding the position too
-    /// chains every comparison of a window to the one before, a sixth of a ResNet's
-    /// single-image inference; here the windows are independent. `row_maxima` is `w` long.
+    /// The maxima of one `w`-wide plane's windows into `values` (NaN when a window holds one, as
+    /// in PyTorch): the window's rows are reduced first, element-wise over whole rows (which
+    /// vectorises), then each window's columns of that row. Comparing value by value, each
+    /// comparison waiting on the one before, was a sixth of a ResNet's single-image inference.
+    /// `row_maxima` is `w` long.
     fn max_plane(
         plane: &[f32],
         w: usize,
@@ -219,7 +218,13 @@ impl CustomOp1 for PoolOp {
             planes
                 .zip(positions.par_chunks_mut(ho * wo))
                 .with_min_len(per_task)
-                .for_each(|((out, plane), at)| MaxPool::pool_plane(plane, w, spans, out, at));
+                .for_each_init(
+                    || vec![0f32; w],
+                    |row_maxima, ((out, plane), at)| {
+                        MaxPool::max_plane(plane, w, spans, out, row_maxima);
+                        MaxPool::locate_plane(plane, w, spans, out, at);
+                    },
+                );
             // A second forward of the same op (never done by candle) keeps the first positions,
             // which are the same.
             let _ = self.positions.set(positions);
@@ -288,9 +293,14 @@ impl CustomOp2 for PoolGrad<'_> {
                 values
                     .par_chunks_mut(ho * wo)
                     .zip(x.par_chunks(h * w).zip(at.par_chunks_mut(ho * wo)))
-                    .for_each(|(values, (plane, at))| {
-                        MaxPool::pool_plane(plane, w, (&rows, &columns), values, at)
-                    });
+                    .for_each_init(
+                        || vec![0f32; w],
+                        |row_maxima, (values, (plane, at))| {
+                            let spans = (rows.as_slice(), columns.as_slice());
+                            MaxPool::max_plane(plane, w, spans, values, row_maxima);
+                            MaxPool::locate_plane(plane, w, spans, values, at);
+                        },
+                    );
                 found = at;
                 &found
             }

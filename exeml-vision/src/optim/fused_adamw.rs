@@ -17,12 +17,21 @@ use std::cell::RefCell;
 const CHUNK: usize = 1 << 14;
 
 /// AdamW with decoupled weight decay over f32 variables on the CPU.
-#[derive(Debug)]
 pub struct FusedAdamW {
     /// Each variable with its moments, interleaved: `[m₀, v₀, m₁, v₁, …]`.
     vars: Vec<(Var, Vec<f32>)>,
     params: ParamsAdamW,
     steps: i32,
+}
+
+impl std::fmt::Debug for FusedAdamW {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdamW")
+            .field("params", &self.params)
+            .field("vars", &self.vars.len())
+            .field("steps", &self.steps)
+            .finish()
+    }
 }
 
 impl FusedAdamW {

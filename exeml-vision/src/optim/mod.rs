@@ -1,11 +1,14 @@
 //! The optimisers of fine-tuning: AdamW and SGD with Nesterov momentum, the two a fine-tuning
-//! recipe picks between. AdamW is one fused pass per variable on the CPU ([`fused_adamw`]) and
-//! candle's elsewhere. candle's own `SGD` has no momentum, and momentum is what makes SGD
-//! competitive for fine-tuning, so it is written here (a few lines on `Var`s).
+//! recipe picks between. On the CPU each is one fused pass per variable ([`fused_adamw`],
+//! [`fused_sgd`]); elsewhere AdamW is candle's and SGD [`NesterovSgd`], written here with
+//! tensor operations (candle's own `SGD` has no momentum, and momentum is what makes SGD
+//! competitive for fine-tuning).
 
 pub mod fused_adamw;
+pub mod fused_sgd;
 
 pub use fused_adamw::FusedAdamW;
+pub use fused_sgd::FusedNesterovSgd;
 
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
@@ -35,7 +38,9 @@ pub enum Stepper {
     FusedAdamw(FusedAdamW),
     /// candle's AdamW (other devices).
     Adamw(AdamW),
-    /// SGD with Nesterov momentum.
+    /// SGD with Nesterov momentum in one pass per variable (f32 variables on the CPU).
+    FusedSgd(FusedNesterovSgd),
+    /// SGD with Nesterov momentum as tensor operations (other devices).
     Sgd(NesterovSgd),
 }
 
@@ -44,6 +49,7 @@ impl std::fmt::Debug for Stepper {
         match self {
             Stepper::FusedAdamw(o) => write!(f, "AdamW(lr {})", o.learning_rate()),
             Stepper::Adamw(o) => write!(f, "AdamW(lr {})", o.learning_rate()),
+            Stepper::FusedSgd(o) => write!(f, "{o:?}"),
             Stepper::Sgd(o) => write!(f, "{o:?}"),
         }
     }
@@ -67,14 +73,18 @@ impl Stepper {
                 Stepper::FusedAdamw(FusedAdamW::new(vars, adamw)?)
             }
             OptimizerKind::Adamw => Stepper::Adamw(AdamW::new(vars, adamw)?),
-            OptimizerKind::Sgd { momentum } => Stepper::Sgd(NesterovSgd::new(
-                vars,
-                SgdParams {
+            OptimizerKind::Sgd { momentum } => {
+                let sgd = SgdParams {
                     learning_rate,
                     momentum,
                     weight_decay,
-                },
-            )?),
+                };
+                if vars.iter().all(FusedAdamW::supports) {
+                    Stepper::FusedSgd(FusedNesterovSgd::new(vars, sgd)?)
+                } else {
+                    Stepper::Sgd(NesterovSgd::new(vars, sgd)?)
+                }
+            }
         })
     }
 
@@ -82,6 +92,7 @@ impl Stepper {
     pub fn set_learning_rate(&mut self, learning_rate: f64) {
         match self {
             Stepper::FusedAdamw(o) => o.set_learning_rate(learning_rate),
+            Stepper::FusedSgd(o) => o.set_learning_rate(learning_rate),
             Stepper::Adamw(o) => o.set_learning_rate(learning_rate),
             Stepper::Sgd(o) => o.set_learning_rate(learning_rate),
         }
@@ -91,6 +102,7 @@ impl Stepper {
     pub fn backward_step(&mut self, loss: &Tensor) -> candle_core::Result<()> {
         match self {
             Stepper::FusedAdamw(o) => o.backward_step(loss),
+            Stepper::FusedSgd(o) => o.backward_step(loss),
             Stepper::Adamw(o) => o.backward_step(loss),
             Stepper::Sgd(o) => o.backward_step(loss),
         }
