@@ -99,7 +99,7 @@ pub fn candle_error(e: candle_core::Error) -> exeml_core::Error {
 
 /// The largest absolute element-wise difference of two tensors of one shape (for tests).
 #[cfg(test)]
-fn max_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+pub(crate) fn max_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
     (a - b)
         .expect("same shape")
         .abs()

@@ -8,7 +8,7 @@
 //! [`super::Stepper`] uses this one for f32 variables on the CPU and candle's elsewhere.
 
 use candle_core::backprop::GradStore;
-use candle_core::{CpuStorage, DType, InplaceOp2, Layout, Var};
+use candle_core::{CpuStorage, InplaceOp2, Layout, Var};
 use candle_nn::{Optimizer, ParamsAdamW};
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -34,24 +34,11 @@ impl std::fmt::Debug for FusedAdamW {
     }
 }
 
-impl FusedAdamW {
-    /// Whether `var` can be stepped here (an f32 variable on the CPU).
-    pub fn supports(var: &Var) -> bool {
-        var.device().is_cpu() && var.dtype() == DType::F32
-    }
-}
-
 impl Optimizer for FusedAdamW {
     type Config = ParamsAdamW;
 
     fn new(vars: Vec<Var>, params: ParamsAdamW) -> candle_core::Result<Self> {
-        if let Some(var) = vars.iter().find(|v| !Self::supports(v)) {
-            candle_core::bail!(
-                "fused AdamW steps f32 variables on the CPU, not {:?} on {:?}",
-                var.dtype(),
-                var.device()
-            )
-        }
+        super::check_fusable("AdamW", &vars)?;
         let vars = vars
             .into_iter()
             .map(|var| {
@@ -145,22 +132,10 @@ impl InplaceOp2 for Update<'_> {
         gs: &CpuStorage,
         gl: &Layout,
     ) -> candle_core::Result<()> {
-        let (Some((t0, t1)), Some((g0, g1))) = (tl.contiguous_offsets(), gl.contiguous_offsets())
-        else {
-            candle_core::bail!("AdamW: a variable and its gradient must be contiguous")
-        };
-        let CpuStorage::F32(theta) = ts else {
-            candle_core::bail!("AdamW: the variable is not f32")
-        };
-        let (theta, grad) = (&mut theta[t0..t1], &gs.as_slice::<f32>()?[g0..g1]);
+        let (theta, grad) = super::step_slices("AdamW", (ts, tl), (gs, gl))?;
         let mut moments = self.moments.borrow_mut();
-        if grad.len() != theta.len() || moments.len() != 2 * theta.len() {
-            candle_core::bail!(
-                "AdamW: {} values, {} gradients, {} moments",
-                theta.len(),
-                grad.len(),
-                moments.len()
-            )
+        if moments.len() != 2 * theta.len() {
+            candle_core::bail!("AdamW: {} values, {} moments", theta.len(), moments.len())
         }
         let c = self.coefficients;
         theta
@@ -179,7 +154,8 @@ impl InplaceOp2 for Update<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Tensor};
+    use crate::nn::max_diff;
+    use candle_core::{DType, Device, Tensor};
     use candle_nn::AdamW;
 
     /// A loss with a different gradient per value: Σ w·(θ − target)² + Σ θ³/10.
@@ -221,17 +197,9 @@ mod tests {
                     .backward_step(&loss_of(&theirs, &target, &weights))
                     .expect("candle step");
             }
-            let largest = (ours.as_tensor() - theirs.as_tensor())
-                .and_then(|d| d.abs())
-                .and_then(|d| d.max(0))
-                .and_then(|d| d.to_scalar::<f32>())
-                .expect("difference");
+            let largest = max_diff(ours.as_tensor(), theirs.as_tensor());
             assert!(largest < 1e-5, "{len}: {largest}");
-            let moved = (ours.as_tensor() - &start)
-                .and_then(|d| d.abs())
-                .and_then(|d| d.max(0))
-                .and_then(|d| d.to_scalar::<f32>())
-                .expect("moved");
+            let moved = max_diff(ours.as_tensor(), &start);
             assert!(moved > 0.1, "the steps moved the values: {moved}");
         }
     }

@@ -5,7 +5,6 @@
 //! lives beside the variable and one in-place op updates both, as [`super::FusedAdamW`] does
 //! for AdamW. [`super::Stepper`] uses this one for f32 variables on the CPU.
 
-use super::fused_adamw::FusedAdamW;
 use super::SgdParams;
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, InplaceOp2, Layout, Var};
@@ -37,13 +36,7 @@ impl Optimizer for FusedNesterovSgd {
     type Config = SgdParams;
 
     fn new(vars: Vec<Var>, params: SgdParams) -> candle_core::Result<Self> {
-        if let Some(var) = vars.iter().find(|v| !FusedAdamW::supports(v)) {
-            candle_core::bail!(
-                "fused SGD steps f32 variables on the CPU, not {:?} on {:?}",
-                var.dtype(),
-                var.device()
-            )
-        }
+        super::check_fusable("SGD", &vars)?;
         let vars = vars
             .into_iter()
             .map(|var| {
@@ -105,20 +98,12 @@ impl InplaceOp2 for Update<'_> {
         gs: &CpuStorage,
         gl: &Layout,
     ) -> candle_core::Result<()> {
-        let (Some((w0, w1)), Some((g0, g1))) = (wl.contiguous_offsets(), gl.contiguous_offsets())
-        else {
-            candle_core::bail!("SGD: a variable and its gradient must be contiguous")
-        };
-        let CpuStorage::F32(weights) = ws else {
-            candle_core::bail!("SGD: the variable is not f32")
-        };
-        let (weights, grad) = (&mut weights[w0..w1], &gs.as_slice::<f32>()?[g0..g1]);
+        let (weights, grad) = super::step_slices("SGD", (ws, wl), (gs, gl))?;
         let mut velocity = self.velocity.borrow_mut();
-        if grad.len() != weights.len() || velocity.len() != weights.len() {
+        if velocity.len() != weights.len() {
             candle_core::bail!(
-                "SGD: {} values, {} gradients, {} velocities",
+                "SGD: {} values, {} velocities",
                 weights.len(),
-                grad.len(),
                 velocity.len()
             )
         }
@@ -141,6 +126,7 @@ impl InplaceOp2 for Update<'_> {
 mod tests {
     use super::super::NesterovSgd;
     use super::*;
+    use crate::nn::max_diff;
     use candle_core::{Device, Tensor};
 
     #[test]
@@ -174,17 +160,9 @@ mod tests {
                 fused.backward_step(&loss(&ours)).expect("fused step");
                 tensors.backward_step(&loss(&theirs)).expect("step");
             }
-            let largest = (ours.as_tensor() - theirs.as_tensor())
-                .and_then(|d| d.abs())
-                .and_then(|d| d.max(0))
-                .and_then(|d| d.to_scalar::<f32>())
-                .expect("difference");
+            let largest = max_diff(ours.as_tensor(), theirs.as_tensor());
             assert!(largest < 1e-5, "{len}, μ {momentum}: {largest}");
-            let moved = (ours.as_tensor() - &start)
-                .and_then(|d| d.abs())
-                .and_then(|d| d.max(0))
-                .and_then(|d| d.to_scalar::<f32>())
-                .expect("moved");
+            let moved = max_diff(ours.as_tensor(), &start);
             assert!(moved > 0.1, "the steps moved the values: {moved}");
         }
     }

@@ -10,6 +10,48 @@ pub mod fused_sgd;
 pub use fused_adamw::FusedAdamW;
 pub use fused_sgd::FusedNesterovSgd;
 
+/// Whether the fused optimisers can step `var` (an f32 variable on the CPU).
+pub fn fusable(var: &Var) -> bool {
+    var.device().is_cpu() && var.dtype() == candle_core::DType::F32
+}
+
+/// An error unless every variable is [`fusable`], naming the first that is not and `optimiser`.
+fn check_fusable(optimiser: &str, vars: &[Var]) -> candle_core::Result<()> {
+    match vars.iter().find(|v| !fusable(v)) {
+        Some(var) => candle_core::bail!(
+            "fused {optimiser} steps f32 variables on the CPU, not {:?} on {:?}",
+            var.dtype(),
+            var.device()
+        ),
+        None => Ok(()),
+    }
+}
+
+/// A variable's values and its gradient's for an in-place step of `optimiser`: contiguous f32
+/// slices of equal length, or an error.
+fn step_slices<'a>(
+    optimiser: &str,
+    (vs, vl): (&'a mut candle_core::CpuStorage, &candle_core::Layout),
+    (gs, gl): (&'a candle_core::CpuStorage, &candle_core::Layout),
+) -> candle_core::Result<(&'a mut [f32], &'a [f32])> {
+    let (Some((v0, v1)), Some((g0, g1))) = (vl.contiguous_offsets(), gl.contiguous_offsets())
+    else {
+        candle_core::bail!("{optimiser}: a variable and its gradient must be contiguous")
+    };
+    let candle_core::CpuStorage::F32(values) = vs else {
+        candle_core::bail!("{optimiser}: the variable is not f32")
+    };
+    let (values, grad) = (&mut values[v0..v1], &gs.as_slice::<f32>()?[g0..g1]);
+    if grad.len() != values.len() {
+        candle_core::bail!(
+            "{optimiser}: {} values, {} gradients",
+            values.len(),
+            grad.len()
+        )
+    }
+    Ok((values, grad))
+}
+
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
@@ -69,7 +111,7 @@ impl Stepper {
             ..Default::default()
         };
         Ok(match kind {
-            OptimizerKind::Adamw if vars.iter().all(FusedAdamW::supports) => {
+            OptimizerKind::Adamw if vars.iter().all(fusable) => {
                 Stepper::FusedAdamw(FusedAdamW::new(vars, adamw)?)
             }
             OptimizerKind::Adamw => Stepper::Adamw(AdamW::new(vars, adamw)?),
@@ -79,7 +121,7 @@ impl Stepper {
                     momentum,
                     weight_decay,
                 };
-                if vars.iter().all(FusedAdamW::supports) {
+                if vars.iter().all(fusable) {
                     Stepper::FusedSgd(FusedNesterovSgd::new(vars, sgd)?)
                 } else {
                     Stepper::Sgd(NesterovSgd::new(vars, sgd)?)
