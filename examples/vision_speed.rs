@@ -19,6 +19,7 @@
 
 use candle_core::{DType, Tensor, D};
 use exeml::vision::finetune::trainable_copy;
+use exeml::vision::nn::on_workers;
 use exeml::vision::optim::{OptimizerKind, Stepper};
 use exeml::vision::BackboneKind;
 use std::time::Instant;
@@ -85,7 +86,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     device.synchronize()?;
     let t0 = Instant::now();
     for _ in 0..steps {
-        step()?;
+        // On the CPU pool's workers, as the product's fine-tuning epochs run.
+        on_workers(&mut step)?;
     }
     device.synchronize()?;
     let train_images_per_s = (steps * batch) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
@@ -97,8 +99,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let runs = if latency_only { 300 } else { 60 };
     for i in 0..runs {
         let t = Instant::now();
-        let scores = backbone.features(&one)?.matmul(&head)?;
-        let _ = scores.to_vec2::<f32>()?;
+        // On the pool's workers, as a prediction runs.
+        on_workers(|| -> Result<(), String> {
+            let scores = backbone.features(&one).map_err(|e| e.to_string())?;
+            let scores = scores.matmul(&head).map_err(|e| e.to_string())?;
+            scores.to_vec2::<f32>().map_err(|e| e.to_string())?;
+            Ok(())
+        })?;
         if i >= 10 {
             times.push(t.elapsed().as_secs_f64() * 1e3);
         }

@@ -33,16 +33,13 @@ echo "| budget | T | test accuracy / log loss, calibrated | without the temperat
 echo "| --- | --- | --- | --- |"
 for budget in "${budgets[@]}"; do
   model=$work/balance-$budget
-  rm -rf "$model" "$model-raw"
+  rm -rf "$model"
   "$exeml" train --task image --data "$data/train" --out "$model" --time-limit "$budget" \
     --preference balance >"$model.log" 2>&1
   "$exeml" evaluate --model "$model" --data "$data/test" --json | tail -n 1 >"$model.eval.json"
-  # The same model, its temperature deleted from the manifest: the same decisions (a multi-label
-  # model's thresholds are kept on the unscaled probabilities), only the probabilities differ.
-  cp -r "$model" "$model-raw"
-  python3 -c 'import json,sys; p=sys.argv[1]; d=json.load(open(p)); d.pop("temperature", None); json.dump(d, open(p, "w"))' \
-    "$model-raw/manifest.json"
-  "$exeml" evaluate --model "$model-raw" --data "$data/test" --json | tail -n 1 >"$model-raw.eval.json"
+  # The same model, its temperature deleted from the manifest (model-raw).
+  raw=$(python3 benches/vision/uncalibrated.py "$model")
+  "$exeml" evaluate --model "$raw" --data "$data/test" --json | tail -n 1 >"$raw.eval.json"
   t=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("temperature", 1.0))' "$model/manifest.json")
-  echo "| $budget | $(printf '%.2f' "$t") | $(metrics "$model.eval.json") | $(metrics "$model-raw.eval.json") |"
+  echo "| $budget | $(printf '%.2f' "$t") | $(metrics "$model.eval.json") | $(metrics "$raw.eval.json") |"
 done

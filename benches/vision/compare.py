@@ -11,12 +11,13 @@ import argparse
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from uncalibrated import copy_without_temperature  # noqa: E402
 
 
 def run_json(cmd, **kw):
@@ -55,13 +56,7 @@ def exeml_fit(bin_, data, out, budget, preference, extra=()):
 def uncalibrated_log_loss(bin_, data, model):
     """Test log loss of the same model with its fitted temperature deleted from the manifest:
     what calibration (docs/images.md, step 4) gained. A second evaluation of the test images."""
-    raw = model + "-raw"
-    shutil.rmtree(raw, ignore_errors=True)
-    shutil.copytree(model, raw)
-    path = os.path.join(raw, "manifest.json")
-    manifest = json.load(open(path))
-    manifest.pop("temperature", None)
-    json.dump(manifest, open(path, "w"))
+    raw = copy_without_temperature(model)
     return run_json([bin_, "evaluate", "--model", raw, "--data", os.path.join(data, "test"),
                      "--json"])["log_loss"]
 

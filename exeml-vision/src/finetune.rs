@@ -9,7 +9,7 @@
 
 use crate::backbone::{Backbone, Block};
 use crate::head::{balanced_weights, loss, targets, LinearHead};
-use crate::nn::candle_error;
+use crate::nn::{candle_error, on_workers};
 use crate::optim::{OptimizerKind, Stepper};
 use candle_core::{DType, Tensor, Var};
 use exeml_core::{Budget, Result};
@@ -212,17 +212,21 @@ impl Activations {
         if from == to {
             return Ok(self.clone());
         }
-        let mut chunks = Vec::new();
-        for start in (0..self.len()).step_by(64) {
-            let n = 64.min(self.len() - start);
-            let mut y = self.x.narrow(0, start, n).map_err(candle_error)?;
-            for block in &backbone.blocks()[from..to] {
-                y = block.forward(&y).map_err(candle_error)?;
+        let x = on_workers(|| {
+            let mut chunks = Vec::new();
+            for start in (0..self.len()).step_by(64) {
+                let n = 64.min(self.len() - start);
+                let mut y = self.x.narrow(0, start, n)?;
+                for block in &backbone.blocks()[from..to] {
+                    y = block.forward(&y)?;
+                }
+                chunks.push(y);
             }
-            chunks.push(y);
-        }
+            Tensor::cat(&chunks, 0)
+        })
+        .map_err(candle_error)?;
         Ok(Activations {
-            x: Tensor::cat(&chunks, 0).map_err(candle_error)?,
+            x,
             labels: self.labels.clone(),
         })
     }
@@ -444,7 +448,7 @@ impl<'a> FineTuner<'a> {
     /// Train one epoch, then validate. Returns `false` (without validating) when the budget ran
     /// out during the epoch; the best state so far is kept either way.
     pub fn epoch(&mut self, budget: &Budget) -> Result<bool> {
-        self.run_epoch(budget).map_err(candle_error)
+        on_workers(|| self.run_epoch(budget)).map_err(candle_error)
     }
 
     fn run_epoch(&mut self, budget: &Budget) -> candle_core::Result<bool> {
@@ -621,19 +625,21 @@ pub fn trainable_copy(blocks: &[Block]) -> Result<(Vec<Block>, Vec<Var>)> {
 /// Pooled features (`rows×dim`) of activations `x` through `blocks`, in batches, without
 /// gradients.
 pub fn pooled_through(blocks: &[Block], x: &Tensor, dim: usize) -> candle_core::Result<Tensor> {
-    let rows = x.dim(0)?;
-    let mut chunks = Vec::new();
-    for start in (0..rows).step_by(64) {
-        let mut y = x.narrow(0, start, 64.min(rows - start))?.detach();
-        for block in blocks {
-            y = block.forward(&y)?;
+    on_workers(|| {
+        let rows = x.dim(0)?;
+        let mut chunks = Vec::new();
+        for start in (0..rows).step_by(64) {
+            let mut y = x.narrow(0, start, 64.min(rows - start))?.detach();
+            for block in blocks {
+                y = block.forward(&y)?;
+            }
+            chunks.push(y.mean((2, 3))?.detach());
         }
-        chunks.push(y.mean((2, 3))?.detach());
-    }
-    if chunks.is_empty() {
-        return Tensor::zeros((0, dim), DType::F32, x.device());
-    }
-    Tensor::cat(&chunks, 0)
+        if chunks.is_empty() {
+            return Tensor::zeros((0, dim), DType::F32, x.device());
+        }
+        Tensor::cat(&chunks, 0)
+    })
 }
 
 /// A box covering about `1 − lambda` of an `h×w` map at a random centre, clipped to the map:

@@ -9,7 +9,7 @@ use crate::data::{decode_bytes, decode_file, preprocess};
 use crate::evaluate::{argmax, predicted_set, ImageEvaluation};
 use crate::finetune::FineTuneParams;
 use crate::head::{HeadParams, LinearHead};
-use crate::nn::{candle_error, Tensors};
+use crate::nn::{candle_error, on_workers, Tensors};
 use crate::search::ImageTrial;
 use candle_core::Tensor;
 use exeml_core::calibration::{apply_label_temperature, apply_temperature};
@@ -363,26 +363,8 @@ impl ImageModel {
         let side = self.manifest.resolution as usize;
         let x = Tensor::from_vec(pixels, (n, 3, side, side), self.backbone.device())
             .map_err(candle_error)?;
-        let proba = match (self.members.is_empty(), self.backbone.tuned_from()) {
-            (false, Some(first)) => {
-                // The members share the blocks below `first`: run them once.
-                let shared = self.backbone.activations_until(first, &x)?;
-                let weights = self.manifest.ensemble.iter().map(|e| e.weight);
-                let parts = std::iter::once((&self.backbone, &self.head))
-                    .chain(self.members.iter().map(|m| (&m.backbone, &m.head)));
-                let mut sum: Option<Tensor> = None;
-                for ((backbone, head), weight) in parts.zip(weights) {
-                    let p = (head.proba(&backbone.features_from(first, &shared)?)? * weight)
-                        .map_err(candle_error)?;
-                    sum = Some(match sum {
-                        Some(s) => (s + p).map_err(candle_error)?,
-                        None => p,
-                    });
-                }
-                sum.ok_or_else(|| Error::invalid("ensemble", "no member"))?
-            }
-            _ => self.head.proba(&self.backbone.features(&x)?)?,
-        };
+        // One hand-off to the CPU pool for the whole forward, not one per op.
+        let proba = on_workers(|| self.proba(&x))?;
         let mut rows = proba.to_vec2::<f32>().map_err(candle_error)?;
         if let Some(t) = self.manifest.temperature {
             for row in &mut rows {
@@ -390,6 +372,33 @@ impl ImageModel {
             }
         }
         Ok(rows)
+    }
+
+    /// Class probabilities of a preprocessed batch: the backbone and head, or the ensemble's
+    /// weighted members.
+    fn proba(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(
+            match (self.members.is_empty(), self.backbone.tuned_from()) {
+                (false, Some(first)) => {
+                    // The members share the blocks below `first`: run them once.
+                    let shared = self.backbone.activations_until(first, x)?;
+                    let weights = self.manifest.ensemble.iter().map(|e| e.weight);
+                    let parts = std::iter::once((&self.backbone, &self.head))
+                        .chain(self.members.iter().map(|m| (&m.backbone, &m.head)));
+                    let mut sum: Option<Tensor> = None;
+                    for ((backbone, head), weight) in parts.zip(weights) {
+                        let p = (head.proba(&backbone.features_from(first, &shared)?)? * weight)
+                            .map_err(candle_error)?;
+                        sum = Some(match sum {
+                            Some(s) => (s + p).map_err(candle_error)?,
+                            None => p,
+                        });
+                    }
+                    sum.ok_or_else(|| Error::invalid("ensemble", "no member"))?
+                }
+                _ => self.head.proba(&self.backbone.features(x)?)?,
+            },
+        )
     }
 
     /// Class scores of one decoded image.

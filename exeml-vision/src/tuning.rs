@@ -24,7 +24,7 @@
 use crate::backbone::Backbone;
 use crate::finetune::{Activations, FineTuneParams, FineTuner, Snapshot};
 use crate::head::LinearHead;
-use crate::nn::candle_error;
+use crate::nn::{candle_error, on_workers};
 use exeml_core::{Budget, Progress, Result};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -650,17 +650,21 @@ impl BlockCosts {
         }
         let rows = Self::ROWS.min(train.len());
         let input = train.x.narrow(0, 0, rows).map_err(candle_error)?;
-        let mut seconds = vec![f64::INFINITY; blocks.len()];
-        for _pass in 0..Self::PASSES {
-            let mut y = input.clone();
-            for (cost, block) in seconds.iter_mut().zip(blocks) {
-                let t0 = Instant::now();
-                y = block.forward(&y).map_err(candle_error)?;
-                y.device().synchronize().map_err(candle_error)?;
-                *cost = cost.min(t0.elapsed().as_secs_f64());
+        // Timed on the pool's workers, where training runs them.
+        on_workers(|| {
+            let mut seconds = vec![f64::INFINITY; blocks.len()];
+            for _pass in 0..Self::PASSES {
+                let mut y = input.clone();
+                for (cost, block) in seconds.iter_mut().zip(blocks) {
+                    let t0 = Instant::now();
+                    y = block.forward(&y)?;
+                    y.device().synchronize()?;
+                    *cost = cost.min(t0.elapsed().as_secs_f64());
+                }
             }
-        }
-        Ok(BlockCosts(seconds))
+            Ok(BlockCosts(seconds))
+        })
+        .map_err(candle_error)
     }
 
     /// The cost of the top `blocks` blocks (all of them when there are fewer).

@@ -16,7 +16,7 @@ pub use block::{
     Block, ConvNextBlock, InvertedResidual, Pool, Residual, TokenEmbed, TransformerBlock,
 };
 
-use crate::nn::{candle_error, Tensors};
+use crate::nn::{candle_error, on_workers, Tensors};
 use crate::weights::{self, WeightsSource};
 use candle_core::Tensor;
 use exeml_core::{Error, Result};
@@ -432,20 +432,24 @@ impl Backbone {
 
     /// The activations entering block `split` (the blocks before it applied to `x`).
     pub fn activations_until(&self, split: usize, x: &Tensor) -> Result<Tensor> {
-        let mut y = x.clone();
-        for block in self.blocks.iter().take(split) {
-            y = block.forward(&y).map_err(candle_error)?;
-        }
-        Ok(y)
+        on_workers(|| {
+            let mut y = x.clone();
+            for block in self.blocks.iter().take(split) {
+                y = block.forward(&y).map_err(candle_error)?;
+            }
+            Ok(y)
+        })
     }
 
     /// Run the blocks from `first` on (earlier blocks already applied to `x`) and pool.
     pub fn features_from(&self, first: usize, x: &Tensor) -> Result<Tensor> {
-        let mut y = x.clone();
-        for block in self.blocks.iter().skip(first) {
-            y = block.forward(&y).map_err(candle_error)?;
-        }
-        y.mean((2, 3)).map_err(candle_error)
+        on_workers(|| {
+            let mut y = x.clone();
+            for block in self.blocks.iter().skip(first) {
+                y = block.forward(&y).map_err(candle_error)?;
+            }
+            y.mean((2, 3)).map_err(candle_error)
+        })
     }
 
     /// The ImageNet class scores (logits, `n×1000`), when the checkpoint has the classifier.

@@ -1,5 +1,6 @@
 //! Building blocks of the backbones: folded convolution + batch norm, layer norm over channels,
-//! and the fast depthwise convolution, fused bias + activation and residual kernels for the CPU.
+//! the fast depthwise convolution, fused bias + activation and residual kernels for the CPU, and
+//! [`on_workers`], which runs a whole forward on the CPU pool's threads.
 
 pub mod bias_act;
 pub mod conv;
@@ -13,6 +14,7 @@ pub mod norm;
 pub mod pointwise;
 pub mod residual;
 pub mod softmax;
+mod workers;
 
 pub use bias_act::{bias_activation, Activation};
 pub use conv::{ConvBn, ConvKind, Tensors};
@@ -22,6 +24,7 @@ pub use norm::channel_norm;
 pub use pointwise::pointwise;
 pub use residual::add_activation;
 pub use softmax::scaled_softmax;
+pub use workers::on_workers;
 
 /// A contiguous f32 slice of a CPU storage, or an error naming `op` for other layouts and types.
 fn contiguous_f32<'a>(
