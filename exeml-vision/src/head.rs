@@ -3,7 +3,7 @@
 //! and an L2 penalty, solved to convergence by L-BFGS (like scikit-learn's `LogisticRegression`):
 //! the search chooses the penalty on the validation part.
 
-use crate::nn::candle_error;
+use crate::nn::{candle_error, on_workers};
 use candle_core::{Device, Tensor, Var, D};
 use exeml_core::Result;
 use serde::{Deserialize, Serialize};
@@ -169,7 +169,8 @@ pub fn fit_head_counted(
     multilabel: bool,
     params: &HeadParams,
 ) -> Result<(LinearHead, usize)> {
-    fit(train, classes, multilabel, params).map_err(candle_error)
+    // Hundreds of small tensor ops: on the pool's workers, each does not hand off on its own.
+    on_workers(|| fit(train, classes, multilabel, params)).map_err(candle_error)
 }
 
 /// Past gradient and step pairs L-BFGS keeps.
