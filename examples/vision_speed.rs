@@ -32,6 +32,8 @@ mod backbones;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The `exeml` binary's thread settings, so the numbers are the CLI's.
+    exeml::vision::nn::shorten_candle_spins();
     exeml::allocator::keep_freed_memory();
     let mut args: Vec<String> = std::env::args().collect();
     if args.get(1).is_some_and(|a| a == "--model") {

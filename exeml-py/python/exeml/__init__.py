@@ -18,6 +18,14 @@ model versions, shared with the ``exeml`` command) in :class:`exeml.Project`.
 
 from __future__ import annotations
 
+import os as _os
+
+# candle's element-wise thread pool spins up to a millisecond after each op, taking the cores
+# exeml's convolutions run on; a shorter spin trains networks about a tenth faster on small
+# machines (docs/images.md, "Speed on the CPU"). candle reads the variable once, when its pool
+# starts, so it is set before the extension loads; a value you set yourself is kept.
+_os.environ.setdefault("CANDLE_BARRIER_POOL_SPIN_LIMIT", "1000")
+
 from . import _exeml
 from .display import Evaluation, FeatureImportance, Leaderboard
 from .errors import (

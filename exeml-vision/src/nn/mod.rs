@@ -24,7 +24,7 @@ pub use norm::channel_norm;
 pub use pointwise::pointwise;
 pub use residual::add_activation;
 pub use softmax::scaled_softmax;
-pub use workers::on_workers;
+pub use workers::{on_workers, shorten_candle_spins};
 
 /// A contiguous f32 slice of a CPU storage, or an error naming `op` for other layouts and types.
 fn contiguous_f32<'a>(

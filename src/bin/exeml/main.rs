@@ -17,6 +17,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Before any thread exists (it sets an environment variable candle reads once).
+    exeml::vision::nn::shorten_candle_spins();
     let cli = args::Cli::parse();
     // Not for the server: a client that hangs up must cost one connection, not the process.
     if !matches!(cli.command, args::Command::Serve(_)) {
