@@ -17,6 +17,7 @@ pub mod error;
 pub mod fsio;
 pub mod metrics;
 pub mod model;
+pub mod parallel;
 pub mod preference;
 pub mod search;
 pub mod seed;

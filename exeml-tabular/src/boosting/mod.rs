@@ -21,6 +21,7 @@ pub use objective::Objective;
 pub use tree::{CategorySet, GrowRules, Tree};
 
 use crate::features::Matrix;
+use exeml_core::parallel::on_workers;
 use exeml_core::seed::rng;
 use exeml_core::{Error, Result};
 use histogram::GradPair;
@@ -90,9 +91,10 @@ impl Booster {
         valid: Option<Validation<'_>>,
         objective: Objective,
         params: &BoostParams,
-        go_on: &mut dyn FnMut(usize, Option<f64>) -> bool,
+        go_on: &mut (dyn FnMut(usize, Option<f64>) -> bool + Send),
     ) -> Result<Booster> {
-        boost((x, categories), y, valid, objective, params, None, go_on)
+        // On the pool's workers: the rounds' parallel steps then do not each hand off.
+        on_workers(|| boost((x, categories), y, valid, objective, params, None, go_on))
     }
 
     /// Continue boosting `earlier` on `x`, `y` (incremental training on new data): its trees
@@ -105,7 +107,7 @@ impl Booster {
         y: &[f64],
         valid: Option<Validation<'_>>,
         params: &BoostParams,
-        go_on: &mut dyn FnMut(usize, Option<f64>) -> bool,
+        go_on: &mut (dyn FnMut(usize, Option<f64>) -> bool + Send),
     ) -> Result<Booster> {
         if earlier.n_features != x.cols {
             return Err(Error::invalid(
@@ -116,15 +118,17 @@ impl Booster {
                 ),
             ));
         }
-        boost(
-            (x, categories),
-            y,
-            valid,
-            earlier.objective,
-            params,
-            Some(earlier),
-            go_on,
-        )
+        on_workers(|| {
+            boost(
+                (x, categories),
+                y,
+                valid,
+                earlier.objective,
+                params,
+                Some(earlier),
+                go_on,
+            )
+        })
     }
 
     /// Its trees, round-major: tree `round * outputs + output`.
@@ -174,7 +178,7 @@ fn boost(
     objective: Objective,
     params: &BoostParams,
     earlier: Option<&Booster>,
-    go_on: &mut dyn FnMut(usize, Option<f64>) -> bool,
+    go_on: &mut (dyn FnMut(usize, Option<f64>) -> bool + Send),
 ) -> Result<Booster> {
     check_targets(y, x.rows, objective, "training")?;
     let valid = valid.filter(|v| v.x.rows > 0);

@@ -317,7 +317,7 @@ fn boost_from(
     problem: Problem,
     (train, valid): (&Labelled, Option<Validation<'_>>),
     (boost, category_sets): (&BoostParams, bool),
-    go_on: &mut dyn FnMut(usize, Option<f64>) -> bool,
+    go_on: &mut (dyn FnMut(usize, Option<f64>) -> bool + Send),
 ) -> Result<Booster> {
     let categories: &[usize] = if category_sets {
         &train.categorical
