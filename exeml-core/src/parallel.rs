@@ -7,8 +7,11 @@
 //! lock until a worker has finished it: two context switches per step, a hundred-odd per
 //! MobileNetV2 forward. Called from a worker, the same step forks and joins among the workers
 //! without that hand-off. On a 2-core machine MobileNetV2's single-image latency fell from 6.5
-//! to 4.3 ms and a 75,000-row regression booster fitted in 0.36 s instead of 0.42
+//! to 4.3 ms, and a 75,000-row regression booster fitted in 0.61 s instead of 0.77
 //! (docs/benchmarks.md).
+//!
+//! What runs inside must not wait for a lock that a thread blocked in `on_workers` may hold (the
+//! GIL included): the worker would wait for that thread, which waits for a worker.
 
 /// Run `f` on a worker of rayon's global pool (directly when already on a worker of a pool),
 /// blocking the calling thread until it returns.
