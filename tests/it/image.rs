@@ -1053,19 +1053,34 @@ fn a_latency_limit_lowers_the_resolution_until_it_is_met() {
             })
             .fold(f64::INFINITY, f64::min)
     };
-    let (fast, slow) = (fastest(64), fastest(224));
-    let limit = 0.6 * slow;
-    assert!(fast < limit, "64 px {fast} ms, 224 px {slow} ms");
     let dir = tempfile::tempdir().expect("tempdir");
     class_folders(dir.path(), 8, 5);
-    let model = ImagePredictor::new()
-        .time_limit(Duration::from_secs(120))
-        .preference(Preference::PerformanceFirst)
-        .backbones(vec![BackboneKind::MobilenetV2])
-        .fine_tune(false)
-        .max_latency_ms(limit)
-        .fit_folder(dir.path())
-        .expect("fit");
+    // A whole forward is one job on the CPU pool, so a test that trains beside this one can
+    // hold the pool through all five measurements of a resolution and not through the search's:
+    // the search then measures 224 px within the limit and rightly keeps it. That is this
+    // test's premise failing, not the search; it measures again and retries (three tries).
+    let mut tries = 0;
+    let (model, limit) = loop {
+        tries += 1;
+        let (fast, slow) = (fastest(64), fastest(224));
+        let limit = 0.6 * slow;
+        assert!(fast < limit, "64 px {fast} ms, 224 px {slow} ms");
+        let model = ImagePredictor::new()
+            .time_limit(Duration::from_secs(120))
+            .preference(Preference::PerformanceFirst)
+            .backbones(vec![BackboneKind::MobilenetV2])
+            .fine_tune(false)
+            .max_latency_ms(limit)
+            .fit_folder(dir.path())
+            .expect("fit");
+        let premise_failed =
+            model.manifest.leaderboard.iter().any(|t| {
+                t.candidate.resolution == 224 && t.latency_ms.is_some_and(|ms| ms <= limit)
+            });
+        if !premise_failed || tries == 3 {
+            break (model, limit);
+        }
+    };
     assert!(
         model.manifest.resolution < 224,
         "{}",
