@@ -196,8 +196,15 @@ impl CustomOp1 for Col2Im {
                         let iy = oy * stride + ky - pad;
                         let line = &mut out[iy * w..][first..];
                         let src = &column[oy * wo..][columns.clone()];
-                        for (d, &g) in line.iter_mut().step_by(stride).zip(src) {
-                            *d += g;
+                        if stride == 1 {
+                            // Plain slices vectorise; `step_by(1)` did not.
+                            for (d, &g) in line[..src.len()].iter_mut().zip(src) {
+                                *d += g;
+                            }
+                        } else {
+                            for (d, &g) in line.iter_mut().step_by(stride).zip(src) {
+                                *d += g;
+                            }
                         }
                     }
                 }

@@ -134,4 +134,42 @@ mod tests {
         }
         assert!(super::par_map_planes(&[], &[], 4, |_| |a, _| a).is_empty());
     }
+
+    /// The backward pass of the patched candle-core (`vendor/README.md`) keeps a node's first
+    /// gradient as it is and adds the others: a tensor read by one op, by two, and through a
+    /// residual sum gets exactly its analytic gradient, and the stored gradients are contiguous.
+    #[test]
+    fn gradients_of_single_and_shared_uses_are_exact() {
+        use candle_core::{Device, Tensor, Var};
+        let x = Var::new(&[[1f32, -2.0, 3.0], [0.5, 4.0, -1.0]], &Device::Cpu).expect("x");
+        let w = Var::new(&[2f32, 3.0, -1.0], &Device::Cpu).expect("w");
+        let xs = x.as_tensor();
+        // loss = Σ (x·w) + Σ x² + Σ (x + exp(x))ᵀ, with x read four times, w once (broadcast).
+        let product = xs.broadcast_mul(w.as_tensor()).expect("product");
+        let square = xs.sqr().expect("square");
+        let residual = (xs + xs.exp().expect("exp")).expect("residual");
+        let loss = [product, square, residual.t().expect("transpose")]
+            .iter()
+            .map(|t| t.sum_all().expect("sum"))
+            .try_fold(Tensor::new(0f32, &Device::Cpu).expect("zero"), |a, b| a + b)
+            .expect("loss");
+        let grads = loss.backward().expect("backward");
+        let grad_x = grads.get(xs).expect("grad of x");
+        let grad_w = grads.get(w.as_tensor()).expect("grad of w");
+        assert!(grad_x.is_contiguous() && grad_w.is_contiguous());
+        let x_values = xs.to_vec2::<f32>().expect("x values");
+        let w_values = w.as_tensor().to_vec1::<f32>().expect("w values");
+        for (row, grads_row) in grad_x.to_vec2::<f32>().expect("grad x").iter().enumerate() {
+            for (col, &g) in grads_row.iter().enumerate() {
+                let v = x_values[row][col];
+                let expected = w_values[col] + 2.0 * v + 1.0 + v.exp();
+                assert!(
+                    (g - expected).abs() < 1e-4,
+                    "x[{row}][{col}]: {g} vs {expected}"
+                );
+            }
+        }
+        let expected_w: Vec<f32> = (0..3).map(|c| x_values[0][c] + x_values[1][c]).collect();
+        assert_eq!(grad_w.to_vec1::<f32>().expect("grad w"), expected_w);
+    }
 }
