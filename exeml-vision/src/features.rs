@@ -45,6 +45,13 @@ impl Default for ExtractOptions {
     }
 }
 
+impl ExtractOptions {
+    /// Rows each image yields: its plain centre crop and its augmented views.
+    pub fn rows_per_image(&self) -> usize {
+        1 + self.augmented_views
+    }
+}
+
 /// Feature rows and which image each came from.
 #[derive(Debug)]
 pub struct Features {
@@ -97,7 +104,7 @@ pub fn extract(
             .into_par_iter()
             .map(|i| (i, views_of(&images[i], i, options)))
             .collect();
-        let mut flat = Vec::with_capacity((end - start) * (1 + options.augmented_views) * pixels);
+        let mut flat = Vec::with_capacity((end - start) * options.rows_per_image() * pixels);
         for (i, result) in views {
             match result {
                 Ok(vs) => {
@@ -160,7 +167,8 @@ pub fn extract(
 /// The plain view and the augmented views of one image.
 fn views_of(path: &Path, index: usize, options: &ExtractOptions) -> Result<Vec<Vec<f32>>> {
     let image = decode_file(path)?;
-    let mut views = vec![preprocess(&image, options.resolution)];
+    let mut views = Vec::with_capacity(options.rows_per_image());
+    views.push(preprocess(&image, options.resolution));
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
         options.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
     );
@@ -173,4 +181,31 @@ fn views_of(path: &Path, index: usize, options: &ExtractOptions) -> Result<Vec<V
         ));
     }
     Ok(views)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_image_yields_its_plain_view_and_each_augmented_view(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = std::env::temp_dir().join(format!("exeml-views-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("gradient.png");
+        image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([x as u8 * 6, y as u8 * 8, 90]))
+            .save(&path)?;
+        for augmented_views in [0, 1, 3] {
+            let options = ExtractOptions {
+                resolution: 32,
+                augmented_views,
+                ..ExtractOptions::default()
+            };
+            let views = views_of(&path, 0, &options)?;
+            assert_eq!(views.len(), options.rows_per_image());
+            assert!(views.iter().all(|v| v.len() == 3 * 32 * 32));
+        }
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
 }

@@ -104,10 +104,20 @@ impl Default for ImagePredictor {
     }
 }
 
-/// Rows a refit on every image trains on: the `train_rows` of the search (all views) and
-/// `views` augmented views of each of the `valid_images`.
+/// Rows a refit on every image trains on: the `train_rows` of the search (all views) and the
+/// plain view and `views` augmented views of each of the `valid_images`.
 fn refit_rows(train_rows: usize, valid_images: usize, views: usize) -> usize {
-    train_rows + valid_images * views.max(1)
+    train_rows + valid_images * validation_rows_per_image(views)
+}
+
+/// Rows the refit extracts from each validation image when the search used `views` augmented
+/// views: the same as a training image.
+fn validation_rows_per_image(views: usize) -> usize {
+    ExtractOptions {
+        augmented_views: views,
+        ..ExtractOptions::default()
+    }
+    .rows_per_image()
 }
 
 /// The validation probabilities rescaled at the temperature fitted on them (see
@@ -136,9 +146,9 @@ fn calibrated(
     (proba, Some(temperature))
 }
 
-/// Estimated seconds to extract `views` augmented views of each of the `valid_images` for a
-/// refit, from the `extract_secs` the search took for its `train_rows` (all views) and one
-/// plain view of each validation image.
+/// Estimated seconds to extract the plain view and `views` augmented views of each of the
+/// `valid_images` for a refit, from the `extract_secs` the search took for its `train_rows`
+/// (all views) and one plain view of each validation image.
 fn view_extraction_seconds(
     extract_secs: f64,
     train_rows: usize,
@@ -146,7 +156,7 @@ fn view_extraction_seconds(
     views: usize,
 ) -> f64 {
     let extracted = (train_rows + valid_images).max(1) as f64;
-    extract_secs * (valid_images * views.max(1)) as f64 / extracted
+    extract_secs * (valid_images * validation_rows_per_image(views)) as f64 / extracted
 }
 
 /// What refitting the chosen fine-tuned models on every image needs from the search.
@@ -1388,6 +1398,16 @@ mod tests {
         assert!(!with(Preference::PerformanceFirst).refits());
         assert!(!with(Preference::Balance).refit_full(false).refits());
         assert!(with(Preference::PerformanceFirst).refit_full(true).refits());
+    }
+
+    #[test]
+    fn a_refit_counts_the_plain_and_augmented_views_of_the_validation_images() {
+        // 1,600 training images with one augmented view each; 400 validation images.
+        assert_eq!(refit_rows(3_200, 400, 1), 4_000);
+        assert_eq!(refit_rows(1_600, 400, 0), 2_000);
+        // The search extracted 3,600 views in 36 s; the refit extracts 800 more.
+        assert!((view_extraction_seconds(36.0, 3_200, 400, 1) - 8.0).abs() < 1e-9);
+        assert!((view_extraction_seconds(20.0, 1_600, 400, 0) - 4.0).abs() < 1e-9);
     }
 
     /// The validation rows' classes of every test here.
