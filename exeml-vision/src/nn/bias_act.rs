@@ -127,12 +127,10 @@ impl CustomOp2 for BiasActivation {
         let grad_res = grad_res.contiguous()?;
         let grad_x = match (self.activation, self.activation.bounds()) {
             (Activation::Gelu, _) => {
-                // GELU's derivative needs its input, which the output does not give back.
-                let identity = BiasActivation {
-                    activation: Activation::Identity,
-                };
-                let input = x.apply_op2_no_bwd(bias, &identity)?;
-                input.apply_op2_no_bwd(&grad_res, &GeluGrad)?
+                // GELU's derivative needs its input, which the output does not give back: the
+                // bias is added to `x` in the same pass (not as a map of its own).
+                let bias = bias.flatten_all()?.to_vec1::<f32>()?;
+                x.apply_op2_no_bwd(&grad_res, &GeluGrad { bias })?
             }
             (_, Some((low, high))) => res.apply_op2_no_bwd(&grad_res, &ClampGrad { low, high })?,
             (_, None) => grad_res,
@@ -187,9 +185,12 @@ impl CustomOp2 for ClampGrad {
     }
 }
 
-/// `(v, grad_y) → grad_y · GELU′(v)` with `GELU′(v) = Φ(v) + v·φ(v)`.
-#[derive(Debug, Clone, Copy)]
-struct GeluGrad;
+/// `(x, grad_y) → grad_y · GELU′(x + bias[c])` with `GELU′(v) = Φ(v) + v·φ(v)`, for `x` of
+/// shape `n×c×h×w`.
+#[derive(Debug, Clone)]
+struct GeluGrad {
+    bias: Vec<f32>,
+}
 
 impl CustomOp2 for GeluGrad {
     fn name(&self) -> &'static str {
@@ -203,22 +204,27 @@ impl CustomOp2 for GeluGrad {
         gs: &CpuStorage,
         gl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (_, plane) = channels_and_plane(self.name(), vl)?;
-        let (v, grad) = (
+        let (c, plane) = channels_and_plane(self.name(), vl)?;
+        let (x, grad) = (
             contiguous_f32(self.name(), vs, vl)?,
             contiguous_f32(self.name(), gs, gl)?,
         );
-        if v.len() != grad.len() {
+        if x.len() != grad.len() {
             candle_core::bail!(
                 "GELU backward: {} inputs, {} gradients",
-                v.len(),
+                x.len(),
                 grad.len()
             )
         }
+        if self.bias.len() != c {
+            candle_core::bail!("GELU backward: {} biases for {c} channels", self.bias.len())
+        }
         // 1/√(2π).
         const INV_SQRT_2PI: f32 = 0.398_942_3;
-        let out = super::par_map_planes(v, grad, plane, |_| {
-            |v: f32, g: f32| {
+        let out = super::par_map_planes(x, grad, plane, |p| {
+            let b = self.bias[p % c];
+            move |x: f32, g: f32| {
+                let v = x + b;
                 let cdf = 0.5 * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
                 g * (cdf + v * INV_SQRT_2PI * super::fast_exp::exp(-0.5 * v * v))
             }
