@@ -45,11 +45,10 @@ impl Default for ExtractOptions {
     }
 }
 
-impl ExtractOptions {
-    /// Rows each image yields: its plain centre crop and its augmented views.
-    pub fn rows_per_image(&self) -> usize {
-        1 + self.augmented_views
-    }
+/// Rows an image yields with `augmented_views` augmented views: its plain centre crop and each
+/// view.
+pub fn rows_per_image(augmented_views: usize) -> usize {
+    1 + augmented_views
 }
 
 /// Feature rows and which image each came from.
@@ -104,7 +103,8 @@ pub fn extract(
             .into_par_iter()
             .map(|i| (i, views_of(&images[i], i, options)))
             .collect();
-        let mut flat = Vec::with_capacity((end - start) * options.rows_per_image() * pixels);
+        let mut flat =
+            Vec::with_capacity((end - start) * rows_per_image(options.augmented_views) * pixels);
         for (i, result) in views {
             match result {
                 Ok(vs) => {
@@ -167,7 +167,7 @@ pub fn extract(
 /// The plain view and the augmented views of one image.
 fn views_of(path: &Path, index: usize, options: &ExtractOptions) -> Result<Vec<Vec<f32>>> {
     let image = decode_file(path)?;
-    let mut views = Vec::with_capacity(options.rows_per_image());
+    let mut views = Vec::with_capacity(rows_per_image(options.augmented_views));
     views.push(preprocess(&image, options.resolution));
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
         options.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
@@ -202,7 +202,7 @@ mod tests {
                 ..ExtractOptions::default()
             };
             let views = views_of(&path, 0, &options)?;
-            assert_eq!(views.len(), options.rows_per_image());
+            assert_eq!(views.len(), rows_per_image(options.augmented_views));
             assert!(views.iter().all(|v| v.len() == 3 * 32 * 32));
         }
         std::fs::remove_dir_all(&dir)?;

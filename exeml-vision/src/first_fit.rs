@@ -6,7 +6,7 @@
 //! images. A short budget then still ends on time, with a smaller but complete model.
 
 use crate::backbone::Backbone;
-use crate::features::{extract, ExtractOptions};
+use crate::features::{extract, rows_per_image, ExtractOptions};
 use crate::footprint::smaller_resolutions;
 use crate::search::Candidate;
 use exeml_core::{Budget, Result, Silent};
@@ -80,7 +80,7 @@ pub fn plan_first(
     let target = budget.remaining().as_secs_f64() * FIRST_EXTRACTION_SHARE;
     let cost = |resolution: u32, views: usize, images: usize| {
         let scale = (f64::from(resolution) / f64::from(planned.resolution)).powi(2);
-        per_view * scale * (images * (1 + views) + validation_images) as f64
+        per_view * scale * (images * rows_per_image(views) + validation_images) as f64
     };
     let planned_cost = cost(planned.resolution, planned.augmented_views, train.len());
     if planned_cost <= target {

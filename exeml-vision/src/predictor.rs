@@ -7,7 +7,7 @@ use crate::data::{ImageDataset, ImportFormat};
 use crate::ensemble::{select, Selection};
 use crate::evaluate::validation_score;
 use crate::evaluate::{evaluate, tune_thresholds};
-use crate::features::{extract, ExtractOptions, Features};
+use crate::features::{extract, rows_per_image, ExtractOptions, Features};
 use crate::finetune::{pooled_through, Activations, FineTuneParams, Snapshot};
 use crate::first_fit::{plan_first, FirstFitData};
 use crate::footprint::{
@@ -107,17 +107,7 @@ impl Default for ImagePredictor {
 /// Rows a refit on every image trains on: the `train_rows` of the search (all views) and the
 /// plain view and `views` augmented views of each of the `valid_images`.
 fn refit_rows(train_rows: usize, valid_images: usize, views: usize) -> usize {
-    train_rows + valid_images * validation_rows_per_image(views)
-}
-
-/// Rows the refit extracts from each validation image when the search used `views` augmented
-/// views: the same as a training image.
-fn validation_rows_per_image(views: usize) -> usize {
-    ExtractOptions {
-        augmented_views: views,
-        ..ExtractOptions::default()
-    }
-    .rows_per_image()
+    train_rows + valid_images * rows_per_image(views)
 }
 
 /// The validation probabilities rescaled at the temperature fitted on them (see
@@ -156,7 +146,7 @@ fn view_extraction_seconds(
     views: usize,
 ) -> f64 {
     let extracted = (train_rows + valid_images).max(1) as f64;
-    extract_secs * (valid_images * validation_rows_per_image(views)) as f64 / extracted
+    extract_secs * (valid_images * rows_per_image(views)) as f64 / extracted
 }
 
 /// What refitting the chosen fine-tuned models on every image needs from the search.
@@ -1344,7 +1334,9 @@ const PROBE_SHARE_INVERSE: u32 = 8;
 
 /// Relative cost of a candidate: pixels × views × the backbone's cost per pixel.
 fn cost(c: &Candidate) -> f64 {
-    f64::from(c.resolution).powi(2) * (1 + c.augmented_views) as f64 * c.backbone.relative_cost()
+    f64::from(c.resolution).powi(2)
+        * rows_per_image(c.augmented_views) as f64
+        * c.backbone.relative_cost()
 }
 
 fn skipped(candidate: Candidate, head: &crate::head::HeadParams, why: &str) -> ImageTrial {
