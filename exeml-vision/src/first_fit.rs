@@ -1,9 +1,12 @@
 //! Fitting the first backbone configuration into the budget. The first configuration's features
 //! must be extracted completely (there is no model without them), so before starting, a sample
-//! of the training images is timed through the network and, when the whole extraction would
-//! take more than half of the time left, the configuration is made cheaper: no augmented views
-//! first, then lower resolutions (unless fixed), then a stratified subset of the training
-//! images. A short budget then still ends on time, with a smaller but complete model.
+//! of the training images is timed through the network and the configuration is made cheaper
+//! when its extraction would take too much of the time left: a second and further augmented
+//! views are dropped while the extraction with them would take more than
+//! [`EXTRA_VIEWS_SHARE`] of it; when the extraction with one view or none would still take more
+//! than [`FIRST_EXTRACTION_SHARE`], the last view goes, then lower resolutions are tried (unless
+//! fixed), then a stratified subset of the training images. A short budget then still ends on
+//! time, with a smaller but complete model and time left to fine-tune it.
 
 use crate::backbone::Backbone;
 use crate::features::{extract, rows_per_image, ExtractOptions};
@@ -15,8 +18,15 @@ use rand::SeedableRng;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// Share of the remaining budget the first extraction may take.
+/// Share of the remaining budget the first extraction may take with one augmented view or none.
 const FIRST_EXTRACTION_SHARE: f64 = 0.5;
+/// Share of the remaining budget the first extraction may take with a second or further
+/// augmented views, as for a second probe configuration: each view also lengthens every epoch
+/// of fine-tuning (two views make an epoch 1.5 times one view's), and their gain needs more
+/// epochs than a short budget leaves. At 2 minutes on Fashion-MNIST (this 2-core CPU)
+/// `accuracy_first` with two views fine-tuned one arm, without a refit, to 0.861 twice, and
+/// `balance` with one view refitted its arm to 0.885-0.886.
+const EXTRA_VIEWS_SHARE: f64 = 0.125;
 /// Resolutions below this are not chosen to save time (too little detail for the backbones).
 const MIN_RESOLUTION: u32 = 96;
 /// Images in each pass timed to estimate the cost of an extraction.
@@ -59,40 +69,119 @@ pub fn plan_first(
     data: &FirstFitData<'_>,
     budget: &Budget,
 ) -> Result<FirstFit> {
-    let FirstFitData {
-        train,
-        labels,
-        validation_images,
-        fixed_resolution,
-        seed,
-    } = *data;
-    let unchanged = FirstFit {
-        candidate: planned,
-        subset: None,
-        estimated_secs: 0.0,
-        note: None,
-    };
     // An unlimited budget (tests, refits) needs no plan.
-    if budget.remaining() > Duration::from_secs(365 * 86_400) || train.is_empty() {
-        return Ok(unchanged);
-    }
-    let per_view = seconds_per_view(backbone, train, planned.resolution, seed)?;
-    let target = budget.remaining().as_secs_f64() * FIRST_EXTRACTION_SHARE;
-    let cost = |resolution: u32, views: usize, images: usize| {
-        let scale = (f64::from(resolution) / f64::from(planned.resolution)).powi(2);
-        per_view * scale * (images * rows_per_image(views) + validation_images) as f64
-    };
-    let planned_cost = cost(planned.resolution, planned.augmented_views, train.len());
-    if planned_cost <= target {
+    if budget.remaining() > Duration::from_secs(365 * 86_400) || data.train.is_empty() {
         return Ok(FirstFit {
-            estimated_secs: planned_cost,
-            ..unchanged
+            candidate: planned,
+            subset: None,
+            estimated_secs: 0.0,
+            note: None,
         });
     }
-    let mut candidate = Candidate {
-        augmented_views: 0,
-        ..planned
+    let per_view = seconds_per_view(backbone, data.train, planned.resolution, data.seed)?;
+    let costs = ExtractionCosts {
+        per_view,
+        planned_resolution: planned.resolution,
+        train_images: data.train.len(),
+        validation_images: data.validation_images,
     };
+    let choice = choose(
+        planned,
+        &costs,
+        budget.remaining().as_secs_f64(),
+        data.fixed_resolution,
+    );
+    let Some(affordable) = choice.train_images else {
+        return Ok(FirstFit {
+            candidate: choice.candidate,
+            subset: None,
+            estimated_secs: choice.estimated_secs,
+            note: choice.note,
+        });
+    };
+    let keep = stratified_subset(data.labels, affordable, data.seed);
+    let resolution = choice.candidate.resolution;
+    let note = choice.note.map(|why| {
+        format!(
+            "{why} on {} of the {} training images instead",
+            keep.len(),
+            data.train.len()
+        )
+    });
+    Ok(FirstFit {
+        candidate: choice.candidate,
+        estimated_secs: costs.seconds(resolution, 0, keep.len()),
+        subset: (keep.len() < data.train.len()).then_some(keep),
+        note,
+    })
+}
+
+/// What an extraction costs, from the timed sample.
+#[derive(Debug, Clone, Copy)]
+struct ExtractionCosts {
+    /// Seconds a plain view takes at `planned_resolution`.
+    per_view: f64,
+    planned_resolution: u32,
+    train_images: usize,
+    validation_images: usize,
+}
+
+impl ExtractionCosts {
+    /// Estimated seconds to extract `images` training images with `views` augmented views each
+    /// and the validation images' plain views at `resolution` (the cost grows with the pixels).
+    fn seconds(&self, resolution: u32, views: usize, images: usize) -> f64 {
+        let scale = (f64::from(resolution) / f64::from(self.planned_resolution)).powi(2);
+        self.per_view * scale * (images * rows_per_image(views) + self.validation_images) as f64
+    }
+}
+
+/// The configuration chosen by [`choose`], before a subset is drawn.
+#[derive(Debug, Clone, PartialEq)]
+struct Choice {
+    candidate: Candidate,
+    /// How many training images fit, when not all of them.
+    train_images: Option<usize>,
+    estimated_secs: f64,
+    note: Option<String>,
+}
+
+/// The cheapest change to `planned` that fits `remaining_secs` (see the module docs).
+fn choose(
+    planned: Candidate,
+    costs: &ExtractionCosts,
+    remaining_secs: f64,
+    fixed_resolution: bool,
+) -> Choice {
+    let all = costs.train_images;
+    let planned_secs = costs.seconds(planned.resolution, planned.augmented_views, all);
+    let why = format!(
+        "the planned {} px with {} augmented view(s) would take ~{planned_secs:.0} s of the \
+         {remaining_secs:.0} s left",
+        planned.resolution, planned.augmented_views,
+    );
+    let fits = |secs: f64, views: usize| {
+        let share = if views > 1 {
+            EXTRA_VIEWS_SHARE
+        } else {
+            FIRST_EXTRACTION_SHARE
+        };
+        secs <= remaining_secs * share
+    };
+    for views in (0..=planned.augmented_views).rev() {
+        let secs = costs.seconds(planned.resolution, views, all);
+        if fits(secs, views) {
+            return Choice {
+                candidate: Candidate {
+                    augmented_views: views,
+                    ..planned
+                },
+                train_images: None,
+                estimated_secs: secs,
+                note: (views < planned.augmented_views)
+                    .then(|| format!("{why}: {views} augmented view(s) instead")),
+            };
+        }
+    }
     let resolutions: Vec<u32> = if fixed_resolution {
         vec![planned.resolution]
     } else {
@@ -100,43 +189,35 @@ pub fn plan_first(
             .chain(smaller_resolutions(planned.resolution).filter(|&r| r >= MIN_RESOLUTION))
             .collect()
     };
-    let why = format!(
-        "the planned {} px with {} augmented view(s) would take ~{planned_cost:.0} s of the {:.0} s left",
-        planned.resolution,
-        planned.augmented_views,
-        budget.remaining().as_secs_f64()
-    );
-    for &resolution in &resolutions {
-        let secs = cost(resolution, 0, train.len());
-        if secs <= target {
-            candidate.resolution = resolution;
-            return Ok(FirstFit {
-                candidate,
-                subset: None,
+    let cheaper = |resolution: u32| Candidate {
+        resolution,
+        augmented_views: 0,
+        ..planned
+    };
+    for &resolution in resolutions.iter().skip(1) {
+        let secs = costs.seconds(resolution, 0, all);
+        if fits(secs, 0) {
+            return Choice {
+                candidate: cheaper(resolution),
+                train_images: None,
                 estimated_secs: secs,
                 note: Some(format!(
                     "{why}: {resolution} px without augmented views instead"
                 )),
-            });
+            };
         }
     }
-    candidate.resolution = *resolutions.last().unwrap_or(&planned.resolution);
-    let per_image = cost(candidate.resolution, 0, 1) - cost(candidate.resolution, 0, 0);
-    let affordable = ((target - cost(candidate.resolution, 0, 0)) / per_image.max(1e-9)).floor();
-    let keep = stratified_subset(labels, affordable.max(0.0) as usize, seed);
-    let secs = cost(candidate.resolution, 0, keep.len());
-    let note = format!(
-        "{why}: {} px without augmented views on {} of the {} training images instead",
-        candidate.resolution,
-        keep.len(),
-        train.len()
-    );
-    Ok(FirstFit {
-        candidate,
-        subset: (keep.len() < train.len()).then_some(keep),
-        estimated_secs: secs,
-        note: Some(note),
-    })
+    let resolution = *resolutions.last().unwrap_or(&planned.resolution);
+    let per_image = costs.seconds(resolution, 0, 1) - costs.seconds(resolution, 0, 0);
+    let target = remaining_secs * FIRST_EXTRACTION_SHARE;
+    let affordable = ((target - costs.seconds(resolution, 0, 0)) / per_image.max(1e-9)).floor();
+    let images = (affordable.max(0.0) as usize).min(all);
+    Choice {
+        candidate: cheaper(resolution),
+        train_images: Some(images),
+        estimated_secs: costs.seconds(resolution, 0, images),
+        note: Some(format!("{why}: {resolution} px without augmented views")),
+    }
 }
 
 /// Seconds to decode, preprocess and run one plain view at `resolution`: the median of
@@ -232,6 +313,82 @@ mod tests {
         assert_eq!(median_or_faster(vec![0.009, 0.006]), Some(0.006));
         assert_eq!(median_or_faster(vec![0.007]), Some(0.007));
         assert_eq!(median_or_faster(Vec::new()), None);
+    }
+
+    /// The 2-minute Fashion-MNIST runs of `accuracy_first`: 1,600 training and 400 validation
+    /// images, about 6 ms a view.
+    fn fashion_costs() -> ExtractionCosts {
+        ExtractionCosts {
+            per_view: 0.006,
+            planned_resolution: 224,
+            train_images: 1600,
+            validation_images: 400,
+        }
+    }
+
+    fn planned(augmented_views: usize) -> Candidate {
+        Candidate {
+            backbone: crate::backbone::BackboneKind::MobilenetV2,
+            resolution: 224,
+            augmented_views,
+        }
+    }
+
+    #[test]
+    fn a_plan_that_fits_is_kept() {
+        // Two views: 5,200 rows, 31.2 s, within an eighth of 260 s.
+        let choice = choose(planned(2), &fashion_costs(), 260.0, false);
+        assert_eq!(choice.candidate, planned(2));
+        assert_eq!(choice.train_images, None);
+        assert_eq!(choice.note, None);
+        assert!((choice.estimated_secs - 31.2).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_second_view_needs_an_eighth_of_the_time_one_view_half() {
+        let choice = choose(planned(2), &fashion_costs(), 240.0, false);
+        assert_eq!(choice.candidate, planned(1), "{:?}", choice.note);
+        let choice = choose(planned(2), &fashion_costs(), 117.0, false);
+        assert_eq!(choice.candidate, planned(1), "{:?}", choice.note);
+        let note = choice.note.expect("a note");
+        assert!(note.contains("~31 s of the 117 s left"), "{note}");
+        assert!(note.ends_with("1 augmented view(s) instead"), "{note}");
+        assert!((choice.estimated_secs - 21.6).abs() < 1e-9);
+        // One view (21.6 s) no longer fits half of 40 s; plain views (12 s) do.
+        let choice = choose(planned(2), &fashion_costs(), 40.0, false);
+        assert_eq!(choice.candidate, planned(0));
+        let choice = choose(planned(1), &fashion_costs(), 44.0, false);
+        assert_eq!(choice.candidate, planned(1));
+    }
+
+    #[test]
+    fn lower_resolutions_come_before_a_subset_unless_the_resolution_is_fixed() {
+        // 10 s: plain views at 224 px cost 12 s, at 192 px 8.8 s.
+        let choice = choose(planned(1), &fashion_costs(), 20.0, false);
+        assert_eq!(choice.candidate.resolution, 192);
+        assert_eq!(choice.candidate.augmented_views, 0);
+        assert_eq!(choice.train_images, None);
+        let note = choice.note.expect("a note");
+        assert!(
+            note.ends_with("192 px without augmented views instead"),
+            "{note}"
+        );
+
+        let choice = choose(planned(1), &fashion_costs(), 20.0, true);
+        assert_eq!(choice.candidate, planned(0));
+        // (10 s - 400 validation views) at 6 ms a view.
+        assert_eq!(choice.train_images, Some(1266));
+        assert!(choice.estimated_secs <= 10.0);
+    }
+
+    #[test]
+    fn a_budget_too_short_for_any_resolution_takes_a_subset_at_the_lowest() {
+        // 2 s: every training image at 96 px would cost 2.2 s.
+        let choice = choose(planned(1), &fashion_costs(), 4.0, false);
+        assert_eq!(choice.candidate.resolution, MIN_RESOLUTION);
+        assert_eq!(choice.candidate.augmented_views, 0);
+        assert_eq!(choice.train_images, Some(1414));
+        assert!(choice.estimated_secs <= 2.0);
     }
 
     #[test]
