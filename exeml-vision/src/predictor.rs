@@ -1111,12 +1111,18 @@ impl ImagePredictor {
             views,
         );
         let affordable = |plan: &RefitPlan| {
-            plan.epochs > 0
-                && setup + plan.estimated_seconds(rows, source.train.len())
-                    <= budget.remaining().as_secs_f64()
+            let seconds = budget.remaining().as_secs_f64() - setup;
+            plan.affordable_epochs(rows, source.train.len(), seconds) > 0
         };
         if budget.exhausted() || !source.plans.iter().any(affordable) {
             // The search took the time (a short budget): nothing to extract the views for.
+            if let Some(chosen) = source.plans.first().filter(|p| p.epochs > 0) {
+                progress.phase(&format!(
+                    "not refitted: the {:.0} s left afford less than half of the refit (~{:.0} s)",
+                    budget.remaining().as_secs_f64(),
+                    setup + chosen.estimated_seconds(rows, source.train.len())
+                ));
+            }
             return Ok(kept);
         }
         progress.phase("refitting: augmenting the validation images");
@@ -1156,7 +1162,7 @@ impl ImagePredictor {
         )?;
         let mut epochs = kept;
         for (i, (plan, model)) in source.plans.iter().zip(refitted).enumerate() {
-            let Some((blocks, head)) = model else {
+            let Some(((blocks, head), refit_epochs)) = model else {
                 continue;
             };
             let backbone = source.base.with_tuned_blocks(plan.first_block, blocks)?;
@@ -1166,7 +1172,7 @@ impl ImagePredictor {
             } else {
                 best.members[i - 1] = EnsembleMember { backbone, head };
             }
-            epochs[i] = plan.epochs;
+            epochs[i] = refit_epochs;
         }
         Ok(epochs)
     }
