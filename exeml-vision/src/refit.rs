@@ -35,8 +35,9 @@ impl RefitPlan {
     }
 
     /// The epochs of this refit on `rows` rows that `seconds` afford: all of them, or as many
-    /// as fit (with [`REFIT_TIME_SLACK`] spare) when that is at least half of them (their schedule then decays over the shorter
-    /// run, as a search run fitted to the budget does); 0 otherwise. The halving weighs a run
+    /// as fit (with [`REFIT_TIME_SLACK`] spare) when that is at least half of them (their
+    /// schedule then decays over the shorter run, as a search run fitted to the budget does);
+    /// 0 otherwise. The halving weighs a run
     /// against its refit the same way: it prefers half of its plan or more with a refit to the
     /// whole plan without, a fifth more images being worth more than the epochs lost (see
     /// `tuning::shortened_epochs`). Epoch times vary by a tenth or more on a busy CPU, so a

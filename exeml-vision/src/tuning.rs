@@ -406,7 +406,7 @@ fn start_left_out(
         let run = &mut runs[i];
         run.tuner.shorten(epochs);
         let started = "started with the budget left after successive halving";
-        // Refitted to the budget once its first epoch is timed.
+        // Fitted to the budget again once its first epoch is timed.
         let completed = run.train(Some(1), budget, progress)?
             && if fit_run_to_budget(run, budget, room, fitting) {
                 run.train(None, budget, progress)?
