@@ -4,16 +4,16 @@
 //! the fidelity, so a weak configuration costs one epoch, not a full run; an epoch is only
 //! started when the budget can afford it at the arm's measured speed.
 //!
-//! The schedule is fitted to the budget with the epoch costs it measures: a further arm joins
-//! the first rung only while the whole halving would still leave its winner half of its planned
-//! epochs (four at most), fewer arms go on at a rung when the budget cannot afford half of them, and the runs
-//! that go on are shortened to what the budget affords, so that their learning rate decays to
-//! zero by the end instead of being cut off. A long budget runs the whole plan; a short one
-//! fewer arms with complete schedules. The converse holds too: when the budget affords more
-//! than the plan (a GPU, where an epoch takes seconds, or a long limit), the runs that go on to
-//! their end are lengthened, up to a preference's multiple of their planned epochs, with the
-//! time the rest of the plan does not need. Time the halving leaves over (its runs stopped
-//! early on validation) goes to the arms it stopped, then to those it left out.
+//! The schedule is fitted to the budget with the epoch costs it measures: a further arm joins the
+//! first rung only while the whole halving would still leave its winner half of its planned epochs
+//! (four at most), fewer arms go on at a rung when the budget cannot afford half of them, and the
+//! runs that go on are shortened to what the budget affords, so that their learning rate decays to
+//! zero by the end instead of being cut off. A long budget runs the whole plan; a short one fewer
+//! arms with complete schedules. The converse holds too: when the budget affords more than the plan
+//! (a GPU, where an epoch takes seconds, or a long limit), the runs that go on to their end are
+//! lengthened, up to a preference's multiple of their planned epochs, with the time the rest of the
+//! plan does not need. Time the halving leaves over (its runs stopped early on validation) goes to
+//! the arms it stopped, then to those it left out.
 //!
 //! When the models it returns are to be refitted on every image afterwards (`refit_full`), the
 //! schedule counts that too: every run that goes on to its end will be trained again for all
