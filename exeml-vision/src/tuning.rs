@@ -156,12 +156,7 @@ pub fn successive_halving(
     for (i, arm) in arms.iter().enumerate() {
         let (t, v) = cache.get(blocks - arm.unfrozen_blocks);
         let tuner = FineTuner::new(backbone, head, *arm, t, v, classes, seed ^ i as u64)?;
-        runs.push(Run {
-            tuner,
-            seconds: 0.0,
-            status: "ok".to_string(),
-            lengthened_from: None,
-        });
+        runs.push(Run::new(tuner));
     }
     // Rung 1, arm by arm: a further arm joins only while the whole halving, with the epoch
     // costs measured so far, still leaves its winner `winner_floor` epochs.
@@ -471,7 +466,17 @@ struct Run<'a> {
     lengthened_from: Option<usize>,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    /// An arm not yet trained, status `ok`.
+    fn new(tuner: FineTuner<'a>) -> Self {
+        Run {
+            tuner,
+            seconds: 0.0,
+            status: "ok".to_string(),
+            lengthened_from: None,
+        }
+    }
+
     /// Train until the arm finishes or has `until` epochs (`None`: to its end). Returns false
     /// when the budget stopped it.
     fn train(
@@ -1146,19 +1151,10 @@ mod tests {
         let valid_1 = valid.advance(&backbone, 0, 1).expect("advance");
         let tuner = |params, t, v| FineTuner::new(&backbone, &head, params, t, v, 3, 0);
         let mut runs = vec![
-            Run {
-                tuner: tuner(stuck, &train, &valid).expect("tuner"),
-                seconds: 0.0,
-                status: "ok".to_string(),
-                lengthened_from: None,
-            },
-            Run {
-                tuner: tuner(later, &train_1, &valid_1).expect("tuner"),
-                seconds: 0.0,
-                status: format!("{LEFT_OUT_OF_HALVING} over 1 arm(s)"),
-                lengthened_from: None,
-            },
+            Run::new(tuner(stuck, &train, &valid).expect("tuner")),
+            Run::new(tuner(later, &train_1, &valid_1).expect("tuner")),
         ];
+        runs[1].status = format!("{LEFT_OUT_OF_HALVING} over 1 arm(s)");
         let budget = Budget::new(Duration::from_secs(5));
         assert!(runs[0]
             .train(None, &budget, &exeml_core::Silent)
