@@ -230,6 +230,57 @@ impl ImageModel {
         })
     }
 
+    /// Embeddings of image files (the pooled backbone features the head reads): one
+    /// `(embedding, error)` pair per file, `embedding` empty when the file cannot be read and
+    /// `error` naming the file's problem.
+    fn embed_files(
+        &self,
+        py: Python<'_>,
+        paths: Vec<PathBuf>,
+    ) -> PyResult<Vec<(Vec<f32>, Option<String>)>> {
+        let model = Arc::clone(&self.inner);
+        let rows = guard_detached(py, move || model.embed_files(&paths))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| match r {
+                Ok(values) => (values, None),
+                Err(e) => (Vec::new(), Some(e.to_string())),
+            })
+            .collect())
+    }
+
+    /// Write the embedding of every image under `folder` into `output` (`.csv`: `id,emb_0,…`;
+    /// `.jsonl`: `{"id", "embedding"}` per line), checkpointed like `predict_folder`.
+    #[pyo3(signature = (folder, output, *, resume=false, chunk_images=64, progress=None))]
+    fn embed_folder<'py>(
+        &self,
+        py: Python<'py>,
+        folder: PathBuf,
+        output: PathBuf,
+        resume: bool,
+        chunk_images: usize,
+        progress: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let options = exeml::vision::batch::ImageBatchOptions {
+            chunk_images,
+            resume,
+            budget: Budget::unlimited(),
+        };
+        let budget = options.budget.clone();
+        let model = Arc::clone(&self.inner);
+        let out = output.clone();
+        run_batch(py, &output, &budget, progress.as_ref(), move |progress| {
+            exeml::vision::batch::embed_folder(&model, &folder, &out, &options, progress)
+                .map(BatchSummary::from)
+        })
+    }
+
+    /// The length of an embedding.
+    #[getter]
+    fn embedding_dim(&self) -> usize {
+        self.inner.embedding_dim()
+    }
+
     /// The SPEC response (`predicted_label`, top-5 `scores`) of one score row, as JSON.
     fn response(&self, scores: Vec<f32>) -> PyResult<String> {
         if scores.len() != self.inner.classes().len() {

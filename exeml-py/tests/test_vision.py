@@ -250,6 +250,41 @@ def test_predict_folder_writes_the_cli_csv_and_lists_unreadable_images(image_pre
     assert [line.split(",")[1] for line in lines[1:]] == expected
 
 
+def test_embeddings_of_files_and_of_a_folder(image_predictor, tmp_path):
+    p = image_predictor
+    fresh = _folders(tmp_path / "fresh", 2, 6)
+    dim = p.embedding_dim
+    assert dim == 1280  # MobileNetV2's pooled features
+    files = sorted(fresh.rglob("*.png"))
+    emb = p.extract_embedding(fresh)
+    assert emb.shape == (6, dim) and emb.dtype == np.float32
+    assert np.isfinite(emb).all()
+    # Each file alone gives its row; two different pictures differ.
+    assert np.allclose(p.extract_embedding(files[2]), emb[2:3], atol=1e-5)
+    assert not np.allclose(emb[0], emb[3], atol=1e-3)
+    # Images of a class lie nearer each other than images of another (cosine similarity).
+    unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    similarity = unit @ unit.T
+    classes = [f.parent.name for f in files]
+    same = [similarity[i, j] for i in range(6) for j in range(i + 1, 6) if classes[i] == classes[j]]
+    other = [similarity[i, j] for i in range(6) for j in range(i + 1, 6) if classes[i] != classes[j]]
+    assert np.mean(same) > np.mean(other), (same, other)
+
+    (fresh / "disc" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(exeml.DataError, match="broken.png"):
+        p.extract_embedding(fresh)
+    report = p.embed_folder(fresh, tmp_path / "emb.csv", chunk_images=4)
+    assert report["inputs"] == 7 and report["predicted"] == 6 and report["skipped"] == 1
+    assert "broken.png" in Path(report["errors_file"]).read_text()
+    lines = (tmp_path / "emb.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    assert header[:2] == ["id", "emb_0"] and len(header) == dim + 1
+    rows = {line.split(",")[0]: np.array(line.split(",")[1:], dtype=np.float32) for line in lines[1:]}
+    ids = [str(f.relative_to(fresh)) for f in files]
+    assert sorted(rows) == ids
+    assert np.allclose(np.stack([rows[i] for i in ids]), emb, atol=1e-5)
+
+
 def test_ctrl_c_during_the_first_extraction_raises_keyboard_interrupt(tmp_path):
     """The first configuration of a search runs to its end however short the time limit, but
     Ctrl-C stops its feature extraction: with no model yet, KeyboardInterrupt is raised."""

@@ -1,5 +1,6 @@
 //! Batch prediction over a folder of images: every image under the folder (sorted by relative
-//! path) gets a row of CSV or a SPEC JSON line; unreadable images are skipped and listed with
+//! path) gets a row of CSV or a SPEC JSON line ([`predict_folder`]), or its embedding
+//! ([`embed_folder`]); unreadable images are skipped and listed with
 //! their reason in `OUT.errors.csv`. Output goes to `OUT.partial` and is renamed into place at
 //! the end, so a stopped run never leaves a half file under the final name; after every chunk
 //! a checkpoint records how far it got, so an interrupted run continues with
@@ -78,6 +79,15 @@ fn quote(field: &str) -> String {
     }
 }
 
+/// What a folder run writes for each image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rows {
+    /// The prediction: label(s) and class probabilities, or the SPEC response.
+    Predictions,
+    /// The [embedding](ImageModel::embed_image).
+    Embeddings,
+}
+
 /// Predict every image under `root` into `output` (CSV or JSON lines by extension).
 pub fn predict_folder(
     model: &ImageModel,
@@ -85,6 +95,30 @@ pub fn predict_folder(
     output: &Path,
     options: &ImageBatchOptions,
     progress: &dyn Progress,
+) -> Result<ImageBatchReport> {
+    run_folder(model, root, output, options, progress, Rows::Predictions)
+}
+
+/// Write the [embedding](ImageModel::embed_image) of every image under `root` into `output`:
+/// CSV `id,emb_0,…` (one column per feature, values as exact decimals) or, for `.jsonl`, one
+/// `{"id": …, "embedding": […]}` per line. Checkpointed and resumable like [`predict_folder`].
+pub fn embed_folder(
+    model: &ImageModel,
+    root: &Path,
+    output: &Path,
+    options: &ImageBatchOptions,
+    progress: &dyn Progress,
+) -> Result<ImageBatchReport> {
+    run_folder(model, root, output, options, progress, Rows::Embeddings)
+}
+
+fn run_folder(
+    model: &ImageModel,
+    root: &Path,
+    output: &Path,
+    options: &ImageBatchOptions,
+    progress: &dyn Progress,
+    rows: Rows,
 ) -> Result<ImageBatchReport> {
     if options.chunk_images == 0 {
         return Err(Error::invalid("chunk_images", "must be at least 1"));
@@ -96,15 +130,27 @@ pub fn predict_folder(
     let format = ImageOutput::of(output);
     let mut header = String::new();
     if format == ImageOutput::Csv {
-        let mut names = vec!["id".to_string(), "prediction".to_string()];
-        names.extend(model.classes().iter().map(|c| quote(&format!("proba_{c}"))));
+        let mut names = vec!["id".to_string()];
+        match rows {
+            Rows::Predictions => {
+                names.push("prediction".to_string());
+                names.extend(model.classes().iter().map(|c| quote(&format!("proba_{c}"))));
+            }
+            Rows::Embeddings => {
+                names.extend((0..model.embedding_dim()).map(|i| format!("emb_{i}")));
+            }
+        }
         header = names.join(",") + "\n";
     }
-    let identity = serde_json::json!({
+    let mut identity = serde_json::json!({
         "folder": root,
         "images": listing_fingerprint(&images),
         "model": model_fingerprint(model),
     });
+    if rows == Rows::Embeddings {
+        // A checkpoint of predictions into the same file is not resumed as embeddings.
+        identity["rows"] = Value::from("embeddings");
+    }
     let mut run = ResumableOutput::open(
         output,
         identity,
@@ -113,23 +159,34 @@ pub fn predict_folder(
         b"id,reason\n",
     )?;
     let resumed_at = (run.resumed_at() as usize).min(images.len());
-    progress.phase(&format!("predicting {} images", images.len() - resumed_at));
+    let (verb, noun) = match rows {
+        Rows::Predictions => ("predicting", "batch prediction"),
+        Rows::Embeddings => ("embedding", "embedding"),
+    };
+    progress.phase(&format!("{verb} {} images", images.len() - resumed_at));
     for chunk in images[resumed_at..].chunks(options.chunk_images) {
         let done = run.counts().done as usize;
         if done > resumed_at && options.budget.is_cancelled() {
             return Err(Error::Interrupted(format!(
-                "batch prediction stopped after {done} of {} images; run again with --resume to continue",
+                "{noun} stopped after {done} of {} images; run again with --resume to continue",
                 images.len()
             )));
         }
         let paths: Vec<PathBuf> = chunk.iter().map(|(_, p)| p.clone()).collect();
-        let (mut rows, mut errors) = (String::new(), String::new());
         let (mut predicted, mut skipped) = (0, 0);
-        for ((id, _), scores) in chunk.iter().zip(model.predict_files(&paths)?) {
-            match scores {
-                Ok(scores) => {
+        let results = match rows {
+            Rows::Predictions => model.predict_files(&paths)?,
+            Rows::Embeddings => model.embed_files(&paths)?,
+        };
+        let (mut text, mut errors) = (String::new(), String::new());
+        for ((id, _), values) in chunk.iter().zip(results) {
+            match values {
+                Ok(values) => {
                     predicted += 1;
-                    rows.push_str(&row(model, id, &scores, format)?);
+                    text.push_str(&match rows {
+                        Rows::Predictions => row(model, id, &values, format)?,
+                        Rows::Embeddings => embedding_row(id, &values, format)?,
+                    });
                 }
                 Err(e) => {
                     skipped += 1;
@@ -137,7 +194,7 @@ pub fn predict_folder(
                 }
             }
         }
-        run.append(rows.as_bytes(), errors.as_bytes(), predicted, skipped)?;
+        run.append(text.as_bytes(), errors.as_bytes(), predicted, skipped)?;
         progress.fraction(run.counts().done as f64 / images.len() as f64);
     }
     let counts = run.counts();
@@ -195,6 +252,25 @@ fn row(model: &ImageModel, id: &str, scores: &[f32], format: ImageOutput) -> Res
                 .collect();
             let mut fields = vec![quote(id), quote(&labels.join(";"))];
             fields.extend(scores.iter().map(|p| format!("{p:.6}")));
+            writeln!(out, "{}", fields.join(",")).map_err(|e| Error::io(id, e))?;
+        }
+    }
+    String::from_utf8(out).map_err(|e| Error::data(id, e.to_string()))
+}
+
+/// One output row (with its newline) of the embedding of the image `id`.
+fn embedding_row(id: &str, values: &[f32], format: ImageOutput) -> Result<String> {
+    let mut out = Vec::new();
+    match format {
+        ImageOutput::JsonLines => {
+            let body = serde_json::json!({ "id": id, "embedding": values });
+            serde_json::to_writer(&mut out, &body).map_err(|e| Error::data(id, e.to_string()))?;
+            out.push(b'\n');
+        }
+        ImageOutput::Csv => {
+            // `Display` of an `f32` is its shortest exact decimal: the value reads back as is.
+            let mut fields = vec![quote(id)];
+            fields.extend(values.iter().map(f32::to_string));
             writeln!(out, "{}", fields.join(",")).map_err(|e| Error::io(id, e))?;
         }
     }

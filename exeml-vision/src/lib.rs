@@ -37,7 +37,7 @@ pub mod tuning;
 pub mod weights;
 
 pub use backbone::{initial_tensors, Backbone, BackboneKind};
-pub use batch::{predict_folder, ImageBatchOptions, ImageBatchReport};
+pub use batch::{embed_folder, predict_folder, ImageBatchOptions, ImageBatchReport};
 pub use data::{ImageDataset, ImportFormat};
 pub use evaluate::ImageEvaluation;
 pub use model::ImageModel;

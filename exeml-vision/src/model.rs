@@ -410,6 +410,45 @@ impl ImageModel {
 
     /// Class scores of image files, batched; a file that cannot be decoded gets its error.
     pub fn predict_files(&self, paths: &[PathBuf]) -> Result<Vec<Result<Vec<f32>>>> {
+        self.rows_of_files(paths, |pixels, n| self.scores_of(pixels, n))
+    }
+
+    /// The length of an [embedding](Self::embed_image): the backbone's feature count.
+    pub fn embedding_dim(&self) -> usize {
+        self.manifest.backbone.feature_dim()
+    }
+
+    /// The embedding of one decoded image: the pooled features of the model's backbone, fine-tuned
+    /// blocks included, that its head reads (for an ensemble, those of its first member). Raw,
+    /// not normalised: divide by the L2 norm for cosine similarity.
+    pub fn embed_image(&self, image: &image::RgbImage) -> Result<Vec<f32>> {
+        let pixels = preprocess(image, self.manifest.resolution);
+        let mut rows = self.embeddings_of(pixels, 1)?;
+        Ok(rows.pop().unwrap_or_default())
+    }
+
+    /// [Embeddings](Self::embed_image) of image files, batched; a file that cannot be decoded
+    /// gets its error.
+    pub fn embed_files(&self, paths: &[PathBuf]) -> Result<Vec<Result<Vec<f32>>>> {
+        self.rows_of_files(paths, |pixels, n| self.embeddings_of(pixels, n))
+    }
+
+    /// Embeddings of decoded images (each already preprocessed to the model's resolution).
+    fn embeddings_of(&self, pixels: Vec<f32>, n: usize) -> Result<Vec<Vec<f32>>> {
+        let side = self.manifest.resolution as usize;
+        let x = Tensor::from_vec(pixels, (n, 3, side, side), self.backbone.device())
+            .map_err(candle_error)?;
+        let features = on_workers(|| self.backbone.features(&x))?;
+        features.to_vec2::<f32>().map_err(candle_error)
+    }
+
+    /// One row of `rows_of` per image file, decoded and preprocessed in parallel and run 32 at
+    /// a time; a file that cannot be decoded gets its error instead.
+    fn rows_of_files(
+        &self,
+        paths: &[PathBuf],
+        rows_of: impl Fn(Vec<f32>, usize) -> Result<Vec<Vec<f32>>>,
+    ) -> Result<Vec<Result<Vec<f32>>>> {
         use rayon::prelude::*;
         let mut out = Vec::with_capacity(paths.len());
         for chunk in paths.chunks(32) {
@@ -424,16 +463,16 @@ impl ImageModel {
                 .copied()
                 .collect();
             let n_ok = decoded.iter().filter(|d| d.is_ok()).count();
-            let mut scores = if n_ok > 0 {
-                self.scores_of(ok, n_ok)?.into_iter()
+            let mut rows = if n_ok > 0 {
+                rows_of(ok, n_ok)?.into_iter()
             } else {
                 Vec::new().into_iter()
             };
             for d in decoded {
                 out.push(match d {
-                    Ok(_) => scores.next().ok_or_else(|| Error::Backend {
+                    Ok(_) => rows.next().ok_or_else(|| Error::Backend {
                         backend: "candle",
-                        message: "fewer score rows than images".into(),
+                        message: "fewer result rows than images".into(),
                     }),
                     Err(e) => Err(e),
                 });

@@ -174,6 +174,28 @@ fn train_predict_evaluate_follow_the_contract() {
     assert!(report["accuracy"].as_f64().expect("accuracy") > 0.9);
     assert_eq!(report["confusion_matrix"]["labels"][0], "setosa");
     assert!(report["per_class"]["virginica"]["support"].as_u64() == Some(50));
+
+    // Embeddings come from image models; a table model is refused by name.
+    let embeddings = dir.path().join("emb.csv");
+    let out = exeml(
+        &[
+            "embed",
+            "--model",
+            &s(&model),
+            "--data",
+            &s(dir.path()),
+            "--output",
+            &s(&embeddings),
+        ],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("is a tabular model; embeddings are written by image models"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!embeddings.exists());
 }
 
 #[test]

@@ -325,6 +325,32 @@ fn cli_predicts_a_folder_and_lists_unreadable_images() {
     .expect("json");
     assert_eq!(first["id"], "checks/00.jpg");
     assert!(first["predicted_label"].is_string());
+
+    // `exeml embed`: one row per readable image, a column per feature.
+    let embeddings = dir.path().join("emb.csv");
+    let out = exeml_bin(&[
+        "embed",
+        "--model",
+        model.to_str().expect("utf-8"),
+        "--data",
+        data.to_str().expect("utf-8"),
+        "--output",
+        embeddings.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("wrote 6 embeddings"));
+    let text = std::fs::read_to_string(&embeddings).expect("csv");
+    let widths: Vec<usize> = text.lines().map(|l| l.split(',').count()).collect();
+    assert_eq!(widths, vec![1 + BackboneKind::MobilenetV2.feature_dim(); 7]);
+    assert!(
+        std::fs::read_to_string(dir.path().join("emb.csv.errors.csv"))
+            .expect("errors")
+            .contains("empty.jpg")
+    );
 }
 
 #[test]
@@ -1223,6 +1249,106 @@ fn an_interrupted_folder_run_resumes_to_the_same_output() {
         read(&dir.path().join("preds.jsonl.errors.csv")),
         read(&dir.path().join("reference.jsonl.errors.csv"))
     );
+}
+
+#[test]
+fn embeddings_are_the_features_the_head_reads_and_a_folder_is_embedded() {
+    use exeml::vision::{embed_folder, ImageBatchOptions};
+    let Some(model_path) = model_dir() else {
+        return;
+    };
+    let model = ImageModel::load(model_path).expect("load");
+    let dim = model.embedding_dim();
+    assert_eq!(dim, BackboneKind::MobilenetV2.feature_dim());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("new");
+    class_folders(&data, 2, 13);
+    std::fs::write(data.join("disc/broken.png"), b"\x89PNG\r\n\x1a\nnot really").expect("write");
+
+    // One image: the head applied to its embedding gives the model's prediction.
+    let path = data.join("stripes/01.png");
+    let image = image::open(&path).expect("decode").to_rgb8();
+    let embedding = model.embed_image(&image).expect("embed");
+    assert_eq!(embedding.len(), dim);
+    assert!(embedding.iter().all(|v| v.is_finite()));
+    let x = candle_core::Tensor::from_vec(embedding.clone(), (1, dim), &candle_core::Device::Cpu)
+        .expect("tensor");
+    let from_head = model
+        .head()
+        .proba(&x)
+        .expect("head")
+        .to_vec2::<f32>()
+        .expect("rows");
+    let scores = model.predict_image(&image).expect("predict");
+    let argmax = |v: &[f32]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b]));
+    assert_eq!(argmax(&from_head[0]), argmax(&scores));
+    if model.manifest.temperature.is_none() {
+        assert!(max_abs_diff(&from_head[0], &scores) < 1e-5);
+    }
+    // Batched files: the same embedding; an unreadable file gets its error; images differ.
+    let other = data.join("disc/00.jpg");
+    let broken = data.join("disc/broken.png");
+    let rows = model
+        .embed_files(&[path.clone(), broken.clone(), other])
+        .expect("embed files");
+    let first = rows[0].as_ref().expect("readable");
+    assert!(max_abs_diff(first, &embedding) < 1e-5);
+    let err = rows[1].as_ref().expect_err("unreadable");
+    assert!(err.to_string().contains("broken.png"), "{err}");
+    assert!(max_abs_diff(first, rows[2].as_ref().expect("readable")) > 1e-3);
+
+    // A folder: CSV with a column per feature, values that read back exactly; JSON lines.
+    let csv = dir.path().join("emb.csv");
+    let report = embed_folder(
+        &model,
+        &data,
+        &csv,
+        &ImageBatchOptions::default(),
+        &exeml::core::Silent,
+    )
+    .expect("embed folder");
+    assert_eq!((report.images, report.predicted, report.skipped), (7, 6, 1));
+    let text = std::fs::read_to_string(&csv).expect("csv");
+    let lines: Vec<&str> = text.lines().collect();
+    let header: Vec<&str> = lines[0].split(',').collect();
+    assert_eq!(header.len(), dim + 1);
+    assert_eq!(
+        (header[0], header[1], header[dim]),
+        ("id", "emb_0", &*format!("emb_{}", dim - 1))
+    );
+    assert_eq!(lines.len(), 7);
+    let row = lines
+        .iter()
+        .find(|l| l.starts_with("stripes/01.png,"))
+        .expect("row of the image");
+    let values: Vec<f32> = row
+        .split(',')
+        .skip(1)
+        .map(|v| v.parse().expect("number"))
+        .collect();
+    assert!(max_abs_diff(&values, &embedding) < 1e-5);
+    let errors = std::fs::read_to_string(dir.path().join("emb.csv.errors.csv")).expect("errors");
+    assert!(errors.contains("disc/broken.png"), "{errors}");
+
+    let jsonl = dir.path().join("emb.jsonl");
+    embed_folder(
+        &model,
+        &data,
+        &jsonl,
+        &ImageBatchOptions::default(),
+        &exeml::core::Silent,
+    )
+    .expect("embed folder as JSON lines");
+    let first: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&jsonl)
+            .expect("jsonl")
+            .lines()
+            .next()
+            .expect("a line"),
+    )
+    .expect("json");
+    assert_eq!(first["id"], "checks/00.jpg");
+    assert_eq!(first["embedding"].as_array().map(Vec::len), Some(dim));
 }
 
 #[test]

@@ -182,9 +182,7 @@ class ImagePredictor:
     def _scores(self, images: Union[PathLike, Sequence[PathLike]]) -> np.ndarray:
         paths = _image_paths(images)
         rows = self.model.predict_files(paths)
-        errors = [e for _, e in rows if e is not None]
-        if errors:
-            raise DataError(errors[0] if len(errors) == 1 else f"{len(errors)} unreadable images; first: {errors[0]}")
+        _raise_unreadable([e for _, e in rows if e is not None])
         return np.asarray([s for s, _ in rows], dtype=np.float32).reshape(len(rows), len(self.class_labels))
 
     def predict_proba(self, images: Union[PathLike, Sequence[PathLike]]) -> np.ndarray:
@@ -227,6 +225,50 @@ class ImagePredictor:
         try:
             return dict(
                 self.model.predict_folder(
+                    os.fspath(folder),
+                    os.fspath(output),
+                    resume=resume,
+                    chunk_images=int(chunk_images),
+                    progress=progress,
+                )
+            )
+        finally:
+            if progress is not None:
+                progress.close()
+
+    def extract_embedding(self, images: Union[PathLike, Sequence[PathLike]]) -> np.ndarray:
+        """Embeddings, one row per image (a file, a list of files, or a folder's images in
+        sorted order): the pooled features of the fine-tuned backbone that the classifier's head
+        reads (for an ensemble, its first member's), :attr:`embedding_dim` columns, raw (divide
+        each row by its norm for cosine similarity). For search, clustering, deduplication or
+        another model's input. An unreadable image raises :class:`~exeml.errors.DataError`
+        naming it."""
+        paths = _image_paths(images)
+        rows = self.model.embed_files(paths)
+        _raise_unreadable([e for _, e in rows if e is not None])
+        return np.asarray([v for v, _ in rows], dtype=np.float32).reshape(len(rows), self.embedding_dim)
+
+    @property
+    def embedding_dim(self) -> int:
+        """The length of an embedding (the backbone's feature count)."""
+        return self.model.embedding_dim
+
+    def embed_folder(
+        self,
+        folder: PathLike,
+        output: PathLike,
+        *,
+        resume: bool = False,
+        chunk_images: int = 64,
+    ) -> Dict[str, Any]:
+        """Write the embedding of every image under ``folder`` into ``output``, as ``exeml
+        embed`` does: ``.csv`` (``id,emb_0,…``) or ``.jsonl`` (``{"id", "embedding"}`` per
+        line), checkpointed and resumable like :meth:`predict_folder`, whose summary it
+        returns."""
+        progress = reporter(self.verbosity, "embedding")
+        try:
+            return dict(
+                self.model.embed_folder(
                     os.fspath(folder),
                     os.fspath(output),
                     resume=resume,
@@ -334,6 +376,12 @@ class ImagePredictor:
             caption=self.summary(),
         )
         return "<div>" + table + "<br>" + self.validation()._repr_html_() + "</div>"
+
+
+def _raise_unreadable(errors: List[str]) -> None:
+    """Raise :class:`~exeml.errors.DataError` naming the first unreadable image, if any."""
+    if errors:
+        raise DataError(errors[0] if len(errors) == 1 else f"{len(errors)} unreadable images; first: {errors[0]}")
 
 
 def _image_paths(images: Union[PathLike, Sequence[PathLike]]) -> List[str]:

@@ -20,6 +20,9 @@ pub enum Command {
     Train(Box<TrainArgs>),
     /// Predict with a saved model; writes CSV or JSON lines.
     Predict(PredictArgs),
+    /// Write the embedding of every image in a folder with a saved image model (the features
+    /// its head reads); CSV or JSON lines.
+    Embed(EmbedArgs),
     /// Evaluate a saved model on labelled data.
     Evaluate(EvaluateArgs),
     /// Time a saved model: one-input latency and batch throughput on inputs from a file/folder.
@@ -209,6 +212,22 @@ pub struct PredictArgs {
     #[arg(long, default_value_t = 50_000)]
     pub chunk_rows: usize,
     /// Continue an interrupted run of the same data, model and output from its checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// An image model folder.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// A folder of images (every JPG, PNG and BMP under it).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// EMBEDDINGS.csv (`id,emb_0,…`) or EMBEDDINGS.jsonl (`{"id", "embedding"}` per line).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Continue an interrupted run of the same folder, model and output from its checkpoint.
     #[arg(long)]
     pub resume: bool,
 }

@@ -1,13 +1,13 @@
-//! The file commands for image models: train on a folder, predict a folder, evaluate a folder.
+//! The file commands for image models: train on a folder, predict, embed or evaluate a folder.
 
-use crate::args::{EvaluateArgs, FitOptions, PredictArgs, TrainArgs};
+use crate::args::{EmbedArgs, EvaluateArgs, FitOptions, PredictArgs, TrainArgs};
 use crate::progress::Reporter;
 use exeml::core::budget::parse_duration;
 use exeml::core::{Budget, Error, Result};
 use exeml::vision::finetune::FineTuneParams;
 use exeml::vision::{
-    predict_folder, BackboneKind, ImageBatchOptions, ImageDataset, ImageModel, ImagePredictor,
-    ImportFormat,
+    embed_folder, predict_folder, BackboneKind, ImageBatchOptions, ImageBatchReport, ImageDataset,
+    ImageModel, ImagePredictor, ImportFormat,
 };
 use std::path::{Path, PathBuf};
 
@@ -137,15 +137,31 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
     };
     let report = predict_folder(&model, &args.data, &args.output, &options, &reporter);
     reporter.finish();
-    let report = report?;
+    print_folder_report(&report?, "predictions", &args.output);
+    Ok(())
+}
+
+/// `exeml embed`: the embedding of every image under `--data`.
+pub fn embed(args: &EmbedArgs) -> Result<()> {
+    exeml::allocator::keep_freed_memory();
+    let model = ImageModel::load(&args.model)?;
+    let reporter = Reporter::new();
+    let options = ImageBatchOptions {
+        resume: args.resume,
+        ..ImageBatchOptions::default()
+    };
+    let report = embed_folder(&model, &args.data, &args.output, &options, &reporter);
+    reporter.finish();
+    print_folder_report(&report?, "embeddings", &args.output);
+    Ok(())
+}
+
+/// What a folder run wrote (`what`: its rows) and where the unreadable images are listed.
+fn print_folder_report(report: &ImageBatchReport, what: &str, output: &Path) {
     if report.resumed_at > 0 {
         println!("resumed after {} images", report.resumed_at);
     }
-    println!(
-        "wrote {} predictions to {}",
-        report.predicted,
-        args.output.display()
-    );
+    println!("wrote {} {what} to {}", report.predicted, output.display());
     if let Some(errors) = &report.errors_file {
         eprintln!(
             "skipped {} unreadable images; each is listed with its reason in {}",
@@ -153,7 +169,6 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
             errors.display()
         );
     }
-    Ok(())
 }
 
 /// `exeml evaluate` with an image model on a labelled folder.

@@ -1,7 +1,8 @@
 //! Dispatch of the subcommands that work on files: train, predict, evaluate.
 
 use crate::args::{
-    Cli, Command, EvaluateArgs, FitOptions, HeaderArg, PredictArgs, SpeedArgs, TaskArg, TrainArgs,
+    Cli, Command, EmbedArgs, EvaluateArgs, FitOptions, HeaderArg, PredictArgs, SpeedArgs, TaskArg,
+    TrainArgs,
 };
 use crate::progress::Reporter;
 use exeml::core::budget::parse_duration;
@@ -17,6 +18,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => train(*args),
         Command::Predict(args) => predict(args),
+        Command::Embed(args) => embed(&args),
         Command::Evaluate(args) => evaluate(args),
         Command::Speed(args) => speed(args),
         Command::Serve(args) => crate::serve::run(workspace, args),
@@ -206,6 +208,20 @@ fn read_table(path: &Path, header: HeaderArg) -> Result<Table> {
             header: header_mode(header),
         },
     )
+}
+
+/// `exeml embed`: image models only.
+fn embed(args: &EmbedArgs) -> Result<()> {
+    match model_task(&args.model)? {
+        TaskKind::Image => crate::image::embed(args),
+        task => Err(Error::invalid(
+            "--model",
+            format!(
+                "`{}` is a {task} model; embeddings are written by image models",
+                args.model.display()
+            ),
+        )),
+    }
 }
 
 fn predict(args: PredictArgs) -> Result<()> {
