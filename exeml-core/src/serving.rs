@@ -31,6 +31,10 @@ pub struct ServeInfo {
     pub fields: Vec<InputField>,
     /// An example request body, shown by the test page and the docs.
     pub example: serde_json::Value,
+    /// The length of the embedding [`Servable::embed`] returns; `None` when the model computes
+    /// none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedding_dim: Option<usize>,
 }
 
 /// One input field of a JSON request.
@@ -83,6 +87,20 @@ pub trait Servable: Send + Sync {
 
     /// Answer one request.
     fn respond(&self, input: ServeInput<'_>) -> crate::Result<Answer>;
+
+    /// The embedding of one request's input, `{"embedding": [...]}` (`POST /v1/embed`), for
+    /// models that compute one (`serve_info().embedding_dim`); by default a refusal naming
+    /// the model's task.
+    fn embed(&self, input: ServeInput<'_>) -> crate::Result<Answer> {
+        let _ = input;
+        Err(crate::Error::invalid(
+            "model",
+            format!(
+                "a {} model computes no embeddings; image models do",
+                self.serve_info().task
+            ),
+        ))
+    }
 }
 
 /// The last path component of an uploaded file's name, so that a hostile name such as

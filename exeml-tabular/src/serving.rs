@@ -73,6 +73,7 @@ impl Servable for TabularModel {
             labels: self.classes().to_vec(),
             fields,
             example: json!({ "data": { "req_data": [example_row] } }),
+            embedding_dim: None,
         }
     }
 

@@ -570,6 +570,11 @@ impl ImageModel {
         )
     }
 
+    /// The [embedding](Self::embed_image) of an uploaded file's bytes.
+    pub fn embed_bytes(&self, name: &str, bytes: &[u8]) -> Result<Vec<f32>> {
+        self.embed_image(&decode_bytes(name, bytes)?)
+    }
+
     /// Class scores of an uploaded file's bytes.
     pub fn predict_bytes(&self, name: &str, bytes: &[u8]) -> Result<Vec<f32>> {
         self.predict_image(&decode_bytes(name, bytes)?)

@@ -201,6 +201,7 @@ mod tests {
                 labels: vec!["a".into(), "b".into()],
                 fields: Vec::new(),
                 example: serde_json::Value::Null,
+                embedding_dim: None,
             }
         }
         fn respond(&self, _: ServeInput<'_>) -> Result<Answer> {

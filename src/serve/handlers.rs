@@ -1,4 +1,5 @@
-//! The endpoints: prediction (JSON or file upload), models, split, health, readiness, metrics.
+//! The endpoints: prediction and embeddings (JSON or file upload), models, split, health,
+//! readiness, metrics.
 
 use crate::serve::deployment::DeployedModel;
 use crate::serve::reply::ApiError;
@@ -14,14 +15,9 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// `POST /v1/predict`: a model drawn by the traffic split answers.
+/// `POST /v1/predict`: the model the traffic split picks answers.
 pub async fn predict(State(shared): State<Arc<Shared>>, request: Request) -> Response {
-    let deployment = shared.deployment();
-    let ticket = rand::rng().random_range(0..100);
-    match deployment.pick(ticket) {
-        Some(model) => answer(&shared, Arc::clone(model), request).await,
-        None => no_model().into_response(),
-    }
+    by_split(&shared, request, Ask::Predict).await
 }
 
 /// `POST /v1/models/{name}/predict`: that model version answers, whatever the split.
@@ -30,9 +26,45 @@ pub async fn predict_with(
     Path(name): Path<String>,
     request: Request,
 ) -> Response {
+    by_name(&shared, &name, request, Ask::Predict).await
+}
+
+/// `POST /v1/embed`: the embedding of the uploaded image, from the model the split picks.
+pub async fn embed(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    by_split(&shared, request, Ask::Embed).await
+}
+
+/// `POST /v1/models/{name}/embed`: the embedding from that model version.
+pub async fn embed_with(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    request: Request,
+) -> Response {
+    by_name(&shared, &name, request, Ask::Embed).await
+}
+
+/// What a request asks of a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ask {
+    /// Its prediction (SPEC JSON).
+    Predict,
+    /// Its input's embedding.
+    Embed,
+}
+
+async fn by_split(shared: &Shared, request: Request, ask: Ask) -> Response {
     let deployment = shared.deployment();
-    match deployment.get(&name) {
-        Some(model) => answer(&shared, Arc::clone(model), request).await,
+    let ticket = rand::rng().random_range(0..100);
+    match deployment.pick(ticket) {
+        Some(model) => answer(shared, Arc::clone(model), request, ask).await,
+        None => no_model().into_response(),
+    }
+}
+
+async fn by_name(shared: &Shared, name: &str, request: Request, ask: Ask) -> Response {
+    let deployment = shared.deployment();
+    match deployment.get(name) {
+        Some(model) => answer(shared, Arc::clone(model), request, ask).await,
         None => ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_model",
@@ -53,15 +85,20 @@ fn no_model() -> ApiError {
     )
 }
 
-/// Run one prediction through the gate, time it and count it.
-async fn answer(shared: &Shared, model: Arc<DeployedModel>, request: Request) -> Response {
+/// Run one request through the gate, time it and count it.
+async fn answer(
+    shared: &Shared,
+    model: Arc<DeployedModel>,
+    request: Request,
+    ask: Ask,
+) -> Response {
     let started = Instant::now();
     let Some(_admission) = shared.gate.admit() else {
         shared.telemetry.rejected("saturated");
         return ApiError::saturated().into_response();
     };
     shared.telemetry.in_flight().inc();
-    let result = run_model(shared, &model, request).await;
+    let result = run_model(shared, &model, request, ask).await;
     shared.telemetry.in_flight().dec();
     let mut response = match result {
         Ok(answer) => {
@@ -93,6 +130,7 @@ async fn run_model(
     shared: &Shared,
     model: &Arc<DeployedModel>,
     request: Request,
+    ask: Ask,
 ) -> Result<Answer, ApiError> {
     let input = read_input(model.info.input, request).await?;
     let inline = input_is_small(&input);
@@ -104,7 +142,10 @@ async fn run_model(
             Input::Json(value, _) => ServeInput::Json(value),
             Input::File { name, bytes } => ServeInput::File { name, bytes },
         };
-        model.model.respond(input)
+        match ask {
+            Ask::Predict => model.model.respond(input),
+            Ask::Embed => model.model.embed(input),
+        }
     };
     // A small JSON request (a few table rows) predicts in microseconds: answering it on this
     // thread saves the hand-off to the blocking pool. Files and large batches go to the pool so
@@ -222,6 +263,8 @@ pub async fn models(State(shared): State<Arc<Shared>>) -> Json<Value> {
                 "fields": m.info.fields,
                 "example": m.info.example,
                 "predict_url": format!("/v1/models/{}/predict", m.name),
+                "embedding_dim": m.info.embedding_dim,
+                "embed_url": m.info.embedding_dim.map(|_| format!("/v1/models/{}/embed", m.name)),
             })
         })
         .collect();
@@ -323,6 +366,6 @@ pub async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "not_found",
-        "no such endpoint: see /v1/models, /v1/predict, /health, /ready, /metrics",
+        "no such endpoint: see /v1/models, /v1/predict, /v1/embed, /health, /ready, /metrics",
     )
 }

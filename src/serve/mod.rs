@@ -174,6 +174,8 @@ impl Service {
         let protected = Router::new()
             .route("/v1/predict", post(handlers::predict))
             .route("/v1/models/{name}/predict", post(handlers::predict_with))
+            .route("/v1/embed", post(handlers::embed))
+            .route("/v1/models/{name}/embed", post(handlers::embed_with))
             .route("/v1/models", get(handlers::models))
             .route("/v1/split", put(handlers::split))
             .route("/metrics", get(handlers::metrics))

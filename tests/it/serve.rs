@@ -228,6 +228,15 @@ fn oversized_bodies_unknown_routes_and_models_are_refused_as_json() {
         .await;
         assert_eq!(reply.status, StatusCode::NOT_FOUND);
         assert_eq!(reply.json()["error"]["code"], "unknown_model");
+        // A table model computes no embedding: refused by name, not a 500.
+        let reply = send(&service, post_json("/v1/embed", iris_row().to_string())).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+        assert_eq!(reply.error_field().as_deref(), Some("model"));
+        let message = reply.json()["error"]["message"].to_string();
+        assert!(
+            message.contains("tabular model computes no embeddings"),
+            "{message}"
+        );
     });
 }
 
@@ -413,6 +422,7 @@ impl Servable for Probe {
             labels: vec!["cat".into(), "dog".into()],
             fields: Vec::new(),
             example: Value::Null,
+            embedding_dim: None,
         }
     }
 
@@ -835,5 +845,38 @@ fn image_uploads_are_classified_and_hostile_images_refused() {
         }
         let reply = send(&service, post_json("/v1/predict", r#"{"data": 1}"#)).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+
+        // Embeddings: the library's, by split or by name; hostile files refused the same way.
+        let expected = exeml::vision::ImageModel::load(dir)
+            .expect("load")
+            .embed_bytes("s.png", &png)
+            .expect("embed");
+        for uri in ["/v1/embed", "/v1/models/0.0.1/embed"] {
+            let reply = send(&service, multipart_request(uri, "s.png", &png)).await;
+            assert_eq!(reply.status, StatusCode::OK, "{uri}");
+            let got: Vec<f32> = reply.json()["embedding"]
+                .as_array()
+                .expect("embedding")
+                .iter()
+                .map(|v| v.as_f64().expect("number") as f32)
+                .collect();
+            assert_eq!(got.len(), expected.len());
+            assert!(
+                got.iter().zip(&expected).all(|(a, b)| (a - b).abs() < 1e-5),
+                "{uri}"
+            );
+        }
+        let reply = send(
+            &service,
+            multipart_request("/v1/embed", "bomb.png", &png_bomb(100_000)),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+        let models = send(&service, get("/v1/models")).await.json();
+        assert_eq!(models["models"][0]["embed_url"], "/v1/models/0.0.1/embed");
+        assert_eq!(
+            models["models"][0]["embedding_dim"].as_u64(),
+            Some(expected.len() as u64)
+        );
     });
 }
