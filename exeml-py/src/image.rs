@@ -193,14 +193,7 @@ impl ImageModel {
         paths: Vec<PathBuf>,
     ) -> PyResult<Vec<(Vec<f32>, Option<String>)>> {
         let model = Arc::clone(&self.inner);
-        let rows = guard_detached(py, move || model.predict_files(&paths))?;
-        Ok(rows
-            .into_iter()
-            .map(|r| match r {
-                Ok(scores) => (scores, None),
-                Err(e) => (Vec::new(), Some(e.to_string())),
-            })
-            .collect())
+        guard_detached(py, move || model.predict_files(&paths)).map(with_errors)
     }
 
     /// Predict every image under `folder` into `output` (`.csv` as `exeml predict` writes it,
@@ -216,18 +209,18 @@ impl ImageModel {
         chunk_images: usize,
         progress: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let options = exeml::vision::batch::ImageBatchOptions {
-            chunk_images,
+        let run = FolderRun {
+            folder,
+            output,
             resume,
-            budget: Budget::unlimited(),
+            chunk_images,
         };
-        let budget = options.budget.clone();
-        let model = Arc::clone(&self.inner);
-        let out = output.clone();
-        run_batch(py, &output, &budget, progress.as_ref(), move |progress| {
-            exeml::vision::batch::predict_folder(&model, &folder, &out, &options, progress)
-                .map(BatchSummary::from)
-        })
+        run.start(
+            py,
+            &self.inner,
+            progress,
+            exeml::vision::batch::predict_folder,
+        )
     }
 
     /// Embeddings of image files (the pooled backbone features the head reads): one
@@ -239,14 +232,7 @@ impl ImageModel {
         paths: Vec<PathBuf>,
     ) -> PyResult<Vec<(Vec<f32>, Option<String>)>> {
         let model = Arc::clone(&self.inner);
-        let rows = guard_detached(py, move || model.embed_files(&paths))?;
-        Ok(rows
-            .into_iter()
-            .map(|r| match r {
-                Ok(values) => (values, None),
-                Err(e) => (Vec::new(), Some(e.to_string())),
-            })
-            .collect())
+        guard_detached(py, move || model.embed_files(&paths)).map(with_errors)
     }
 
     /// Write the embedding of every image under `folder` into `output` (`.csv`: `id,emb_0,…`;
@@ -261,18 +247,18 @@ impl ImageModel {
         chunk_images: usize,
         progress: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let options = exeml::vision::batch::ImageBatchOptions {
-            chunk_images,
+        let run = FolderRun {
+            folder,
+            output,
             resume,
-            budget: Budget::unlimited(),
+            chunk_images,
         };
-        let budget = options.budget.clone();
-        let model = Arc::clone(&self.inner);
-        let out = output.clone();
-        run_batch(py, &output, &budget, progress.as_ref(), move |progress| {
-            exeml::vision::batch::embed_folder(&model, &folder, &out, &options, progress)
-                .map(BatchSummary::from)
-        })
+        run.start(
+            py,
+            &self.inner,
+            progress,
+            exeml::vision::batch::embed_folder,
+        )
     }
 
     /// The length of an embedding.
@@ -335,5 +321,59 @@ impl ImageModel {
 
     fn __repr__(&self) -> String {
         format!("ImageModel({})", self.inner.summary())
+    }
+}
+
+/// One `(values, error)` pair per file: the values, or nothing and the file's problem.
+fn with_errors(rows: Vec<exeml_core::Result<Vec<f32>>>) -> Vec<(Vec<f32>, Option<String>)> {
+    rows.into_iter()
+        .map(|r| match r {
+            Ok(values) => (values, None),
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        })
+        .collect()
+}
+
+/// The library's signature of a checkpointed run over a folder of images.
+type FolderJob = fn(
+    &exeml::vision::ImageModel,
+    &std::path::Path,
+    &std::path::Path,
+    &exeml::vision::batch::ImageBatchOptions,
+    &dyn exeml_core::Progress,
+) -> exeml_core::Result<exeml::vision::batch::ImageBatchReport>;
+
+/// The arguments of `predict_folder` and `embed_folder`.
+struct FolderRun {
+    folder: PathBuf,
+    output: PathBuf,
+    resume: bool,
+    chunk_images: usize,
+}
+
+impl FolderRun {
+    /// Run `job` off the interpreter's lock, cancellable by Ctrl-C, reporting to `progress`.
+    fn start<'py>(
+        self,
+        py: Python<'py>,
+        model: &Arc<exeml::vision::ImageModel>,
+        progress: Option<Bound<'py, PyAny>>,
+        job: FolderJob,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let options = exeml::vision::batch::ImageBatchOptions {
+            chunk_images: self.chunk_images,
+            resume: self.resume,
+            budget: Budget::unlimited(),
+        };
+        let budget = options.budget.clone();
+        let model = Arc::clone(model);
+        let (folder, out) = (self.folder, self.output.clone());
+        run_batch(
+            py,
+            &self.output,
+            &budget,
+            progress.as_ref(),
+            move |progress| job(&model, &folder, &out, &options, progress).map(BatchSummary::from),
+        )
     }
 }

@@ -261,6 +261,12 @@ fn multilabel_text_files_train_a_sigmoid_head() {
     }
 }
 
+/// The first line of a JSON-lines file, parsed.
+fn first_json_line(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).expect("jsonl");
+    serde_json::from_str(text.lines().next().expect("a line")).expect("json")
+}
+
 fn exeml_bin(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_exeml"))
         .args(args)
@@ -276,21 +282,26 @@ fn cli_predicts_a_folder_and_lists_unreadable_images() {
     class_folders(&data, 2, 5);
     std::fs::write(data.join("disc/broken.png"), b"\x89PNG\r\n\x1a\nnot really").expect("write");
     std::fs::write(data.join("empty.jpg"), b"").expect("write");
+    // `exeml predict|embed --model M --data DATA --output OUT`: succeeds, gives its stdout.
+    let folder_command = |command: &str, output: &Path| -> String {
+        let out = exeml_bin(&[
+            command,
+            "--model",
+            model.to_str().expect("utf-8"),
+            "--data",
+            data.to_str().expect("utf-8"),
+            "--output",
+            output.to_str().expect("utf-8"),
+        ]);
+        assert!(
+            out.status.success(),
+            "{command}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
     let csv = dir.path().join("preds.csv");
-    let out = exeml_bin(&[
-        "predict",
-        "--model",
-        model.to_str().expect("utf-8"),
-        "--data",
-        data.to_str().expect("utf-8"),
-        "--output",
-        csv.to_str().expect("utf-8"),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    folder_command("predict", &csv);
     let text = std::fs::read_to_string(&csv).expect("csv");
     let mut lines = text.lines();
     assert_eq!(
@@ -305,44 +316,15 @@ fn cli_predicts_a_folder_and_lists_unreadable_images() {
     assert!(errors.contains("empty.jpg"), "{errors}");
 
     let jsonl = dir.path().join("preds.jsonl");
-    let out = exeml_bin(&[
-        "predict",
-        "--model",
-        model.to_str().expect("utf-8"),
-        "--data",
-        data.to_str().expect("utf-8"),
-        "--output",
-        jsonl.to_str().expect("utf-8"),
-    ]);
-    assert!(out.status.success());
-    let first: serde_json::Value = serde_json::from_str(
-        std::fs::read_to_string(&jsonl)
-            .expect("jsonl")
-            .lines()
-            .next()
-            .expect("a line"),
-    )
-    .expect("json");
+    folder_command("predict", &jsonl);
+    let first = first_json_line(&jsonl);
     assert_eq!(first["id"], "checks/00.jpg");
     assert!(first["predicted_label"].is_string());
 
     // `exeml embed`: one row per readable image, a column per feature.
     let embeddings = dir.path().join("emb.csv");
-    let out = exeml_bin(&[
-        "embed",
-        "--model",
-        model.to_str().expect("utf-8"),
-        "--data",
-        data.to_str().expect("utf-8"),
-        "--output",
-        embeddings.to_str().expect("utf-8"),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("wrote 6 embeddings"));
+    let said = folder_command("embed", &embeddings);
+    assert!(said.contains("wrote 6 embeddings"), "{said}");
     let text = std::fs::read_to_string(&embeddings).expect("csv");
     let widths: Vec<usize> = text.lines().map(|l| l.split(',').count()).collect();
     assert_eq!(widths, vec![1 + BackboneKind::MobilenetV2.feature_dim(); 7]);
@@ -1339,14 +1321,7 @@ fn embeddings_are_the_features_the_head_reads_and_a_folder_is_embedded() {
         &exeml::core::Silent,
     )
     .expect("embed folder as JSON lines");
-    let first: serde_json::Value = serde_json::from_str(
-        std::fs::read_to_string(&jsonl)
-            .expect("jsonl")
-            .lines()
-            .next()
-            .expect("a line"),
-    )
-    .expect("json");
+    let first = first_json_line(&jsonl);
     assert_eq!(first["id"], "checks/00.jpg");
     assert_eq!(first["embedding"].as_array().map(Vec::len), Some(dim));
 }

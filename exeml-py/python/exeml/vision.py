@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import json
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -221,20 +221,7 @@ class ImagePredictor:
         ``OUTPUT.errors.csv``. After Ctrl-C or a crash, ``resume=True`` continues from the last
         checkpoint. Returns ``output``, ``inputs``, ``predicted``, ``skipped``, ``resumed_at``
         and ``errors_file``."""
-        progress = reporter(self.verbosity, "predicting")
-        try:
-            return dict(
-                self.model.predict_folder(
-                    os.fspath(folder),
-                    os.fspath(output),
-                    resume=resume,
-                    chunk_images=int(chunk_images),
-                    progress=progress,
-                )
-            )
-        finally:
-            if progress is not None:
-                progress.close()
+        return self._folder_run(self.model.predict_folder, "predicting", folder, output, resume, chunk_images)
 
     def extract_embedding(self, images: Union[PathLike, Sequence[PathLike]]) -> np.ndarray:
         """Embeddings, one row per image (a file, a list of files, or a folder's images in
@@ -265,10 +252,23 @@ class ImagePredictor:
         embed`` does: ``.csv`` (``id,emb_0,…``) or ``.jsonl`` (``{"id", "embedding"}`` per
         line), checkpointed and resumable like :meth:`predict_folder`, whose summary it
         returns."""
-        progress = reporter(self.verbosity, "embedding")
+        return self._folder_run(self.model.embed_folder, "embedding", folder, output, resume, chunk_images)
+
+    def _folder_run(
+        self,
+        run: Callable[..., Dict[str, Any]],
+        label: str,
+        folder: PathLike,
+        output: PathLike,
+        resume: bool,
+        chunk_images: int,
+    ) -> Dict[str, Any]:
+        """A checkpointed folder run of the model (``predict_folder`` or ``embed_folder``) with a
+        progress bar labelled ``label``."""
+        progress = reporter(self.verbosity, label)
         try:
             return dict(
-                self.model.embed_folder(
+                run(
                     os.fspath(folder),
                     os.fspath(output),
                     resume=resume,

@@ -128,31 +128,52 @@ pub fn train(args: &TrainArgs) -> Result<()> {
 
 /// `exeml predict` with an image model: every image under `--data`.
 pub fn predict(args: &PredictArgs) -> Result<()> {
-    exeml::allocator::keep_freed_memory();
-    let model = ImageModel::load(&args.model)?;
-    let reporter = Reporter::new();
-    let options = ImageBatchOptions {
-        resume: args.resume,
-        ..ImageBatchOptions::default()
-    };
-    let report = predict_folder(&model, &args.data, &args.output, &options, &reporter);
-    reporter.finish();
-    print_folder_report(&report?, "predictions", &args.output);
-    Ok(())
+    let (model, data, output) = (&args.model, &args.data, &args.output);
+    run_folder(
+        model,
+        data,
+        output,
+        args.resume,
+        predict_folder,
+        "predictions",
+    )
 }
 
 /// `exeml embed`: the embedding of every image under `--data`.
 pub fn embed(args: &EmbedArgs) -> Result<()> {
+    let (model, data, output) = (&args.model, &args.data, &args.output);
+    run_folder(model, data, output, args.resume, embed_folder, "embeddings")
+}
+
+/// The library's signature of a checkpointed run over a folder of images.
+type FolderJob = fn(
+    &ImageModel,
+    &Path,
+    &Path,
+    &ImageBatchOptions,
+    &dyn exeml::core::Progress,
+) -> Result<ImageBatchReport>;
+
+/// Run `job` with the model folder `model` over the images under `data` into `output`
+/// (resuming if asked), with a progress bar, and say what it wrote (`what`: its rows).
+fn run_folder(
+    model: &Path,
+    data: &Path,
+    output: &Path,
+    resume: bool,
+    job: FolderJob,
+    what: &str,
+) -> Result<()> {
     exeml::allocator::keep_freed_memory();
-    let model = ImageModel::load(&args.model)?;
+    let model = ImageModel::load(model)?;
     let reporter = Reporter::new();
     let options = ImageBatchOptions {
-        resume: args.resume,
+        resume,
         ..ImageBatchOptions::default()
     };
-    let report = embed_folder(&model, &args.data, &args.output, &options, &reporter);
+    let report = job(&model, data, output, &options, &reporter);
     reporter.finish();
-    print_folder_report(&report?, "embeddings", &args.output);
+    print_folder_report(&report?, what, output);
     Ok(())
 }
 
