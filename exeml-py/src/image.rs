@@ -8,7 +8,7 @@ use exeml::vision::finetune::FineTuneParams;
 use exeml::vision::{BackboneKind, ImageDataset, ImagePredictor, ImportFormat};
 use exeml_core::{Budget, Constraints, Error, Preference};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyDict};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -196,6 +196,30 @@ impl ImageModel {
         guard_detached(py, move || model.predict_files(&paths)).map(with_errors)
     }
 
+    /// Class scores of decoded images, each `(pixels, height, width)`: `height·width·3` bytes of
+    /// 8-bit RGB, row by row (what `numpy.ascontiguousarray(a, numpy.uint8).tobytes()` gives
+    /// for an `height×width×3` array). One row per image, in class order.
+    fn predict_pixels(
+        &self,
+        py: Python<'_>,
+        images: Vec<(Bound<'_, PyBytes>, u32, u32)>,
+    ) -> PyResult<Vec<Vec<f32>>> {
+        let images = rgb_images(&images)?;
+        let model = Arc::clone(&self.inner);
+        guard_detached(py, move || model.predict_images(&images))
+    }
+
+    /// Embeddings of decoded images given as in `predict_pixels`.
+    fn embed_pixels(
+        &self,
+        py: Python<'_>,
+        images: Vec<(Bound<'_, PyBytes>, u32, u32)>,
+    ) -> PyResult<Vec<Vec<f32>>> {
+        let images = rgb_images(&images)?;
+        let model = Arc::clone(&self.inner);
+        guard_detached(py, move || model.embed_images(&images))
+    }
+
     /// Predict every image under `folder` into `output` (`.csv` as `exeml predict` writes it,
     /// or `.jsonl`), checkpointed every `chunk_images` images; unreadable images go to
     /// `OUTPUT.errors.csv` with their reason. `resume=True` continues an interrupted run.
@@ -376,4 +400,29 @@ impl FolderRun {
             move |progress| job(&model, &folder, &out, &options, progress).map(BatchSummary::from),
         )
     }
+}
+
+/// `(pixels, height, width)` triples as RGB images; a wrong byte count or an empty image is an
+/// error naming its position.
+fn rgb_images(images: &[(Bound<'_, PyBytes>, u32, u32)]) -> PyResult<Vec<image::RgbImage>> {
+    images
+        .iter()
+        .enumerate()
+        .map(|(i, (pixels, height, width))| {
+            let bytes = pixels.as_bytes();
+            let expected = u64::from(*height) * u64::from(*width) * 3;
+            if expected == 0 || bytes.len() as u64 != expected {
+                return Err(to_py(Error::invalid(
+                    format!("images[{i}]"),
+                    format!(
+                        "{} bytes for a {height}×{width} RGB image (expected {expected}, at least one pixel)",
+                        bytes.len()
+                    ),
+                )));
+            }
+            image::RgbImage::from_raw(*width, *height, bytes.to_vec()).ok_or_else(|| {
+                to_py(Error::invalid(format!("images[{i}]"), "not an RGB image"))
+            })
+        })
+        .collect()
 }

@@ -285,6 +285,38 @@ def test_embeddings_of_files_and_of_a_folder(image_predictor, tmp_path):
     assert np.allclose(np.stack([rows[i] for i in ids]), emb, atol=1e-5)
 
 
+def test_arrays_and_pil_images_predict_as_their_files(image_predictor, tmp_path):
+    from PIL import Image
+
+    p = image_predictor
+    fresh = _folders(tmp_path / "fresh", 2, 8)
+    files = sorted(fresh.rglob("*.png"))
+    from_files = p.predict_proba(files)
+    pil = [Image.open(f) for f in files]
+    arrays = np.stack([np.asarray(im.convert("RGB")) for im in pil])
+    # PNG is lossless: the same pixels give the same scores, whatever carries them.
+    assert np.allclose(p.predict_proba(pil), from_files, atol=1e-5)
+    assert np.allclose(p.predict_proba(arrays), from_files, atol=1e-5)
+    assert np.allclose(p.predict_proba(arrays[3]), from_files[3:4], atol=1e-5)
+    rgba = np.concatenate([arrays[0], np.full(arrays[0].shape[:2] + (1,), 7, np.uint8)], axis=2)
+    mixed = [files[0], rgba, str(files[5]), pil[2]]
+    assert np.allclose(p.predict_proba(mixed), from_files[[0, 0, 5, 2]], atol=1e-5)
+    assert p.predict(arrays) == p.predict(files)
+    assert np.allclose(p.extract_embedding(arrays), p.extract_embedding(files), atol=1e-5)
+    grey = np.asarray(pil[1].convert("L"))
+    assert p.predict_proba(grey).shape == (1, 3)
+    with pytest.raises(exeml.InvalidParameterError, match="uint8"):
+        p.predict_proba(arrays.astype(np.float32) / 255)
+    with pytest.raises(exeml.InvalidParameterError, match=r"images\[1\].*shape \(3, 4, 5\)"):
+        p.predict_proba([files[0], np.zeros((3, 4, 5), np.uint8)])
+    with pytest.raises(exeml.InvalidParameterError, match="no pixels"):
+        p.predict_proba(np.zeros((0, 4, 3), np.uint8))
+    with pytest.raises(exeml.InvalidParameterError, match="images"):
+        p.predict_proba(42)
+    with pytest.raises(exeml.InvalidParameterError, match=r"images\[0\].*bytes"):
+        p.model.predict_pixels([(b"\x00" * 10, 2, 2)])
+
+
 def test_ctrl_c_during_the_first_extraction_raises_keyboard_interrupt(tmp_path):
     """The first configuration of a search runs to its end however short the time limit, but
     Ctrl-C stops its feature extraction: with no model yet, KeyboardInterrupt is raised."""

@@ -403,9 +403,13 @@ impl ImageModel {
 
     /// Class scores of one decoded image.
     pub fn predict_image(&self, image: &image::RgbImage) -> Result<Vec<f32>> {
-        let pixels = preprocess(image, self.manifest.resolution);
-        let mut rows = self.scores_of(pixels, 1)?;
+        let mut rows = self.predict_images(std::slice::from_ref(image))?;
         Ok(rows.pop().unwrap_or_default())
+    }
+
+    /// Class scores of decoded images, one row each, run 32 at a time.
+    pub fn predict_images(&self, images: &[image::RgbImage]) -> Result<Vec<Vec<f32>>> {
+        self.rows_of_images(images, |pixels, n| self.scores_of(pixels, n))
     }
 
     /// Class scores of image files, batched; a file that cannot be decoded gets its error.
@@ -422,9 +426,13 @@ impl ImageModel {
     /// blocks included, that its head reads (for an ensemble, those of its first member). Raw,
     /// not normalised: divide by the L2 norm for cosine similarity.
     pub fn embed_image(&self, image: &image::RgbImage) -> Result<Vec<f32>> {
-        let pixels = preprocess(image, self.manifest.resolution);
-        let mut rows = self.embeddings_of(pixels, 1)?;
+        let mut rows = self.embed_images(std::slice::from_ref(image))?;
         Ok(rows.pop().unwrap_or_default())
+    }
+
+    /// [Embeddings](Self::embed_image) of decoded images, one row each, run 32 at a time.
+    pub fn embed_images(&self, images: &[image::RgbImage]) -> Result<Vec<Vec<f32>>> {
+        self.rows_of_images(images, |pixels, n| self.embeddings_of(pixels, n))
     }
 
     /// [Embeddings](Self::embed_image) of image files, batched; a file that cannot be decoded
@@ -440,6 +448,35 @@ impl ImageModel {
             .map_err(candle_error)?;
         let features = on_workers(|| self.backbone.features(&x))?;
         features.to_vec2::<f32>().map_err(candle_error)
+    }
+
+    /// One row of `rows_of` per decoded image, preprocessed in parallel and run 32 at a time;
+    /// an image without pixels is an error naming its position.
+    fn rows_of_images(
+        &self,
+        images: &[image::RgbImage],
+        rows_of: impl Fn(Vec<f32>, usize) -> Result<Vec<Vec<f32>>>,
+    ) -> Result<Vec<Vec<f32>>> {
+        use rayon::prelude::*;
+        if let Some(at) = images
+            .iter()
+            .position(|i| i.width() == 0 || i.height() == 0)
+        {
+            let (w, h) = images[at].dimensions();
+            return Err(Error::invalid(
+                format!("images[{at}]"),
+                format!("a {w}×{h} image has no pixels"),
+            ));
+        }
+        let mut out = Vec::with_capacity(images.len());
+        for chunk in images.chunks(32) {
+            let pixels: Vec<Vec<f32>> = chunk
+                .par_iter()
+                .map(|image| preprocess(image, self.manifest.resolution))
+                .collect();
+            out.extend(rows_of(pixels.concat(), chunk.len())?);
+        }
+        Ok(out)
     }
 
     /// One row of `rows_of` per image file, decoded and preprocessed in parallel and run 32 at

@@ -1267,6 +1267,15 @@ fn embeddings_are_the_features_the_head_reads_and_a_folder_is_embedded() {
     if model.manifest.temperature.is_none() {
         assert!(max_abs_diff(&from_head[0], &scores) < 1e-5);
     }
+    // Decoded images in a batch: the rows of one at a time; an image without pixels is refused.
+    let batch = model
+        .predict_images(&[image.clone(), image.clone()])
+        .expect("batch");
+    assert!(max_abs_diff(&batch[1], &scores) < 1e-5);
+    let err = model
+        .embed_images(&[image.clone(), image::RgbImage::new(0, 5)])
+        .expect_err("empty");
+    assert!(err.to_string().contains("images[1]"), "{err}");
     // Batched files: the same embedding; an unreadable file gets its error; images differ.
     let other = data.join("disc/00.jpg");
     let broken = data.join("disc/broken.png");

@@ -10,14 +10,14 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from . import _exeml
+from ._images import Images, image_items, rows_of
 from ._progress import reporter
 from .display import Evaluation, Leaderboard, html_table
-from .errors import DataError, InvalidParameterError
+from .errors import InvalidParameterError
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 PREFERENCES = ("performance_first", "balance", "accuracy_first")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 class ImagePredictor:
@@ -179,19 +179,21 @@ class ImagePredictor:
         """``binary``, ``multiclass`` or ``multilabel``."""
         return self.model.problem
 
-    def _scores(self, images: Union[PathLike, Sequence[PathLike]]) -> np.ndarray:
-        paths = _image_paths(images)
-        rows = self.model.predict_files(paths)
-        _raise_unreadable([e for _, e in rows if e is not None])
-        return np.asarray([s for s, _ in rows], dtype=np.float32).reshape(len(rows), len(self.class_labels))
+    def _scores(self, images: Images) -> np.ndarray:
+        model = self.model
+        return rows_of(image_items(images), model.predict_files, model.predict_pixels, len(self.class_labels))
 
-    def predict_proba(self, images: Union[PathLike, Sequence[PathLike]]) -> np.ndarray:
-        """Class scores, one row per image (a file, a list of files, or a folder's images in
-        sorted order), columns in :attr:`class_labels` order. An unreadable image raises
-        :class:`~exeml.errors.DataError` naming it."""
+    def predict_proba(self, images: Images) -> np.ndarray:
+        """Class scores, one row per image, columns in :attr:`class_labels` order.
+
+        ``images``: a file, a folder (its JPG, PNG and BMP images, recursively, sorted by path),
+        a numpy array of 8-bit pixels (``height × width``, ``height × width × 3`` or ``× 4``; a
+        4-d array is a batch), a PIL image, or a list of any of these. An unreadable file raises
+        :class:`~exeml.errors.DataError` naming it; an array that is not 8-bit pixels,
+        :class:`~exeml.errors.InvalidParameterError`."""
         return self._scores(images)
 
-    def predict(self, images: Union[PathLike, Sequence[PathLike]]) -> List[Any]:
+    def predict(self, images: Images) -> List[Any]:
         """The predicted label per image (a list of labels per image for multi-label models)."""
         classes = self.class_labels
         out: List[Any] = []
@@ -200,7 +202,7 @@ class ImagePredictor:
             out.append(chosen if self.problem == "multilabel" else chosen[0])
         return out
 
-    def predict_json(self, images: Union[PathLike, Sequence[PathLike]]) -> List[Dict[str, Any]]:
+    def predict_json(self, images: Images) -> List[Dict[str, Any]]:
         """The service's response per image: ``predicted_label`` and the top-5 ``scores``."""
         return [json.loads(self.model.response(row.tolist())) for row in self._scores(images)]
 
@@ -223,17 +225,14 @@ class ImagePredictor:
         and ``errors_file``."""
         return self._folder_run(self.model.predict_folder, "predicting", folder, output, resume, chunk_images)
 
-    def extract_embedding(self, images: Union[PathLike, Sequence[PathLike]]) -> np.ndarray:
-        """Embeddings, one row per image (a file, a list of files, or a folder's images in
-        sorted order): the pooled features of the fine-tuned backbone that the classifier's head
-        reads (for an ensemble, its first member's), :attr:`embedding_dim` columns, raw (divide
-        each row by its norm for cosine similarity). For search, clustering, deduplication or
-        another model's input. An unreadable image raises :class:`~exeml.errors.DataError`
-        naming it."""
-        paths = _image_paths(images)
-        rows = self.model.embed_files(paths)
-        _raise_unreadable([e for _, e in rows if e is not None])
-        return np.asarray([v for v, _ in rows], dtype=np.float32).reshape(len(rows), self.embedding_dim)
+    def extract_embedding(self, images: Images) -> np.ndarray:
+        """Embeddings, one row per image (``images`` as for :meth:`predict_proba`): the pooled
+        features of the fine-tuned backbone that the classifier's head reads (for an ensemble,
+        its first member's), :attr:`embedding_dim` columns, raw (divide each row by its norm
+        for cosine similarity). For search, clustering, deduplication or another model's input.
+        An unreadable file raises :class:`~exeml.errors.DataError` naming it."""
+        model = self.model
+        return rows_of(image_items(images), model.embed_files, model.embed_pixels, self.embedding_dim)
 
     @property
     def embedding_dim(self) -> int:
@@ -376,25 +375,6 @@ class ImagePredictor:
             caption=self.summary(),
         )
         return "<div>" + table + "<br>" + self.validation()._repr_html_() + "</div>"
-
-
-def _raise_unreadable(errors: List[str]) -> None:
-    """Raise :class:`~exeml.errors.DataError` naming the first unreadable image, if any."""
-    if errors:
-        raise DataError(errors[0] if len(errors) == 1 else f"{len(errors)} unreadable images; first: {errors[0]}")
-
-
-def _image_paths(images: Union[PathLike, Sequence[PathLike]]) -> List[str]:
-    """A folder's images (recursively, sorted), one file, or a list of files."""
-    if isinstance(images, (str, os.PathLike)):
-        path = os.fspath(images)
-        if os.path.isdir(path):
-            found = []
-            for root, _, files in os.walk(path):
-                found += [os.path.join(root, f) for f in files if f.lower().endswith(IMAGE_SUFFIXES)]
-            return sorted(found)
-        return [path]
-    return [os.fspath(p) for p in images]
 
 
 __all__ = ["ImagePredictor"]
