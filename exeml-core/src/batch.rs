@@ -78,7 +78,7 @@ impl ResumableOutput {
                 return Err(Error::invalid(
                     "--resume",
                     format!(
-                        "{} belongs to a run of another input or model; run without --resume to start over",
+                        "{} belongs to a run of another input, model or kind of output; run without --resume to start over",
                         checkpoint.display()
                     ),
                 ));

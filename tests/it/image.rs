@@ -1210,6 +1210,19 @@ fn an_interrupted_folder_run_resumes_to_the_same_output() {
     assert!(matches!(err, exeml::Error::Interrupted(_)), "{err}");
     assert!(err.to_string().contains("after 3 of 7 images"), "{err}");
     assert!(!output.exists(), "nothing under the final name");
+    // The checkpoint is of predictions: embeddings into the same file do not resume it.
+    let refused = exeml::vision::embed_folder(
+        &model,
+        &data,
+        &output,
+        &ImageBatchOptions {
+            resume: true,
+            ..options.clone()
+        },
+        &exeml::core::Silent,
+    )
+    .expect_err("another kind of output");
+    assert!(refused.to_string().contains("kind of output"), "{refused}");
     // A crash between a chunk and its checkpoint leaves extra bytes: resume cuts them off.
     let mut partial = std::fs::OpenOptions::new()
         .append(true)
