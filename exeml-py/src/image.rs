@@ -161,6 +161,25 @@ pub fn fit_image(
     })
 }
 
+/// Write 8-bit RGB pixels (`height·width·3` bytes, row by row, as for
+/// `ImageModel.predict_pixels`) as a PNG file at `path` (how `ImagePredictor.fit` hands images
+/// in memory to the folder import).
+#[pyfunction]
+pub fn write_png(
+    py: Python<'_>,
+    path: PathBuf,
+    pixels: Bound<'_, PyBytes>,
+    height: u32,
+    width: u32,
+) -> PyResult<()> {
+    let image = rgb_images(&[(pixels, height, width)])?.remove(0);
+    guard_detached(py, move || {
+        image
+            .save_with_format(&path, image::ImageFormat::Png)
+            .map_err(|e| Error::data(&path, format!("cannot write PNG: {e}")))
+    })
+}
+
 /// A trained image classifier (wrapped by `exeml.ImagePredictor`).
 #[derive(Debug)]
 #[pyclass(module = "exeml._exeml", name = "ImageModel", frozen)]

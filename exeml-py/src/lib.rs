@@ -30,6 +30,7 @@ fn _exeml(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(tabular::fit_tabular, m)?)?;
     m.add_function(wrap_pyfunction!(project::list_projects, m)?)?;
     m.add_function(wrap_pyfunction!(image::fit_image, m)?)?;
+    m.add_function(wrap_pyfunction!(image::write_png, m)?)?;
     m.add_class::<tabular::TabularModel>()?;
     m.add_class::<image::ImageModel>()?;
     m.add_class::<project::Project>()?;

@@ -317,6 +317,42 @@ def test_arrays_and_pil_images_predict_as_their_files(image_predictor, tmp_path)
         p.model.predict_pixels([(b"\x00" * 10, 2, 2)])
 
 
+def test_fit_and_evaluate_on_images_in_memory(tmp_path):
+    import pandas as pd
+
+    _weights_or_skip()
+    rng = random.Random(4)
+    kinds = ["disc", "stripes", "checks"] * 8
+    batch = np.stack([np.asarray(_picture(k, rng)) for k in kinds])
+    p = exeml.ImagePredictor(
+        preference="performance_first", backbones=["mobilenet_v2"], resolution=64, verbosity=0
+    ).fit(batch, kinds, time_limit=60)
+    assert p.class_labels == ["checks", "disc", "stripes"]
+    assert p.validation()["accuracy"] >= 0.8
+    # PIL images with labels; bad cases are named by position.
+    fresh_kinds = ["disc", "stripes", "checks"] * 2
+    evaluation = p.evaluate([_picture(k, rng) for k in fresh_kinds], fresh_kinds)
+    assert evaluation["n"] == 6 and evaluation["accuracy"] >= 0.8
+    assert {c["id"] for c in evaluation.get("bad_cases", [])} <= {f"{i:06d}.png" for i in range(6)}
+    # A DataFrame of paths and labels, and a list of files with their labels.
+    files = sorted(_folders(tmp_path / "files", 2, 5).rglob("*.png"))
+    frame = pd.DataFrame({"image": [str(f) for f in files], "label": [f.parent.name for f in files]})
+    assert p.evaluate(frame)["n"] == 6
+    assert p.evaluate(files, [[f.parent.name] for f in files])["accuracy"] == p.evaluate(frame)["accuracy"]
+    # Refused by name: counts that differ, a label that is not one, a frame without its
+    # columns, files without labels, a file that is not there.
+    with pytest.raises(exeml.InvalidParameterError, match="2 labels for 6 images"):
+        p.evaluate(files, ["disc", "disc"])
+    with pytest.raises(exeml.InvalidParameterError, match=r"labels\[1\]"):
+        p.evaluate(files[:2], ["disc", "two\nlines"])
+    with pytest.raises(exeml.InvalidParameterError, match="'image'"):
+        p.evaluate(pd.DataFrame({"path": [str(files[0])], "label": ["disc"]}))
+    with pytest.raises(exeml.InvalidParameterError, match="need their labels"):
+        p.evaluate(files)
+    with pytest.raises(exeml.DataError, match="missing.png"):
+        p.evaluate([tmp_path / "missing.png"], ["disc"])
+
+
 def test_ctrl_c_during_the_first_extraction_raises_keyboard_interrupt(tmp_path):
     """The first configuration of a search runs to its end however short the time limit, but
     Ctrl-C stops its feature extraction: with no model yet, KeyboardInterrupt is raised."""

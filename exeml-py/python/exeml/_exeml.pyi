@@ -17,6 +17,7 @@ __all__ = [
     "fit_image",
     "fit_tabular",
     "list_projects",
+    "write_png",
 ]
 __version__: str
 
@@ -47,6 +48,7 @@ def fit_tabular(
     parallel_trials: Optional[int] = None,
 ) -> TabularModel: ...
 def list_projects(home: Optional[_Path] = None) -> str: ...
+def write_png(path: _Path, pixels: bytes, height: int, width: int) -> None: ...
 def fit_image(
     *,
     path: _Path,

@@ -5,6 +5,7 @@ already in memory)."""
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -114,3 +115,49 @@ def _pixels(image: Any, name: str) -> Pixels:
     if height == 0 or width == 0:
         raise InvalidParameterError(f"{name}: a {height}×{width} image has no pixels")
     return np.ascontiguousarray(array).tobytes(), int(height), int(width)
+
+
+def write_labelled(
+    images: Images,
+    labels: Sequence[Any],
+    root: str,
+    write_png: Callable[[str, bytes, int, int], None],
+) -> None:
+    """``images`` with their ``labels`` in ``root`` as SPEC's side-by-side files: ``000000.png``
+    (a file keeps its extension and is hard-linked, or copied) beside ``000000.txt`` holding
+    its labels, one per line. A label is a string (or anything ``str`` writes, such as an
+    integer) or, for multi-label data, a list of them."""
+    items = image_items(images)
+    labels = list(labels)
+    if len(labels) != len(items):
+        raise InvalidParameterError(f"labels: {len(labels)} labels for {len(items)} images")
+    for i, (item, label) in enumerate(zip(items, labels)):
+        stem = os.path.join(root, f"{i:06d}")
+        lines = _label_lines(label, f"labels[{i}]")
+        if isinstance(item, str):
+            target = stem + os.path.splitext(item)[1].lower()
+            try:
+                os.link(item, target)
+            except FileNotFoundError:
+                raise DataError(f"{item}: no such image file") from None
+            except OSError:
+                shutil.copyfile(item, target)
+        else:
+            write_png(stem + ".png", *item)
+        with open(stem + ".txt", "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+
+
+def _label_lines(label: Any, name: str) -> List[str]:
+    """The lines of one image's label file; an empty or multi-line label is refused."""
+    values = sorted(label) if isinstance(label, (set, frozenset)) else label
+    if isinstance(values, (list, tuple, np.ndarray)):
+        lines = [str(v) for v in values]
+    else:
+        lines = [str(values)]
+    if not lines:
+        raise InvalidParameterError(f"{name}: no label")
+    for line in lines:
+        if not line.strip() or "\n" in line or "\r" in line:
+            raise InvalidParameterError(f"{name}: {line!r} is not a label (empty, or several lines)")
+    return [line.strip() for line in lines]

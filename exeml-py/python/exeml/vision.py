@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import os
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+import tempfile
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
 from . import _exeml
-from ._images import Images, image_items, rows_of
+from ._images import Images, image_items, rows_of, write_labelled
 from ._progress import reporter
 from .display import Evaluation, Leaderboard, html_table
 from .errors import InvalidParameterError
@@ -116,24 +118,43 @@ class ImagePredictor:
 
     def fit(
         self,
-        folder: PathLike,
+        data: Any,
+        labels: Optional[Sequence[Any]] = None,
         *,
         time_limit: float = 600.0,
         warm_start: Optional["ImagePredictor"] = None,
         max_latency_ms: Optional[float] = None,
         max_model_mb: Optional[float] = None,
     ) -> "ImagePredictor":
-        """Train on the labelled images under ``folder`` within ``time_limit`` seconds; returns
-        ``self``. ``warm_start`` is an earlier predictor whose backbone and configuration are
-        tried first (new classes are allowed). ``max_latency_ms`` / ``max_model_mb`` limit the
-        median single-image latency on this machine and the saved size of what is returned
-        (too-slow configurations are retried at lower resolutions). Ctrl-C keeps the best
-        model so far."""
+        """Train within ``time_limit`` seconds; returns ``self``.
+
+        ``data``: a folder of labelled images (a folder per class, ``.txt`` label files beside
+        the images, or a manifest); or images — files, PIL images, numpy ``uint8`` arrays, a
+        batch ``N×H×W×C`` — with one entry of ``labels`` per image (a label, or a list of
+        labels for multi-label data); or a pandas DataFrame with an ``image`` column (paths)
+        and a ``label`` column. Images in memory are written to a temporary folder for the
+        import and removed after training.
+
+        ``warm_start`` is an earlier predictor whose backbone and configuration are tried first
+        (new classes are allowed). ``max_latency_ms`` / ``max_model_mb`` limit the median
+        single-image latency on this machine and the saved size of what is returned (too-slow
+        configurations are retried at lower resolutions). Ctrl-C keeps the best model so far."""
+        with _labelled_folder(data, labels) as folder:
+            return self._fit_folder(folder, time_limit, warm_start, max_latency_ms, max_model_mb)
+
+    def _fit_folder(
+        self,
+        folder: str,
+        time_limit: float,
+        warm_start: Optional["ImagePredictor"],
+        max_latency_ms: Optional[float],
+        max_model_mb: Optional[float],
+    ) -> "ImagePredictor":
         progress = reporter(self.verbosity, "training")
         parent = warm_start.model if warm_start is not None else None
         try:
             self._model = _exeml.fit_image(
-                path=os.fspath(folder),
+                path=folder,
                 time_limit=float(time_limit),
                 preference=self.preference,
                 seed=self.seed,
@@ -279,10 +300,13 @@ class ImagePredictor:
             if progress is not None:
                 progress.close()
 
-    def evaluate(self, folder: PathLike) -> Evaluation:
-        """Evaluate on a labelled folder: accuracy, per-class precision/recall/F1, confusion
-        matrix, bad cases by path (and multi-label metrics)."""
-        return Evaluation(json.loads(self.model.evaluate(os.fspath(folder))))
+    def evaluate(self, data: Any, labels: Optional[Sequence[Any]] = None) -> Evaluation:
+        """Evaluate on labelled images (``data`` and ``labels`` as for :meth:`fit`): accuracy,
+        per-class precision/recall/F1, confusion matrix, bad cases (and multi-label metrics).
+        A bad case's ``id`` is its path in a folder, or for images given with ``labels`` their
+        position, as ``000017.png``."""
+        with _labelled_folder(data, labels) as folder:
+            return Evaluation(json.loads(self.model.evaluate(folder)))
 
     def validation(self) -> Evaluation:
         """The evaluation on the validation part, made at training time."""
@@ -375,6 +399,31 @@ class ImagePredictor:
             caption=self.summary(),
         )
         return "<div>" + table + "<br>" + self.validation()._repr_html_() + "</div>"
+
+
+@contextlib.contextmanager
+def _labelled_folder(data: Any, labels: Optional[Sequence[Any]]) -> Iterator[str]:
+    """The folder to import: ``data`` itself when it is a folder given without labels, else a
+    temporary one holding the images and their label files (removed afterwards)."""
+    if labels is None and _is_frame(data):
+        missing = [c for c in ("image", "label") if c not in data.columns]
+        if missing:
+            raise InvalidParameterError(
+                f"data: a DataFrame needs the columns 'image' (paths) and 'label'; missing {missing}"
+            )
+        data, labels = [os.fspath(p) for p in data["image"]], list(data["label"])
+    if labels is None:
+        if not isinstance(data, (str, os.PathLike)):
+            raise InvalidParameterError("labels: images in memory or a list of files need their labels")
+        yield os.fspath(data)
+        return
+    with tempfile.TemporaryDirectory(prefix="exeml-images-") as folder:
+        write_labelled(data, labels, folder, _exeml.write_png)
+        yield folder
+
+
+def _is_frame(data: Any) -> bool:
+    return type(data).__module__.startswith("pandas") and hasattr(data, "columns")
 
 
 __all__ = ["ImagePredictor"]
