@@ -97,12 +97,13 @@ pub(crate) fn image_predictor(settings: ImageSettings<'_>) -> PyResult<ImagePred
     })
 }
 
-/// Train an image classifier on a labelled folder (the engine of `exeml.ImagePredictor.fit`).
+/// Train an image classifier on a labelled folder (the engine of `exeml.ImagePredictor.fit`);
+/// `data_name`, when given, is what the model's lineage records as its data instead of `path`.
 #[pyfunction]
 #[pyo3(signature = (
     *, path, time_limit=600.0, preference="balance", seed=0, train_ratio=0.8, backbones=None,
     resolution=None, fine_tune=true, ensemble=true, refit_full=None, parent=None, parent_name=None, progress=None,
-    max_latency_ms=None, max_model_mb=None, device="cpu", weights=None, fine_tune_arms=None
+    max_latency_ms=None, max_model_mb=None, device="cpu", weights=None, fine_tune_arms=None, data_name=None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn fit_image(
@@ -125,6 +126,7 @@ pub fn fit_image(
     device: &str,
     weights: Option<Vec<(String, PathBuf)>>,
     fine_tune_arms: Option<String>,
+    data_name: Option<String>,
 ) -> PyResult<ImageModel> {
     exeml::allocator::keep_freed_memory();
     let mut predictor = image_predictor(ImageSettings {
@@ -156,8 +158,13 @@ pub fn fit_image(
     if finished.interrupted {
         warn_interrupted(py)?;
     }
+    let mut model = finished.value;
+    if let Some(name) = data_name {
+        // The lineage names what the caller gave, not a temporary folder that is gone.
+        model.manifest.lineage.data = Some(name);
+    }
     Ok(ImageModel {
-        inner: Arc::new(finished.value),
+        inner: Arc::new(model),
     })
 }
 

@@ -329,6 +329,7 @@ def test_fit_and_evaluate_on_images_in_memory(tmp_path):
     ).fit(batch, kinds, time_limit=60)
     assert p.class_labels == ["checks", "disc", "stripes"]
     assert p.validation()["accuracy"] >= 0.8
+    assert p.manifest()["lineage"]["data"] == "python: images with 24 labels"
     # PIL images with labels; bad cases are named by position.
     fresh_kinds = ["disc", "stripes", "checks"] * 2
     evaluation = p.evaluate([_picture(k, rng) for k in fresh_kinds], fresh_kinds)

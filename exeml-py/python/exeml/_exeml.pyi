@@ -69,6 +69,7 @@ def fit_image(
     device: str = "cpu",
     weights: Optional[Sequence[Tuple[str, _Path]]] = None,
     fine_tune_arms: Optional[str] = None,
+    data_name: Optional[str] = None,
 ) -> ImageModel: ...
 
 @final

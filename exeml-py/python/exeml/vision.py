@@ -7,7 +7,7 @@ import html
 import json
 import os
 import tempfile
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -139,12 +139,13 @@ class ImagePredictor:
         (new classes are allowed). ``max_latency_ms`` / ``max_model_mb`` limit the median
         single-image latency on this machine and the saved size of what is returned (too-slow
         configurations are retried at lower resolutions). Ctrl-C keeps the best model so far."""
-        with _labelled_folder(data, labels) as folder:
-            return self._fit_folder(folder, time_limit, warm_start, max_latency_ms, max_model_mb)
+        with _labelled_folder(data, labels) as (folder, described):
+            return self._fit_folder(folder, described, time_limit, warm_start, max_latency_ms, max_model_mb)
 
     def _fit_folder(
         self,
         folder: str,
+        described: Optional[str],
         time_limit: float,
         warm_start: Optional["ImagePredictor"],
         max_latency_ms: Optional[float],
@@ -172,6 +173,7 @@ class ImagePredictor:
                 device=self.device,
                 weights=None if self.weights is None else list(self.weights.items()),
                 fine_tune_arms=None if self.fine_tune_arms is None else json.dumps(self.fine_tune_arms),
+                data_name=described,
             )
         finally:
             if progress is not None:
@@ -305,7 +307,7 @@ class ImagePredictor:
         per-class precision/recall/F1, confusion matrix, bad cases (and multi-label metrics).
         A bad case's ``id`` is its path in a folder, or for images given with ``labels`` their
         position, as ``000017.png``."""
-        with _labelled_folder(data, labels) as folder:
+        with _labelled_folder(data, labels) as (folder, _):
             return Evaluation(json.loads(self.model.evaluate(folder)))
 
     def validation(self) -> Evaluation:
@@ -402,9 +404,11 @@ class ImagePredictor:
 
 
 @contextlib.contextmanager
-def _labelled_folder(data: Any, labels: Optional[Sequence[Any]]) -> Iterator[str]:
-    """The folder to import: ``data`` itself when it is a folder given without labels, else a
-    temporary one holding the images and their label files (removed afterwards)."""
+def _labelled_folder(data: Any, labels: Optional[Sequence[Any]]) -> Iterator[Tuple[str, Optional[str]]]:
+    """The folder to import and, for data in memory, how to describe it: ``data`` itself when
+    it is a folder given without labels, else a temporary one holding the images and their label
+    files (removed afterwards)."""
+    source = "a DataFrame" if _is_frame(data) else "images"
     if labels is None and _is_frame(data):
         missing = [c for c in ("image", "label") if c not in data.columns]
         if missing:
@@ -415,11 +419,11 @@ def _labelled_folder(data: Any, labels: Optional[Sequence[Any]]) -> Iterator[str
     if labels is None:
         if not isinstance(data, (str, os.PathLike)):
             raise InvalidParameterError("labels: images in memory or a list of files need their labels")
-        yield os.fspath(data)
+        yield os.fspath(data), None
         return
     with tempfile.TemporaryDirectory(prefix="exeml-images-") as folder:
         write_labelled(data, labels, folder, _exeml.write_png)
-        yield folder
+        yield folder, f"python: {source} with {len(labels)} labels"
 
 
 def _is_frame(data: Any) -> bool:
