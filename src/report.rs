@@ -95,7 +95,12 @@ pub fn image_evaluation_text(evaluation: &ImageEvaluation) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "task: {} ({})", evaluation.task, evaluation.problem);
     match &evaluation.metrics {
-        ImageMetrics::SingleLabel(r) => classification_text(&mut out, r),
+        ImageMetrics::SingleLabel(r) => {
+            classification_text(&mut out, r);
+            if let Some(top5) = evaluation.top5_accuracy {
+                let _ = writeln!(out, "top-5 accuracy: {top5:.4}");
+            }
+        }
         ImageMetrics::Multilabel(r) => {
             let _ = writeln!(out, "n: {}", r.n);
             let _ = writeln!(out, "exact-set accuracy: {:.4}", r.accuracy);

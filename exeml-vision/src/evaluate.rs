@@ -10,6 +10,9 @@ use std::collections::BTreeMap;
 /// Most bad cases listed in a report.
 pub const MAX_BAD_CASES: usize = 100;
 
+/// The `k` of the report's top-k accuracy.
+pub const TOP_K: usize = 5;
+
 /// Metrics of several independent labels per image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MultilabelReport {
@@ -68,6 +71,10 @@ pub struct ImageEvaluation {
     /// The metrics.
     #[serde(flatten)]
     pub metrics: ImageMetrics,
+    /// Share of images whose true class is among the [`TOP_K`] highest scores (single-label
+    /// models of more than [`TOP_K`] classes; with fewer it is always 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top5_accuracy: Option<f64>,
     /// The wrong images, most confidently wrong first.
     pub bad_cases: Vec<ImageBadCase>,
     /// Images left out because they could not be read or decoded, with the reason.
@@ -198,13 +205,32 @@ pub fn evaluate(
         .collect();
     bad.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
     bad.truncate(MAX_BAD_CASES);
+    let top5_accuracy =
+        (!multilabel && classes.len() > TOP_K).then(|| top_k_accuracy(proba, truth, TOP_K));
     Ok(ImageEvaluation {
         task: "image".into(),
         problem,
         metrics,
+        top5_accuracy,
         bad_cases: bad,
         skipped: Vec::new(),
     })
+}
+
+/// Share of rows whose (first) true class scores among the `k` highest; ties count in the
+/// class's favour (fewer than `k` other classes score strictly higher). 0 without rows.
+pub fn top_k_accuracy(proba: &[Vec<f32>], truth: &[Vec<usize>], k: usize) -> f64 {
+    let hits = proba
+        .iter()
+        .zip(truth)
+        .filter(|(p, t)| {
+            t.first().is_some_and(|&c| {
+                let own = p.get(c).copied().unwrap_or(f32::NEG_INFINITY);
+                p.iter().filter(|&&v| v > own).count() < k
+            })
+        })
+        .count();
+    ratio(hits, proba.len())
 }
 
 fn f1(precision: f64, recall: f64) -> f64 {
@@ -394,6 +420,30 @@ mod tests {
         let json = serde_json::to_value(&e).expect("json");
         assert!(json["confusion_matrix"]["matrix"].is_array());
         assert_eq!(json["bad_cases"][0]["true"], "dog");
+        // Two classes: every true class is in the top five, so no top-5 accuracy is reported.
+        assert!(json.get("top5_accuracy").is_none());
+    }
+
+    #[test]
+    fn top_five_accuracy_counts_the_true_class_among_the_five_best_scores() {
+        let classes = names(&["a", "b", "c", "d", "e", "f", "g"]);
+        // Image 0: its class scores 2nd; image 1: 6th (five score higher); image 2: tied with
+        // five others at the top (counts); image 3: last.
+        let proba = vec![
+            vec![0.3f32, 0.4, 0.1, 0.1, 0.05, 0.03, 0.02],
+            vec![0.2, 0.2, 0.2, 0.15, 0.15, 0.05, 0.05],
+            vec![0.16, 0.16, 0.16, 0.16, 0.16, 0.16, 0.04],
+            vec![0.5, 0.2, 0.1, 0.1, 0.05, 0.04, 0.01],
+        ];
+        let truth = vec![vec![0], vec![5], vec![5], vec![6]];
+        assert!((top_k_accuracy(&proba, &truth, 5) - 0.5).abs() < 1e-12);
+        assert!((top_k_accuracy(&proba, &truth, 1) - 0.25).abs() < 1e-12);
+        assert!((top_k_accuracy(&proba, &truth, 7) - 1.0).abs() < 1e-12);
+        let ids = names(&["0", "1", "2", "3"]);
+        let e = evaluate(&classes, false, &[], &ids, &truth, &proba).expect("eval");
+        assert_eq!(e.top5_accuracy, Some(0.5));
+        let json = serde_json::to_value(&e).expect("json");
+        assert_eq!(json["top5_accuracy"], 0.5);
     }
 
     #[test]

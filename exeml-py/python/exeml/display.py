@@ -34,6 +34,7 @@ def html_table(header: Sequence[Any], rows: Iterable[Sequence[Any]], caption: st
 
 _HEADLINE = [
     "accuracy",
+    "top5_accuracy",
     "micro_f1",
     "macro_f1",
     "weighted_f1",
