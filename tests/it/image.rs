@@ -333,6 +333,30 @@ fn cli_predicts_a_folder_and_lists_unreadable_images() {
             .expect("errors")
             .contains("empty.jpg")
     );
+
+    // One image file instead of a folder: one row, named by the file.
+    let one = dir.path().join("one.csv");
+    let out = exeml_bin(&[
+        "predict",
+        "--model",
+        model.to_str().expect("utf-8"),
+        "--data",
+        data.join("disc/01.png").to_str().expect("utf-8"),
+        "--output",
+        one.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&one).expect("csv");
+    let ids: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap_or(""))
+        .collect();
+    assert_eq!(ids, ["01.png"]);
 }
 
 #[test]

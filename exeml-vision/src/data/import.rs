@@ -99,8 +99,22 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// Every image file under `root` (hidden entries skipped) with its relative id, sorted by id.
+/// Every image file under `root` (hidden entries skipped) with its relative id, sorted by id;
+/// or, when `root` is one image file, that file with its name as id.
 pub fn list_images(root: &Path) -> Result<Vec<(String, PathBuf)>> {
+    if root.is_file() {
+        if !is_image_path(root) {
+            return Err(Error::data(
+                root,
+                "neither a folder of images nor a JPG, PNG or BMP file",
+            ));
+        }
+        let name = root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        return Ok(vec![(name, root.to_path_buf())]);
+    }
     Ok(list_files(root)?.0)
 }
 
@@ -406,6 +420,28 @@ mod tests {
         RgbImage::from_pixel(8, 6, image::Rgb([9, 99, 199]))
             .save(path)
             .expect("save");
+    }
+
+    #[test]
+    fn a_listing_is_a_folders_images_or_one_image_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        image(&root.join("b/one.png"));
+        image(&root.join("a.jpg"));
+        std::fs::write(root.join("notes.txt"), b"not an image").expect("write");
+        let ids: Vec<String> = list_images(root)
+            .expect("folder")
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(ids, ["a.jpg", "b/one.png"]);
+        let one = list_images(&root.join("b/one.png")).expect("one file");
+        assert_eq!(one, vec![("one.png".to_string(), root.join("b/one.png"))]);
+        let err = list_images(&root.join("notes.txt")).expect_err("not an image");
+        assert!(
+            err.to_string().contains("nor a JPG, PNG or BMP file"),
+            "{err}"
+        );
     }
 
     #[test]
