@@ -468,13 +468,20 @@ impl ImageModel {
                 format!("a {w}×{h} image has no pixels"),
             ));
         }
+        let resolution = self.manifest.resolution;
         let mut out = Vec::with_capacity(images.len());
         for chunk in images.chunks(32) {
-            let pixels: Vec<Vec<f32>> = chunk
-                .par_iter()
-                .map(|image| preprocess(image, self.manifest.resolution))
-                .collect();
-            out.extend(rows_of(pixels.concat(), chunk.len())?);
+            let pixels = match chunk {
+                // One image (a request to the service): on this thread, without a hand-off to
+                // the pool.
+                [image] => preprocess(image, resolution),
+                _ => chunk
+                    .par_iter()
+                    .map(|image| preprocess(image, resolution))
+                    .collect::<Vec<Vec<f32>>>()
+                    .concat(),
+            };
+            out.extend(rows_of(pixels, chunk.len())?);
         }
         Ok(out)
     }
