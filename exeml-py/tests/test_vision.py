@@ -302,6 +302,9 @@ def test_arrays_and_pil_images_predict_as_their_files(image_predictor, tmp_path)
     mixed = [files[0], rgba, str(files[5]), pil[2]]
     assert np.allclose(p.predict_proba(mixed), from_files[[0, 0, 5, 2]], atol=1e-5)
     assert p.predict(arrays) == p.predict(files)
+    import pandas as pd  # a Series of paths, as a DataFrame column gives them
+
+    assert np.allclose(p.predict_proba(pd.Series([str(f) for f in files])), from_files, atol=1e-5)
     assert np.allclose(p.extract_embedding(arrays), p.extract_embedding(files), atol=1e-5)
     grey = np.asarray(pil[1].convert("L"))
     assert p.predict_proba(grey).shape == (1, 3)

@@ -33,7 +33,8 @@ def image_items(images: Images) -> List[Item]:
         return [_pixels(a, f"images[{i}]") for i, a in enumerate(images)]
     if isinstance(images, np.ndarray) or _is_pil(images):
         return [_pixels(images, "images")]
-    if isinstance(images, (list, tuple)):
+    if hasattr(images, "__iter__") and not isinstance(images, (bytes, dict)):
+        # A list, a tuple, a pandas Series of paths, a generator…
         out: List[Item] = []
         for i, item in enumerate(images):
             if isinstance(item, (str, os.PathLike)):
