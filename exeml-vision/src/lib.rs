@@ -28,6 +28,7 @@ pub mod footprint;
 pub mod head;
 pub mod model;
 pub mod nn;
+pub mod onnx;
 pub mod optim;
 pub mod predictor;
 pub mod refit;

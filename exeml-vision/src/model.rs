@@ -619,6 +619,18 @@ impl ImageModel {
         self.embed_image(&decode_bytes(name, bytes)?)
     }
 
+    /// Write the model as one ONNX file at `path` (see [`crate::onnx`]): the same probabilities
+    /// and embeddings from any ONNX runtime, given [`ImageModel::onnx_input`]s.
+    pub fn export_onnx(&self, path: &Path) -> Result<()> {
+        crate::onnx::export_onnx(self, path)
+    }
+
+    /// The input of the exported ONNX model for `image`: its centre crop at the model's
+    /// resolution, `value / 255`, channels first (`3×R×R` values).
+    pub fn onnx_input(&self, image: &image::RgbImage) -> Vec<f32> {
+        crate::data::onnx_input(image, self.manifest.resolution)
+    }
+
     /// Class scores of an uploaded file's bytes.
     pub fn predict_bytes(&self, name: &str, bytes: &[u8]) -> Result<Vec<f32>> {
         self.predict_image(&decode_bytes(name, bytes)?)

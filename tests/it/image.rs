@@ -789,7 +789,7 @@ fn cli_names_a_fine_tuning_arms_file_it_cannot_use() {
 }
 
 /// `backbone` with its blocks from `first` on "tuned": their convolution weights scaled.
-fn with_scaled_blocks(
+pub fn with_scaled_blocks(
     backbone: &exeml::vision::Backbone,
     first: usize,
     scale: f64,

@@ -370,6 +370,27 @@ fn cli_image_project_from_folder_to_labelled_versions_and_warm_started_models() 
     );
     let csv = std::fs::read_to_string(&preds).expect("preds");
     assert_eq!(csv.lines().count(), 7, "{csv}");
+    // … and as one ONNX file: the same bytes as the library writes for the exported folder.
+    let onnx = dir.path().join("shapes.onnx");
+    ok(
+        &ws,
+        &[
+            "model",
+            "export",
+            "--project",
+            "shapes",
+            "0.0.2",
+            "--format",
+            "onnx",
+            "--out",
+            onnx.to_str().expect("utf-8"),
+        ],
+    );
+    let model = exeml::vision::ImageModel::load(&exported).expect("load export");
+    assert_eq!(
+        std::fs::read(&onnx).expect("onnx"),
+        exeml::vision::onnx::onnx_bytes(&model).expect("bytes")
+    );
 
     // Deleting a label says what goes and deletes only when confirmed.
     let refusal = refused(

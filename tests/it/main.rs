@@ -6,6 +6,7 @@ mod cli;
 mod image;
 mod image_formats;
 mod image_store;
+mod onnx;
 #[cfg(feature = "serve")]
 mod serve;
 mod store_workflow;

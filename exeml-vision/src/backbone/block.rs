@@ -319,7 +319,7 @@ impl TokenEmbed {
     /// The position embeddings for an `h×w` patch grid: the stored ones, or their bilinear
     /// resampling (PyTorch's `align_corners=False`) written as one matrix product, so that it is
     /// differentiable and runs on any device.
-    fn positions_for(&self, h: usize, w: usize) -> candle_core::Result<Tensor> {
+    pub(crate) fn positions_for(&self, h: usize, w: usize) -> candle_core::Result<Tensor> {
         let (c, gh, gw) = self.positions.dims3()?;
         if (gh, gw) == (h, w) {
             return Ok(self.positions.clone());

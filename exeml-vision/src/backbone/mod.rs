@@ -14,6 +14,7 @@ mod vit;
 
 pub use block::{
     Block, ConvNextBlock, InvertedResidual, Pool, Residual, TokenEmbed, TransformerBlock,
+    LAYER_NORM_EPS,
 };
 
 use crate::nn::{candle_error, on_workers, Tensors};

@@ -4,11 +4,11 @@
 mod checks;
 mod decode;
 mod import;
-mod preprocess;
+pub(crate) mod preprocess;
 
 pub use checks::check;
 pub use decode::{
     decode_bytes, decode_file, is_image_path, probe_file, unsupported_image_format, MAX_SIDE,
 };
 pub use import::{list_images, ImageDataset, ImageSample, ImportFormat, Skipped};
-pub use preprocess::{preprocess, preprocess_augmented, MEAN, STD};
+pub use preprocess::{onnx_input, preprocess, preprocess_augmented, MEAN, STD};

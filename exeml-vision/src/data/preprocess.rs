@@ -43,6 +43,25 @@ fn normalise(image: &RgbImage, adjust: impl Fn([f32; 3]) -> [f32; 3]) -> Vec<f32
 /// The evaluation view: the centre square covering 224/256 of the shorter side, resized to
 /// `size`×`size`, normalised, CHW.
 pub fn preprocess(image: &RgbImage, size: u32) -> Vec<f32> {
+    normalise(&evaluation_view(image, size), |v| v)
+}
+
+/// The input of an [exported ONNX model](crate::onnx): the evaluation view of [`preprocess`]
+/// before normalisation, `value / 255` in `[0, 1]`, CHW (the graph normalises).
+pub fn onnx_input(image: &RgbImage, size: u32) -> Vec<f32> {
+    let view = evaluation_view(image, size);
+    let plane = (size * size) as usize;
+    let mut out = vec![0f32; 3 * plane];
+    for (i, p) in view.pixels().enumerate() {
+        for c in 0..3 {
+            out[c * plane + i] = f32::from(p.0[c]) / 255.0;
+        }
+    }
+    out
+}
+
+/// The centre square covering 224/256 of the shorter side, resized to `size`×`size`.
+fn evaluation_view(image: &RgbImage, size: u32) -> RgbImage {
     let (w, h) = image.dimensions();
     let side = ((w.min(h) as u64 * 224 / 256) as u32).max(1);
     let crop = (
@@ -51,7 +70,7 @@ pub fn preprocess(image: &RgbImage, size: u32) -> Vec<f32> {
         side.min(w),
         side.min(h),
     );
-    normalise(&crop_resize(image, crop, size), |v| v)
+    crop_resize(image, crop, size)
 }
 
 /// A training view: a random crop of 35–100 % of the area with aspect ratio 3/4–4/3, a

@@ -23,6 +23,8 @@ pub enum Command {
     /// Write the embedding of every image in a folder with a saved image model (the features
     /// its head reads); CSV or JSON lines.
     Embed(EmbedArgs),
+    /// Write a saved image model as one ONNX file (for onnxruntime, TensorRT, OpenVINO…).
+    Export(ExportArgs),
     /// Evaluate a saved model on labelled data.
     Evaluate(EvaluateArgs),
     /// Time a saved model: one-input latency and batch throughput on inputs from a file/folder.
@@ -230,6 +232,25 @@ pub struct EmbedArgs {
     /// Continue an interrupted run of the same folder, model and output from its checkpoint.
     #[arg(long)]
     pub resume: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// An image model folder.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The ONNX file to write (MODEL.onnx).
+    #[arg(long)]
+    pub output: PathBuf,
+}
+
+/// What `exeml model export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// The model's self-contained folder (every task).
+    Folder,
+    /// One ONNX file (image models).
+    Onnx,
 }
 
 #[derive(Debug, Args)]
@@ -576,12 +597,16 @@ pub enum ModelCommand {
         project: String,
         version: String,
     },
-    /// Copy a model version's folder elsewhere (self-contained).
+    /// Copy a model version's folder elsewhere (self-contained), or write it as an ONNX file.
     Export {
         #[arg(long)]
         project: String,
         version: String,
+        /// The folder to write (`--format folder`), or the ONNX file (`--format onnx`).
         #[arg(long)]
         out: PathBuf,
+        /// `folder` (default) or `onnx` (image models).
+        #[arg(long, value_enum, default_value_t = ExportFormat::Folder)]
+        format: ExportFormat,
     },
 }

@@ -1,7 +1,8 @@
 //! The store subcommands: `exeml project|dataset|model …`.
 
 use crate::args::{
-    DatasetCommand, DeleteModeArg, HeaderArg, LabelCommand, ModelCommand, ProjectCommand,
+    DatasetCommand, DeleteModeArg, ExportFormat, HeaderArg, LabelCommand, ModelCommand,
+    ProjectCommand,
 };
 use crate::progress::Reporter;
 use crate::run::{header_mode, predictor, task_kind};
@@ -565,11 +566,25 @@ pub fn model(workspace: Option<PathBuf>, command: ModelCommand) -> Result<()> {
             project,
             version,
             out,
+            format,
         } => {
-            match load_model(&Project::open(store, &project)?, &version)? {
-                LoadedModel::Tabular(model) => model.save(&out)?,
-                LoadedModel::Image(model) => {
+            match (
+                load_model(&Project::open(store, &project)?, &version)?,
+                format,
+            ) {
+                (LoadedModel::Tabular(model), ExportFormat::Folder) => model.save(&out)?,
+                (LoadedModel::Image(model), ExportFormat::Folder) => {
                     model.save(&out)?;
+                }
+                (LoadedModel::Image(model), ExportFormat::Onnx) => model.export_onnx(&out)?,
+                (LoadedModel::Tabular(_), ExportFormat::Onnx) => {
+                    return Err(Error::invalid(
+                        "--format",
+                        format!(
+                            "version {version} is a table model; ONNX export is for image models \
+                             (export the folder: --format folder)"
+                        ),
+                    ))
                 }
             }
             println!("exported model version {version} to {}", out.display());

@@ -1,8 +1,8 @@
 //! Dispatch of the subcommands that work on files: train, predict, evaluate.
 
 use crate::args::{
-    Cli, Command, EmbedArgs, EvaluateArgs, FitOptions, HeaderArg, PredictArgs, SpeedArgs, TaskArg,
-    TrainArgs,
+    Cli, Command, EmbedArgs, EvaluateArgs, ExportArgs, FitOptions, HeaderArg, PredictArgs,
+    SpeedArgs, TaskArg, TrainArgs,
 };
 use crate::progress::Reporter;
 use exeml::core::budget::parse_duration;
@@ -19,6 +19,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Train(args) => train(*args),
         Command::Predict(args) => predict(args),
         Command::Embed(args) => embed(&args),
+        Command::Export(args) => export(&args),
         Command::Evaluate(args) => evaluate(args),
         Command::Speed(args) => speed(args),
         Command::Serve(args) => crate::serve::run(workspace, args),
@@ -218,6 +219,33 @@ fn embed(args: &EmbedArgs) -> Result<()> {
             "--model",
             format!(
                 "`{}` is a {task} model; embeddings are written by image models",
+                args.model.display()
+            ),
+        )),
+    }
+}
+
+/// `exeml export`: an image model as one ONNX file.
+fn export(args: &ExportArgs) -> Result<()> {
+    match model_task(&args.model)? {
+        TaskKind::Image => {
+            let model = exeml::vision::ImageModel::load(&args.model)?;
+            model.export_onnx(&args.output)?;
+            let side = model.manifest.resolution;
+            println!(
+                "wrote {} (ONNX opset {}): input `pixels` batch×3×{side}×{side} (RGB / 255, \
+                 channels first), outputs `probabilities` ({} classes) and `embedding` ({})",
+                args.output.display(),
+                exeml::vision::onnx::OPSET,
+                model.classes().len(),
+                model.embedding_dim(),
+            );
+            Ok(())
+        }
+        task => Err(Error::invalid(
+            "--model",
+            format!(
+                "`{}` is a {task} model; ONNX export is for image models",
                 args.model.display()
             ),
         )),
