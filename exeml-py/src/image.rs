@@ -311,6 +311,45 @@ impl ImageModel {
         )
     }
 
+    /// Write the model as one ONNX file at `path` (probabilities and embeddings as exeml
+    /// computes them, from `onnx_input_*` pixels).
+    fn export_onnx(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        let model = Arc::clone(&self.inner);
+        guard_detached(py, move || model.export_onnx(&path))
+    }
+
+    /// The exported ONNX model's inputs for image files (`3·R·R` values each, `value / 255`,
+    /// channels first): one `(values, error)` pair per file, as `embed_files`.
+    fn onnx_input_files(
+        &self,
+        py: Python<'_>,
+        paths: Vec<PathBuf>,
+    ) -> PyResult<Vec<(Vec<f32>, Option<String>)>> {
+        let model = Arc::clone(&self.inner);
+        guard_detached(py, move || {
+            Ok(paths
+                .iter()
+                .map(|p| exeml::vision::data::decode_file(p).map(|img| model.onnx_input(&img)))
+                .collect::<Vec<_>>())
+        })
+        .map(with_errors)
+    }
+
+    /// The exported ONNX model's inputs for decoded images given as in `predict_pixels`.
+    fn onnx_input_pixels(
+        &self,
+        images: Vec<(Bound<'_, PyBytes>, u32, u32)>,
+    ) -> PyResult<Vec<Vec<f32>>> {
+        let images = rgb_images(&images)?;
+        Ok(images.iter().map(|i| self.inner.onnx_input(i)).collect())
+    }
+
+    /// The side in pixels of the square the model reads.
+    #[getter]
+    fn resolution(&self) -> u32 {
+        self.inner.manifest.resolution
+    }
+
     /// The length of an embedding.
     #[getter]
     fn embedding_dim(&self) -> usize {

@@ -320,6 +320,46 @@ def test_arrays_and_pil_images_predict_as_their_files(image_predictor, tmp_path)
         p.model.predict_pixels([(b"\x00" * 10, 2, 2)])
 
 
+def test_an_exported_onnx_model_predicts_and_embeds_as_the_predictor(image_predictor, tmp_path):
+    import onnxruntime as ort
+    from PIL import Image
+
+    p = image_predictor
+    fresh = _folders(tmp_path / "fresh", 2, 9)
+    files = sorted(fresh.rglob("*.png"))
+    path = p.export_onnx(tmp_path / "model.onnx")
+    assert path == str(tmp_path / "model.onnx")
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    pixels = p.onnx_input(files)
+    side = p.manifest()["resolution"]
+    assert pixels.shape == (6, 3, side, side) and pixels.dtype == np.float32
+    assert 0.0 <= pixels.min() and pixels.max() <= 1.0
+    proba, embedding = session.run(["probabilities", "embedding"], {"pixels": pixels})
+    assert np.allclose(proba, p.predict_proba(files), atol=1e-4)
+    emb = p.extract_embedding(files)
+    assert np.abs(embedding - emb).max() <= 1e-4 * np.abs(emb).max()
+    meta = session.get_modelmeta().custom_metadata_map
+    assert json.loads(meta["exeml.classes"]) == p.class_labels
+    assert meta["exeml.resolution"] == str(side) == "64"
+    # In-memory images give the same input as their files (PNG is lossless).
+    arrays = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
+    assert np.array_equal(p.onnx_input(arrays), pixels)
+    # The input written out with PIL, as a user without exeml would (docs/images.md): the centre
+    # square of 7/8 of the shorter side, resized bilinearly, / 255, channels first.
+    image = Image.open(files[0]).convert("RGB")
+    w, h = image.size
+    square = min(w, h) * 224 // 256
+    left, top = (w - square) // 2, (h - square) // 2
+    crop = image.crop((left, top, left + square, top + square)).resize((side, side), Image.BILINEAR)
+    by_hand = (np.asarray(crop, dtype=np.float32) / 255).transpose(2, 0, 1)
+    assert np.abs(by_hand - pixels[0]).max() <= 2 / 255
+    (by_hand_proba,) = session.run(["probabilities"], {"pixels": by_hand[None]})
+    assert np.argmax(by_hand_proba) == np.argmax(proba[0])
+    with pytest.raises(exeml.DataError, match="broken.png"):
+        (fresh / "broken.png").write_bytes(b"not an image")
+        p.onnx_input(fresh / "broken.png")
+
+
 def test_fit_and_evaluate_on_images_in_memory(tmp_path):
     import pandas as pd
 

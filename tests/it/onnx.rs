@@ -1,6 +1,6 @@
 //! Image models exported as ONNX compute in onnxruntime what they compute in exeml: every backbone
-//! family (MobileNetV2 with its ImageNet weights, ResNet, ConvNeXt and ViT from initialised
-//! checkpoints), a fine-tuned ensemble with a temperature, a calibrated multi-label model.
+//! family (MobileNetV2 and EfficientNet-Lite0 with their ImageNet weights, ResNet, ConvNeXt and
+//! ViT from initialised checkpoints), a fine-tuned ensemble with a temperature, a calibrated multi-label model.
 //!
 //! onnxruntime runs in Python: `scripts/setup.sh` installs it into `target/onnx-venv`
 //! (`$EXEML_ONNXRUNTIME_PYTHON` names another interpreter). Without it these tests skip, except
@@ -188,6 +188,16 @@ fn an_exported_mobilenet_model_predicts_as_exeml_with_its_classes_in_the_metadat
         .map(|e| e.expect("entry").file_name())
         .collect();
     assert_eq!(left, ["exports"], "nothing but the export");
+    // The core `Exporter` trait writes `model.onnx` into a folder.
+    use exeml::core::Exporter;
+    let written = exeml::vision::onnx::OnnxExporter
+        .export(&model, &out.path().join("by-trait"))
+        .expect("exporter");
+    assert_eq!(written, out.path().join("by-trait/model.onnx"));
+    assert_eq!(
+        std::fs::read(&written).expect("read"),
+        exeml::vision::onnx::onnx_bytes(&model).expect("bytes")
+    );
 }
 
 #[test]
@@ -272,6 +282,12 @@ fn initialised_model(
     }
     candle_core::safetensors::save(&tensors, &path).expect("save checkpoint");
     let backbone = Backbone::load(kind, Some(&path), &Device::Cpu).expect("load backbone");
+    (dir, with_random_head(template, backbone, resolution))
+}
+
+/// `backbone` at `resolution` px with a random three-class head, `template`'s manifest otherwise.
+fn with_random_head(template: &ImageModel, backbone: Backbone, resolution: u32) -> ImageModel {
+    let kind = backbone.kind();
     let d = kind.feature_dim();
     let head = LinearHead {
         weight: (Tensor::randn(0f32, 1.0, (3, d), &Device::Cpu).expect("w") * 0.3).expect("w"),
@@ -286,17 +302,21 @@ fn initialised_model(
     manifest.tuned_from = None;
     manifest.ensemble.clear();
     manifest.temperature = None;
-    (dir, ImageModel::new(manifest, backbone, head))
+    ImageModel::new(manifest, backbone, head)
 }
 
 #[test]
-fn exported_resnet_convnext_and_vit_models_predict_as_exeml() {
+fn exported_efficientnet_resnet_convnext_and_vit_models_predict_as_exeml() {
     let Some(python) = onnxruntime_python() else {
         return;
     };
     let Some(dir) = model_dir() else { return };
     let template = ImageModel::load(dir).expect("load");
     let images = pictures(4);
+    // EfficientNet-Lite0 from its installed ImageNet weights: 5×5 depthwise convolutions.
+    let lite0 = Backbone::load(BackboneKind::EfficientnetLite0, None, &Device::Cpu).expect("lite0");
+    let lite0 = with_random_head(&template, lite0, 64);
+    assert_exported_alike(&python, &lite0, &images, 1e-4);
     let keep = |_: &str, _: &Tensor| None;
     // ResNet-18: its stem's max pooling and the residual blocks' projections.
     let (_d1, resnet) = initialised_model(&template, BackboneKind::Resnet18, 64, keep);

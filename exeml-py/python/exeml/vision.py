@@ -262,6 +262,27 @@ class ImagePredictor:
         """The length of an embedding (the backbone's feature count)."""
         return self.model.embedding_dim
 
+    def export_onnx(self, path: PathLike) -> str:
+        """Write the model as one ONNX file (opset 17) and return its path, for onnxruntime,
+        TensorRT, OpenVINO or a browser: input ``pixels`` (float32 ``N×3×R×R``, what
+        :meth:`onnx_input` gives), outputs ``probabilities`` (as :meth:`predict_proba`) and
+        ``embedding`` (as :meth:`extract_embedding`); the class names are in its metadata
+        (``exeml.classes``, a JSON list), with the problem, resolution and, for multi-label
+        models, the per-label thresholds (``exeml.thresholds``)."""
+        path = os.fspath(path)
+        self.model.export_onnx(path)
+        return path
+
+    def onnx_input(self, images: Images) -> np.ndarray:
+        """The input of the model exported by :meth:`export_onnx` for ``images`` (as for
+        :meth:`predict_proba`): float32 ``N×3×R×R``, RGB values / 255 of each image's centre
+        square (7/8 of its shorter side) resized to ``R×R`` (``R`` the trained model's resolution,
+        ``manifest()["resolution"]``), channels first. The graph normalises them itself."""
+        model = self.model
+        side = model.resolution
+        rows = rows_of(image_items(images), model.onnx_input_files, model.onnx_input_pixels, 3 * side * side)
+        return rows.reshape(-1, 3, side, side)
+
     def embed_folder(
         self,
         folder: PathLike,

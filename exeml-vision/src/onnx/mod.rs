@@ -50,6 +50,20 @@ pub fn export_onnx(model: &ImageModel, path: &Path) -> Result<()> {
     write_atomic(path, &onnx_bytes(model)?)
 }
 
+/// The [`exeml_core::Exporter`] of image models as ONNX: `model.onnx` in the given folder.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OnnxExporter;
+
+impl exeml_core::Exporter for OnnxExporter {
+    type Model = ImageModel;
+
+    fn export(&self, model: &ImageModel, dir: &Path) -> Result<std::path::PathBuf> {
+        let path = dir.join("model.onnx");
+        export_onnx(model, &path)?;
+        Ok(path)
+    }
+}
+
 /// `model` as the bytes of an ONNX file.
 pub fn onnx_bytes(model: &ImageModel) -> Result<Vec<u8>> {
     Ok(model_proto(model)?.encode_to_vec())
