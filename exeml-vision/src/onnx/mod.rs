@@ -287,3 +287,142 @@ fn value_info(name: &str, dims: &[Option<usize>], doc: &str) -> ValueInfoProto {
         doc_string: doc.into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::BackboneKind;
+    use std::collections::HashSet;
+
+    /// The operators the export may use: all in ONNX's default domain at opset 17.
+    const OPERATORS: [&str; 26] = [
+        "Add",
+        "Clip",
+        "Concat",
+        "Conv",
+        "Div",
+        "Erf",
+        "Expand",
+        "Gather",
+        "Gemm",
+        "Identity",
+        "Log",
+        "MatMul",
+        "Max",
+        "MaxPool",
+        "Mul",
+        "ReduceMean",
+        "Relu",
+        "Reshape",
+        "Shape",
+        "Sigmoid",
+        "Slice",
+        "Softmax",
+        "Sqrt",
+        "Sub",
+        "Sum",
+        "Transpose",
+    ];
+
+    /// `kind` from its initialised checkpoint, written to a temporary file and loaded back.
+    fn initialised(kind: BackboneKind) -> (tempfile::TempDir, Backbone) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("checkpoint.safetensors");
+        let tensors = crate::initial_tensors(kind, 1).expect("init");
+        candle_core::safetensors::save(&tensors, &path).expect("save");
+        let backbone = Backbone::load(kind, Some(&path), &candle_core::Device::Cpu).expect("load");
+        (dir, backbone)
+    }
+
+    /// Every node reads only values defined before it (graph inputs, constants, earlier
+    /// outputs), defines each output once, and is an allowed operator; the outputs exist.
+    fn assert_well_formed(graph: &GraphProto) {
+        let mut defined: HashSet<&str> = graph.input.iter().map(|v| v.name.as_str()).collect();
+        for constant in &graph.initializer {
+            assert!(defined.insert(&constant.name), "{} twice", constant.name);
+            let count: i64 = constant.dims.iter().product();
+            let width = if constant.data_type == DataType::Int64 as i32 {
+                8
+            } else {
+                4
+            };
+            assert_eq!(
+                constant.raw_data.len() as i64,
+                count * width,
+                "{}",
+                constant.name
+            );
+        }
+        for node in &graph.node {
+            assert!(
+                OPERATORS.contains(&node.op_type.as_str()),
+                "{}",
+                node.op_type
+            );
+            for input in &node.input {
+                assert!(
+                    defined.contains(input.as_str()),
+                    "{} reads {input}",
+                    node.name
+                );
+            }
+            for output in &node.output {
+                assert!(defined.insert(output), "{output} defined twice");
+            }
+        }
+        for output in &graph.output {
+            assert!(defined.contains(output.name.as_str()), "{}", output.name);
+        }
+    }
+
+    #[test]
+    fn every_block_kind_lowers_to_a_well_formed_graph_that_round_trips() {
+        // ResNet: convolutions, max pooling, residual blocks; ConvNeXt: patchify, depthwise,
+        // norms, GELU, scale; ViT: token embedding (resampled positions) and attention.
+        for (kind, side) in [
+            (BackboneKind::Resnet18, 32),
+            (BackboneKind::ConvnextAtto, 32),
+            (BackboneKind::VitTiny, 48),
+        ] {
+            let (_dir, backbone) = initialised(kind);
+            let dims = block_input_dims(&backbone, side).expect("dims");
+            let mut g = GraphBuilder::default();
+            let mut x = INPUT.to_string();
+            for (block, dims) in backbone.blocks().iter().zip(&dims) {
+                x = lower::block(&mut g, block, &x, dims).expect("lower");
+            }
+            let features = lower::global_average(&mut g, &x);
+            g.node_into("Identity", &[&features], vec![], EMBEDDING);
+            let graph = GraphProto {
+                node: std::mem::take(&mut g.nodes),
+                initializer: std::mem::take(&mut g.initializers),
+                input: vec![value_info(
+                    INPUT,
+                    &[None, Some(3), Some(side), Some(side)],
+                    "",
+                )],
+                output: vec![value_info(EMBEDDING, &[None, Some(kind.feature_dim())], "")],
+                ..Default::default()
+            };
+            assert_well_formed(&graph);
+            let bytes = graph.encode_to_vec();
+            assert_eq!(GraphProto::decode(bytes.as_slice()).expect("decode"), graph);
+            // The constants hold every parameter of the blocks (plus the few the lowering adds;
+            // ViT's position embeddings are written resampled to the input's grid).
+            let parameters: usize = backbone
+                .blocks()
+                .iter()
+                .flat_map(|b| b.tensors())
+                .filter(|(name, _)| name != "positions")
+                .map(|(_, t)| t.elem_count())
+                .sum();
+            let written: usize = graph
+                .initializer
+                .iter()
+                .filter(|t| t.data_type == DataType::Float as i32)
+                .map(|t| t.raw_data.len() / 4)
+                .sum();
+            assert!(written >= parameters, "{kind}: {written} < {parameters}");
+        }
+    }
+}
