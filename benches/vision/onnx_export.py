@@ -27,6 +27,8 @@ work = Path(work)
 work.mkdir(parents=True, exist_ok=True)
 onnx_path = work / "model.onnx"
 subprocess.run([exeml, "export", "--model", model_dir, "--output", str(onnx_path)], check=True)
+int8_path = work / "model-int8.onnx"
+subprocess.run([exeml, "export", "--model", model_dir, "--output", str(int8_path), "--int8"], check=True)
 manifest = json.loads((Path(model_dir) / "manifest.json").read_text())
 side = manifest["resolution"]
 classes = manifest["classes"]
@@ -46,6 +48,8 @@ files = sorted(p for p in Path(test_dir).rglob("*.png"))
 # Every 10th test image: 1,000 of the 10,000.
 sample = files[::10]
 truth = [p.parent.name for p in sample]
+
+acc = lambda p: float(np.mean([classes[i] == t for i, t in zip(np.argmax(p, 1), truth)]))
 
 # exeml's own predictions and timing.
 sample_dir = work / "sample"
@@ -95,7 +99,6 @@ with torch.inference_mode():
 torch_latency = statistics.median(times)
 
 agree = float(np.mean(np.argmax(ort_proba, 1) == np.argmax(exeml_proba, 1)))
-acc = lambda p: float(np.mean([classes[i] == t for i, t in zip(np.argmax(p, 1), truth)]))
 exeml_latency = round(speed["single_ms_median"], 2)
 # exeml's latency without decoding: the trained model (preprocessing, network, head), and the
 # network alone (backbone + pooling + a 10-class head on a ready tensor), as ONNX runtimes time it.
@@ -112,7 +115,23 @@ try:
     exact_x = predictor.onnx_input([str(p) for p in sample])
     exact_proba = np.concatenate(
         [session.run(["probabilities"], {"pixels": exact_x[i:i + 32]})[0] for i in range(0, len(exact_x), 32)])
+    int8_session = ort.InferenceSession(str(int8_path), providers=["CPUExecutionProvider"])
+    int8_proba = np.concatenate(
+        [int8_session.run(["probabilities"], {"pixels": exact_x[i:i + 32]})[0] for i in range(0, len(exact_x), 32)])
+    log_loss = lambda p: float(-np.mean([np.log(max(p[j, classes.index(t)], 1e-15)) for j, t in enumerate(truth)]))
+    exact_int8 = {
+        "mb": round(int8_path.stat().st_size / 1e6, 2),
+        "accuracy": acc(int8_proba),
+        "log_loss": log_loss(int8_proba),
+        "float_log_loss": log_loss(exact_proba),
+        "same_prediction": float(np.mean(np.argmax(int8_proba, 1) == np.argmax(exeml_proba, 1))),
+        "better_after": int(np.sum((np.argmax(int8_proba, 1) != np.argmax(exeml_proba, 1))
+                                   & ([classes[i] == t for i, t in zip(np.argmax(int8_proba, 1), truth)]))),
+        "worse_after": int(np.sum((np.argmax(int8_proba, 1) != np.argmax(exeml_proba, 1))
+                                  & ([classes[i] == t for i, t in zip(np.argmax(exeml_proba, 1), truth)]))),
+    }
     exact = {
+        "int8_weights": exact_int8,
         "same_prediction": float(np.mean(np.argmax(exact_proba, 1) == np.argmax(exeml_proba, 1))),
         "max_probability_difference": float(np.abs(exact_proba - exeml_proba).max()),
         "pil_input_max_difference_grey_levels": float(np.abs(exact_x - x).max() * 255),

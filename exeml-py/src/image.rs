@@ -312,10 +312,12 @@ impl ImageModel {
     }
 
     /// Write the model as one ONNX file at `path` (probabilities and embeddings as exeml
-    /// computes them, from `onnx_input_*` pixels).
-    fn export_onnx(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+    /// computes them, from `onnx_input_*` pixels); `int8`: weights as 8-bit integers.
+    #[pyo3(signature = (path, *, int8=false))]
+    fn export_onnx(&self, py: Python<'_>, path: PathBuf, int8: bool) -> PyResult<()> {
         let model = Arc::clone(&self.inner);
-        guard_detached(py, move || model.export_onnx(&path))
+        let options = exeml::vision::onnx::OnnxOptions { int8_weights: int8 };
+        guard_detached(py, move || model.export_onnx(&path, options))
     }
 
     /// The exported ONNX model's inputs for image files (`3·R·R` values each, `value / 255`,

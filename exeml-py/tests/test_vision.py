@@ -355,6 +355,14 @@ def test_an_exported_onnx_model_predicts_and_embeds_as_the_predictor(image_predi
     assert np.abs(by_hand - pixels[0]).max() <= 2 / 255
     (by_hand_proba,) = session.run(["probabilities"], {"pixels": by_hand[None]})
     assert np.argmax(by_hand_proba) == np.argmax(proba[0])
+    # 8-bit weights: about a third of the file, the same predictions on these images.
+    small = p.export_onnx(tmp_path / "model-int8.onnx", int8=True)
+    assert os.path.getsize(small) < 0.35 * os.path.getsize(path)
+    small_session = ort.InferenceSession(small, providers=["CPUExecutionProvider"])
+    (small_proba,) = small_session.run(["probabilities"], {"pixels": pixels})
+    assert np.abs(small_proba - proba).max() < 0.05
+    assert (small_proba.argmax(1) == proba.argmax(1)).all()
+    assert small_session.get_modelmeta().custom_metadata_map["exeml.weights"].startswith("int8")
     with pytest.raises(exeml.DataError, match="broken.png"):
         (fresh / "broken.png").write_bytes(b"not an image")
         p.onnx_input(fresh / "broken.png")

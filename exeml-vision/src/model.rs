@@ -621,8 +621,8 @@ impl ImageModel {
 
     /// Write the model as one ONNX file at `path` (see [`crate::onnx`]): the same probabilities
     /// and embeddings from any ONNX runtime, given [`ImageModel::onnx_input`]s.
-    pub fn export_onnx(&self, path: &Path) -> Result<()> {
-        crate::onnx::export_onnx(self, path)
+    pub fn export_onnx(&self, path: &Path, options: crate::onnx::OnnxOptions) -> Result<()> {
+        crate::onnx::export_onnx(self, path, options)
     }
 
     /// The input of the exported ONNX model for `image`: its centre crop at the model's

@@ -386,10 +386,24 @@ fn cli_image_project_from_folder_to_labelled_versions_and_warm_started_models() 
             onnx.to_str().expect("utf-8"),
         ],
     );
+    let why = refused(
+        &ws,
+        &[
+            "model",
+            "export",
+            "--project",
+            "shapes",
+            "0.0.2",
+            "--int8",
+            "--out",
+            onnx.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(why.contains("--format onnx"), "{why}");
     let model = exeml::vision::ImageModel::load(&exported).expect("load export");
     assert_eq!(
         std::fs::read(&onnx).expect("onnx"),
-        exeml::vision::onnx::onnx_bytes(&model).expect("bytes")
+        exeml::vision::onnx::onnx_bytes(&model, Default::default()).expect("bytes")
     );
 
     // Deleting a label says what goes and deletes only when confirmed.

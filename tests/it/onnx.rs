@@ -10,6 +10,7 @@ use crate::image::{model_dir, picture, with_scaled_blocks};
 use candle_core::{Device, Tensor};
 use exeml::vision::head::LinearHead;
 use exeml::vision::model::{EnsembleEntry, EnsembleMember};
+use exeml::vision::onnx::OnnxOptions;
 use exeml::vision::{Backbone, BackboneKind, ImageModel};
 use exeml::ProblemType;
 use rand::SeedableRng;
@@ -62,10 +63,15 @@ struct Outputs {
 }
 
 /// Export `model`, run it in onnxruntime on the ONNX inputs of `images`, and return the outputs.
-fn run_exported(python: &Path, model: &ImageModel, images: &[image::RgbImage]) -> Outputs {
+fn run_exported(
+    python: &Path,
+    model: &ImageModel,
+    images: &[image::RgbImage],
+    options: OnnxOptions,
+) -> Outputs {
     let dir = tempfile::tempdir().expect("tempdir");
     let onnx = dir.path().join("model.onnx");
-    model.export_onnx(&onnx).expect("export");
+    model.export_onnx(&onnx, options).expect("export");
     let pixels: Vec<u8> = images
         .iter()
         .flat_map(|image| model.onnx_input(image))
@@ -142,7 +148,7 @@ fn assert_exported_alike(
 ) -> serde_json::Map<String, serde_json::Value> {
     let ours = model.predict_images(images).expect("predict");
     let embedded = model.embed_images(images).expect("embed");
-    let theirs = run_exported(python, model, images);
+    let theirs = run_exported(python, model, images, OnnxOptions::default());
     let what = model.summary();
     let p = max_diff(&ours, &theirs.probabilities);
     let (e, scale) = (max_diff(&embedded, &theirs.embedding), max_abs(&embedded));
@@ -178,10 +184,14 @@ fn an_exported_mobilenet_model_predicts_as_exeml_with_its_classes_in_the_metadat
     // temporary file is left beside it.
     let out = tempfile::tempdir().expect("tempdir");
     let nested = out.path().join("exports/v1/model.onnx");
-    model.export_onnx(&nested).expect("export into new folders");
+    model
+        .export_onnx(&nested, OnnxOptions::default())
+        .expect("export into new folders");
     assert!(std::fs::metadata(&nested).expect("written").len() > 1_000_000);
     let folder = out.path().join("exports");
-    let err = model.export_onnx(&folder).expect_err("a folder");
+    let err = model
+        .export_onnx(&folder, OnnxOptions::default())
+        .expect_err("a folder");
     assert!(err.to_string().contains("exports"), "{err}");
     let left: Vec<_> = std::fs::read_dir(out.path())
         .expect("list")
@@ -190,13 +200,66 @@ fn an_exported_mobilenet_model_predicts_as_exeml_with_its_classes_in_the_metadat
     assert_eq!(left, ["exports"], "nothing but the export");
     // The core `Exporter` trait writes `model.onnx` into a folder.
     use exeml::core::Exporter;
-    let written = exeml::vision::onnx::OnnxExporter
+    let written = exeml::vision::onnx::OnnxExporter::default()
         .export(&model, &out.path().join("by-trait"))
         .expect("exporter");
     assert_eq!(written, out.path().join("by-trait/model.onnx"));
     assert_eq!(
         std::fs::read(&written).expect("read"),
-        exeml::vision::onnx::onnx_bytes(&model).expect("bytes")
+        exeml::vision::onnx::onnx_bytes(&model, OnnxOptions::default()).expect("bytes")
+    );
+}
+
+#[test]
+fn int8_weights_shrink_the_file_to_a_third_and_keep_the_predictions() {
+    let Some(python) = onnxruntime_python() else {
+        return;
+    };
+    let Some(dir) = model_dir() else { return };
+    let model = ImageModel::load(dir).expect("load");
+    // A damped head keeps the probabilities off 0 and 1, so that their changes show.
+    let mut head = model.head().clone();
+    head.weight = (&head.weight * 0.05).expect("scale");
+    let model = ImageModel::new(model.manifest.clone(), model.backbone().clone(), head);
+    let images = pictures(5);
+    let ours = model.predict_images(&images).expect("predict");
+    let embedded = model.embed_images(&images).expect("embed");
+    let int8 = OnnxOptions { int8_weights: true };
+    let theirs = run_exported(&python, &model, &images, int8);
+    let cosine = |a: &[f32], b: &[f32]| {
+        let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        dot / (norm(a) * norm(b))
+    };
+    let p = max_diff(&ours, &theirs.probabilities);
+    let e = embedded
+        .iter()
+        .zip(&theirs.embedding)
+        .map(|(a, b)| cosine(a, b))
+        .fold(1f32, f32::min);
+    eprintln!("int8 weights: probabilities within {p}, embeddings' cosine at least {e}");
+    assert!(
+        p < 0.02 && e > 0.99,
+        "probabilities {p}, embeddings' cosine {e}"
+    );
+    assert!(p > 0.0, "the weights were rounded");
+    let argmax = |row: &Vec<f32>| (0..row.len()).max_by(|&a, &b| row[a].total_cmp(&row[b]));
+    for (a, b) in ours.iter().zip(&theirs.probabilities) {
+        assert_eq!(argmax(a), argmax(b), "{a:?} vs {b:?}");
+    }
+    assert!(theirs.metadata["exeml.weights"]
+        .as_str()
+        .is_some_and(|w| w.starts_with("int8")));
+    let sizes = [OnnxOptions::default(), int8].map(|o| {
+        exeml::vision::onnx::onnx_bytes(&model, o)
+            .expect("bytes")
+            .len()
+    });
+    assert!(
+        sizes[1] * 100 < sizes[0] * 35,
+        "int8 {} bytes, float {}",
+        sizes[1],
+        sizes[0]
     );
 }
 
@@ -360,8 +423,24 @@ fn cli_exports_an_image_model_and_refuses_a_table_model() {
     let model = ImageModel::load(dir).expect("load");
     assert_eq!(
         std::fs::read(&onnx).expect("onnx"),
-        exeml::vision::onnx::onnx_bytes(&model).expect("bytes")
+        exeml::vision::onnx::onnx_bytes(&model, OnnxOptions::default()).expect("bytes")
     );
+
+    // `--int8`: a quarter of the size, and said so.
+    let small = out.path().join("model-int8.onnx");
+    let run = Command::new(env!("CARGO_BIN_EXE_exeml"))
+        .arg("export")
+        .arg("--model")
+        .arg(dir)
+        .arg("--output")
+        .arg(&small)
+        .arg("--int8")
+        .output()
+        .expect("run exeml");
+    assert!(run.status.success());
+    assert!(String::from_utf8_lossy(&run.stdout).contains("int8 weights"));
+    let size = |p: &Path| std::fs::metadata(p).expect("size").len();
+    assert!(size(&small) * 100 < size(&onnx) * 35);
 
     // A table model is refused by name, and nothing is written.
     let table = out.path().join("table-model");

@@ -114,7 +114,7 @@ fn conv(g: &mut GraphBuilder, c: &ConvBn, x: &str) -> Result<String> {
         }
         ConvKind::Pointwise => {
             let inputs = c.weight.dim(1).map_err(candle_error)?;
-            let weight = g.tensor("weight", &c.weight, Some(&[out, inputs, 1, 1]))?;
+            let weight = g.weight("weight", &c.weight, Some(&[out, inputs, 1, 1]))?;
             g.node(
                 "Conv",
                 &[x, &weight, &bias],
@@ -124,7 +124,7 @@ fn conv(g: &mut GraphBuilder, c: &ConvBn, x: &str) -> Result<String> {
         ConvKind::Full { stride } | ConvKind::Depthwise { stride } => {
             let k = c.weight.dim(2).map_err(candle_error)? as i64;
             let (s, p) = (stride as i64, k / 2);
-            let weight = g.tensor("weight", &c.weight, None)?;
+            let weight = g.weight("weight", &c.weight, None)?;
             let group = match c.kind {
                 ConvKind::Depthwise { .. } => out as i64,
                 _ => 1,
@@ -142,7 +142,7 @@ fn conv(g: &mut GraphBuilder, c: &ConvBn, x: &str) -> Result<String> {
         }
         ConvKind::Patchify => {
             let k = c.weight.dim(2).map_err(candle_error)? as i64;
-            let weight = g.tensor("weight", &c.weight, None)?;
+            let weight = g.weight("weight", &c.weight, None)?;
             g.node(
                 "Conv",
                 &[x, &weight, &bias],

@@ -45,34 +45,48 @@ const INPUT_DOC: &str = "float32 batch x 3 x R x R, RGB values / 255 in [0, 1], 
 the centre square covering 7/8 of the shorter side, resized to R x R (bilinear); the graph \
 normalises with the ImageNet mean and standard deviation itself";
 
+/// How a model is written as ONNX.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OnnxOptions {
+    /// Store the backbone's convolution and linear weights as 8-bit integers with one scale
+    /// per output channel (about 30 % of the file, for downloads to phones and browsers; the
+    /// small depthwise and stem filters and the head stay float32). Runtimes turn them back
+    /// into floats when they load the file, so the speed is unchanged and the probabilities
+    /// move a little (see docs/images.md).
+    pub int8_weights: bool,
+}
+
 /// Write `model` as an ONNX file at `path` (atomically: a temporary file renamed into place).
-pub fn export_onnx(model: &ImageModel, path: &Path) -> Result<()> {
-    write_atomic(path, &onnx_bytes(model)?)
+pub fn export_onnx(model: &ImageModel, path: &Path, options: OnnxOptions) -> Result<()> {
+    write_atomic(path, &onnx_bytes(model, options)?)
 }
 
 /// The [`exeml_core::Exporter`] of image models as ONNX: `model.onnx` in the given folder.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct OnnxExporter;
+pub struct OnnxExporter {
+    /// How the file is written.
+    pub options: OnnxOptions,
+}
 
 impl exeml_core::Exporter for OnnxExporter {
     type Model = ImageModel;
 
     fn export(&self, model: &ImageModel, dir: &Path) -> Result<std::path::PathBuf> {
         let path = dir.join("model.onnx");
-        export_onnx(model, &path)?;
+        export_onnx(model, &path, self.options)?;
         Ok(path)
     }
 }
 
 /// `model` as the bytes of an ONNX file.
-pub fn onnx_bytes(model: &ImageModel) -> Result<Vec<u8>> {
-    Ok(model_proto(model)?.encode_to_vec())
+pub fn onnx_bytes(model: &ImageModel, options: OnnxOptions) -> Result<Vec<u8>> {
+    Ok(model_proto(model, options)?.encode_to_vec())
 }
 
-fn model_proto(model: &ImageModel) -> Result<ModelProto> {
+fn model_proto(model: &ImageModel, options: OnnxOptions) -> Result<ModelProto> {
     let manifest = &model.manifest;
     let side = manifest.resolution as usize;
-    let mut g = GraphBuilder::default();
+    let mut g = GraphBuilder::new(options.int8_weights);
     let mean = g.floats("imagenet_mean", &[1, 3, 1, 1], &MEAN);
     let std = g.floats("imagenet_std", &[1, 3, 1, 1], &STD);
     let centred = g.node("Sub", &[INPUT, &mean], vec![]);
@@ -146,7 +160,7 @@ fn model_proto(model: &ImageModel) -> Result<ModelProto> {
         model_version: 1,
         doc_string: model.summary(),
         graph: Some(graph),
-        metadata_props: metadata(model)?,
+        metadata_props: metadata(model, options)?,
     })
 }
 
@@ -238,7 +252,7 @@ fn calibrate(g: &mut GraphBuilder, p: &str, temperature: f64, multilabel: bool) 
 
 /// The metadata a caller needs besides the graph: classes, problem, resolution, backbone, input
 /// and, for a multi-label model, the per-label thresholds on the probabilities.
-fn metadata(model: &ImageModel) -> Result<Vec<StringStringEntryProto>> {
+fn metadata(model: &ImageModel, options: OnnxOptions) -> Result<Vec<StringStringEntryProto>> {
     let manifest = &model.manifest;
     let mut props = vec![
         ("exeml.classes", to_json(&manifest.classes)?),
@@ -246,6 +260,16 @@ fn metadata(model: &ImageModel) -> Result<Vec<StringStringEntryProto>> {
         ("exeml.resolution", manifest.resolution.to_string()),
         ("exeml.backbone", manifest.backbone.to_string()),
         ("exeml.input", INPUT_DOC.to_string()),
+        (
+            "exeml.weights",
+            if options.int8_weights {
+                "int8: convolution weights with at least 64 per output channel, one symmetric \
+                 scale per channel; depthwise and stem filters and the head in float32"
+            } else {
+                "float32"
+            }
+            .to_string(),
+        ),
     ];
     if manifest.problem == ProblemType::Multilabel {
         let thresholds = decision_thresholds(&manifest.thresholds, manifest.temperature);
@@ -295,11 +319,12 @@ mod tests {
     use std::collections::HashSet;
 
     /// The operators the export may use: all in ONNX's default domain at opset 17.
-    const OPERATORS: [&str; 26] = [
+    const OPERATORS: [&str; 27] = [
         "Add",
         "Clip",
         "Concat",
         "Conv",
+        "DequantizeLinear",
         "Div",
         "Erf",
         "Expand",
@@ -341,10 +366,10 @@ mod tests {
         for constant in &graph.initializer {
             assert!(defined.insert(&constant.name), "{} twice", constant.name);
             let count: i64 = constant.dims.iter().product();
-            let width = if constant.data_type == DataType::Int64 as i32 {
-                8
-            } else {
-                4
+            let width = match constant.data_type {
+                t if t == DataType::Int64 as i32 => 8,
+                t if t == DataType::Int8 as i32 => 1,
+                _ => 4,
             };
             assert_eq!(
                 constant.raw_data.len() as i64,
@@ -379,14 +404,17 @@ mod tests {
     fn every_block_kind_lowers_to_a_well_formed_graph_that_round_trips() {
         // ResNet: convolutions, max pooling, residual blocks; ConvNeXt: patchify, depthwise,
         // norms, GELU, scale; ViT: token embedding (resampled positions) and attention.
-        for (kind, side) in [
+        for ((kind, side), int8_weights) in [
             (BackboneKind::Resnet18, 32),
             (BackboneKind::ConvnextAtto, 32),
             (BackboneKind::VitTiny, 48),
-        ] {
+        ]
+        .into_iter()
+        .flat_map(|k| [(k, false), (k, true)])
+        {
             let (_dir, backbone) = initialised(kind);
             let dims = block_input_dims(&backbone, side).expect("dims");
-            let mut g = GraphBuilder::default();
+            let mut g = GraphBuilder::new(int8_weights);
             let mut x = INPUT.to_string();
             for (block, dims) in backbone.blocks().iter().zip(&dims) {
                 x = lower::block(&mut g, block, &x, dims).expect("lower");
@@ -419,10 +447,56 @@ mod tests {
             let written: usize = graph
                 .initializer
                 .iter()
-                .filter(|t| t.data_type == DataType::Float as i32)
-                .map(|t| t.raw_data.len() / 4)
+                .map(|t| match t.data_type {
+                    d if d == DataType::Int8 as i32 => t.raw_data.len(),
+                    d if d == DataType::Float as i32 => t.raw_data.len() / 4,
+                    _ => 0,
+                })
                 .sum();
             assert!(written >= parameters, "{kind}: {written} < {parameters}");
+            // With int8 weights most parameters are 8-bit, and each dequantised tensor is a
+            // convolution's weight.
+            let int8: usize = graph
+                .initializer
+                .iter()
+                .filter(|t| t.data_type == DataType::Int8 as i32)
+                .map(|t| t.raw_data.len())
+                .sum();
+            let dequantised: Vec<&str> = graph
+                .node
+                .iter()
+                .filter(|n| n.op_type == "DequantizeLinear")
+                .map(|n| n.output[0].as_str())
+                .collect();
+            let conv_weights: HashSet<&str> = graph
+                .node
+                .iter()
+                .filter(|n| n.op_type == "Conv")
+                .map(|n| n.input[1].as_str())
+                .collect();
+            assert!(
+                dequantised.iter().all(|d| conv_weights.contains(d)),
+                "{kind}"
+            );
+            match int8_weights {
+                true => assert!(
+                    int8 * 10 >= parameters * 8,
+                    "{kind}: {int8} of {parameters}"
+                ),
+                false => assert!(int8 == 0 && dequantised.is_empty(), "{kind}"),
+            }
         }
+    }
+
+    #[test]
+    fn int8_rows_keep_each_weight_within_half_a_step_of_its_row_scale() {
+        let row = [0.5f32, -1.27, 0.003, 0.0, 1.0];
+        let (q, scale) = graph::quantise_row(&row);
+        assert!((scale - 0.01).abs() < 1e-7, "{scale}");
+        assert_eq!(q, [50, -127, 0, 0, 100]);
+        for (v, q) in row.iter().zip(&q) {
+            assert!((v - f32::from(*q) * scale).abs() <= scale / 2.0 + 1e-7);
+        }
+        assert_eq!(graph::quantise_row(&[0.0, 0.0]), (vec![0, 0], 1.0));
     }
 }

@@ -161,6 +161,8 @@ pub struct TensorProto {
 pub enum DataType {
     /// 32-bit float.
     Float = 1,
+    /// 8-bit signed integer.
+    Int8 = 3,
     /// 64-bit signed integer.
     Int64 = 7,
 }

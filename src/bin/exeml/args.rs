@@ -242,6 +242,9 @@ pub struct ExportArgs {
     /// The ONNX file to write (MODEL.onnx).
     #[arg(long)]
     pub output: PathBuf,
+    /// Store the weights as 8-bit integers (a quarter of the size; probabilities move a little).
+    #[arg(long)]
+    pub int8: bool,
 }
 
 /// What `exeml model export` writes.
@@ -608,5 +611,8 @@ pub enum ModelCommand {
         /// `folder` (default) or `onnx` (image models).
         #[arg(long, value_enum, default_value_t = ExportFormat::Folder)]
         format: ExportFormat,
+        /// With `--format onnx`: store the weights as 8-bit integers.
+        #[arg(long)]
+        int8: bool,
     },
 }

@@ -567,7 +567,14 @@ pub fn model(workspace: Option<PathBuf>, command: ModelCommand) -> Result<()> {
             version,
             out,
             format,
+            int8,
         } => {
+            if int8 && format != ExportFormat::Onnx {
+                return Err(Error::invalid(
+                    "--int8",
+                    "8-bit weights are an option of `--format onnx`",
+                ));
+            }
             match (
                 load_model(&Project::open(store, &project)?, &version)?,
                 format,
@@ -576,7 +583,10 @@ pub fn model(workspace: Option<PathBuf>, command: ModelCommand) -> Result<()> {
                 (LoadedModel::Image(model), ExportFormat::Folder) => {
                     model.save(&out)?;
                 }
-                (LoadedModel::Image(model), ExportFormat::Onnx) => model.export_onnx(&out)?,
+                (LoadedModel::Image(model), ExportFormat::Onnx) => {
+                    let options = exeml::vision::onnx::OnnxOptions { int8_weights: int8 };
+                    model.export_onnx(&out, options)?
+                }
                 (LoadedModel::Tabular(_), ExportFormat::Onnx) => {
                     return Err(Error::invalid(
                         "--format",

@@ -230,13 +230,17 @@ fn export(args: &ExportArgs) -> Result<()> {
     match model_task(&args.model)? {
         TaskKind::Image => {
             let model = exeml::vision::ImageModel::load(&args.model)?;
-            model.export_onnx(&args.output)?;
+            let options = exeml::vision::onnx::OnnxOptions {
+                int8_weights: args.int8,
+            };
+            model.export_onnx(&args.output, options)?;
             let side = model.manifest.resolution;
             println!(
-                "wrote {} (ONNX opset {}): input `pixels` batch×3×{side}×{side} (RGB / 255, \
+                "wrote {} (ONNX opset {}{}): input `pixels` batch×3×{side}×{side} (RGB / 255, \
                  channels first), outputs `probabilities` ({} classes) and `embedding` ({})",
                 args.output.display(),
                 exeml::vision::onnx::OPSET,
+                if args.int8 { ", int8 weights" } else { "" },
                 model.classes().len(),
                 model.embedding_dim(),
             );
