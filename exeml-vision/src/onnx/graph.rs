@@ -45,7 +45,7 @@ impl GraphBuilder {
         if !self.int8_weights || per_row < MIN_INT8_ROW {
             return self.tensor(hint, tensor, dims);
         }
-        let values = cpu_values(tensor)?;
+        let values = shaped_values(hint, tensor, &shape)?;
         let dims = shape;
         let mut scales = Vec::with_capacity(rows);
         let mut quantised = Vec::with_capacity(values.len());
@@ -106,17 +106,8 @@ impl GraphBuilder {
         tensor: &Tensor,
         dims: Option<&[usize]>,
     ) -> Result<String> {
-        let values = cpu_values(tensor)?;
         let dims = dims.unwrap_or(tensor.dims()).to_vec();
-        if dims.iter().product::<usize>() != values.len() {
-            return Err(exeml_core::Error::invalid(
-                "onnx export",
-                format!(
-                    "tensor {hint} of shape {:?} cannot be written as {dims:?}",
-                    tensor.dims()
-                ),
-            ));
-        }
+        let values = shaped_values(hint, tensor, &dims)?;
         Ok(self.floats(hint, &dims, &values))
     }
 
@@ -168,14 +159,25 @@ impl GraphBuilder {
     }
 }
 
-/// `tensor`'s values as f32 on the CPU, row-major.
-fn cpu_values(tensor: &Tensor) -> Result<Vec<f32>> {
-    tensor
+/// `tensor`'s values as f32 on the CPU, row-major, to be written with the shape `dims` (which
+/// must hold as many values).
+fn shaped_values(hint: &str, tensor: &Tensor, dims: &[usize]) -> Result<Vec<f32>> {
+    let values = tensor
         .to_device(&candle_core::Device::Cpu)
         .and_then(|t| t.to_dtype(candle_core::DType::F32))
         .and_then(|t| t.flatten_all())
         .and_then(|t| t.to_vec1::<f32>())
-        .map_err(candle_error)
+        .map_err(candle_error)?;
+    if dims.iter().product::<usize>() != values.len() {
+        return Err(exeml_core::Error::invalid(
+            "onnx export",
+            format!(
+                "tensor {hint} of shape {:?} cannot be written as {dims:?}",
+                tensor.dims()
+            ),
+        ));
+    }
+    Ok(values)
 }
 
 /// `row` as integers in `-127..=127` and the scale that turns them back (`value ≈ q·scale`):
