@@ -789,7 +789,7 @@ fn cli_names_a_fine_tuning_arms_file_it_cannot_use() {
 }
 
 /// `backbone` with its blocks from `first` on "tuned": their convolution weights scaled.
-pub fn with_scaled_blocks(
+fn with_scaled_blocks(
     backbone: &exeml::vision::Backbone,
     first: usize,
     scale: f64,
@@ -852,16 +852,20 @@ fn fine_tuned_blocks_are_saved_and_reloaded_exactly() {
     assert!(err.to_string().contains("tuned.safetensors"), "{err}");
 }
 
-#[test]
-fn a_fine_tuned_ensemble_averages_its_members_and_is_saved_and_reloaded_exactly() {
+/// Two ensemble members made from `model`: its last two blocks "tuned" differently (scaled
+/// weights), each with a damped head so that their scores differ visibly; and `model`'s manifest
+/// for their ensemble (weights 0.6 and 0.4).
+pub fn two_member_ensemble(
+    model: &ImageModel,
+) -> (
+    exeml::vision::model::ImageManifest,
+    exeml::vision::model::EnsembleMember,
+    exeml::vision::model::EnsembleMember,
+) {
     use exeml::vision::finetune::FineTuneParams;
     use exeml::vision::model::{EnsembleEntry, EnsembleMember};
-    let Some(dir) = model_dir() else { return };
-    let model = ImageModel::load(dir).expect("load");
     let backbone = model.backbone();
     let first = backbone.blocks().len() - 2;
-    // Two members that tuned the last two blocks differently (scaled weights), each with a
-    // damped head so that their scores differ visibly.
     let member = |scale: f64, head_scale: f64| {
         let mut head = model.head().clone();
         head.weight = (&head.weight * head_scale).expect("scale");
@@ -870,7 +874,6 @@ fn a_fine_tuned_ensemble_averages_its_members_and_is_saved_and_reloaded_exactly(
             head,
         }
     };
-    let (a, b) = (member(1.05, 0.01), member(0.95, 0.02));
     let mut manifest = model.manifest.clone();
     manifest.tuned_from = Some(first);
     let entry = |weight, trial| EnsembleEntry {
@@ -879,6 +882,15 @@ fn a_fine_tuned_ensemble_averages_its_members_and_is_saved_and_reloaded_exactly(
         trial,
     };
     manifest.ensemble = vec![entry(0.6, 0), entry(0.4, 1)];
+    (manifest, member(1.05, 0.01), member(0.95, 0.02))
+}
+
+#[test]
+fn a_fine_tuned_ensemble_averages_its_members_and_is_saved_and_reloaded_exactly() {
+    use exeml::vision::model::EnsembleMember;
+    let Some(dir) = model_dir() else { return };
+    let model = ImageModel::load(dir).expect("load");
+    let (mut manifest, a, b) = two_member_ensemble(&model);
     // The members' probabilities are averaged, then the average is calibrated: compared
     // without a temperature first.
     manifest.temperature = None;

@@ -6,10 +6,9 @@
 //! (`$EXEML_ONNXRUNTIME_PYTHON` names another interpreter). Without it these tests skip, except
 //! under `CI=true`, where they fail.
 
-use crate::image::{model_dir, picture, with_scaled_blocks};
+use crate::image::{model_dir, picture, two_member_ensemble};
 use candle_core::{Device, Tensor};
 use exeml::vision::head::LinearHead;
-use exeml::vision::model::{EnsembleEntry, EnsembleMember};
 use exeml::vision::onnx::OnnxOptions;
 use exeml::vision::{Backbone, BackboneKind, ImageModel};
 use exeml::ProblemType;
@@ -270,25 +269,7 @@ fn an_exported_ensemble_averages_its_members_and_applies_the_temperature() {
     };
     let Some(dir) = model_dir() else { return };
     let model = ImageModel::load(dir).expect("load");
-    let backbone = model.backbone();
-    let first = backbone.blocks().len() - 2;
-    let member = |scale: f64, head_scale: f64| {
-        let mut head = model.head().clone();
-        head.weight = (&head.weight * head_scale).expect("scale");
-        EnsembleMember {
-            backbone: with_scaled_blocks(backbone, first, scale),
-            head,
-        }
-    };
-    let (a, b) = (member(1.05, 0.01), member(0.95, 0.02));
-    let mut manifest = model.manifest.clone();
-    manifest.tuned_from = Some(first);
-    let entry = |weight, trial| EnsembleEntry {
-        fine_tune: exeml::vision::finetune::FineTuneParams::default(),
-        weight,
-        trial,
-    };
-    manifest.ensemble = vec![entry(0.6, 0), entry(0.4, 1)];
+    let (mut manifest, a, b) = two_member_ensemble(&model);
     manifest.temperature = Some(0.5);
     let ensemble =
         ImageModel::new_ensemble(manifest, a.backbone, a.head, vec![b]).expect("ensemble");
